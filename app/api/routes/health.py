@@ -1,0 +1,26 @@
+"""Liveness and readiness: alive is not ready until a verified model is in memory."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import HolderDep
+from app.errors import ModelNotReady
+from app.schemas import Status
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> Status:
+    """Alive: the process answers (always 200)."""
+    return Status(status="ok")
+
+
+@router.get("/readyz", responses={503: {"description": "no verified model loaded yet"}})
+async def readyz(holder: HolderDep) -> Status:
+    """Ready: a verified model is loaded and serving (503 before)."""
+    model = holder.current
+    if model is None:
+        raise ModelNotReady()
+    return Status(status="ready", model_version=model.version)

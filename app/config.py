@@ -1,0 +1,90 @@
+"""Every setting of the service, read once from ``CLOSECAST_*`` environment variables.
+
+One typed class, validated at start so a bad value stops the process with a message instead of failing
+on the first request. Tests build ``Settings(...)`` directly and pass it to ``create_app``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+import app as _package
+
+REPO_MODELS_DIR = Path(_package.__file__).resolve().parents[1] / "models"
+
+# Hard ceilings: the request schemas declare them as bounds, so a setting above one could never be reached.
+MAX_CLOSES_CEILING = 1_000_000
+MAX_HORIZON_CEILING = 365
+MAX_BATCH_SERIES_CEILING = 100_000
+
+Providers = Literal["auto", "cpu", "cuda"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class Settings(BaseSettings):
+    """Service configuration; each field is the environment variable ``CLOSECAST_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CLOSECAST_", extra="ignore", frozen=True)
+
+    # Model registry
+    model_dir: Path = Field(REPO_MODELS_DIR, description="registry served: version dirs + `current` pointer")
+    default_model_dir: Path | None = Field(
+        None, description="registry copied into an empty model_dir at start (first start of a Docker volume)"
+    )
+
+    # Server
+    host: str = Field("127.0.0.1", min_length=1, description="interface uvicorn binds to")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (each loads the model)")
+    log_level: LogLevel = Field("info", description="log level of the service and uvicorn")
+
+    # Inference
+    providers: Providers = Field("auto", description="auto = CUDA when it loads, else CPU")
+    ort_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads per session")
+    inline_batch_threshold: int = Field(
+        64, ge=0, le=MAX_BATCH_SERIES_CEILING, description="batches larger than this run off the event loop"
+    )
+    reload_interval_s: float = Field(
+        2.0, ge=0.05, le=3600, description="how often each worker checks the `current` pointer"
+    )
+
+    # Request limits
+    max_closes: int = Field(10_000, ge=2, le=MAX_CLOSES_CEILING, description="closes per series")
+    max_horizon: int = Field(30, ge=1, le=MAX_HORIZON_CEILING, description="steps ahead per request")
+    max_batch_series: int = Field(
+        1000, ge=1, le=MAX_BATCH_SERIES_CEILING, description="series per /forecast/batch request"
+    )
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3, description="request body limit")
+    enable_noop: bool = Field(False, description="register POST /noop/forecast (benchmarks only)")
+
+    # Admin and retraining jobs
+    api_key: SecretStr | None = Field(None, description="key required by admin endpoints (X-API-Key)")
+    job_queue_size: int = Field(4, ge=1, le=1000, description="retrain jobs waiting at most")
+    train_threads: int = Field(1, ge=1, le=64, description="torch threads of a retrain job")
+    train_nice: int = Field(10, ge=0, le=19, description="niceness of the retrain subprocess")
+    train_timeout_s: float = Field(3600, gt=0, le=7 * 24 * 3600, description="a retrain job is killed after this")
+
+    @field_validator("model_dir", "default_model_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("api_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("CLOSECAST_API_KEY must be at least 16 characters (use `openssl rand -hex 16`)")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment once (``get_settings.cache_clear()`` re-reads)."""
+    return Settings()

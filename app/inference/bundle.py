@@ -1,0 +1,188 @@
+"""Load a model bundle from disk and verify it before it may serve (format: ``models/README.md``).
+
+Checks, in order, each failing with ``BundleInvalid`` and a message naming what failed: the manifest is
+readable and of a known ``format_version``; every file in ``manifest["files"]`` exists and has its sha256;
+``scaler.json`` parses; ONNX Runtime opens ``model.onnx`` with the input and output the manifest names;
+and the forecaster reproduces ``manifest["sample"]`` within its relative tolerance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from app.errors import BundleInvalid, ProviderUnavailable
+from app.inference.forecaster import Forecaster
+from app.inference.preprocessing import Scaler
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+SCALER_FILE = "scaler.json"
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+PROVIDER_CHOICES: dict[str, list[str]] = {"auto": [CUDA, CPU], "cuda": [CUDA, CPU], "cpu": [CPU]}
+
+
+def read_manifest(bundle_dir: Path) -> dict[str, Any]:
+    """``manifest.json`` as a dict, refused unless its ``format_version`` is one this loader knows."""
+    path = bundle_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise BundleInvalid(f"{path} does not exist; {bundle_dir.name} is not a model bundle") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleInvalid(f"{path} is not readable JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise BundleInvalid(f"{path} holds a {type(manifest).__name__}, expected a JSON object")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleInvalid(
+            f"{path}: format_version is {version!r} but this service reads format_version {FORMAT_VERSION}; "
+            f"serve it with a matching closecast release"
+        )
+    for key in ("files", "input", "intervals", "sample"):
+        if not isinstance(manifest.get(key), dict):
+            raise BundleInvalid(f"{path}: the {key!r} section is missing or not an object")
+    return manifest
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_files(bundle_dir: Path, manifest: dict[str, Any]) -> None:
+    """Every file listed in ``manifest["files"]`` exists with the recorded sha256; the served ones are listed."""
+    files: dict[str, Any] = manifest["files"]
+    for required in (MODEL_FILE, SCALER_FILE):
+        if required not in files:
+            raise BundleInvalid(f"{bundle_dir.name}: manifest files lists no sha256 for {required}; refusing "
+                                f"to serve an unverified file")
+    for name, expected in files.items():
+        path = bundle_dir / name
+        if Path(name).name != name or name in {MANIFEST, "", ".", ".."}:
+            raise BundleInvalid(f"{bundle_dir.name}: manifest files names {name!r}, which is not a file of the bundle")
+        if not path.is_file():
+            raise BundleInvalid(f"{bundle_dir.name}/{name} is missing (the manifest lists it)")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise BundleInvalid(
+                f"{bundle_dir.name}/{name} is damaged: sha256 {actual} but the manifest expects {expected}"
+            )
+
+
+def load_scaler(bundle_dir: Path) -> Scaler:
+    path = bundle_dir / SCALER_FILE
+    try:
+        return Scaler.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BundleInvalid(f"{bundle_dir.name}/{SCALER_FILE} is not a usable scaler: {exc}") from exc
+
+
+def open_session(model_path: Path, providers: str = "auto", threads: int = 1) -> ort.InferenceSession:
+    """An ONNX Runtime session on the providers the setting asks for (CUDA first, CPU fallback)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only; CUDA fallback is reported by our own log line
+    wanted = [p for p in PROVIDER_CHOICES[providers] if p in ort.get_available_providers()] or [CPU]
+    try:
+        session = ort.InferenceSession(str(model_path), sess_options=options, providers=wanted)
+    except Exception as exc:  # ONNX Runtime raises its own untyped errors for unreadable models
+        raise BundleInvalid(f"ONNX Runtime cannot open {model_path.parent.name}/{model_path.name}: {exc}") from exc
+    obtained = session.get_providers()[0]
+    if providers == "cuda" and obtained != CUDA:
+        raise ProviderUnavailable(
+            f"CLOSECAST_PROVIDERS is 'cuda' but ONNX Runtime obtained {obtained} (is a GPU with CUDA and "
+            f"cuDNN visible?); set CLOSECAST_PROVIDERS=auto to fall back to the CPU"
+        )
+    if obtained != wanted[0]:
+        log.warning("ONNX Runtime could not use %s; falling back to %s", wanted[0], obtained)
+    return session
+
+
+def check_contract(session: ort.InferenceSession, manifest: dict[str, Any], name: str) -> None:
+    """The ONNX graph takes and returns the tensors the manifest names."""
+    contract = manifest["input"]
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = [o.name for o in session.get_outputs()]
+    window = contract.get("window")
+    if not isinstance(window, int) or window < 3:
+        raise BundleInvalid(f"{name}: input.window is {window!r}; expected an integer >= 3")
+    if contract.get("name") not in inputs:
+        raise BundleInvalid(f"{name}: model.onnx has inputs {sorted(inputs)} but the manifest names "
+                            f"{contract.get('name')!r}")
+    shape = inputs[contract["name"]]
+    if len(shape) != 3 or shape[1:] != [window - 1, 1]:
+        raise BundleInvalid(f"{name}: model.onnx input shape is {shape}; expected ['batch', {window - 1}, 1]")
+    if contract.get("output_name") not in outputs:
+        raise BundleInvalid(f"{name}: model.onnx has outputs {outputs} but the manifest names "
+                            f"{contract.get('output_name')!r}")
+
+
+def check_sample(forecaster: Forecaster, manifest: dict[str, Any], name: str) -> None:
+    """Replay ``manifest["sample"]`` and refuse the bundle unless it reproduces the recorded forecasts."""
+    sample = manifest["sample"]
+    try:
+        closes = np.asarray(sample["closes"], dtype=np.float64)
+        expected = np.asarray(sample["forecast"], dtype=np.float64).reshape(-1)
+        tolerance = float(sample["tolerance"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleInvalid(f"{name}: manifest sample is unusable: {exc!r}") from exc
+    if closes.ndim != 2 or closes.shape[1] != forecaster.window or len(expected) != len(closes):
+        raise BundleInvalid(f"{name}: manifest sample closes have shape {list(closes.shape)} and forecast "
+                            f"{len(expected)} values; expected [k, {forecaster.window}] and k")
+    actual = forecaster.predict(closes, 1)[:, 0]
+    relative = np.abs(actual - expected) / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
+    worst = int(np.argmax(relative))
+    if not np.isfinite(relative).all() or relative[worst] > tolerance:
+        raise BundleInvalid(
+            f"{name}: sample {worst} forecasts {actual[worst]!r} but the manifest expects {expected[worst]!r} "
+            f"(relative error {relative[worst]:.3g} > tolerance {tolerance:g}); the model does not reproduce "
+            f"its training-time output"
+        )
+
+
+def load_forecaster(bundle_dir: Path, providers: str = "auto", ort_threads: int = 1) -> Forecaster:
+    """Load and fully verify one bundle directory; raises ``BundleInvalid`` (or ``ProviderUnavailable``)."""
+    name = bundle_dir.name
+    manifest = read_manifest(bundle_dir)
+    verify_files(bundle_dir, manifest)
+    scaler = load_scaler(bundle_dir)
+    session = open_session(bundle_dir / MODEL_FILE, providers, ort_threads)
+    check_contract(session, manifest, name)
+    _check_intervals(manifest["intervals"], name)
+    forecaster = Forecaster(session, scaler, manifest, version=name)
+    check_sample(forecaster, manifest, name)
+    log.info("model %s verified; ONNX Runtime provider %s", name, forecaster.provider)
+    return forecaster
+
+
+def _check_intervals(intervals: dict[str, Any], name: str) -> None:
+    """Interval quantiles the forecaster can interpolate: same length, increasing, finite, inside (0, 1)."""
+    try:
+        probabilities = np.asarray(intervals["probabilities"], dtype=np.float64)
+        quantiles = np.asarray(intervals["residual_quantiles"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleInvalid(f"{name}: manifest intervals are unusable: {exc!r}") from exc
+    if probabilities.ndim != 1 or probabilities.shape != quantiles.shape or len(probabilities) < 2:
+        raise BundleInvalid(f"{name}: intervals.probabilities and residual_quantiles must be lists of one "
+                            f"length >= 2; got shapes {list(probabilities.shape)} and {list(quantiles.shape)}")
+    ordered = np.all(np.diff(probabilities) > 0) and np.all(np.diff(quantiles) >= 0)
+    inside = np.isfinite(quantiles).all() and probabilities[0] > 0 and probabilities[-1] < 1
+    if not (ordered and inside):
+        raise BundleInvalid(f"{name}: intervals must have increasing probabilities inside (0, 1) and finite, "
+                            f"non-decreasing residual_quantiles; got {probabilities.tolist()} and "
+                            f"{quantiles.tolist()}")

@@ -1,0 +1,108 @@
+"""The model a worker serves, and its hot swap when the registry's ``current`` pointer moves.
+
+A request reads ``holder.current`` once at its start and keeps that ``Forecaster`` to the end, so a swap
+(one reference assignment) never mixes two models inside one answer and in-flight requests finish on the
+old one. Each worker process watches the pointer itself: after ``registry.set_current`` every worker
+loads, verifies and swaps within ``reload_interval_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from app import registry
+from app.errors import BundleInvalid, ClosecastError
+from app.inference.bundle import load_forecaster
+from app.inference.forecaster import Forecaster
+
+log = logging.getLogger(__name__)
+
+
+class ModelHolder:
+    """Holds the served ``Forecaster`` (or None before the first load) for one app instance."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        providers: str = "auto",
+        ort_threads: int = 1,
+        on_swap: Callable[[Forecaster], None] | None = None,
+        on_reload_failed: Callable[[str, Exception], None] | None = None,
+    ) -> None:
+        self.model_dir = model_dir
+        self.providers = providers
+        self.ort_threads = ort_threads
+        self._on_swap = on_swap
+        self._on_reload_failed = on_reload_failed
+        self._current: Forecaster | None = None
+        self._lock = threading.Lock()
+        self._refused: str | None = None  # last pointer target that failed; retried once the pointer moves
+
+    @property
+    def current(self) -> Forecaster | None:
+        """The model serving now; read it once per request."""
+        return self._current
+
+    def load_version(self, version: str) -> Forecaster:
+        """Load and verify ``model_dir/version`` without serving it; raises ``BundleInvalid``."""
+        if not registry.is_valid_version(version) or not (self.model_dir / version).is_dir():
+            raise BundleInvalid(f"version {version!r} is not a bundle directory in {self.model_dir}")
+        return load_forecaster(self.model_dir / version, self.providers, self.ort_threads)
+
+    def load_current(self) -> Forecaster:
+        """Load and verify the version the ``current`` pointer names (newest version without a pointer)."""
+        version = registry.read_current(self.model_dir)
+        if version is None:
+            raise BundleInvalid(
+                f"no model bundle in {self.model_dir}: no `current` pointer and no version directory; train "
+                f"one with `python -m training train --out {self.model_dir}` or set CLOSECAST_MODEL_DIR"
+            )
+        return self.load_version(version)
+
+    def swap(self, forecaster: Forecaster) -> Forecaster | None:
+        """Serve ``forecaster`` from now on (atomic reference replace); returns the one it replaces."""
+        with self._lock:
+            previous, self._current = self._current, forecaster
+            self._refused = None
+            if self._on_swap is not None:
+                self._on_swap(forecaster)
+        if previous is None or previous.version != forecaster.version:
+            log.info("now serving model %s on %s", forecaster.version, forecaster.provider)
+        return previous
+
+    def reload_if_changed(self) -> Forecaster | None:
+        """Blocking: when the pointer names another version, load, verify and swap it in.
+
+        Returns the new forecaster, or None when nothing changed or the new bundle was refused (logged; the
+        old model keeps serving).
+        """
+        version = registry.read_current(self.model_dir)
+        current = self._current
+        if version is None or version == self._refused or (current is not None and current.version == version):
+            return None
+        try:
+            forecaster = self.load_version(version)
+        except (ClosecastError, OSError) as exc:
+            self._refused = version
+            log.error("refused model %s, keeping %s: %s", version, current and current.version, exc)
+            if self._on_reload_failed is not None:
+                self._on_reload_failed(version, exc)
+            return None
+        self.swap(forecaster)
+        return forecaster
+
+
+async def watch_pointer(holder: ModelHolder, interval_s: float) -> None:
+    """Run until cancelled: every ``interval_s`` reload the model off the event loop if the pointer moved."""
+    while True:
+        await anyio.sleep(interval_s)
+        try:
+            await anyio.to_thread.run_sync(holder.reload_if_changed)
+        except Exception:  # never let the watcher die: the next tick retries
+            log.exception("checking the model pointer in %s failed", holder.model_dir)

@@ -1,0 +1,96 @@
+"""The price representation shared by training and serving (numpy only).
+
+Prices are not stationary: a network fed raw or min-max-scaled prices sees test and live levels it never
+saw in training and fails badly there. closecast therefore feeds the LSTM **log returns**
+``log(c[t] / c[t-1])``, which do not depend on the price level, standardised by a ``Scaler`` whose
+statistics come from the training part only. A window of ``window`` closes becomes ``window - 1`` scaled
+returns; the model predicts the next scaled return, and the forecast is ``last_close * exp(return)``.
+
+Training imports this module too, so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+REPRESENTATION = "log_returns_standardized"
+
+FloatArray = npt.NDArray[np.floating[Any]]
+
+
+def log_returns(closes: FloatArray) -> FloatArray:
+    """Log returns along the last axis: ``[..., T] -> [..., T-1]`` (closes must be > 0)."""
+    return np.diff(np.log(np.asarray(closes, dtype=np.float64)), axis=-1)
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Standardisation of log returns with an exact inverse, stored as plain numbers in ``scaler.json``.
+
+    ``min_return``/``max_return`` record the range of moves seen in training, so serving can warn when an
+    input moves further than anything the model learned from.
+    """
+
+    mean: float
+    std: float
+    min_return: float
+    max_return: float
+    n: int
+    kind: str = "standard"
+    representation: str = REPRESENTATION
+
+    def transform(self, returns: FloatArray) -> FloatArray:
+        """Log returns -> model units."""
+        return (np.asarray(returns, dtype=np.float64) - self.mean) / self.std
+
+    def inverse(self, scaled: FloatArray) -> FloatArray:
+        """Model units -> log returns (exact inverse of ``transform``)."""
+        return np.asarray(scaled, dtype=np.float64) * self.std + self.mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scaler:
+        """Rebuild from ``scaler.json``; refuses what it cannot use rather than guessing."""
+        if data.get("kind") != "standard" or data.get("representation") != REPRESENTATION:
+            raise ValueError(
+                f"scaler kind {data.get('kind')!r} with representation {data.get('representation')!r} "
+                f"is not supported; expected 'standard' over {REPRESENTATION!r}"
+            )
+        std = float(data["std"])
+        if not np.isfinite(std) or std <= 0:
+            raise ValueError(f"scaler std is {std}; it must be finite and > 0")
+        return cls(
+            mean=float(data["mean"]),
+            std=std,
+            min_return=float(data["min_return"]),
+            max_return=float(data["max_return"]),
+            n=int(data["n"]),
+        )
+
+
+def fit_scaler(returns: FloatArray) -> Scaler:
+    """Fit on the training part's returns only (fitting on more leaks the future into the past)."""
+    r = np.asarray(returns, dtype=np.float64)
+    if r.size < 2:
+        raise ValueError(f"need at least 2 returns to fit a scaler, got {r.size}")
+    std = float(r.std())
+    if std <= 0 or not np.isfinite(std):
+        raise ValueError(f"the training returns have standard deviation {std}; a constant series cannot be scaled")
+    return Scaler(mean=float(r.mean()), std=std, min_return=float(r.min()), max_return=float(r.max()), n=int(r.size))
+
+
+def sliding_windows(values: FloatArray, length: int) -> FloatArray:
+    """All windows of ``length`` consecutive values along the last axis, without copying: ``[T] -> [T-length+1, length]``."""
+    return np.lib.stride_tricks.sliding_window_view(values, length, axis=-1)
+
+
+def model_inputs(closes: FloatArray, scaler: Scaler) -> npt.NDArray[np.float32]:
+    """Closes ``[B, window]`` -> model input ``[B, window-1, 1]`` float32 in scaled units."""
+    scaled = scaler.transform(log_returns(closes))
+    return scaled[..., np.newaxis].astype(np.float32)

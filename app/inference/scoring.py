@@ -1,0 +1,36 @@
+"""Forecast accuracy next to the naive "tomorrow = today" forecast (numpy only).
+
+Shared by training (bundle metrics), the ``evaluate`` command and the promotion gate of retrain jobs, so a
+model is always judged the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from app.inference.preprocessing import FloatArray
+
+
+def error_metrics(actual: FloatArray, predicted: FloatArray) -> dict[str, float]:
+    """MAE and RMSE in price units, MAPE in percent."""
+    a = np.asarray(actual, dtype=np.float64)
+    p = np.asarray(predicted, dtype=np.float64)
+    err = p - a
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mape": float(np.mean(np.abs(err) / np.abs(a)) * 100.0),
+    }
+
+
+def score_against_naive(actual: FloatArray, predicted: FloatArray, previous: FloatArray) -> dict[str, Any]:
+    """Model and naive metrics plus skill = 1 - MAE_model / MAE_naive (> 0 means the model beats naive).
+
+    ``previous`` is the last known close before each target: the naive forecast.
+    """
+    model = error_metrics(actual, predicted)
+    naive = error_metrics(actual, previous)
+    skill = 1.0 - model["mae"] / naive["mae"] if naive["mae"] > 0 else float("nan")
+    return {"model": model, "naive": naive, "skill": float(skill), "n": int(np.asarray(actual).size)}

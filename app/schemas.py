@@ -1,0 +1,190 @@
+"""Request and response bodies of the HTTP API (they are the OpenAPI docs at ``/docs``).
+
+Bounds here are the hard ceilings of the service; the deployment's own limits (``CLOSECAST_MAX_CLOSES``,
+``CLOSECAST_MAX_HORIZON``, ``CLOSECAST_MAX_BATCH_SERIES``) and the model's window are checked at request
+time, because they are only known once the settings are read and a model is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from app.config import MAX_BATCH_SERIES_CEILING, MAX_CLOSES_CEILING, MAX_HORIZON_CEILING
+
+_EXAMPLE_CLOSES = [
+    4766.18, 4796.56, 4793.54, 4700.58, 4696.05, 4677.03, 4670.29, 4713.07, 4726.35, 4659.03,
+    4662.85, 4577.11, 4532.76, 4482.73, 4397.94, 4410.13, 4356.45, 4349.93, 4326.51, 4431.85,
+    4515.55, 4546.54, 4589.38, 4477.44, 4500.53, 4483.87, 4521.54, 4587.18, 4504.08, 4418.64,
+]  # fmt: skip
+
+
+def _check_price(value: float) -> float:
+    if not math.isfinite(value):
+        raise PydanticCustomError("price_not_finite", "prices must be finite numbers")
+    if value <= 0:
+        raise PydanticCustomError("price_not_positive", "prices must be > 0")
+    return value
+
+
+Price = Annotated[
+    float,
+    Field(strict=True, json_schema_extra={"exclusiveMinimum": 0}, description="a close price, finite and > 0"),
+    AfterValidator(_check_price),
+]
+Closes = Annotated[
+    list[Price],
+    Field(
+        min_length=2,
+        max_length=MAX_CLOSES_CEILING,
+        description="closing prices, oldest first; at least the model's window (GET /models/current) and at "
+        "most CLOSECAST_MAX_CLOSES (default 10000); only the latest window is used",
+    ),
+]
+Horizon = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_HORIZON_CEILING,
+        strict=True,
+        description="steps ahead, rolled out recursively; at most CLOSECAST_MAX_HORIZON (default 30)",
+    ),
+]
+Level = Annotated[int, Field(ge=1, le=99, strict=True, description="central interval coverage in percent")]
+
+
+def _unique_levels(levels: list[int]) -> list[int]:
+    duplicates = sorted({level for level in levels if levels.count(level) > 1})
+    if duplicates:
+        raise PydanticCustomError("level_duplicate", "levels must be unique; {duplicates} appears more than once",
+                                  {"duplicates": duplicates[0]})
+    return levels
+
+
+Levels = Annotated[
+    list[Level],
+    Field(min_length=1, max_length=10, description="interval levels in percent, each 1..99, no duplicates"),
+    AfterValidator(_unique_levels),
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    horizon: Horizon = 1
+    level: Levels = Field(default_factory=lambda: [80, 95])
+
+
+class ForecastRequest(_Request):
+    """One series of closes to forecast."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"closes": _EXAMPLE_CLOSES, "horizon": 5}]})
+
+    closes: Closes
+
+
+class SeriesIn(BaseModel):
+    """One series of a batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200, description="your name for the series, echoed back")
+    closes: Closes
+
+
+class BatchForecastRequest(_Request):
+    """Several series forecast together (one ONNX Runtime call per step for the whole batch)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "series": [
+                        {"id": "SPX", "closes": _EXAMPLE_CLOSES},
+                        {"id": "SPX-cents", "closes": [round(c * 100, 2) for c in _EXAMPLE_CLOSES]},
+                    ],
+                    "horizon": 3,
+                    "level": [80],
+                }
+            ]
+        }
+    )
+
+    series: list[SeriesIn] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_SERIES_CEILING,
+        description="series to forecast, answered in this order; at most CLOSECAST_MAX_BATCH_SERIES "
+        "(default 1000, 413 beyond)",
+    )
+
+
+class Interval(BaseModel):
+    lower: list[float] = Field(description="lower bound per step")
+    upper: list[float] = Field(description="upper bound per step")
+
+
+_IntervalMap = Field(
+    description='central prediction intervals by level ("80", "95"): one-step residual quantiles of the '
+    "validation part, widened by sqrt(h) at step h"
+)
+_ForecastField = Field(description="forecast close per step, 1..horizon")
+_WarningsField = Field(description="inputs beyond what the model saw in training, in words")
+
+
+class ForecastResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "forecast": [4421.07],
+                    "intervals": {"80": {"lower": [4364.2], "upper": [4476.3]}},
+                    "model_version": "20261123T060000Z-5e7a1c2d",
+                    "last_close": 4418.64,
+                    "warnings": [],
+                }
+            ]
+        }
+    )
+
+    forecast: list[float] = _ForecastField
+    intervals: dict[str, Interval] = _IntervalMap
+    model_version: str = Field(description="version of the bundle that answered")
+    last_close: float = Field(description="the last close sent: forecasts are relative to it")
+    warnings: list[str] = _WarningsField
+
+
+class SeriesForecastOut(BaseModel):
+    id: str = Field(description="the id sent")
+    forecast: list[float] = _ForecastField
+    intervals: dict[str, Interval] = _IntervalMap
+    last_close: float = Field(description="the last close of this series")
+    warnings: list[str] = _WarningsField
+
+
+class BatchForecastResponse(BaseModel):
+    forecasts: list[SeriesForecastOut] = Field(description="one per series, in the order sent")
+    model_version: str = Field(description="version of the bundle that answered")
+
+
+class Status(BaseModel):
+    status: str = Field(description='"ok" or "ready"')
+    model_version: str | None = Field(None, description="version served, once loaded")
+
+
+class ModelCard(BaseModel):
+    """What is served and how good it is, straight from the bundle's manifest."""
+
+    version: str
+    format_version: int
+    created_at: str
+    window: int = Field(description="closes a request must send at least")
+    representation: str
+    provider: str = Field(description="ONNX Runtime execution provider obtained")
+    metrics: dict[str, Any] = Field(description="test/validation MAE, RMSE, MAPE of the model and the naive "
+                                    "last-close forecast, skill = 1 - MAE_model/MAE_naive, beats_naive")
+    beats_naive: bool | None = Field(description="test skill > 0")
+    data: dict[str, Any] = Field(description="source, date range, rows and split the model was trained on")
+    intervals: dict[str, Any] = Field(description="residual quantiles the intervals come from")

@@ -1,0 +1,134 @@
+"""``python -m training``: train a bundle from a CSV, or evaluate a bundle on a CSV.
+
+Bad input exits with code 2 and one line naming the problem; nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from training.config import Config, DataConfig, ModelConfig, TrainConfig
+
+PROG = "python -m training"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per config field, defaults shown from the config classes (the single source of truth)."""
+    d, m, t = DataConfig(), ModelConfig(), TrainConfig()
+    p.add_argument("--column", default=d.column, help="column holding the closes (default: %(default)s)")
+    p.add_argument("--date-column", default=None,
+                   help=f"column holding the dates; default {d.date_column!r} when present, else file order")
+    p.add_argument("--window", type=int, help=f"closes per input window (default {d.window})")
+    p.add_argument("--train-frac", type=float, help=f"chronological training share (default {d.train_frac})")
+    p.add_argument("--val-frac", type=float, help=f"validation share; test is the rest (default {d.val_frac})")
+    p.add_argument("--hidden-size", type=int, help=f"LSTM hidden units (default {m.hidden_size})")
+    p.add_argument("--num-layers", type=int, help=f"LSTM layers (default {m.num_layers})")
+    p.add_argument("--dropout", type=float, help=f"dropout between layers (default {m.dropout})")
+    p.add_argument("--epochs", type=int, help=f"maximum epochs (default {t.epochs})")
+    p.add_argument("--batch-size", type=int, help=f"mini-batch size (default {t.batch_size})")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {t.lr})")
+    p.add_argument("--loss", choices=["mse", "huber", "mae"], help=f"training loss (default {t.loss})")
+    p.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {t.patience})")
+    p.add_argument("--seed", type=int, help=f"random seed (default {t.seed})")
+    p.add_argument("--threads", type=int, help=f"torch threads (default {t.threads})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Train and evaluate closecast model bundles.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    tr = sub.add_parser("train", help="train a model bundle from a CSV of closes")
+    tr.add_argument("--csv", type=Path, required=True, help="CSV file with a header row")
+    dest = tr.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", type=Path, help="bundle directory to create")
+    dest.add_argument("--registry", type=Path, help="model directory: write a new version there (see models/README.md)")
+    tr.add_argument("--promote", action="store_true", help="with --registry: make the new version current")
+    tr.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument("--progress-file", type=Path, help="append one JSON line per epoch here (used by /train jobs)")
+    _hyperparameter_flags(tr)
+    ev = sub.add_parser("evaluate", help="print a bundle's one-step metrics on a CSV")
+    ev.add_argument("--bundle", type=Path, required=True)
+    ev.add_argument("--csv", type=Path, required=True)
+    ev.add_argument("--column", default="Close")
+    ev.add_argument("--date-column", default=None)
+    return parser
+
+
+_OVERRIDES = ("window", "train_frac", "val_frac", "hidden_size", "num_layers", "dropout", "epochs", "batch_size",
+              "lr", "loss", "patience", "seed", "threads")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in _OVERRIDES}
+    overrides["column"] = args.column
+    overrides["date_column"] = args.date_column or DataConfig().date_column
+    return Config.from_overrides(overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.bundle import check_destination
+    from training.data import load_csv
+
+    cfg = _config(args)
+    if args.registry:
+        from app.registry import new_version_id
+
+        args.out = args.registry / new_version_id(args.csv.name.encode())
+    elif args.promote:
+        raise ValueError("--promote needs --registry (a plain --out directory has no current pointer)")
+    check_destination(args.out, args.force)
+    series = load_csv(args.csv, cfg.data.column, cfg.data.date_column, require_date_column=bool(args.date_column))
+    from training.data import check_length
+
+    check_length(series, cfg.data)  # refuse short data before paying for the torch import
+    from training.pipeline import run_training
+
+    progress = None
+    if args.progress_file:
+        progress_path: Path = args.progress_file
+
+        def progress(event: dict[str, Any]) -> None:
+            with progress_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(event) + "\n")
+
+    manifest = run_training(series, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress)
+    if args.registry and args.promote:
+        from app.registry import set_current
+
+        set_current(args.registry, args.out.name)
+    t = manifest["metrics"]["test"]
+    verdict = "beats" if manifest["metrics"]["beats_naive"] else "does NOT beat"
+    print(f"wrote {args.out}: test MAE {t['model']['mae']:.4f} vs naive {t['naive']['mae']:.4f}, "
+          f"skill {t['skill']:+.4f} ({verdict} the naive forecast), "
+          f"{manifest['training']['epochs_run']} epochs in {manifest['training']['seconds']:.1f}s")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_bundle
+
+    result = evaluate_bundle(args.bundle, args.csv, args.column, args.date_column)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _train(args) if args.command == "train" else _evaluate(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:  # DataError is a ValueError
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""One training run end to end: series -> split/scale/window -> fit -> score -> export -> parity -> bundle."""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+import training
+from app.inference.preprocessing import REPRESENTATION, Scaler
+from app.inference.scoring import score_against_naive
+from training.bundle import FORMAT_VERSION, write_bundle
+from training.config import Config
+from training.data import Series
+from training.dataset import Part, Prepared, prepare
+from training.export import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    check_parity,
+    export_onnx,
+    export_torchscript,
+    onnx_session,
+)
+from training.report import write_report
+from training.train import FitResult, ProgressFn, fit, predict_scaled
+
+INTERVAL_PROBABILITIES = [round(p, 3) for p in np.arange(0.005, 1.0, 0.005)]
+SAMPLE_WINDOWS = 3
+SAMPLE_TOLERANCE = 1e-6  # relative, on the forecast price
+
+
+def _forecast(model: torch.nn.Module, part: Part, scaler: Scaler) -> np.ndarray:
+    return part.last * np.exp(scaler.inverse(predict_scaled(model, part.x)))
+
+
+def _onnx_forecast(session: ort.InferenceSession, part: Part, scaler: Scaler) -> np.ndarray:
+    """The serving computation, used for the bundle's self-check sample."""
+    z = session.run([OUTPUT_NAME], {INPUT_NAME: part.x})[0][:, 0].astype(np.float64)
+    return part.last * np.exp(scaler.inverse(z))
+
+
+def _interval_section(fitted: FitResult, prep: Prepared) -> dict[str, Any]:
+    """One-step residual quantiles on the validation part (log-return units), for prediction intervals."""
+    v = prep.validation
+    predicted = prep.scaler.inverse(predict_scaled(fitted.model, v.x))
+    residuals = np.log(v.actual / v.last) - predicted
+    return {
+        "source": "validation",
+        "units": "log_return",
+        "horizon_scaling": "sqrt",
+        "n": int(residuals.size),
+        "probabilities": INTERVAL_PROBABILITIES,
+        "residual_quantiles": np.quantile(residuals, INTERVAL_PROBABILITIES).tolist(),
+    }
+
+
+def _data_section(series: Series, prep: Prepared) -> dict[str, Any]:
+    return {
+        "source": series.source,
+        "column": series.column,
+        "date_column": series.date_column,
+        "rows_read": series.rows_read,
+        "rows_used": int(series.closes.size),
+        "rows_dropped_empty": series.rows_dropped_empty,
+        "notes": series.notes,
+        "date_start": series.dates[0] if series.dates else None,
+        "date_end": series.dates[-1] if series.dates else None,
+        "closes_sha256": series.sha256(),
+        "split": {**prep.split.sizes, "test_start": prep.split.val_end},
+    }
+
+
+def _sample(session: ort.InferenceSession, prep: Prepared) -> dict[str, Any]:
+    t = prep.test
+    part = Part(t.closes[-SAMPLE_WINDOWS:], t.actual[-SAMPLE_WINDOWS:], t.x[-SAMPLE_WINDOWS:], t.y[-SAMPLE_WINDOWS:])
+    return {
+        "closes": part.closes.tolist(),
+        "forecast": _onnx_forecast(session, part, prep.scaler).tolist(),
+        "tolerance": SAMPLE_TOLERANCE,
+    }
+
+
+def run_training(series: Series, cfg: Config, out: Path, *, force: bool = False, quiet: bool = False,
+                 progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Train on ``series`` and write the bundle to ``out``; returns the manifest. Raises before writing anything
+    if the data are unusable or the exports disagree."""
+    prep = prepare(series, cfg.data)
+    fitted = fit(cfg, prep.train.x, prep.train.y, prep.validation.x, prep.validation.y, progress, quiet)
+    test_forecast = _forecast(fitted.model, prep.test, prep.scaler)
+    test = score_against_naive(prep.test.actual, test_forecast, prep.test.last)
+    val = score_against_naive(prep.validation.actual, _forecast(fitted.model, prep.validation, prep.scaler),
+                              prep.validation.last)
+
+    def fill(tmp: Path) -> dict[str, Any]:
+        seq_len = cfg.data.window - 1
+        export_onnx(fitted.model, tmp / "model.onnx", seq_len)
+        export_torchscript(fitted.model, tmp / "model.pt", seq_len)
+        parity = check_parity(fitted.model, tmp / "model.onnx", tmp / "model.pt", prep.test.x)
+        (tmp / "scaler.json").write_text(json.dumps(prep.scaler.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_report(tmp / "report.png", fitted.history, fitted.best_epoch, prep.test.actual, test_forecast,
+                     test["skill"])
+        return {
+            "format_version": FORMAT_VERSION,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "versions": {"closecast": training.__version__, "python": platform.python_version(),
+                         "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+            "config": cfg.to_dict(),
+            "input": {"window": cfg.data.window, "name": INPUT_NAME, "shape": ["batch", seq_len, 1],
+                      "dtype": "float32", "output_name": OUTPUT_NAME, "output_shape": ["batch", 1],
+                      "representation": REPRESENTATION},
+            "data": _data_section(series, prep),
+            "metrics": {"test": test, "validation": val, "beats_naive": bool(test["skill"] > 0)},
+            "intervals": _interval_section(fitted, prep),
+            "parity": parity,
+            "training": {"epochs_run": fitted.epochs_run, "best_epoch": fitted.best_epoch,
+                         "seconds": round(fitted.seconds, 3), "history": fitted.history},
+            "sample": _sample(onnx_session(tmp / "model.onnx"), prep),
+        }
+
+    return write_bundle(out, fill, force=force)
