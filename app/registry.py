@@ -42,7 +42,9 @@ def list_versions(model_dir: Path) -> list[str]:
     if not model_dir.is_dir():
         return []
     return sorted(
-        p.name for p in model_dir.iterdir() if p.is_dir() and is_valid_version(p.name) and (p / MANIFEST).is_file()
+        p.name
+        for p in model_dir.iterdir()
+        if p.is_dir() and is_valid_version(p.name) and (p / MANIFEST).is_file()
     )
 
 

@@ -25,11 +25,16 @@ def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
     """One flag per config field, defaults shown from the config classes (the single source of truth)."""
     d, m, t = DataConfig(), ModelConfig(), TrainConfig()
     p.add_argument("--column", default=d.column, help="column holding the closes (default: %(default)s)")
-    p.add_argument("--date-column", default=None,
-                   help=f"column holding the dates; default {d.date_column!r} when present, else file order")
+    p.add_argument(
+        "--date-column",
+        default=None,
+        help=f"column holding the dates; default {d.date_column!r} when present, else file order",
+    )
     p.add_argument("--window", type=int, help=f"closes per input window (default {d.window})")
     p.add_argument("--train-frac", type=float, help=f"chronological training share (default {d.train_frac})")
-    p.add_argument("--val-frac", type=float, help=f"validation share; test is the rest (default {d.val_frac})")
+    p.add_argument(
+        "--val-frac", type=float, help=f"validation share; test is the rest (default {d.val_frac})"
+    )
     p.add_argument("--hidden-size", type=int, help=f"LSTM hidden units (default {m.hidden_size})")
     p.add_argument("--num-layers", type=int, help=f"LSTM layers (default {m.num_layers})")
     p.add_argument("--dropout", type=float, help=f"dropout between layers (default {m.dropout})")
@@ -49,11 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--csv", type=Path, required=True, help="CSV file with a header row")
     dest = tr.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", type=Path, help="bundle directory to create")
-    dest.add_argument("--registry", type=Path, help="model directory: write a new version there (see models/README.md)")
+    dest.add_argument(
+        "--registry", type=Path, help="model directory: write a new version there (see models/README.md)"
+    )
     tr.add_argument("--promote", action="store_true", help="with --registry: make the new version current")
     tr.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
-    tr.add_argument("--progress-file", type=Path, help="append one JSON line per epoch here (used by /train jobs)")
+    tr.add_argument(
+        "--progress-file", type=Path, help="append one JSON line per epoch here (used by /train jobs)"
+    )
     _hyperparameter_flags(tr)
     ev = sub.add_parser("evaluate", help="print a bundle's one-step metrics on a CSV")
     ev.add_argument("--bundle", type=Path, required=True)
@@ -63,8 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_OVERRIDES = ("window", "train_frac", "val_frac", "hidden_size", "num_layers", "dropout", "epochs", "batch_size",
-              "lr", "loss", "patience", "seed", "threads")
+_OVERRIDES = (
+    "window",
+    "train_frac",
+    "val_frac",
+    "hidden_size",
+    "num_layers",
+    "dropout",
+    "epochs",
+    "batch_size",
+    "lr",
+    "loss",
+    "patience",
+    "seed",
+    "threads",
+)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -86,7 +108,9 @@ def _train(args: argparse.Namespace) -> int:
     elif args.promote:
         raise ValueError("--promote needs --registry (a plain --out directory has no current pointer)")
     check_destination(args.out, args.force)
-    series = load_csv(args.csv, cfg.data.column, cfg.data.date_column, require_date_column=bool(args.date_column))
+    series = load_csv(
+        args.csv, cfg.data.column, cfg.data.date_column, require_date_column=bool(args.date_column)
+    )
     from training.data import check_length
 
     check_length(series, cfg.data)  # refuse short data before paying for the torch import
@@ -107,9 +131,11 @@ def _train(args: argparse.Namespace) -> int:
         set_current(args.registry, args.out.name)
     t = manifest["metrics"]["test"]
     verdict = "beats" if manifest["metrics"]["beats_naive"] else "does NOT beat"
-    print(f"wrote {args.out}: test MAE {t['model']['mae']:.4f} vs naive {t['naive']['mae']:.4f}, "
-          f"skill {t['skill']:+.4f} ({verdict} the naive forecast), "
-          f"{manifest['training']['epochs_run']} epochs in {manifest['training']['seconds']:.1f}s")
+    print(
+        f"wrote {args.out}: test MAE {t['model']['mae']:.4f} vs naive {t['naive']['mae']:.4f}, "
+        f"skill {t['skill']:+.4f} ({verdict} the naive forecast), "
+        f"{manifest['training']['epochs_run']} epochs in {manifest['training']['seconds']:.1f}s"
+    )
     return 0
 
 

@@ -6,7 +6,6 @@ the sha256 of every other file. The format is documented in ``models/README.md``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,25 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+from app.inference.bundle import FORMAT_VERSION, sha256_file  # the reader's own definitions: one format
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+__all__ = ["FORMAT_VERSION", "check_destination", "sha256_file", "write_bundle"]
 
 
 def check_destination(out: Path, force: bool) -> None:
     """Refuse an existing non-empty directory unless ``force``: bundles are immutable."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise FileExistsError(f"{out} exists and is not empty; bundles are immutable: choose a new --out or pass --force")
+        raise FileExistsError(
+            f"{out} exists and is not empty; bundles are immutable: choose a new --out or pass --force"
+        )
 
 
 def write_bundle(out: Path, fill: Callable[[Path], dict[str, Any]], force: bool = False) -> dict[str, Any]:
-    """Let ``fill(tmpdir)`` write the files and return the manifest; hash, write the manifest, rename into place.
+    """Let ``fill(tmpdir)`` write the files and return the manifest; hash, write it, rename into place.
 
     Any exception leaves nothing behind at ``out`` (and the temporary directory is removed).
     """

@@ -27,7 +27,8 @@ class DataConfig:
             raise ValueError(f"window is {self.window}; it must be at least 3 closes (2 returns)")
         if not (0 < self.train_frac < 1 and 0 < self.val_frac < 1 and self.train_frac + self.val_frac < 1):
             raise ValueError(
-                f"train_frac {self.train_frac} and val_frac {self.val_frac} must be in (0, 1) and leave a test part"
+                f"train_frac {self.train_frac} and val_frac {self.val_frac} must be in (0, 1) "
+                "and leave a test part"
             )
 
 

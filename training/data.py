@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -60,7 +61,11 @@ class Split:
 
     @property
     def sizes(self) -> dict[str, int]:
-        return {"train": self.train_end, "validation": self.val_end - self.train_end, "test": self.n - self.val_end}
+        return {
+            "train": self.train_end,
+            "validation": self.val_end - self.train_end,
+            "test": self.n - self.val_end,
+        }
 
 
 def make_split(n: int, cfg: DataConfig) -> Split:
@@ -84,12 +89,14 @@ def min_rows(cfg: DataConfig) -> int:
         n += 1
 
 
-def windows(closes: npt.NDArray[np.float64], start: int, stop: int, window: int) -> tuple[
-    npt.NDArray[np.float64], npt.NDArray[np.float64]
-]:
-    """Input windows ``[N, window]`` and targets ``[N]`` for target indices in ``[max(start, window), stop)``."""
+def windows(
+    closes: npt.NDArray[np.float64], start: int, stop: int, window: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Input windows ``[N, window]`` and targets ``[N]`` for the targets ``[max(start, window), stop)``."""
     first = max(start, window)
-    all_windows = sliding_windows(closes, window)  # row i covers closes[i : i + window], target i + window
+    all_windows = np.asarray(
+        sliding_windows(closes, window), dtype=np.float64
+    )  # row i: closes[i : i + window]
     return all_windows[first - window : stop - window], closes[first:stop]
 
 
@@ -120,9 +127,12 @@ def _order_by_date(
     seen: dict[date, int] = {}
     for d, line in zip(dates, lines, strict=True):
         if d in seen:
-            raise DataError(f"lines {seen[d]} and {line}: {date_column} {d.isoformat()} appears twice; keep one row per date")
+            raise DataError(
+                f"lines {seen[d]} and {line}: {date_column} {d.isoformat()} appears twice; "
+                "keep one row per date"
+            )
         seen[d] = line
-    pairs = list(zip(dates, dates[1:], strict=False))
+    pairs = list(itertools.pairwise(dates))
     if all(a < b for a, b in pairs):
         return closes, dates, []
     if all(a > b for a, b in pairs):
@@ -134,8 +144,27 @@ def _order_by_date(
     )
 
 
-def load_csv(path: Path, column: str = "Close", date_column: str | None = "Date",
-             require_date_column: bool = False) -> Series:
+def _columns(
+    header: list[str] | None, path: Path, column: str, date_column: str | None, require_date_column: bool
+) -> tuple[int, int | None]:
+    """Indices of the close and date columns; refuses a missing close column, listing what exists."""
+    if not header:
+        raise DataError(f"{path.name} is empty; expected a header row with a {column!r} column")
+    names = [h.strip() for h in header]
+    if column not in names:
+        raise DataError(f"column {column!r} not found in {path.name}; columns are: {', '.join(names)}")
+    if date_column and date_column not in names:
+        if require_date_column:
+            raise DataError(
+                f"date column {date_column!r} not found in {path.name}; columns are: {', '.join(names)}"
+            )
+        return names.index(column), None
+    return names.index(column), names.index(date_column) if date_column else None
+
+
+def load_csv(
+    path: Path, column: str = "Close", date_column: str | None = "Date", require_date_column: bool = False
+) -> Series:
     """Read and validate a CSV of closes. Empty close cells are dropped and counted; anything else is refused.
 
     ``date_column`` is optional by default (a file without it is taken in file order); pass
@@ -143,28 +172,15 @@ def load_csv(path: Path, column: str = "Close", date_column: str | None = "Date"
     """
     if not path.is_file():
         raise DataError(f"file not found: {path}")
+    closes: list[float] = []
+    dates: list[date] = []
+    lines: list[int] = []
+    rows_read = dropped = 0
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
-            raise DataError(f"{path.name} is empty; expected a header row with a {column!r} column")
-        header = [h.strip() for h in header]
-        if column not in header:
-            raise DataError(f"column {column!r} not found in {path.name}; columns are: {', '.join(header)}")
-        if date_column and date_column not in header:
-            if require_date_column:
-                raise DataError(
-                    f"date column {date_column!r} not found in {path.name}; columns are: {', '.join(header)}"
-                )
-            date_column = None
-        ci = header.index(column)
-        di = header.index(date_column) if date_column else None
-        closes: list[float] = []
-        dates: list[date] = []
-        lines: list[int] = []
-        rows_read = dropped = 0
+        ci, di = _columns(next(reader, None), path, column, date_column, require_date_column)
         for line, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
+            if not any(cell.strip() for cell in row):
                 continue
             rows_read += 1
             cell = row[ci].strip() if ci < len(row) else ""
@@ -175,17 +191,18 @@ def load_csv(path: Path, column: str = "Close", date_column: str | None = "Date"
             lines.append(line)
             if di is not None:
                 dates.append(_parse_date(row[di] if di < len(row) else "", f"line {line}: {date_column}"))
+    used_date_column = date_column if di is not None else None
     notes: list[str] = []
-    if di is not None and date_column:
-        closes, dates, notes = _order_by_date(closes, dates, lines, date_column)
+    if used_date_column:
+        closes, dates, notes = _order_by_date(closes, dates, lines, used_date_column)
     if dropped:
         notes.append(f"dropped {dropped} rows with an empty {column}")
     return Series(
         closes=np.asarray(closes, dtype=np.float64),
-        dates=[d.isoformat() for d in dates] if di is not None else None,
+        dates=[d.isoformat() for d in dates] if used_date_column else None,
         source=path.name,
         column=column,
-        date_column=date_column,
+        date_column=used_date_column,
         rows_read=rows_read,
         rows_dropped_empty=dropped,
         notes=notes,
@@ -205,14 +222,26 @@ def check_length(series: Series, cfg: DataConfig) -> Split:
     return make_split(n, cfg)
 
 
-def series_from_values(closes: list[float], dates: list[str] | None = None, source: str = "request") -> Series:
+def series_from_values(
+    closes: list[float], dates: list[str] | None = None, source: str = "request"
+) -> Series:
     """Validate closes sent as JSON (``/train``) with the same rules and messages as the CSV reader."""
     values = [_parse_close(str(v), f"closes[{i}]") for i, v in enumerate(closes)]
     if dates is None:
         return Series(np.asarray(values), None, source, "closes", None, len(values), 0)
     if len(dates) != len(values):
-        raise DataError(f"dates has {len(dates)} values but closes has {len(values)}; send one date per close")
+        raise DataError(
+            f"dates has {len(dates)} values but closes has {len(values)}; send one date per close"
+        )
     parsed = [_parse_date(d, f"dates[{i}]") for i, d in enumerate(dates)]
     ordered, ordered_dates, notes = _order_by_date(values, parsed, list(range(len(values))), "dates")
-    return Series(np.asarray(ordered), [d.isoformat() for d in ordered_dates], source, "closes", "dates",
-                  len(values), 0, notes)
+    return Series(
+        np.asarray(ordered),
+        [d.isoformat() for d in ordered_dates],
+        source,
+        "closes",
+        "dates",
+        len(values),
+        0,
+        notes,
+    )

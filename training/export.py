@@ -64,8 +64,10 @@ def onnx_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def check_parity(model: torch.nn.Module, onnx_path: Path, script_path: Path, x: np.ndarray) -> dict[str, float]:
-    """Max abs differences between the three runtimes on ``x`` ``[N, T, 1]``; raises ``ParityError`` above tolerance."""
+def check_parity(
+    model: torch.nn.Module, onnx_path: Path, script_path: Path, x: np.ndarray
+) -> dict[str, float]:
+    """Max abs differences of the three runtimes on ``x`` ``[N, T, 1]``; ``ParityError`` above tolerance."""
     model.eval()
     xt = torch.from_numpy(x).float()
     with torch.no_grad():
@@ -81,5 +83,7 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, script_path: Path, x: 
     }
     worst = max(figures.values())
     if not worst <= PARITY_TOLERANCE:  # also catches NaN
-        raise ParityError(f"exported models disagree by {worst:.3g} (tolerance {PARITY_TOLERANCE}): {figures}")
+        raise ParityError(
+            f"exported models disagree by {worst:.3g} (tolerance {PARITY_TOLERANCE}): {figures}"
+        )
     return {**figures, "tolerance": PARITY_TOLERANCE, "n_windows": int(x.shape[0])}

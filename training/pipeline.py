@@ -79,7 +79,9 @@ def _data_section(series: Series, prep: Prepared) -> dict[str, Any]:
 
 def _sample(session: ort.InferenceSession, prep: Prepared) -> dict[str, Any]:
     t = prep.test
-    part = Part(t.closes[-SAMPLE_WINDOWS:], t.actual[-SAMPLE_WINDOWS:], t.x[-SAMPLE_WINDOWS:], t.y[-SAMPLE_WINDOWS:])
+    part = Part(
+        t.closes[-SAMPLE_WINDOWS:], t.actual[-SAMPLE_WINDOWS:], t.x[-SAMPLE_WINDOWS:], t.y[-SAMPLE_WINDOWS:]
+    )
     return {
         "closes": part.closes.tolist(),
         "forecast": _onnx_forecast(session, part, prep.scaler).tolist(),
@@ -87,16 +89,25 @@ def _sample(session: ort.InferenceSession, prep: Prepared) -> dict[str, Any]:
     }
 
 
-def run_training(series: Series, cfg: Config, out: Path, *, force: bool = False, quiet: bool = False,
-                 progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Train on ``series`` and write the bundle to ``out``; returns the manifest. Raises before writing anything
-    if the data are unusable or the exports disagree."""
+def run_training(
+    series: Series,
+    cfg: Config,
+    out: Path,
+    *,
+    force: bool = False,
+    quiet: bool = False,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Train on ``series`` and write the bundle to ``out``; returns the manifest.
+
+    Raises before anything is visible at ``out`` if the data are unusable or the exports disagree."""
     prep = prepare(series, cfg.data)
     fitted = fit(cfg, prep.train.x, prep.train.y, prep.validation.x, prep.validation.y, progress, quiet)
     test_forecast = _forecast(fitted.model, prep.test, prep.scaler)
     test = score_against_naive(prep.test.actual, test_forecast, prep.test.last)
-    val = score_against_naive(prep.validation.actual, _forecast(fitted.model, prep.validation, prep.scaler),
-                              prep.validation.last)
+    val = score_against_naive(
+        prep.validation.actual, _forecast(fitted.model, prep.validation, prep.scaler), prep.validation.last
+    )
 
     def fill(tmp: Path) -> dict[str, Any]:
         seq_len = cfg.data.window - 1
@@ -104,23 +115,44 @@ def run_training(series: Series, cfg: Config, out: Path, *, force: bool = False,
         export_torchscript(fitted.model, tmp / "model.pt", seq_len)
         parity = check_parity(fitted.model, tmp / "model.onnx", tmp / "model.pt", prep.test.x)
         (tmp / "scaler.json").write_text(json.dumps(prep.scaler.to_dict(), indent=2) + "\n", encoding="utf-8")
-        write_report(tmp / "report.png", fitted.history, fitted.best_epoch, prep.test.actual, test_forecast,
-                     test["skill"])
+        write_report(
+            tmp / "report.png",
+            fitted.history,
+            fitted.best_epoch,
+            prep.test.actual,
+            test_forecast,
+            test["skill"],
+        )
         return {
             "format_version": FORMAT_VERSION,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": {"closecast": training.__version__, "python": platform.python_version(),
-                         "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+            "versions": {
+                "closecast": training.__version__,
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": ort.__version__,
+            },
             "config": cfg.to_dict(),
-            "input": {"window": cfg.data.window, "name": INPUT_NAME, "shape": ["batch", seq_len, 1],
-                      "dtype": "float32", "output_name": OUTPUT_NAME, "output_shape": ["batch", 1],
-                      "representation": REPRESENTATION},
+            "input": {
+                "window": cfg.data.window,
+                "name": INPUT_NAME,
+                "shape": ["batch", seq_len, 1],
+                "dtype": "float32",
+                "output_name": OUTPUT_NAME,
+                "output_shape": ["batch", 1],
+                "representation": REPRESENTATION,
+            },
             "data": _data_section(series, prep),
             "metrics": {"test": test, "validation": val, "beats_naive": bool(test["skill"] > 0)},
             "intervals": _interval_section(fitted, prep),
             "parity": parity,
-            "training": {"epochs_run": fitted.epochs_run, "best_epoch": fitted.best_epoch,
-                         "seconds": round(fitted.seconds, 3), "history": fitted.history},
+            "training": {
+                "epochs_run": fitted.epochs_run,
+                "best_epoch": fitted.best_epoch,
+                "seconds": round(fitted.seconds, 3),
+                "history": fitted.history,
+            },
             "sample": _sample(onnx_session(tmp / "model.onnx"), prep),
         }
 

@@ -11,8 +11,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def write_report(path: Path, history: dict[str, list[float]], best_epoch: int, actual: np.ndarray,
-                 forecast: np.ndarray, skill: float) -> None:
+def write_report(
+    path: Path,
+    history: dict[str, list[float]],
+    best_epoch: int,
+    actual: np.ndarray,
+    forecast: np.ndarray,
+    skill: float,
+) -> None:
     fig, (ax_loss, ax_fc) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=80)
     epochs = np.arange(1, len(history["train_loss"]) + 1)
     ax_loss.plot(epochs, history["train_loss"], label="train")

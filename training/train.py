@@ -50,8 +50,15 @@ def _evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Te
         return float(loss_fn(model(x), y))
 
 
-def _train_epoch(model: nn.Module, loss_fn: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
-                 y: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> float:
+def _train_epoch(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+) -> float:
     model.train()
     order = torch.randperm(x.shape[0], generator=gen)
     total = 0.0
@@ -66,8 +73,15 @@ def _train_epoch(model: nn.Module, loss_fn: nn.Module, opt: torch.optim.Optimize
     return total / x.shape[0]
 
 
-def fit(cfg: Config, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-        progress: ProgressFn | None = None, quiet: bool = False) -> FitResult:
+def fit(
+    cfg: Config,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    progress: ProgressFn | None = None,
+    quiet: bool = False,
+) -> FitResult:
     """Train on scaled windows ``[N, T, 1]`` / targets ``[N, 1]``; return the weights best on validation."""
     tc = cfg.train
     seed_everything(tc.seed, tc.threads)
@@ -95,7 +109,15 @@ def fit(cfg: Config, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
         history["lr"].append(lr)
         bar.set_postfix(train_loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}")
         if progress:
-            progress({"epoch": epoch, "epochs": tc.epochs, "train_loss": train_loss, "val_loss": val_loss, "lr": lr})
+            progress(
+                {
+                    "epoch": epoch,
+                    "epochs": tc.epochs,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "lr": lr,
+                }
+            )
         if val_loss < best_val - tc.min_delta:
             best_val, best_state, best_epoch, stale = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
         else:

@@ -81,12 +81,16 @@ def fit_scaler(returns: FloatArray) -> Scaler:
         raise ValueError(f"need at least 2 returns to fit a scaler, got {r.size}")
     std = float(r.std())
     if std <= 0 or not np.isfinite(std):
-        raise ValueError(f"the training returns have standard deviation {std}; a constant series cannot be scaled")
-    return Scaler(mean=float(r.mean()), std=std, min_return=float(r.min()), max_return=float(r.max()), n=int(r.size))
+        raise ValueError(
+            f"the training returns have standard deviation {std}; a constant series cannot be scaled"
+        )
+    return Scaler(
+        mean=float(r.mean()), std=std, min_return=float(r.min()), max_return=float(r.max()), n=int(r.size)
+    )
 
 
 def sliding_windows(values: FloatArray, length: int) -> FloatArray:
-    """All windows of ``length`` consecutive values along the last axis, without copying: ``[T] -> [T-length+1, length]``."""
+    """Windows of ``length`` consecutive values along the last axis (a view): ``[T] -> [T-length+1, L]``."""
     return np.lib.stride_tricks.sliding_window_view(values, length, axis=-1)
 
 

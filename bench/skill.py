@@ -1,0 +1,66 @@
+"""Test skill against the naive forecast over seeds and a few recipes, on any CSV (default: the S&P 500 file).
+
+    python bench/skill.py [--csv FILE] [--seeds 0 1 2] [--recipe loss=huber,window=21 ...]
+
+One line per run and a mean per recipe, so a default is chosen on more than one lucky seed. Uses the same
+code as ``python -m training train`` minus the export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.inference.scoring import score_against_naive
+from training.config import Config
+from training.data import load_csv
+from training.dataset import prepare
+from training.train import fit, predict_scaled
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RECIPES = ["", "loss=mse", "loss=mae", "window=61"]
+
+
+def _parse(recipe: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in filter(None, recipe.split(",")):
+        key, value = item.split("=")
+        out[key] = value if key == "loss" else (float(value) if "." in value else int(value))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, default=ROOT / "data" / "sp500_daily.csv")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--recipe", nargs="+", default=DEFAULT_RECIPES, help="overrides of the defaults")
+    args = parser.parse_args()
+    series = load_csv(args.csv)
+    for recipe in args.recipe:
+        skills = []
+        for seed in args.seeds:
+            cfg = Config.from_overrides({**_parse(recipe), "seed": seed})
+            prep = prepare(series, cfg.data)
+            started = time.perf_counter()
+            r = fit(cfg, prep.train.x, prep.train.y, prep.validation.x, prep.validation.y, quiet=True)
+            pred = prep.test.last * np.exp(prep.scaler.inverse(predict_scaled(r.model, prep.test.x)))
+            s = score_against_naive(prep.test.actual, pred, prep.test.last)
+            skills.append(s["skill"])
+            print(
+                f"{recipe or 'defaults':<12} seed {seed}: test MAE {s['model']['mae']:.3f} vs naive "
+                f"{s['naive']['mae']:.3f}, skill {s['skill']:+.4f}, best epoch {r.best_epoch}, "
+                f"fit {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+        print(
+            f"{recipe or 'defaults':<12} mean skill {np.mean(skills):+.4f} over {len(skills)} seeds",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The committed default model and fixture keep loading and forecast sanely far from training levels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.inference.bundle import load_forecaster
+from app.registry import list_versions, read_current
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("registry", [ROOT / "models", ROOT / "tests" / "fixtures" / "models"])
+def test_committed_registry_points_at_a_verified_bundle(registry: Path) -> None:
+    current = read_current(registry)
+    assert current in list_versions(registry)
+    forecaster = load_forecaster(registry / str(current), providers="cpu")
+    assert forecaster.window >= 3
+
+
+def test_default_model_states_its_skill_against_naive() -> None:
+    registry = ROOT / "models"
+    m = json.loads((registry / str(read_current(registry)) / "manifest.json").read_text())
+    test = m["metrics"]["test"]
+    assert m["data"]["source"] == "sp500_daily.csv" and test["n"] > 900
+    assert test["skill"] == pytest.approx(1 - test["model"]["mae"] / test["naive"]["mae"])
+    assert m["metrics"]["beats_naive"] == (test["skill"] > 0)
+
+
+def test_default_model_forecasts_sanely_above_6000_and_at_0_5() -> None:
+    """Trained on 1999–2012 levels (under 1600); the recent S&P 500 and a penny stock must not break it."""
+    registry = ROOT / "models"
+    forecaster = load_forecaster(registry / str(read_current(registry)), providers="cpu")
+    closes = np.loadtxt(ROOT / "data" / "sp500_daily.csv", delimiter=",", skiprows=1, usecols=4)
+    window = closes[-forecaster.window :][None, :]
+    for level in (6000.0, 0.5):
+        scaled = window * (level / window[0, -1])
+        forecast = forecaster.predict(scaled, 5)[0]
+        assert np.all(np.abs(forecast / level - 1) < 0.05), (level, forecast)

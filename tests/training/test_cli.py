@@ -1,0 +1,112 @@
+"""The CLI contract: bad input -> exit code 2, one line naming the problem, nothing left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic import make_closes, write_csv
+from training.__main__ import main
+
+
+def _csv(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "prices.csv"
+    path.write_text(text)
+    return path
+
+
+def _good_rows(n: int = 120) -> list[str]:
+    closes = make_closes(n)
+    return [f"2020-01-{1 + i // 28:02d}T00:{i % 28:02d},{c:.4f}" for i, c in enumerate(closes)]
+
+
+def _run_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    out = tmp_path / "bundle"
+    code = main(["train", "--out", str(out), "--window", "11", "--epochs", "1", "--quiet", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    return err
+
+
+def test_train_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _run_bad(tmp_path, capsys, "--csv", str(tmp_path / "nope.csv"))
+    assert "file not found" in err and "nope.csv" in err
+
+
+def test_train_missing_column_lists_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_csv(tmp_path / "p.csv", make_closes(100), column="Price")
+    err = _run_bad(tmp_path, capsys, "--csv", str(path))
+    assert "column 'Close' not found in p.csv; columns are: Date, Price" in err
+
+
+def test_train_non_numeric_cell_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = _good_rows()
+    rows[9] = "2021-05-05,abc"
+    err = _run_bad(
+        tmp_path, capsys, "--csv", str(_csv(tmp_path, "Date,Close\n" + "\n".join(rows))), "--date-column", ""
+    )
+    assert "line 11: Close is 'abc'; expected a number" in err
+
+
+def test_train_non_positive_price_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_csv(tmp_path / "p.csv", make_closes(100))
+    lines = path.read_text().splitlines()
+    lines[4] = lines[4].split(",")[0] + ",-3.5"
+    path.write_text("\n".join(lines))
+    err = _run_bad(tmp_path, capsys, "--csv", str(path))
+    assert "line 5: Close is '-3.5'; prices must be > 0" in err
+
+
+def test_train_too_few_rows_says_how_many_needed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _run_bad(tmp_path, capsys, "--csv", str(write_csv(tmp_path / "p.csv", make_closes(30))))
+    assert "only 30 usable closes; window 11" in err and "needs at least 50" in err
+
+
+def test_train_duplicate_date_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_csv(tmp_path / "p.csv", make_closes(100))
+    lines = path.read_text().splitlines()
+    lines[8] = lines[7].split(",")[0] + "," + lines[8].split(",")[1]
+    path.write_text("\n".join(lines))
+    err = _run_bad(tmp_path, capsys, "--csv", str(path))
+    assert "lines 8 and 9: Date 2020-01-07 appears twice" in err
+
+
+def test_train_unsorted_dates_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_csv(tmp_path / "p.csv", make_closes(100))
+    lines = path.read_text().splitlines()
+    lines[10], lines[20] = lines[20], lines[10]
+    path.write_text("\n".join(lines))
+    err = _run_bad(tmp_path, capsys, "--csv", str(path))
+    assert "line 11: Date 2020-01-20 comes after" not in err  # the first break is where order fails
+    assert "comes after" in err and "sort the file by date" in err
+
+
+def test_train_refuses_existing_bundle_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    code = main(["train", "--csv", str(write_csv(tmp_path / "p.csv", make_closes(100))), "--out", str(out)])
+    assert code == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_bad_flag_exits_2_with_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", "train", "--csv", "x.csv", "--out", "y", "--window", "many"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "python -m training train: error: argument --window: invalid int value: 'many'"
+    ]

@@ -1,0 +1,111 @@
+"""End to end on tiny models: bundle completeness, hashes, parity, determinism, unseen price levels."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.errors import BundleInvalid
+from app.inference.bundle import load_forecaster
+from tests.synthetic import make_closes
+from tests.training.conftest import train_tiny
+from training.config import ModelConfig
+from training.export import ParityError, check_parity, export_onnx, export_torchscript
+from training.model import CloseLSTM
+
+BUNDLE_FILES = {"manifest.json", "model.onnx", "model.pt", "scaler.json", "report.png"}
+
+
+def test_bundle_is_complete_and_self_describing(tiny_bundle: Path) -> None:
+    assert {p.name for p in tiny_bundle.iterdir()} == BUNDLE_FILES
+    m = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert set(m["files"]) == BUNDLE_FILES - {"manifest.json"}
+    assert m["config"]["data"]["window"] == 11 and m["input"]["shape"] == ["batch", 10, 1]
+    assert m["data"]["split"] == {"train": 210, "validation": 30, "test": 60, "test_start": 240}
+    test = m["metrics"]["test"]
+    assert test["skill"] == pytest.approx(1 - test["model"]["mae"] / test["naive"]["mae"])
+    assert m["metrics"]["beats_naive"] == (test["skill"] > 0)
+    assert max(v for k, v in m["parity"].items() if k.endswith("max_abs")) <= 1e-5
+    q = np.asarray(m["intervals"]["residual_quantiles"])
+    assert np.all(np.diff(q) >= 0) and q[0] < 0 < q[-1]
+
+
+def test_bundle_loads_in_onnx_runtime_and_reproduces_its_metrics(tiny_bundle: Path) -> None:
+    m = json.loads((tiny_bundle / "manifest.json").read_text())
+    forecaster = load_forecaster(tiny_bundle, providers="cpu")
+    closes = make_closes(300)
+    start = m["data"]["split"]["test_start"]
+    x = np.lib.stride_tricks.sliding_window_view(closes, 11)[start - 11 : 300 - 11]
+    mae = np.mean(np.abs(forecaster.predict(x, 1)[:, 0] - closes[start:]))
+    assert mae == pytest.approx(m["metrics"]["test"]["model"]["mae"], rel=1e-5)
+
+
+def test_damaged_bundle_is_refused(tiny_bundle: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(tiny_bundle, tmp_path / "copy")
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleInvalid, match=r"copy/model.onnx is damaged: sha256"):
+        load_forecaster(copy, providers="cpu")
+
+
+def test_forecasts_follow_the_pattern_at_unseen_price_levels(tiny_bundle: Path) -> None:
+    """Trained around 100; asked at 10,000 and 0.5 it must forecast the same relative move."""
+    forecaster = load_forecaster(tiny_bundle, providers="cpu")
+    pattern = make_closes(40, level=100.0, seed=3)[-11:][None, :]
+    ratios = [forecaster.predict(pattern * k, 3) / (pattern[0, -1] * k) for k in (1.0, 100.0, 0.005)]
+    np.testing.assert_allclose(ratios[1], ratios[0], rtol=1e-6)
+    np.testing.assert_allclose(ratios[2], ratios[0], rtol=1e-6)
+    assert np.all(np.abs(ratios[0] - 1) < 0.1)  # a sane daily move, not a level jump
+
+
+def test_same_seed_gives_the_same_model(synthetic_csv: Path, tmp_path: Path) -> None:
+    a = train_tiny(synthetic_csv, tmp_path / "a")
+    b = train_tiny(synthetic_csv, tmp_path / "b")
+    assert a["training"]["history"] == b["training"]["history"]
+    assert a["sample"]["forecast"] == b["sample"]["forecast"]
+    assert a["files"]["scaler.json"] == b["files"]["scaler.json"]
+
+
+def test_parity_check_fails_when_exports_disagree(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CloseLSTM(ModelConfig(hidden_size=4))
+    torch.nn.init.normal_(model.head.weight)
+    export_onnx(model, tmp_path / "m.onnx", 5)
+    with torch.no_grad():
+        model.head.bias += 0.01  # the TorchScript and the reference now differ from the ONNX file
+    export_torchscript(model, tmp_path / "m.pt", 5)
+    x = np.random.default_rng(0).normal(size=(16, 5, 1)).astype(np.float32)
+    with pytest.raises(ParityError, match=r"exported models disagree by 0\.01"):
+        check_parity(model, tmp_path / "m.onnx", tmp_path / "m.pt", x)
+
+
+def test_cli_registry_mode_writes_a_version_and_promotes(synthetic_csv: Path, tmp_path: Path) -> None:
+    from app.registry import list_versions, read_current
+    from training.__main__ import main
+
+    code = main(
+        [
+            "train",
+            "--csv",
+            str(synthetic_csv),
+            "--registry",
+            str(tmp_path),
+            "--promote",
+            "--quiet",
+            "--window",
+            "11",
+            "--hidden-size",
+            "4",
+            "--epochs",
+            "1",
+        ]
+    )
+    assert code == 0
+    versions = list_versions(tmp_path)
+    assert len(versions) == 1 and read_current(tmp_path) == versions[0]

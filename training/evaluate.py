@@ -1,0 +1,42 @@
+"""``python -m training evaluate``: a bundle's one-step metrics on any CSV, computed the way serving computes.
+
+The bundle is loaded and verified by the service's own loader and run through ONNX Runtime, so the
+figures describe what users get, not what PyTorch got.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from app.errors import BundleInvalid
+from app.inference.bundle import load_forecaster
+from app.inference.scoring import score_against_naive
+from training.data import DataError, load_csv, windows
+
+
+def evaluate_bundle(
+    bundle: Path, csv: Path, column: str = "Close", date_column: str | None = None
+) -> dict[str, Any]:
+    """Score every close of ``csv`` that has a full window of history before it."""
+    try:
+        forecaster = load_forecaster(bundle, providers="cpu")
+    except BundleInvalid as exc:
+        raise ValueError(str(exc)) from exc
+    series = load_csv(csv, column, date_column or "Date", require_date_column=bool(date_column))
+    window = forecaster.window
+    if series.closes.size <= window:
+        raise DataError(
+            f"only {series.closes.size} usable closes; this bundle needs more than {window} (its window)"
+        )
+    inputs, actual = windows(series.closes, window, series.closes.size, window)
+    predicted = forecaster.predict(inputs, 1)[:, 0]  # one vectorised ONNX Runtime call
+    scores = score_against_naive(actual, predicted, inputs[:, -1])
+    return {
+        "bundle": bundle.name,
+        "csv": csv.name,
+        "date_start": series.dates[window] if series.dates else None,
+        "date_end": series.dates[-1] if series.dates else None,
+        **scores,
+        "beats_naive": bool(scores["skill"] > 0),
+    }
