@@ -9,9 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from app.errors import BundleInvalid
 from app.inference.bundle import load_forecaster
-from app.inference.scoring import score_against_naive
+from app.inference.preprocessing import window_volatility
+from app.inference.scoring import interval_coverage, score_against_naive
 from training.data import DataError, load_csv, windows
 
 
@@ -30,8 +33,18 @@ def evaluate_bundle(
             f"only {series.closes.size} usable closes; this bundle needs more than {window} (its window)"
         )
     inputs, actual = windows(series.closes, window, series.closes.size, window)
-    predicted = forecaster.predict(inputs, 1)[:, 0]  # one vectorised ONNX Runtime call
+    cumulative = forecaster.rollout(inputs, 1)[:, 0]  # one vectorised ONNX Runtime call
+    predicted = inputs[:, -1] * np.exp(cumulative)
     scores = score_against_naive(actual, predicted, inputs[:, -1])
+    intervals = forecaster.manifest["intervals"]
+    volatility = window_volatility(inputs, intervals["volatility_floor"])
+    residuals = (np.log(actual / inputs[:, -1]) - cumulative) / volatility
+    coverage = {
+        str(level): interval_coverage(
+            residuals, intervals["probabilities"], intervals["residual_quantiles"], level
+        )
+        for level in (80, 95)
+    }
     return {
         "bundle": bundle.name,
         "csv": csv.name,
@@ -39,4 +52,5 @@ def evaluate_bundle(
         "date_end": series.dates[-1] if series.dates else None,
         **scores,
         "beats_naive": bool(scores["skill"] > 0),
+        "interval_coverage": coverage,
     }

@@ -14,8 +14,8 @@ import onnxruntime as ort
 import torch
 
 import training
-from app.inference.preprocessing import REPRESENTATION, Scaler
-from app.inference.scoring import score_against_naive
+from app.inference.preprocessing import REPRESENTATION, Scaler, window_volatility
+from app.inference.scoring import interval_coverage, score_against_naive
 from training.bundle import FORMAT_VERSION, write_bundle
 from training.config import Config
 from training.data import Series
@@ -32,6 +32,7 @@ from training.report import write_report
 from training.train import FitResult, ProgressFn, fit, predict_scaled
 
 INTERVAL_PROBABILITIES = [round(p, 3) for p in np.arange(0.005, 1.0, 0.005)]
+VOLATILITY_FLOOR = 0.25  # of the training returns' std: a flat input window still gets a real interval
 SAMPLE_WINDOWS = 3
 SAMPLE_TOLERANCE = 1e-6  # relative, on the forecast price
 
@@ -48,17 +49,29 @@ def _onnx_forecast(session: ort.InferenceSession, part: Part, scaler: Scaler) ->
 
 def _interval_section(fitted: FitResult, prep: Prepared) -> dict[str, Any]:
     """One-step residual quantiles on the validation part (log-return units), for prediction intervals."""
-    v = prep.validation
-    predicted = prep.scaler.inverse(predict_scaled(fitted.model, v.x))
-    residuals = np.log(v.actual / v.last) - predicted
+    floor = VOLATILITY_FLOOR * prep.scaler.std
+    quantiles = np.quantile(_residuals(fitted, prep.validation, prep.scaler, floor), INTERVAL_PROBABILITIES)
+    test_residuals = _residuals(fitted, prep.test, prep.scaler, floor)
     return {
         "source": "validation",
-        "units": "log_return",
+        "units": "window_volatility",
+        "volatility_floor": floor,
         "horizon_scaling": "sqrt",
-        "n": int(residuals.size),
+        "n": len(prep.validation.actual),
         "probabilities": INTERVAL_PROBABILITIES,
-        "residual_quantiles": np.quantile(residuals, INTERVAL_PROBABILITIES).tolist(),
+        "residual_quantiles": quantiles.tolist(),
+        # how often the one-step intervals held on the test part: the honest check of the quantiles
+        "test_coverage": {
+            str(level): interval_coverage(test_residuals, INTERVAL_PROBABILITIES, quantiles, level)
+            for level in (80, 95)
+        },
     }
+
+
+def _residuals(fitted: FitResult, part: Part, scaler: Scaler, floor: float) -> np.ndarray:
+    """Actual minus predicted next log return, per unit of the input window's volatility."""
+    residuals = np.log(part.actual / part.last) - scaler.inverse(predict_scaled(fitted.model, part.x))
+    return residuals / window_volatility(part.closes, floor)
 
 
 def _data_section(series: Series, prep: Prepared) -> dict[str, Any]:

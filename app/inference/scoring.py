@@ -34,3 +34,13 @@ def score_against_naive(actual: FloatArray, predicted: FloatArray, previous: Flo
     naive = error_metrics(actual, previous)
     skill = 1.0 - model["mae"] / naive["mae"] if naive["mae"] > 0 else float("nan")
     return {"model": model, "naive": naive, "skill": float(skill), "n": int(np.asarray(actual).size)}
+
+
+def interval_coverage(
+    residuals: FloatArray, probabilities: FloatArray, quantiles: FloatArray, level: int
+) -> float:
+    """Share of one-step residuals (log-return units) inside the central ``level``% interval."""
+    p_lo = (1 - level / 100) / 2
+    lo, hi = np.interp([p_lo, 1 - p_lo], probabilities, quantiles)
+    r = np.asarray(residuals, dtype=np.float64)
+    return float(np.mean((r >= lo) & (r <= hi)))
