@@ -88,8 +88,17 @@ def seed_model_dir(target: Path, default_dir: Path) -> bool:
     if not versions:
         raise FileNotFoundError(f"no default model bundle found in {default_dir}")
     for version in versions:
+        if (target / version).exists():
+            raise FileExistsError(
+                f"{target / version} exists but holds no {MANIFEST}; "
+                "move it away so the default model can be copied"
+            )
         tmp = Path(tempfile.mkdtemp(prefix=f".seed-{version}-", dir=target))
-        shutil.copytree(default_dir / version, tmp, dirs_exist_ok=True)
-        os.replace(tmp, target / version)
+        try:
+            shutil.copytree(default_dir / version, tmp, dirs_exist_ok=True)
+            os.replace(tmp, target / version)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     set_current(target, read_current(default_dir) or versions[-1])
     return True

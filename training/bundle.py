@@ -36,6 +36,7 @@ def write_bundle(out: Path, fill: Callable[[Path], dict[str, Any]], force: bool 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700: a service running as another user could not read it
         manifest = fill(tmp)
         manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

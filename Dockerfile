@@ -1,0 +1,175 @@
+# syntax=docker/dockerfile:1
+# closecast images: one Dockerfile, three targets (BuildKit builds only the stages a target needs).
+#
+#   docker build -t closecast .                         cpu (default, the last stage): serving + /train
+#   docker build --target serve -t closecast:serve .    serving only, no torch; /train answers 503
+#   docker build --target cuda  -t closecast:cuda  .    ONNX Runtime on CUDA 13 + cuDNN 9: docker run --gpus all
+#
+#   docker run -p 8000:8000 -v closecast-models:/models closecast
+#
+# Layers go from rarely to often changed: dependencies (rebuilt only when pyproject.toml's dependencies
+# change), then the default model, then the code (a small wheel). The registry lives in the /models volume; an empty volume
+# receives the baked default model at first start (CLOSECAST_DEFAULT_MODEL_DIR, see app/registry.py).
+
+ARG PYTHON_IMAGE=python:3.11-slim
+# ONNX Runtime 1.31's CUDA wheel links libcudart.so.13 / libcublas.so.13 and loads cuDNN 9: the CUDA base
+# must be CUDA 13.x with cuDNN 9 (a 12.x base fails over to the CPU). Change both together.
+ARG CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+ARG ORT_VERSION=1.31.1
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+
+
+# ---- requirements: pyproject.toml alone -> serve.txt, cuda.txt, train.txt ----------------------------------
+# ONNX Runtime is swapped per image and pinned: the CPU build (70 MB installed) for serve and cpu, the CUDA
+# build (340 MB) only for cuda. torch leaves train.txt: it must come from the CPU index, installed on its own.
+# Only these files reach the venv stages, so a pyproject.toml edit that keeps them equal reinstalls nothing.
+FROM ${PYTHON_IMAGE} AS requirements
+ARG ORT_VERSION
+WORKDIR /req
+COPY pyproject.toml ./
+RUN python -c 'import os, tomllib; \
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+ort = os.environ["ORT_VERSION"]; \
+common = [d for d in project["dependencies"] if not d.startswith("onnxruntime")]; \
+train = [d for d in project["optional-dependencies"]["train"] if not d.startswith("torch")]; \
+save = lambda name, lines: open(name, "w").write("\n".join(lines) + "\n"); \
+save("serve.txt", [*common, f"onnxruntime=={ort}"]); \
+save("cuda.txt", [*common, f"onnxruntime-gpu=={ort}"]); \
+save("train.txt", train)'
+
+
+# ---- wheel: the code, built once for every target -----------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS wheel
+WORKDIR /src
+# README.md is the package's long description; the glob keeps the build working without it.
+COPY pyproject.toml README.md* ./
+COPY app ./app
+COPY training ./training
+RUN pip wheel --no-deps --no-cache-dir --disable-pip-version-check --wheel-dir /dist .
+
+
+# ---- default-model: only the version models/current names, readable by the non-root user ------------------
+FROM ${PYTHON_IMAGE} AS default-model
+COPY models /src/models
+# A checkout may hold local experiments next to the default; bundle directories are written 0700.
+RUN version="$(cat /src/models/current)" \
+    && test -f "/src/models/${version}/manifest.json" \
+    && mkdir /out \
+    && cp -R "/src/models/${version}" /src/models/current /src/models/README.md /out/ \
+    && chmod -R u=rwX,go=rX /out
+
+
+# ---- dependency virtual environments (/opt/venv), cached on pyproject.toml ----------------------------------
+FROM ${PYTHON_IMAGE} AS venv-serve
+ENV PATH=/opt/venv/bin:$PATH \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+COPY --from=requirements /req/serve.txt /tmp/requirements/
+RUN --mount=type=cache,target=/root/.cache/pip pip install -r /tmp/requirements/serve.txt
+
+FROM venv-serve AS venv-cpu
+ARG TORCH_VERSION
+ARG TORCH_INDEX_URL
+COPY --from=requirements /req/train.txt /tmp/requirements/
+# The CPU build of torch (~750 MB installed); PyPI's default torch is the CUDA build (several GB).
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+    && pip install -r /tmp/requirements/train.txt
+
+# Ubuntu 24.04's Python 3.12 on the CUDA base; builder and runtime share this layer, so the venv's
+# interpreter path is the same in both.
+FROM ${CUDA_IMAGE} AS cuda-python
+ARG DEBIAN_FRONTEND=noninteractive
+# DL3008 (pin apt versions) ignored: these are the base release's own packages, and Ubuntu drops superseded
+# versions from its archive, so a pinned version breaks the next rebuild; pin CUDA_IMAGE by digest instead.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/*
+
+FROM cuda-python AS venv-cuda
+ARG TORCH_VERSION
+ARG TORCH_INDEX_URL
+ENV PATH=/opt/venv/bin:$PATH \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python3 -m venv /opt/venv
+COPY --from=requirements /req/cuda.txt /req/train.txt /tmp/requirements/
+RUN --mount=type=cache,target=/root/.cache/pip pip install -r /tmp/requirements/cuda.txt
+# /train runs on the CPU here too: the LSTM is small and training/ never asks for a GPU.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+    && pip install -r /tmp/requirements/train.txt
+
+
+# ---- runtime: what every slim image shares -------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="closecast" \
+      org.opencontainers.image.description="Next-close forecasts from an LSTM, served by ONNX Runtime" \
+      org.opencontainers.image.licenses="MIT"
+# A fixed numeric uid: Kubernetes' runAsNonRoot can check it, and a bind mount can be chowned to it.
+RUN groupadd --system --gid 10001 closecast \
+    && useradd --system --uid 10001 --gid closecast --no-log-init --create-home --home-dir /home/closecast \
+       --shell /usr/sbin/nologin closecast \
+    && install -d -o closecast -g closecast -m 0755 /models
+# CLOSECAST_HOST only matters for `python -m app`; the CMD below passes --host itself.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    CLOSECAST_MODEL_DIR=/models \
+    CLOSECAST_DEFAULT_MODEL_DIR=/opt/closecast/models \
+    CLOSECAST_HOST=0.0.0.0
+WORKDIR /home/closecast
+EXPOSE 8000
+# A fresh named volume starts as a copy of this directory (empty, owned by closecast).
+VOLUME ["/models"]
+# Ready means a verified model is loaded; urllib raises on 503 or a refused connection (exit 1).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+
+
+# ---- serve: no torch, CPU ONNX Runtime (~300 MB) -------------------------------------------------------------
+FROM runtime AS serve
+COPY --from=venv-serve /opt/venv /opt/venv
+COPY --from=default-model /out /opt/closecast/models
+RUN --mount=type=bind,from=wheel,source=/dist,target=/dist pip install --no-deps --no-cache-dir /dist/*.whl
+USER 10001:10001
+
+
+# ---- cuda: ONNX Runtime on the GPU, CPU torch for /train ----------------------------------------------------
+# The runtime lines repeat those of `runtime` (a different base); tests/deploy checks they stay identical.
+FROM cuda-python AS cuda
+LABEL org.opencontainers.image.title="closecast" \
+      org.opencontainers.image.description="Next-close forecasts from an LSTM, served by ONNX Runtime" \
+      org.opencontainers.image.licenses="MIT"
+RUN groupadd --system --gid 10001 closecast \
+    && useradd --system --uid 10001 --gid closecast --no-log-init --create-home --home-dir /home/closecast \
+       --shell /usr/sbin/nologin closecast \
+    && install -d -o closecast -g closecast -m 0755 /models
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    CLOSECAST_MODEL_DIR=/models \
+    CLOSECAST_DEFAULT_MODEL_DIR=/opt/closecast/models \
+    CLOSECAST_HOST=0.0.0.0
+WORKDIR /home/closecast
+EXPOSE 8000
+VOLUME ["/models"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+COPY --from=venv-cuda /opt/venv /opt/venv
+COPY --from=default-model /out /opt/closecast/models
+RUN --mount=type=bind,from=wheel,source=/dist,target=/dist pip install --no-deps --no-cache-dir /dist/*.whl
+USER 10001:10001
+
+
+# ---- cpu (default): serving + /train on CPU torch (~1.3 GB) --------------------------------------------------
+FROM runtime AS cpu
+COPY --from=venv-cpu /opt/venv /opt/venv
+COPY --from=default-model /out /opt/closecast/models
+RUN --mount=type=bind,from=wheel,source=/dist,target=/dist pip install --no-deps --no-cache-dir /dist/*.whl
+USER 10001:10001

