@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from app.inference.preprocessing import FloatArray
 
@@ -37,7 +38,7 @@ def score_against_naive(actual: FloatArray, predicted: FloatArray, previous: Flo
 
 
 def interval_coverage(
-    residuals: FloatArray, probabilities: FloatArray, quantiles: FloatArray, level: int
+    residuals: FloatArray, probabilities: npt.ArrayLike, quantiles: npt.ArrayLike, level: int
 ) -> float:
     """Share of one-step residuals (log-return units) inside the central ``level``% interval."""
     p_lo = (1 - level / 100) / 2
