@@ -6,10 +6,10 @@ model is always judged the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from app.inference.preprocessing import FloatArray
 
@@ -38,10 +38,10 @@ def score_against_naive(actual: FloatArray, predicted: FloatArray, previous: Flo
 
 
 def interval_coverage(
-    residuals: FloatArray, probabilities: npt.ArrayLike, quantiles: npt.ArrayLike, level: int
+    residuals: FloatArray, probabilities: Sequence[float] | FloatArray, quantiles: FloatArray, level: int
 ) -> float:
     """Share of one-step residuals (log-return units) inside the central ``level``% interval."""
     p_lo = (1 - level / 100) / 2
-    lo, hi = np.interp([p_lo, 1 - p_lo], probabilities, quantiles)
+    lo, hi = np.interp([p_lo, 1 - p_lo], np.asarray(probabilities, dtype=np.float64), quantiles)
     r = np.asarray(residuals, dtype=np.float64)
     return float(np.mean((r >= lo) & (r <= hi)))
