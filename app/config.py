@@ -32,42 +32,54 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLOSECAST_", extra="ignore", frozen=True)
 
     # Model registry
-    model_dir: Path = Field(REPO_MODELS_DIR, description="registry served: version dirs + `current` pointer")
+    model_dir: Path = Field(
+        default=REPO_MODELS_DIR, description="registry served: version dirs + `current` pointer"
+    )
     default_model_dir: Path | None = Field(
-        None, description="registry copied into an empty model_dir at start (first start of a Docker volume)"
+        default=None,
+        description="registry copied into an empty model_dir at start (first start of a Docker volume)",
     )
 
     # Server
-    host: str = Field("127.0.0.1", min_length=1, description="interface uvicorn binds to")
-    port: int = Field(8000, ge=1, le=65535, description="TCP port")
-    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (each loads the model)")
-    log_level: LogLevel = Field("info", description="log level of the service and uvicorn")
+    host: str = Field(default="127.0.0.1", min_length=1, description="interface uvicorn binds to")
+    port: int = Field(default=8000, ge=1, le=65535, description="TCP port")
+    workers: int = Field(
+        default=1, ge=1, le=64, description="uvicorn worker processes (each loads the model)"
+    )
+    log_level: LogLevel = Field(default="info", description="log level of the service and uvicorn")
 
     # Inference
-    providers: Providers = Field("auto", description="auto = CUDA when it loads, else CPU")
-    ort_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads per session")
+    providers: Providers = Field(default="auto", description="auto = CUDA when it loads, else CPU")
+    ort_threads: int = Field(default=1, ge=1, le=64, description="ONNX Runtime intra-op threads per session")
     inline_batch_threshold: int = Field(
-        64, ge=0, le=MAX_BATCH_SERIES_CEILING, description="batches larger than this run off the event loop"
+        default=64,
+        ge=0,
+        le=MAX_BATCH_SERIES_CEILING,
+        description="batches larger than this run off the event loop",
     )
     reload_interval_s: float = Field(
-        2.0, ge=0.05, le=3600, description="how often each worker checks the `current` pointer"
+        default=2.0, ge=0.05, le=3600, description="how often each worker checks the `current` pointer"
     )
 
     # Request limits
-    max_closes: int = Field(10_000, ge=2, le=MAX_CLOSES_CEILING, description="closes per series")
-    max_horizon: int = Field(30, ge=1, le=MAX_HORIZON_CEILING, description="steps ahead per request")
+    max_closes: int = Field(default=10_000, ge=2, le=MAX_CLOSES_CEILING, description="closes per series")
+    max_horizon: int = Field(default=30, ge=1, le=MAX_HORIZON_CEILING, description="steps ahead per request")
     max_batch_series: int = Field(
-        1000, ge=1, le=MAX_BATCH_SERIES_CEILING, description="series per /forecast/batch request"
+        default=1000, ge=1, le=MAX_BATCH_SERIES_CEILING, description="series per /forecast/batch request"
     )
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3, description="request body limit")
-    enable_noop: bool = Field(False, description="register POST /noop/forecast (benchmarks only)")
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, le=1024**3, description="request body limit"
+    )
+    enable_noop: bool = Field(default=False, description="register POST /noop/forecast (benchmarks only)")
 
     # Admin and retraining jobs
-    api_key: SecretStr | None = Field(None, description="key required by admin endpoints (X-API-Key)")
-    job_queue_size: int = Field(4, ge=1, le=1000, description="retrain jobs waiting at most")
-    train_threads: int = Field(1, ge=1, le=64, description="torch threads of a retrain job")
-    train_nice: int = Field(10, ge=0, le=19, description="niceness of the retrain subprocess")
-    train_timeout_s: float = Field(3600, gt=0, le=7 * 24 * 3600, description="a retrain job is killed after this")
+    api_key: SecretStr | None = Field(default=None, description="key required by admin endpoints (X-API-Key)")
+    job_queue_size: int = Field(default=4, ge=1, le=1000, description="retrain jobs waiting at most")
+    train_threads: int = Field(default=1, ge=1, le=64, description="torch threads of a retrain job")
+    train_nice: int = Field(default=10, ge=0, le=19, description="niceness of the retrain subprocess")
+    train_timeout_s: float = Field(
+        default=3600, gt=0, le=7 * 24 * 3600, description="a retrain job is killed after this"
+    )
 
     @field_validator("model_dir", "default_model_dir")
     @classmethod
@@ -86,5 +98,5 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings of this process, read from the environment once (``get_settings.cache_clear()`` re-reads)."""
+    """The settings of this process, read from the environment once (``cache_clear()`` re-reads)."""
     return Settings()

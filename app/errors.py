@@ -48,7 +48,9 @@ class ModelNotReady(ClosecastError):
 
     status_code = 503
 
-    def __init__(self, message: str = "no verified model is loaded yet; retry once /readyz answers 200") -> None:
+    def __init__(
+        self, message: str = "no verified model is loaded yet; retry once /readyz answers 200"
+    ) -> None:
         super().__init__(message)
 
 
@@ -121,8 +123,8 @@ def horizon_too_large(horizon: int, limit: int) -> Problem:
 def forecast_overflow(loc: Loc, last_close: float) -> Problem:
     return Problem(
         loc,
-        f"{format_loc(loc)} ends at {last_close!r}, where the forecast or its interval is not a finite, "
-        f"positive float64; send prices in another unit",
+        f"{format_loc(loc)} ends at {last_close!r}, where the forecast or its interval does not fit a "
+        f"float64 (above 1.8e308 or below 2.2e-308); send prices in another unit",
         "forecast_not_finite",
         last_close,
     )
@@ -162,23 +164,39 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def _message(kind: str, loc: Loc, value: Any, reason: str, ctx: dict[str, Any]) -> str:
+    path = format_loc(loc)
+    if kind == "json_invalid":
+        return f"body is not valid JSON ({ctx.get('error', '')} at character {loc[-1]}); send a JSON object"
+    if kind == "missing":
+        return f"{path} is required" if path != "body" else "body is required; send a JSON object"
+    if kind == "extra_forbidden":
+        return f"{path} is not a known field; remove it (see /docs for the schema)"
+    if path == "body" and isinstance(value, bytes):
+        return "body was not read as JSON; send it with Content-Type: application/json"
+    if path == "body":
+        return f"body is {render_value(value)}; send a JSON object (see /docs for the schema)"
+    return f"{path} is {render_value(value)}; {reason[:1].lower()}{reason[1:]}"
+
+
+# A close fails pydantic-core's own constraints (fast: no Python call per value); say it in price terms.
+_PRICE_ERRORS = {
+    "greater_than": ("price_not_positive", "prices must be > 0"),
+    "finite_number": ("price_not_finite", "prices must be finite numbers"),
+}
+
+
 def describe_validation_error(error: dict[str, Any]) -> dict[str, Any]:
     """Pydantic/FastAPI error item -> the same item with a ``PATH is VALUE; WHAT TO DO`` message."""
     loc: Loc = tuple(error.get("loc", ("body",)))
     kind = str(error.get("type", "value_error"))
-    path = format_loc(loc)
+    value = error.get("input")
     reason = str(error.get("msg", "is invalid"))
-    reason = reason[:1].lower() + reason[1:]
-    if kind == "json_invalid":
-        detail = (error.get("ctx") or {}).get("error", "")
-        msg = f"body is not valid JSON ({detail} at character {loc[-1]}); send a JSON object"
-    elif kind == "missing":
-        msg = f"{path} is required" if path != "body" else "body is required; send a JSON object"
-    elif kind == "extra_forbidden":
-        msg = f"{path} is not a known field; remove it (see /docs for the schema)"
-    else:
-        msg = f"{path} is {render_value(error.get('input'))}; {reason}"
-    return Problem(loc, msg, kind, error.get("input")).as_dict()
+    if len(loc) >= 2 and loc[-2] == "closes" and kind in _PRICE_ERRORS:
+        kind, reason = _PRICE_ERRORS[kind]
+    msg = _message(kind, loc, value, reason, error.get("ctx") or {})
+    shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return Problem(loc, msg, kind, shown).as_dict()
 
 
 # --- the one mapping to HTTP -------------------------------------------------------------------------------

@@ -21,31 +21,50 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "closecast_http_requests", "HTTP requests by route template, method and status",
-            ["route", "method", "status"], registry=r,
+            "closecast_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
         )
         self.latency = Histogram(
-            "closecast_http_request_duration_seconds", "Time from request to the last byte of the answer",
-            ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r,
+            "closecast_http_request_duration_seconds",
+            "Time from request to the last byte of the answer",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.inference = Histogram(
-            "closecast_inference_seconds", "Time inside ONNX Runtime per request (all rollout steps)",
-            ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
+            "closecast_inference_seconds",
+            "Time inside ONNX Runtime per request (all rollout steps)",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.batch_series = Histogram(
-            "closecast_batch_series", "Series per forecast request", ["endpoint"], buckets=_SERIES_BUCKETS,
+            "closecast_batch_series",
+            "Series per forecast request",
+            ["endpoint"],
+            buckets=_SERIES_BUCKETS,
             registry=r,
         )
         self.model_info = Gauge(
-            "closecast_model_info", "The model served (value 1): version, ONNX Runtime provider, bundle format",
-            ["version", "provider", "format_version"], registry=r,
+            "closecast_model_info",
+            "The model served (value 1): version, ONNX Runtime provider, bundle format",
+            ["version", "provider", "format_version"],
+            registry=r,
         )
         self.model_ready = Gauge("closecast_model_ready", "1 once a verified model serves", registry=r)
         self.input_warnings = Counter(
-            "closecast_input_warnings", "Warnings attached to forecasts, by kind", ["kind"], registry=r,
+            "closecast_input_warnings",
+            "Warnings attached to forecasts, by kind",
+            ["kind"],
+            registry=r,
         )
         self.model_reloads = Counter(
-            "closecast_model_reloads", "Hot swaps of the served model, by outcome", ["outcome"], registry=r,
+            "closecast_model_reloads",
+            "Hot swaps of the served model, by outcome",
+            ["outcome"],
+            registry=r,
         )
 
     def model_swapped(self, forecaster: Forecaster) -> None:

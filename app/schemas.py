@@ -7,10 +7,9 @@ time, because they are only known once the settings are read and a model is load
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 from pydantic_core import PydanticCustomError
 
 from app.config import MAX_BATCH_SERIES_CEILING, MAX_CLOSES_CEILING, MAX_HORIZON_CEILING
@@ -22,18 +21,14 @@ _EXAMPLE_CLOSES = [
 ]  # fmt: skip
 
 
-def _check_price(value: float) -> float:
-    if not math.isfinite(value):
-        raise PydanticCustomError("price_not_finite", "prices must be finite numbers")
-    if value <= 0:
-        raise PydanticCustomError("price_not_positive", "prices must be > 0")
-    return value
+def _examples(*payloads: Any) -> dict[str, JsonValue]:
+    """OpenAPI ``examples`` for a schema (shown and runnable in /docs)."""
+    return {"examples": list(payloads)}
 
 
+# Constraints pydantic-core checks without a Python call per close; app.errors words them for prices.
 Price = Annotated[
-    float,
-    Field(strict=True, json_schema_extra={"exclusiveMinimum": 0}, description="a close price, finite and > 0"),
-    AfterValidator(_check_price),
+    float, Field(strict=True, gt=0, allow_inf_nan=False, description="a close price, finite and > 0")
 ]
 Closes = Annotated[
     list[Price],
@@ -59,8 +54,11 @@ Level = Annotated[int, Field(ge=1, le=99, strict=True, description="central inte
 def _unique_levels(levels: list[int]) -> list[int]:
     duplicates = sorted({level for level in levels if levels.count(level) > 1})
     if duplicates:
-        raise PydanticCustomError("level_duplicate", "levels must be unique; {duplicates} appears more than once",
-                                  {"duplicates": duplicates[0]})
+        raise PydanticCustomError(
+            "level_duplicate",
+            "levels must be unique; {duplicates} appears more than once",
+            {"duplicates": duplicates[0]},
+        )
     return levels
 
 
@@ -81,7 +79,7 @@ class _Request(BaseModel):
 class ForecastRequest(_Request):
     """One series of closes to forecast."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"closes": _EXAMPLE_CLOSES, "horizon": 5}]})
+    model_config = ConfigDict(json_schema_extra=_examples({"closes": _EXAMPLE_CLOSES, "horizon": 5}))
 
     closes: Closes
 
@@ -99,18 +97,16 @@ class BatchForecastRequest(_Request):
     """Several series forecast together (one ONNX Runtime call per step for the whole batch)."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "series": [
-                        {"id": "SPX", "closes": _EXAMPLE_CLOSES},
-                        {"id": "SPX-cents", "closes": [round(c * 100, 2) for c in _EXAMPLE_CLOSES]},
-                    ],
-                    "horizon": 3,
-                    "level": [80],
-                }
-            ]
-        }
+        json_schema_extra=_examples(
+            {
+                "series": [
+                    {"id": "SPX", "closes": _EXAMPLE_CLOSES},
+                    {"id": "SPX-cents", "closes": [round(c * 100, 2) for c in _EXAMPLE_CLOSES]},
+                ],
+                "horizon": 3,
+                "level": [80],
+            }
+        )
     )
 
     series: list[SeriesIn] = Field(
@@ -122,46 +118,53 @@ class BatchForecastRequest(_Request):
 
 
 class Interval(BaseModel):
+    """Bounds of one central prediction interval, one value per step."""
+
     lower: list[float] = Field(description="lower bound per step")
     upper: list[float] = Field(description="upper bound per step")
 
 
-_IntervalMap = Field(
-    description='central prediction intervals by level ("80", "95"): one-step residual quantiles of the '
-    "validation part, widened by sqrt(h) at step h"
-)
-_ForecastField = Field(description="forecast close per step, 1..horizon")
-_WarningsField = Field(description="inputs beyond what the model saw in training, in words")
+def _intervals_field() -> Any:
+    return Field(
+        description='central prediction intervals by level ("80", "95"): one-step residual quantiles of the '
+        "validation part, widened by sqrt(h) at step h"
+    )
+
+
+def _forecast_field() -> Any:
+    return Field(description="forecast close per step, 1..horizon")
+
+
+def _warnings_field() -> Any:
+    return Field(description="inputs beyond what the model saw in training, in words")
 
 
 class ForecastResponse(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "forecast": [4421.07],
-                    "intervals": {"80": {"lower": [4364.2], "upper": [4476.3]}},
-                    "model_version": "20261123T060000Z-5e7a1c2d",
-                    "last_close": 4418.64,
-                    "warnings": [],
-                }
-            ]
-        }
+        json_schema_extra=_examples(
+            {
+                "forecast": [4421.07],
+                "intervals": {"80": {"lower": [4364.2], "upper": [4476.3]}},
+                "model_version": "20261123T060000Z-5e7a1c2d",
+                "last_close": 4418.64,
+                "warnings": [],
+            }
+        )
     )
 
-    forecast: list[float] = _ForecastField
-    intervals: dict[str, Interval] = _IntervalMap
+    forecast: list[float] = _forecast_field()
+    intervals: dict[str, Interval] = _intervals_field()
     model_version: str = Field(description="version of the bundle that answered")
     last_close: float = Field(description="the last close sent: forecasts are relative to it")
-    warnings: list[str] = _WarningsField
+    warnings: list[str] = _warnings_field()
 
 
 class SeriesForecastOut(BaseModel):
     id: str = Field(description="the id sent")
-    forecast: list[float] = _ForecastField
-    intervals: dict[str, Interval] = _IntervalMap
+    forecast: list[float] = _forecast_field()
+    intervals: dict[str, Interval] = _intervals_field()
     last_close: float = Field(description="the last close of this series")
-    warnings: list[str] = _WarningsField
+    warnings: list[str] = _warnings_field()
 
 
 class BatchForecastResponse(BaseModel):
@@ -171,20 +174,22 @@ class BatchForecastResponse(BaseModel):
 
 class Status(BaseModel):
     status: str = Field(description='"ok" or "ready"')
-    model_version: str | None = Field(None, description="version served, once loaded")
+    model_version: str | None = Field(default=None, description="version served, once loaded")
 
 
 class ModelCard(BaseModel):
     """What is served and how good it is, straight from the bundle's manifest."""
 
-    version: str
-    format_version: int
-    created_at: str
+    version: str = Field(description="bundle version id (UTC creation time + 8 hex digits)")
+    format_version: int = Field(description="bundle format (models/README.md)")
+    created_at: str = Field(description="ISO 8601 UTC time the bundle was written")
     window: int = Field(description="closes a request must send at least")
-    representation: str
+    representation: str = Field(description="what the network sees: standardised log returns")
     provider: str = Field(description="ONNX Runtime execution provider obtained")
-    metrics: dict[str, Any] = Field(description="test/validation MAE, RMSE, MAPE of the model and the naive "
-                                    "last-close forecast, skill = 1 - MAE_model/MAE_naive, beats_naive")
+    metrics: dict[str, Any] = Field(
+        description="test/validation MAE, RMSE, MAPE of the model and the naive "
+        "last-close forecast, skill = 1 - MAE_model/MAE_naive, beats_naive"
+    )
     beats_naive: bool | None = Field(description="test skill > 0")
     data: dict[str, Any] = Field(description="source, date range, rows and split the model was trained on")
     intervals: dict[str, Any] = Field(description="residual quantiles the intervals come from")

@@ -19,12 +19,22 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 async def _too_large(send: Send, size: str, limit: int) -> None:
     body = json.dumps(
-        {"detail": f"request body is {size} bytes but at most {limit} are accepted (CLOSECAST_MAX_BODY_BYTES); "
-         f"send fewer or shorter series"}
+        {
+            "detail": f"request body is {size} bytes but at most {limit} are accepted "
+            f"(CLOSECAST_MAX_BODY_BYTES); send fewer or shorter series"
+        }
     ).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -72,9 +82,10 @@ class BodySizeLimit:
 class RequestMetrics:
     """Count requests and time them by route template (``/forecast``), method and status."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, plain_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.metrics = metrics
+        self.plain_paths = plain_paths  # routes FastAPI does not tag in the scope (/docs, /openapi.json)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,7 +103,9 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            route = getattr(scope.get("route"), "path", None)
+            if route is None:
+                route = scope["path"] if scope["path"] in self.plain_paths else "<unmatched>"
             method = scope["method"]
             self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)

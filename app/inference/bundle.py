@@ -63,16 +63,20 @@ def sha256_file(path: Path) -> str:
 
 
 def verify_files(bundle_dir: Path, manifest: dict[str, Any]) -> None:
-    """Every file listed in ``manifest["files"]`` exists with the recorded sha256; the served ones are listed."""
+    """Every file in ``manifest["files"]`` exists with its sha256, and the served files are among them."""
     files: dict[str, Any] = manifest["files"]
     for required in (MODEL_FILE, SCALER_FILE):
         if required not in files:
-            raise BundleInvalid(f"{bundle_dir.name}: manifest files lists no sha256 for {required}; refusing "
-                                f"to serve an unverified file")
+            raise BundleInvalid(
+                f"{bundle_dir.name}: manifest files lists no sha256 for {required}; refusing "
+                f"to serve an unverified file"
+            )
     for name, expected in files.items():
         path = bundle_dir / name
         if Path(name).name != name or name in {MANIFEST, "", ".", ".."}:
-            raise BundleInvalid(f"{bundle_dir.name}: manifest files names {name!r}, which is not a file of the bundle")
+            raise BundleInvalid(
+                f"{bundle_dir.name}: manifest files names {name!r}, which is not a file of the bundle"
+            )
         if not path.is_file():
             raise BundleInvalid(f"{bundle_dir.name}/{name} is missing (the manifest lists it)")
         actual = sha256_file(path)
@@ -101,7 +105,9 @@ def open_session(model_path: Path, providers: str = "auto", threads: int = 1) ->
     try:
         session = ort.InferenceSession(str(model_path), sess_options=options, providers=wanted)
     except Exception as exc:  # ONNX Runtime raises its own untyped errors for unreadable models
-        raise BundleInvalid(f"ONNX Runtime cannot open {model_path.parent.name}/{model_path.name}: {exc}") from exc
+        raise BundleInvalid(
+            f"ONNX Runtime cannot open {model_path.parent.name}/{model_path.name}: {exc}"
+        ) from exc
     obtained = session.get_providers()[0]
     if providers == "cuda" and obtained != CUDA:
         raise ProviderUnavailable(
@@ -122,14 +128,16 @@ def check_contract(session: ort.InferenceSession, manifest: dict[str, Any], name
     if not isinstance(window, int) or window < 3:
         raise BundleInvalid(f"{name}: input.window is {window!r}; expected an integer >= 3")
     if contract.get("name") not in inputs:
-        raise BundleInvalid(f"{name}: model.onnx has inputs {sorted(inputs)} but the manifest names "
-                            f"{contract.get('name')!r}")
+        raise BundleInvalid(
+            f"{name}: model.onnx has inputs {sorted(inputs)} but the manifest names {contract.get('name')!r}"
+        )
     shape = inputs[contract["name"]]
     if len(shape) != 3 or shape[1:] != [window - 1, 1]:
         raise BundleInvalid(f"{name}: model.onnx input shape is {shape}; expected ['batch', {window - 1}, 1]")
     if contract.get("output_name") not in outputs:
-        raise BundleInvalid(f"{name}: model.onnx has outputs {outputs} but the manifest names "
-                            f"{contract.get('output_name')!r}")
+        raise BundleInvalid(
+            f"{name}: model.onnx has outputs {outputs} but the manifest names {contract.get('output_name')!r}"
+        )
 
 
 def check_sample(forecaster: Forecaster, manifest: dict[str, Any], name: str) -> None:
@@ -142,16 +150,18 @@ def check_sample(forecaster: Forecaster, manifest: dict[str, Any], name: str) ->
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleInvalid(f"{name}: manifest sample is unusable: {exc!r}") from exc
     if closes.ndim != 2 or closes.shape[1] != forecaster.window or len(expected) != len(closes):
-        raise BundleInvalid(f"{name}: manifest sample closes have shape {list(closes.shape)} and forecast "
-                            f"{len(expected)} values; expected [k, {forecaster.window}] and k")
+        raise BundleInvalid(
+            f"{name}: manifest sample closes have shape {list(closes.shape)} and forecast "
+            f"{len(expected)} values; expected [k, {forecaster.window}] and k"
+        )
     actual = forecaster.predict(closes, 1)[:, 0]
     relative = np.abs(actual - expected) / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
     worst = int(np.argmax(relative))
     if not np.isfinite(relative).all() or relative[worst] > tolerance:
         raise BundleInvalid(
-            f"{name}: sample {worst} forecasts {actual[worst]!r} but the manifest expects {expected[worst]!r} "
-            f"(relative error {relative[worst]:.3g} > tolerance {tolerance:g}); the model does not reproduce "
-            f"its training-time output"
+            f"{name}: sample {worst} forecasts {actual[worst]!r} but the manifest expects "
+            f"{expected[worst]!r} (relative error {relative[worst]:.3g} > tolerance {tolerance:g}); "
+            f"the model does not reproduce its training-time output"
         )
 
 
@@ -178,11 +188,22 @@ def _check_intervals(intervals: dict[str, Any], name: str) -> None:
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleInvalid(f"{name}: manifest intervals are unusable: {exc!r}") from exc
     if probabilities.ndim != 1 or probabilities.shape != quantiles.shape or len(probabilities) < 2:
-        raise BundleInvalid(f"{name}: intervals.probabilities and residual_quantiles must be lists of one "
-                            f"length >= 2; got shapes {list(probabilities.shape)} and {list(quantiles.shape)}")
+        raise BundleInvalid(
+            f"{name}: intervals.probabilities and residual_quantiles must be lists of one "
+            f"length >= 2; got shapes {list(probabilities.shape)} and {list(quantiles.shape)}"
+        )
+    units, floor = intervals.get("units", "log_return"), intervals.get("volatility_floor", 0.0)
+    if units not in ("log_return", "window_volatility"):
+        raise BundleInvalid(
+            f"{name}: intervals.units is {units!r}; this service reads 'log_return' and 'window_volatility'"
+        )
+    if not isinstance(floor, int | float) or not np.isfinite(floor) or floor < 0:
+        raise BundleInvalid(f"{name}: intervals.volatility_floor is {floor!r}; expected a finite number >= 0")
     ordered = np.all(np.diff(probabilities) > 0) and np.all(np.diff(quantiles) >= 0)
     inside = np.isfinite(quantiles).all() and probabilities[0] > 0 and probabilities[-1] < 1
     if not (ordered and inside):
-        raise BundleInvalid(f"{name}: intervals must have increasing probabilities inside (0, 1) and finite, "
-                            f"non-decreasing residual_quantiles; got {probabilities.tolist()} and "
-                            f"{quantiles.tolist()}")
+        raise BundleInvalid(
+            f"{name}: intervals must have increasing probabilities inside (0, 1) and finite, "
+            f"non-decreasing residual_quantiles; got {probabilities.tolist()} and "
+            f"{quantiles.tolist()}"
+        )

@@ -8,8 +8,9 @@ so the answer scales exactly with the input's price level.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +19,10 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from app.errors import InputInvalid, Loc, Problem, forecast_overflow, series_too_short
-from app.inference.preprocessing import FloatArray, Scaler, log_returns, model_inputs
+from app.inference.preprocessing import FloatArray, Scaler, log_returns, model_inputs, window_volatility
 
 F64 = npt.NDArray[np.float64]
+SeriesLike = Sequence[float] | FloatArray  # closes, oldest first
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,10 @@ class InputWarning:
 
 @dataclass(frozen=True)
 class SeriesForecast:
-    """The answer for one series: prices per step, ``intervals[level] = (lower, upper)``."""
+    """One series' answer, JSON-ready lists: prices per step, ``intervals[level] = (lower, upper)``."""
 
-    forecast: F64
-    intervals: dict[int, tuple[F64, F64]]
+    forecast: list[float]
+    intervals: dict[int, tuple[list[float], list[float]]]
     last_close: float
     warnings: list[InputWarning] = field(default_factory=list)
 
@@ -65,6 +67,12 @@ class Forecaster:
         intervals = manifest["intervals"]
         self._probabilities = np.asarray(intervals["probabilities"], dtype=np.float64)
         self._quantiles = np.asarray(intervals["residual_quantiles"], dtype=np.float64)
+        # quantiles per unit of the input window's volatility, or (older bundles) in log-return units
+        self._per_volatility = intervals.get("units", "log_return") == "window_volatility"
+        self._volatility_floor = float(intervals.get("volatility_floor", 0.0))
+        levels = range(1, 100)  # every level a request may ask for, computed once
+        self._level_quantiles = {level: self._interpolate(level) for level in levels}
+        self._level_warnings = {level: self._level_warning(level) for level in levels}
 
     # --- the network ------------------------------------------------------------------------------------
 
@@ -95,7 +103,7 @@ class Forecaster:
 
     def forecast(
         self,
-        series: Sequence[FloatArray],
+        series: Sequence[SeriesLike],
         horizon: int = 1,
         levels: Sequence[int] = (80, 95),
         locs: Sequence[Loc] | None = None,
@@ -106,48 +114,67 @@ class Forecaster:
         """
         locs = locs if locs is not None else [("body", "closes")] * len(series)
         self.check_lengths(series, locs)
-        windows = np.stack([np.asarray(s[-self.window :], dtype=np.float64) for s in series])  # [N, W]
+        windows = np.array([s[-self.window :] for s in series], dtype=np.float64)  # [N, W]
         started = time.perf_counter()
         cumulative = self.rollout(windows, horizon)  # [N, H]
         inference_s = time.perf_counter() - started
         last = windows[:, -1:]
         with np.errstate(over="ignore", under="ignore"):
             point = last * np.exp(cumulative)
-            widen = np.sqrt(np.arange(1, horizon + 1, dtype=np.float64))
+            widen = self._interval_scale(windows) * np.sqrt(
+                np.arange(1, horizon + 1, dtype=np.float64)
+            )  # [N, H]
             bands = {level: self._band(last, cumulative, widen, level) for level in levels}
         self._check_finite(point, bands, windows, locs)
         warnings = self._range_warnings(windows, [len(s) for s in series])
-        level_notes = [self._level_warning(level) for level in levels]
-        notes = [w for w in level_notes if w is not None]
+        notes = [w for w in map(self._level_note, levels) if w is not None]
+        points, lasts = point.tolist(), last[:, 0].tolist()  # one conversion per array, not per series
+        limits = {level: (lo.tolist(), hi.tolist()) for level, (lo, hi) in bands.items()}
         items = [
             SeriesForecast(
-                forecast=point[i],
-                intervals={level: (lo[i], hi[i]) for level, (lo, hi) in bands.items()},
-                last_close=float(last[i, 0]),
+                forecast=points[i],
+                intervals={level: (lo[i], hi[i]) for level, (lo, hi) in limits.items()},
+                last_close=lasts[i],
                 warnings=warnings[i] + notes,
             )
             for i in range(len(series))
         ]
         return BatchForecast(items, inference_s)
 
-    def check_lengths(self, series: Sequence[FloatArray], locs: Sequence[Loc]) -> None:
+    def check_lengths(self, series: Sequence[Sized], locs: Sequence[Loc]) -> None:
         """Raise ``InputInvalid`` naming every series shorter than the model's window."""
-        short = [series_too_short(loc, len(s), self.window) for s, loc in zip(series, locs, strict=True)
-                 if len(s) < self.window]
+        short = [
+            series_too_short(loc, len(s), self.window)
+            for s, loc in zip(series, locs, strict=True)
+            if len(s) < self.window
+        ]
         if short:
             raise InputInvalid(short)
 
-    def _band(self, last: F64, cumulative: F64, widen: F64, level: int) -> tuple[F64, F64]:
+    def _interval_scale(self, windows: F64) -> FloatArray:
+        """``[N, 1]``: each window's log-return volatility (floored) when the quantiles are per unit of it."""
+        if not self._per_volatility:
+            return np.ones((len(windows), 1))
+        return window_volatility(windows, self._volatility_floor)[:, np.newaxis]
+
+    def _band(self, last: F64, cumulative: F64, widen: FloatArray, level: int) -> tuple[F64, F64]:
         q_lo, q_hi = self.residual_quantiles(level)
         return last * np.exp(cumulative + q_lo * widen), last * np.exp(cumulative + q_hi * widen)
 
     def residual_quantiles(self, level: int) -> tuple[float, float]:
-        """One-step residual quantiles (log-return units) bounding the central ``level``% interval."""
+        """One-step residual quantiles bounding the central ``level``% interval, in the bundle's units."""
+        cached = self._level_quantiles.get(level)
+        return cached if cached is not None else self._interpolate(level)
+
+    def _interpolate(self, level: int) -> tuple[float, float]:
         p_lo = (1 - level / 100) / 2
         return (
             float(np.interp(p_lo, self._probabilities, self._quantiles)),
             float(np.interp(1 - p_lo, self._probabilities, self._quantiles)),
         )
+
+    def _level_note(self, level: int) -> InputWarning | None:
+        return self._level_warnings[level] if level in self._level_warnings else self._level_warning(level)
 
     def _level_warning(self, level: int) -> InputWarning | None:
         p_lo = (1 - level / 100) / 2
@@ -156,7 +183,8 @@ class Forecaster:
         return InputWarning(
             "level_beyond_quantiles",
             f"level {level} needs residual quantiles {p_lo:.4g} and {1 - p_lo:.4g} but the model stores "
-            f"{self._probabilities[0]:.4g}..{self._probabilities[-1]:.4g}; the {level}% interval is too narrow",
+            f"{self._probabilities[0]:.4g}..{self._probabilities[-1]:.4g}; "
+            f"the {level}% interval is too narrow",
         )
 
     def _range_warnings(self, windows: F64, lengths: Sequence[int]) -> list[list[InputWarning]]:
@@ -181,12 +209,13 @@ class Forecaster:
     def _check_finite(
         point: F64, bands: dict[int, tuple[F64, F64]], windows: F64, locs: Sequence[Loc]
     ) -> None:
-        ok = np.isfinite(point).all(axis=1) & (point > 0).all(axis=1)
+        tiny = np.finfo(np.float64).tiny  # below it (subnormal) bounds and forecast lose their precision
+        ok = np.isfinite(point).all(axis=1) & (point >= tiny).all(axis=1)
         for lo, hi in bands.values():
-            ok &= np.isfinite(hi).all(axis=1) & (lo > 0).all(axis=1)
+            ok &= np.isfinite(hi).all(axis=1) & (lo >= tiny).all(axis=1)
         if not ok.all():
             bad = np.flatnonzero(~ok)
-            problems: list[Problem] = [forecast_overflow(locs[i], float(windows[i, -1])) for i in bad]
+            problems: list[Problem] = [forecast_overflow(locs[int(i)], float(windows[i, -1])) for i in bad]
             raise InputInvalid(problems)
 
     def card(self) -> dict[str, Any]:
@@ -208,4 +237,8 @@ class Forecaster:
 
 
 def _pct(log_return: float) -> str:
-    return f"{np.expm1(log_return) * 100:+.1f}%"
+    """A log return as a simple percentage change, e.g. ``-23.1%`` (``+1.2e+613%`` where it overflows)."""
+    if log_return < 700:
+        return f"{np.expm1(log_return) * 100:+.1f}%"
+    exponent = log_return / math.log(10) + 2  # log10 of the percentage
+    return f"+{10 ** (exponent % 1):.1f}e+{int(exponent)}%"

@@ -42,7 +42,8 @@ class ModelHolder:
         self._on_reload_failed = on_reload_failed
         self._current: Forecaster | None = None
         self._lock = threading.Lock()
-        self._refused: str | None = None  # last pointer target that failed; retried once the pointer moves
+        # (version, pointer stamp) of the last refused load: retried only once the pointer is written again
+        self._refused: tuple[str, tuple[int, int] | None] | None = None
 
     @property
     def current(self) -> Forecaster | None:
@@ -80,22 +81,33 @@ class ModelHolder:
         """Blocking: when the pointer names another version, load, verify and swap it in.
 
         Returns the new forecaster, or None when nothing changed or the new bundle was refused (logged; the
-        old model keeps serving).
+        old model keeps serving). A refused version is tried again only after the pointer file is rewritten.
         """
+        stamp = self._pointer_stamp()
         version = registry.read_current(self.model_dir)
         current = self._current
-        if version is None or version == self._refused or (current is not None and current.version == version):
+        if version is None or (current is not None and current.version == version):
+            return None
+        if self._refused == (version, stamp):
             return None
         try:
             forecaster = self.load_version(version)
         except (ClosecastError, OSError) as exc:
-            self._refused = version
+            self._refused = (version, stamp)
             log.error("refused model %s, keeping %s: %s", version, current and current.version, exc)
             if self._on_reload_failed is not None:
                 self._on_reload_failed(version, exc)
             return None
         self.swap(forecaster)
         return forecaster
+
+    def _pointer_stamp(self) -> tuple[int, int] | None:
+        """Identity of the pointer file's last write (``set_current`` replaces the file, so it changes)."""
+        try:
+            info = (self.model_dir / registry.CURRENT_POINTER).stat()
+        except OSError:
+            return None
+        return info.st_ino, info.st_mtime_ns
 
 
 async def watch_pointer(holder: ModelHolder, interval_s: float) -> None:

@@ -1,0 +1,122 @@
+"""The ASGI app: ``uvicorn app.main:app`` (or ``python -m app``). Wiring only.
+
+``create_app`` builds the app without touching the disk; the lifespan loads and verifies the model (the
+process fails to start without one) and watches the registry pointer for hot swaps.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI
+
+from app import registry
+from app.api.middleware import BodySizeLimit, RequestMetrics
+from app.api.routes import forecast, health, metrics, models_card
+from app.config import Settings, get_settings
+from app.errors import register_error_handlers
+from app.inference.holder import ModelHolder, watch_pointer
+from app.metrics import Metrics
+
+log = logging.getLogger("app")
+
+# One router per resource file; a new resource is one import above and one entry here.
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    forecast.router,
+    models_card.router,
+    metrics.router,
+)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("closecast")
+    except metadata.PackageNotFoundError:
+        return "0.1.0"
+
+
+def _configure_logging(level: str) -> None:
+    """Give the ``app`` loggers a handler unless the host (pytest, a log config) already set one up."""
+    logger = logging.getLogger("app")
+    logger.setLevel(level.upper())
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
+async def _load_model(settings: Settings, holder: ModelHolder) -> None:
+    """Seed an empty volume from the default registry, then load, verify and serve the current model."""
+    if settings.default_model_dir is not None and not registry.list_versions(settings.model_dir):
+        await anyio.to_thread.run_sync(
+            registry.seed_model_dir, settings.model_dir, settings.default_model_dir
+        )
+        log.info("seeded %s from %s", settings.model_dir, settings.default_model_dir)
+    model = await anyio.to_thread.run_sync(holder.load_current)  # BundleInvalid here stops the process
+    holder.swap(model)
+    log.info(
+        "ready: model %s (window %d) from %s on ONNX Runtime %s",
+        model.version,
+        model.window,
+        settings.model_dir,
+        model.provider,
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the model (the process fails to start without one), then watch the pointer until shutdown."""
+    settings: Settings = app.state.settings
+    holder: ModelHolder = app.state.holder
+    _configure_logging(settings.log_level)
+    await _load_model(settings, holder)
+    # Startup objects (modules, the model) leave the cyclic GC's scans: full collections no longer stall
+    # requests (64-series batch p99 32 ms -> 5 ms on one connection). Unfrozen at shutdown so nothing leaks.
+    gc.freeze()
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch_pointer, holder, settings.reload_interval_s)
+            # Background services of optional routers start here, e.g. `await tasks.start(runner.serve)`.
+            yield
+            tasks.cancel_scope.cancel()
+    finally:
+        gc.unfreeze()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (default: the environment). Loads nothing until the lifespan runs."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="closecast",
+        version=_version(),
+        summary="Next-close forecasts from an LSTM over log returns, served by ONNX Runtime.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = app_metrics = Metrics()
+    app.state.holder = ModelHolder(
+        settings.model_dir,
+        settings.providers,
+        settings.ort_threads,
+        on_swap=app_metrics.model_swapped,
+        on_reload_failed=app_metrics.model_refused,
+    )
+    register_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    if settings.enable_noop:
+        app.include_router(forecast.noop_router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    plain_paths = frozenset(path for r in app.routes if "{" not in (path := getattr(r, "path", "{")))
+    app.add_middleware(RequestMetrics, metrics=app_metrics, plain_paths=plain_paths)  # outermost: counts 413s
+    return app
+
+
+app = create_app()

@@ -1,0 +1,216 @@
+"""Loading a bundle: every check refuses a damaged bundle with a message naming what failed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+import pytest
+from fastapi.testclient import TestClient
+
+from app import registry
+from app.errors import BundleInvalid, ProviderUnavailable
+from app.inference.bundle import load_forecaster
+from app.main import create_app
+from tests.app.conftest import FIXTURE_BUNDLE, FIXTURE_MODELS, closes, make_settings
+
+
+@pytest.fixture
+def bundle(model_dir: Path) -> Path:
+    return model_dir / FIXTURE_BUNDLE.name
+
+
+def _edit_manifest(bundle: Path, change: Any) -> None:
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def _rehash(bundle: Path, name: str) -> None:
+    digest = hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+    _edit_manifest(bundle, lambda m: m["files"].__setitem__(name, digest))
+
+
+def test_load_verifies_the_fixture_bundle() -> None:
+    model = load_forecaster(FIXTURE_BUNDLE, "cpu")
+    assert model.version == FIXTURE_BUNDLE.name
+    assert model.provider == "CPUExecutionProvider"
+    assert model.window == json.loads((FIXTURE_BUNDLE / "manifest.json").read_text())["input"]["window"]
+
+
+def test_load_refuses_a_flipped_byte_in_the_model(bundle: Path) -> None:
+    data = bytearray((bundle / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bundle / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(
+        BundleInvalid,
+        match=rf"^{bundle.name}/model.onnx is damaged: sha256 [0-9a-f]{{64}} but "
+        r"the manifest expects [0-9a-f]{64}$",
+    ):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_a_wrong_hash_in_the_manifest(bundle: Path) -> None:
+    _edit_manifest(bundle, lambda m: m["files"].__setitem__("scaler.json", "0" * 64))
+    with pytest.raises(
+        BundleInvalid, match=f"scaler.json is damaged: sha256 .* but the manifest expects {'0' * 64}"
+    ):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_a_missing_file(bundle: Path) -> None:
+    (bundle / "report.png").unlink()
+    with pytest.raises(
+        BundleInvalid, match=re.escape(f"{bundle.name}/report.png is missing (the manifest lists it)")
+    ):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_an_unlisted_model_file(bundle: Path) -> None:
+    _edit_manifest(bundle, lambda m: m["files"].pop("model.onnx"))
+    with pytest.raises(BundleInvalid, match=re.escape("manifest files lists no sha256 for model.onnx")):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_a_file_outside_the_bundle(bundle: Path) -> None:
+    _edit_manifest(bundle, lambda m: m["files"].__setitem__("../current", "0" * 64))
+    with pytest.raises(
+        BundleInvalid, match=re.escape("manifest files names '../current', which is not a file")
+    ):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_an_unknown_format_version(bundle: Path) -> None:
+    _edit_manifest(bundle, lambda m: m.__setitem__("format_version", 2))
+    with pytest.raises(BundleInvalid, match="format_version is 2 but this service reads format_version 1;"):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_a_missing_manifest(bundle: Path) -> None:
+    (bundle / "manifest.json").unlink()
+    with pytest.raises(
+        BundleInvalid, match=f"manifest.json does not exist; {bundle.name} is not a model bundle"
+    ):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_a_manifest_that_is_not_json(bundle: Path) -> None:
+    (bundle / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleInvalid, match=re.escape("manifest.json is not readable JSON")):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_a_broken_scaler(bundle: Path) -> None:
+    scaler = json.loads((bundle / "scaler.json").read_text())
+    (bundle / "scaler.json").write_text(json.dumps({**scaler, "std": 0.0}))
+    _rehash(bundle, "scaler.json")
+    with pytest.raises(BundleInvalid, match=r"scaler\.json is not a usable scaler: scaler std is 0\.0;"):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_a_sample_it_does_not_reproduce(bundle: Path) -> None:
+    _edit_manifest(
+        bundle, lambda m: m["sample"]["forecast"].__setitem__(1, m["sample"]["forecast"][1] * 1.01)
+    )
+    with pytest.raises(
+        BundleInvalid,
+        match=r"sample 1 forecasts .* but the manifest expects .* \(relative error "
+        r"0\.0099\d* > tolerance .*\); the model does not reproduce its training-time output",
+    ):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_a_window_the_model_does_not_take(bundle: Path) -> None:
+    _edit_manifest(bundle, lambda m: m["input"].__setitem__("window", 20))
+    with pytest.raises(
+        BundleInvalid, match=r"model.onnx input shape is \['batch', \d+, 1\]; expected \['batch', 19, 1\]"
+    ):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_unordered_interval_quantiles(bundle: Path) -> None:
+    _edit_manifest(bundle, lambda m: m["intervals"]["residual_quantiles"].reverse())
+    with pytest.raises(BundleInvalid, match=re.escape("non-decreasing residual_quantiles")):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_refuses_unknown_interval_units(bundle: Path) -> None:
+    _edit_manifest(bundle, lambda m: m["intervals"].__setitem__("units", "percent"))
+    with pytest.raises(BundleInvalid, match=re.escape("intervals.units is 'percent'; this service reads")):
+        load_forecaster(bundle, "cpu")
+
+
+def test_load_accepts_quantiles_in_log_return_units(bundle: Path) -> None:
+    _edit_manifest(bundle, lambda m: m["intervals"].pop("units"))  # bundles written before window_volatility
+    model = load_forecaster(bundle, "cpu")
+    (item,) = model.forecast([closes()], levels=[80]).items
+    q_lo, _ = model.residual_quantiles(80)
+    assert item.intervals[80][0][0] == pytest.approx(item.forecast[0] * math.exp(q_lo), rel=1e-12)
+
+
+def test_load_refuses_cuda_when_no_gpu_is_usable() -> None:
+    if "CUDAExecutionProvider" in load_forecaster(FIXTURE_BUNDLE, "auto").session.get_providers():
+        pytest.skip("a GPU is usable here")
+    with pytest.raises(
+        ProviderUnavailable,
+        match="CLOSECAST_PROVIDERS is 'cuda' but ONNX Runtime obtained CPUExecutionProvider",
+    ):
+        load_forecaster(FIXTURE_BUNDLE, "cuda")
+
+
+def test_load_auto_uses_the_first_provider_that_works() -> None:
+    provider = load_forecaster(FIXTURE_BUNDLE, "auto").provider
+    assert provider in ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert provider in ort.get_available_providers()
+
+
+def test_start_refuses_a_damaged_bundle(bundle: Path, model_dir: Path) -> None:
+    (bundle / "model.onnx").write_bytes(b"not a model")
+    with (
+        pytest.raises(BundleInvalid, match=re.escape("model.onnx is damaged")),
+        TestClient(create_app(make_settings(model_dir))),
+    ):
+        pass
+
+
+def test_start_refuses_an_empty_model_dir(tmp_path: Path) -> None:
+    with (
+        pytest.raises(
+            BundleInvalid, match=f"no model bundle in {tmp_path}: no `current` pointer and no version"
+        ),
+        TestClient(create_app(make_settings(tmp_path))),
+    ):
+        pass
+
+
+def test_start_refuses_a_pointer_to_a_missing_version(model_dir: Path) -> None:
+    (model_dir / "current").write_text("20990101T000000Z-deadbeef\n")
+    with (
+        pytest.raises(
+            BundleInvalid, match="version '20990101T000000Z-deadbeef' is not a bundle directory in"
+        ),
+        TestClient(create_app(make_settings(model_dir))),
+    ):
+        pass
+
+
+def test_start_seeds_an_empty_model_dir_from_the_default(tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    settings = make_settings(volume, default_model_dir=FIXTURE_MODELS)
+    with TestClient(create_app(settings)) as c:
+        assert c.post("/forecast", json={"closes": closes()}).json()["model_version"] == FIXTURE_BUNDLE.name
+    assert registry.list_versions(volume) == [FIXTURE_BUNDLE.name]
+
+
+def test_start_keeps_a_model_dir_that_already_has_versions(model_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(FIXTURE_BUNDLE, model_dir / "20991231T000000Z-00000001")
+    registry.set_current(model_dir, "20991231T000000Z-00000001")
+    with TestClient(create_app(make_settings(model_dir, default_model_dir=FIXTURE_MODELS))) as c:
+        assert c.get("/readyz").json()["model_version"] == "20991231T000000Z-00000001"

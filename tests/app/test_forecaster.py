@@ -1,0 +1,67 @@
+"""The numpy + ONNX Runtime forecaster on its own."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from app.errors import InputInvalid
+from app.inference.bundle import load_forecaster
+from app.inference.forecaster import Forecaster
+from app.inference.preprocessing import model_inputs
+from tests.app.conftest import FIXTURE_BUNDLE, closes
+
+
+@pytest.fixture(scope="module")
+def model() -> Forecaster:
+    return load_forecaster(FIXTURE_BUNDLE, "cpu")
+
+
+def test_rollout_appends_each_prediction_and_drops_the_oldest(model: Forecaster) -> None:
+    windows = np.array([closes(model.window, seed=s) for s in range(3)])
+    x = model_inputs(windows, model.scaler)
+    expected = []
+    total = np.zeros(3)
+    for _ in range(4):
+        z = model.session.run(None, {model.input_name: x})[0][:, 0]
+        total = total + z.astype(np.float64) * model.scaler.std + model.scaler.mean
+        expected.append(total.copy())
+        x = np.concatenate([x[:, 1:], z[:, None, None]], axis=1)
+    np.testing.assert_allclose(model.rollout(windows, 4), np.stack(expected, axis=1), rtol=1e-12)
+
+
+def test_predict_is_last_close_times_exp_of_cumulative_return(model: Forecaster) -> None:
+    windows = np.array([closes(model.window, level=50.0)])
+    np.testing.assert_allclose(model.predict(windows, 3), windows[:, -1:] * np.exp(model.rollout(windows, 3)))
+
+
+def test_forecast_lists_every_short_series(model: Forecaster) -> None:
+    with pytest.raises(InputInvalid) as caught:
+        model.forecast([np.ones(3), np.ones(model.window), np.ones(2)], locs=[("a",), ("b",), ("c",)])
+    assert [p.loc for p in caught.value.problems] == [("a",), ("c",)]
+
+
+def test_residual_quantiles_interpolate_the_stored_ones(model: Forecaster) -> None:
+    intervals = model.manifest["intervals"]
+    lo, hi = model.residual_quantiles(90)
+    assert lo == pytest.approx(np.interp(0.05, intervals["probabilities"], intervals["residual_quantiles"]))
+    assert hi == pytest.approx(np.interp(0.95, intervals["probabilities"], intervals["residual_quantiles"]))
+
+
+def test_level_beyond_the_stored_quantiles_warns(model: Forecaster) -> None:
+    manifest = copy.deepcopy(model.manifest)
+    probabilities = manifest["intervals"]["probabilities"]
+    keep = [i for i, p in enumerate(probabilities) if 0.05 <= p <= 0.95]
+    manifest["intervals"]["probabilities"] = [probabilities[i] for i in keep]
+    manifest["intervals"]["residual_quantiles"] = [
+        manifest["intervals"]["residual_quantiles"][i] for i in keep
+    ]
+    narrow = Forecaster(model.session, model.scaler, manifest, model.version)
+    (item,) = narrow.forecast([np.array(closes())], levels=[80, 99]).items
+    assert [w.message for w in item.warnings] == [
+        "level 99 needs residual quantiles 0.005 and 0.995 but the model stores 0.05..0.95; "
+        "the 99% interval is too narrow"
+    ]
+    assert [w.kind for w in item.warnings] == ["level_beyond_quantiles"]

@@ -1,0 +1,121 @@
+"""Hot swap: each worker follows the registry's `current` pointer without dropping a request."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app import registry
+from app.inference.holder import ModelHolder
+from app.main import create_app
+from tests.app.conftest import FIXTURE_BUNDLE, closes, make_settings
+
+NEW = "20991231T000000Z-0000beef"
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _add_version(model_dir: Path, name: str = NEW) -> Path:
+    shutil.copytree(model_dir / FIXTURE_BUNDLE.name, model_dir / name)
+    return model_dir / name
+
+
+def _served(client: TestClient) -> str:
+    version: str = client.post("/forecast", json={"closes": closes()}).json()["model_version"]
+    return version
+
+
+def test_pointer_change_swaps_the_served_model(model_dir: Path) -> None:
+    _add_version(model_dir)
+    with TestClient(create_app(make_settings(model_dir))) as c:
+        assert _served(c) == FIXTURE_BUNDLE.name
+        registry.set_current(model_dir, NEW)
+        _wait_for(lambda: _served(c) == NEW)
+        assert c.get("/models/current").json()["version"] == NEW
+        assert 'closecast_model_reloads_total{outcome="swapped"} 2.0' in c.get("/metrics").text
+
+
+def test_damaged_bundle_at_the_pointer_keeps_the_old_model(
+    model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = _add_version(model_dir)
+    (bad / "scaler.json").write_text("{}")
+    with TestClient(create_app(make_settings(model_dir))) as c:
+        registry.set_current(model_dir, NEW)
+        _wait_for(lambda: 'closecast_model_reloads_total{outcome="refused"} 1.0' in c.get("/metrics").text)
+        assert _served(c) == FIXTURE_BUNDLE.name
+        assert c.get("/readyz").status_code == 200
+    assert f"refused model {NEW}, keeping {FIXTURE_BUNDLE.name}: {NEW}/scaler.json is damaged" in caplog.text
+
+
+def test_refused_version_is_retried_only_after_the_pointer_is_rewritten(model_dir: Path) -> None:
+    bad = _add_version(model_dir)
+    (bad / "scaler.json").write_text("{}")
+    holder = ModelHolder(model_dir, "cpu")
+    holder.swap(holder.load_current())
+    registry.set_current(model_dir, NEW)
+    assert holder.reload_if_changed() is None
+    shutil.rmtree(bad)
+    _add_version(model_dir)  # repaired under the same name: not retried on every tick
+    assert holder.reload_if_changed() is None
+    registry.set_current(model_dir, NEW)
+    assert holder.reload_if_changed() is not None
+
+
+def test_load_version_verifies_without_swapping(model_dir: Path) -> None:
+    _add_version(model_dir)
+    holder = ModelHolder(model_dir, "cpu")
+    holder.swap(holder.load_current())
+    loaded = holder.load_version(NEW)
+    assert loaded.version == NEW
+    assert holder.current is not None and holder.current.version == FIXTURE_BUNDLE.name
+    previous = holder.swap(loaded)
+    assert previous is not None and previous.version == FIXTURE_BUNDLE.name
+    assert holder.current is loaded
+
+
+class _GatedSession:
+    """Holds every model call until the test opens the gate."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def run(self, outputs: Any, feeds: dict[str, np.ndarray]) -> Any:
+        self.entered.set()
+        assert self.gate.wait(10)
+        return self.session.run(outputs, feeds)
+
+
+def test_in_flight_request_finishes_on_the_model_it_started_with(model_dir: Path) -> None:
+    _add_version(model_dir)
+    with TestClient(create_app(make_settings(model_dir, inline_batch_threshold=0))) as c:
+        holder: ModelHolder = c.app.state.holder  # type: ignore[attr-defined]
+        old = holder.current
+        assert old is not None
+        old.session = gated = _GatedSession(old.session)
+        answers: list[Any] = []
+        body = {"series": [{"id": "a", "closes": closes()}], "horizon": 3}
+        request = threading.Thread(target=lambda: answers.append(c.post("/forecast/batch", json=body)))
+        request.start()
+        assert gated.entered.wait(10)
+        holder.swap(holder.load_version(NEW))  # swap while the request sits inside the old model
+        gated.gate.set()
+        request.join(10)
+        assert answers[0].status_code == 200
+        assert answers[0].json()["model_version"] == FIXTURE_BUNDLE.name
+        assert _served(c) == NEW
