@@ -61,8 +61,9 @@ class ModelHolder:
         version = registry.read_current(self.model_dir)
         if version is None:
             raise BundleInvalid(
-                f"no model bundle in {self.model_dir}: no `current` pointer and no version directory; train "
-                f"one with `python -m training train --out {self.model_dir}` or set CLOSECAST_MODEL_DIR"
+                f"no model bundle in {self.model_dir}: no `current` pointer and no version directory; "
+                f"train one with `python -m training train --csv FILE --registry {self.model_dir} --promote` "
+                "or set CLOSECAST_MODEL_DIR"
             )
         return self.load_version(version)
 
