@@ -73,7 +73,10 @@ class Settings(BaseSettings):
     enable_noop: bool = Field(default=False, description="register POST /noop/forecast (benchmarks only)")
 
     # Admin and retraining jobs
-    api_key: SecretStr | None = Field(default=None, description="key required by admin endpoints (X-API-Key)")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="bearer key for /train and promotion (`Authorization: Bearer <key>`); unset = disabled",
+    )
     job_queue_size: int = Field(default=4, ge=1, le=1000, description="retrain jobs waiting at most")
     train_threads: int = Field(default=1, ge=1, le=64, description="torch threads of a retrain job")
     train_nice: int = Field(default=10, ge=0, le=19, description="niceness of the retrain subprocess")

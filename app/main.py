@@ -18,10 +18,12 @@ from fastapi import APIRouter, FastAPI
 
 from app import registry
 from app.api.middleware import BodySizeLimit, RequestMetrics
-from app.api.routes import forecast, health, metrics, models_card
+from app.api.routes import forecast, health, metrics, models_card, train
+from app.api.routes import registry as registry_routes
 from app.config import Settings, get_settings
 from app.errors import register_error_handlers
 from app.inference.holder import ModelHolder, watch_pointer
+from app.jobs.runner import JobRunner
 from app.metrics import Metrics
 
 log = logging.getLogger("app")
@@ -32,6 +34,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     forecast.router,
     models_card.router,
     metrics.router,
+    train.router,
+    registry_routes.router,
 )
 
 
@@ -83,7 +87,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(watch_pointer, holder, settings.reload_interval_s)
-            # Background services of optional routers start here, e.g. `await tasks.start(runner.serve)`.
+            await tasks.start(app.state.jobs.serve)  # retrain jobs; fails the jobs of dead workers first
             yield
             tasks.cancel_scope.cancel()
     finally:
@@ -108,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_swap=app_metrics.model_swapped,
         on_reload_failed=app_metrics.model_refused,
     )
+    app.state.jobs = JobRunner(settings, app.state.holder)  # starts in the lifespan
     register_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -1,0 +1,88 @@
+"""``/models``: the stored versions, and making one of them current (promotion and rollback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+
+from app import registry
+from app.api.deps import HolderDep
+from app.api.routes.train import TrainerDep
+from app.errors import ClosecastError, InputInvalid, Problem
+from app.inference.bundle import read_manifest
+from app.inference.holder import ModelHolder
+from app.jobs.errors import VersionNotFound
+from app.jobs.promotion import promote_version
+from app.jobs.schemas import ModelList, ModelVersion, Promoted
+
+router = APIRouter(tags=["models"])
+
+Version = Annotated[str, PathParam(max_length=200, description="a version listed by GET /models")]
+
+
+def _summary(bundle_dir: Path, current: str | None) -> ModelVersion:
+    """A version's headline manifest fields (not verified: promotion verifies)."""
+    name = bundle_dir.name
+    try:
+        manifest = read_manifest(bundle_dir)
+    except ClosecastError as exc:
+        return ModelVersion(version=name, current=name == current, problem=exc.message)
+    data: dict[str, Any] = manifest.get("data", {})
+    return ModelVersion(
+        version=name,
+        current=name == current,
+        created_at=manifest.get("created_at"),
+        window=manifest["input"].get("window"),
+        metrics=manifest.get("metrics"),
+        data={k: data[k] for k in ("source", "date_start", "date_end", "rows_used") if k in data},
+    )
+
+
+def _model_list(holder: ModelHolder) -> ModelList:
+    current = registry.read_current(holder.model_dir)
+    served = holder.current
+    versions = [
+        _summary(holder.model_dir / v, current) for v in reversed(registry.list_versions(holder.model_dir))
+    ]
+    return ModelList(current=current, served=served.version if served else None, versions=versions)
+
+
+@router.get("/models")
+async def list_models(holder: HolderDep) -> ModelList:
+    """Every stored version, newest first, with its test metrics; marks the one `current` names."""
+    return await anyio.to_thread.run_sync(_model_list, holder)
+
+
+@router.post(
+    "/models/{version}/promote",
+    dependencies=[TrainerDep],
+    responses={
+        401: {"description": "the bearer key is missing or wrong"},
+        403: {"description": "no CLOSECAST_API_KEY is configured: training and promotion are off"},
+        404: {"description": "no such version"},
+        409: {"description": "the bundle failed verification; nothing changed"},
+        422: {"description": "not a valid version name"},
+    },
+)
+async def promote(version: Version, holder: HolderDep) -> Promoted:
+    """Make a stored version current (a rollback too), after loading and verifying it in full."""
+    if not registry.is_valid_version(version):
+        raise InputInvalid(
+            [
+                Problem(
+                    ("path", "version"),
+                    f"version is {version!r}; a version is a directory name of letters, digits, "
+                    f"'.', '_' and '-' (GET /models lists them)",
+                    "version_invalid",
+                    version,
+                )
+            ]
+        )
+    if not (holder.model_dir / version / registry.MANIFEST).is_file():
+        raise VersionNotFound(version)
+    previous = await anyio.to_thread.run_sync(promote_version, holder, version)
+    return Promoted(version=version, previous=previous)

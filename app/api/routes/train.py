@@ -1,0 +1,193 @@
+"""``/train``: queue, follow and cancel retrain jobs (``app/jobs/``).
+
+Every endpoint here, and ``POST /models/{version}/promote``, needs ``Authorization: Bearer <key>`` with the
+key of ``CLOSECAST_API_KEY``; without a configured key they answer 403 and say how to enable them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from app.api.deps import SettingsDep
+from app.config import Settings
+from app.errors import InputInvalid, Problem
+from app.jobs.errors import JobsUnavailable, TrainingDisabled
+from app.jobs.runner import JobRunner
+from app.jobs.schemas import JobAccepted, JobList, JobOut, TrainRequest, UploadForm, inline_schema
+from app.jobs.store import QueueFull
+from app.jobs.validation import Prepare, prepare_upload, prepare_values
+
+_bearer = HTTPBearer(auto_error=False, description="the key of CLOSECAST_API_KEY")
+
+
+async def require_trainer(
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Training and promotion need ``Authorization: Bearer <CLOSECAST_API_KEY>``; with no key they are off."""
+    if settings.api_key is None:
+        raise TrainingDisabled()
+    sent = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(sent.encode(), settings.api_key.get_secret_value().encode()):
+        raise HTTPException(
+            401,
+            detail="the bearer key is missing or wrong; send `Authorization: Bearer <key>` with the key "
+            "configured in CLOSECAST_API_KEY",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def get_runner(request: Request) -> JobRunner:
+    runner: JobRunner | None = getattr(request.app.state, "jobs", None)
+    if runner is None:
+        raise JobsUnavailable("retraining is not set up in this app (no job runner)")
+    runner.check_available()
+    return runner
+
+
+TrainerDep = Depends(require_trainer)
+RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+JobId = Annotated[str, Path(max_length=64, description="the `job_id` POST /train answered")]
+
+router = APIRouter(tags=["training"], dependencies=[TrainerDep])
+
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "the bearer key is missing or wrong"},
+    403: {"description": "no CLOSECAST_API_KEY is configured: training and promotion are off"},
+}
+_FORM_SCHEMA = inline_schema(UploadForm)
+_TRAIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": inline_schema(TrainRequest)},
+            "multipart/form-data": {
+                "schema": {
+                    **_FORM_SCHEMA,
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        **_FORM_SCHEMA["properties"],
+                    },
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+def _queue_full(limit: int) -> HTTPException:
+    return HTTPException(
+        429,
+        detail=f"{limit} retrain jobs are already queued (CLOSECAST_JOB_QUEUE_SIZE); "
+        "retry once one has started",
+        headers={"Retry-After": "30"},
+    )
+
+
+def _invalid(exc: ValidationError, prefix: tuple[str, ...] = ("body",)) -> RequestValidationError:
+    return RequestValidationError([{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors(include_url=False)])
+
+
+async def _from_json(request: Request, settings: Settings) -> Prepare:
+    try:
+        data = json.loads(await request.body())
+        body = TrainRequest.model_validate(data)
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", exc.pos),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": exc.msg},
+                }
+            ]
+        ) from None
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    return await anyio.to_thread.run_sync(prepare_values, body, settings.train_threads)
+
+
+async def _from_upload(request: Request, settings: Settings, runner: JobRunner) -> Prepare:
+    if not await anyio.to_thread.run_sync(runner.queue_has_room):  # before reading a large upload
+        raise _queue_full(settings.job_queue_size)
+    async with request.form(max_files=1, max_fields=64) as form:  # closes the spooled upload after
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            problem = Problem(
+                ("body", "file"), "file is required; upload the CSV as `-F file=@prices.csv`", "missing"
+            )
+            raise InputInvalid([problem])
+        try:
+            fields = UploadForm.model_validate({k: v for k, v in form.multi_items() if k != "file"})
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        return prepare_upload(fields, upload.filename, await upload.read(), settings.train_threads)
+
+
+@router.post(
+    "/train",
+    status_code=202,
+    openapi_extra=_TRAIN_BODY,
+    responses={
+        **_AUTH_ERRORS,
+        422: {"description": "invalid data or params, with the training CLI's own messages"},
+        429: {"description": "CLOSECAST_JOB_QUEUE_SIZE jobs are already queued"},
+        503: {"description": "the model dir cannot hold jobs (read-only, or the job store is unusable)"},
+        507: {"description": "no space left in the model dir for the job's data"},
+    },
+)
+async def submit_job(
+    request: Request, response: Response, runner: RunnerDep, settings: SettingsDep
+) -> JobAccepted:
+    """Queue a retrain job on closes sent as JSON or as a CSV upload; poll the `Location` it answers."""
+    multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
+    prepare = await (_from_upload(request, settings, runner) if multipart else _from_json(request, settings))
+    try:
+        job = await anyio.to_thread.run_sync(runner.submit, prepare)
+    except QueueFull as exc:
+        raise _queue_full(exc.limit) from None
+    runner.wake()
+    response.headers["Location"] = f"/train/{job.id}"
+    return JobAccepted(job_id=job.id, status="queued")
+
+
+@router.get("/train", responses=_AUTH_ERRORS)
+async def list_jobs(
+    runner: RunnerDep, limit: Annotated[int, Query(ge=1, le=200, description="jobs to list")] = 20
+) -> JobList:
+    """Recent jobs, newest first."""
+    jobs = await anyio.to_thread.run_sync(runner.recent, limit)
+    return JobList(jobs=[JobOut.of(j) for j in jobs])
+
+
+@router.get("/train/{job_id}", responses={**_AUTH_ERRORS, 404: {"description": "no such job"}})
+async def get_job(job_id: JobId, runner: RunnerDep) -> JobOut:
+    """A job's status, progress per epoch and, once it ended, its result or error."""
+    return JobOut.of(await anyio.to_thread.run_sync(runner.get, job_id))
+
+
+@router.delete(
+    "/train/{job_id}",
+    responses={
+        **_AUTH_ERRORS,
+        404: {"description": "no such job"},
+        409: {"description": "the job already ended"},
+    },
+)
+async def cancel_job(job_id: JobId, runner: RunnerDep) -> JobOut:
+    """Cancel a queued or running job (a running one is killed; its bundle never appears)."""
+    job = await anyio.to_thread.run_sync(runner.cancel, job_id)
+    if not job.finished:
+        job = await runner.wait_finished(job_id, timeout_s=10)
+    return JobOut.of(job)

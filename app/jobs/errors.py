@@ -1,0 +1,76 @@
+"""Errors of the retraining and registry endpoints (answered by the handler in ``app/errors.py``)."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+from sqlite3 import SQLITE_FULL
+
+from app.errors import ClosecastError
+
+ENABLE_HINT = (
+    "set CLOSECAST_API_KEY (16+ characters, e.g. `openssl rand -hex 16`) and send it as "
+    "`Authorization: Bearer <key>`"
+)
+
+
+class TrainingDisabled(ClosecastError):
+    """No key is configured: training and promotion are off."""
+
+    status_code = 403
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"training and promotion are disabled because no API key is configured; {ENABLE_HINT}"
+        )
+
+
+class JobNotFound(ClosecastError):
+    status_code = 404
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id!r}; GET /train lists the recent jobs")
+
+
+class JobFinished(ClosecastError):
+    """A cancel for a job that already ended."""
+
+    status_code = 409
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} already {status}; only queued or running jobs can be cancelled")
+
+
+class VersionNotFound(ClosecastError):
+    status_code = 404
+
+    def __init__(self, version: str) -> None:
+        super().__init__(f"version {version!r} is not in the registry; GET /models lists the versions")
+
+
+class JobsUnavailable(ClosecastError):
+    """The job store could not be opened (e.g. a read-only model dir); serving goes on without training."""
+
+    status_code = 503
+
+
+class StorageFailed(ClosecastError):
+    """The job's data or the job store could not be written into the model dir."""
+
+    status_code = 503
+
+    def __init__(self, model_dir: Path, exc: Exception, what_to_do: str = "make it writable by the service"):
+        super().__init__(f"cannot store the job in {model_dir} ({exc}); {what_to_do}")
+
+
+class StorageFull(StorageFailed):
+    status_code = 507  # Insufficient Storage
+
+
+def storage_failed(model_dir: Path, exc: Exception) -> StorageFailed:
+    """503, or 507 when the disk (or the quota) is full."""
+    full_disk = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    full_db = getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL
+    if full_disk or full_db:
+        return StorageFull(model_dir, exc, "free some space")
+    return StorageFailed(model_dir, exc)

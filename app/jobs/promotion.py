@@ -1,0 +1,129 @@
+"""The promotion gate, and making a version current (job promotion and ``POST /models/{version}/promote``).
+
+A candidate is judged on its own test part (``manifest["data"]["split"]["test_start"]`` onwards): the
+candidate and the current model each forecast every test close one step ahead from their own window of
+history before it (one vectorised ONNX Runtime call per model), and ``promote=auto`` makes the candidate
+current only if its MAE is not worse. Making a version current is: verified bundle in memory, then
+``set_current`` (every worker follows the pointer), then ``swap`` (this worker at once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from app import registry
+from app.inference.forecaster import F64, Forecaster
+from app.inference.holder import ModelHolder
+from app.inference.preprocessing import sliding_windows
+from app.inference.scoring import error_metrics
+
+# Serialises pointer moves of this process (job promotions and manual ones); workers follow the pointer.
+_PROMOTION_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Both models' one-step MAE on the same test closes, next to the naive forecast's."""
+
+    candidate_mae: float
+    current_mae: float
+    naive_mae: float
+    n: int
+    first_target: int
+    current_version: str
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def _one_step(model: Forecaster, closes: F64, first: int) -> F64:
+    """Forecasts of ``closes[first:]``, each from the ``window`` closes before it: ``[n]``."""
+    windows = sliding_windows(closes[first - model.window : closes.size - 1], model.window)  # [n, W]
+    return model.predict(windows, 1)[:, 0]
+
+
+def evaluate(candidate: Forecaster, current: Forecaster, closes: F64) -> Evaluation:
+    """Score both models on the candidate's test part of ``closes`` (the closes it was trained on)."""
+    data = candidate.manifest.get("data", {})
+    recorded = data.get("closes_sha256")
+    actual = hashlib.sha256(np.asarray(closes, dtype="<f8").tobytes()).hexdigest()
+    if recorded != actual:
+        raise ValueError(
+            f"the job's closes hash to {actual[:12]}… but {candidate.version} was trained on closes "
+            f"hashing to {str(recorded)[:12]}…; refusing to judge it on other data"
+        )
+    first = max(int(data["split"]["test_start"]), candidate.window, current.window)
+    if first >= closes.size:
+        raise ValueError(
+            f"the current model {current.version} needs {current.window} closes of history, which leaves no "
+            f"test close of the {closes.size} sent to compare it on; use promote=always or never"
+        )
+    actual_closes = closes[first:]
+    return Evaluation(
+        candidate_mae=error_metrics(actual_closes, _one_step(candidate, closes, first))["mae"],
+        current_mae=error_metrics(actual_closes, _one_step(current, closes, first))["mae"],
+        naive_mae=error_metrics(actual_closes, closes[first - 1 : -1])["mae"],
+        n=int(actual_closes.size),
+        first_target=first,
+        current_version=current.version,
+    )
+
+
+def decide(mode: str, ev: Evaluation) -> Decision:
+    """``auto``: promote unless the candidate's MAE is worse; ``always`` / ``never`` as they say."""
+    scores = (
+        f"candidate MAE {ev.candidate_mae:.6g} vs current ({ev.current_version}) MAE {ev.current_mae:.6g} "
+        f"on the {ev.n} test closes (naive MAE {ev.naive_mae:.6g})"
+    )
+    if mode == "always":
+        return Decision(True, f"promote=always: made current; {scores}")
+    if mode == "never":
+        return Decision(False, f"promote=never: registered only; {scores}")
+    if ev.candidate_mae <= ev.current_mae:
+        return Decision(True, f"promoted: the candidate is not worse; {scores}")
+    return Decision(False, f"not promoted: the candidate is worse; {scores}")
+
+
+def undecided(mode: str, version: str, why: str) -> Decision:
+    """When the two models cannot be compared: ``always`` still promotes; ``auto`` keeps the current one."""
+    problem = f"could not compare the candidate with the current model ({why})"
+    if mode == "always":
+        return Decision(True, f"promote=always: made current; {problem}")
+    if mode == "never":
+        return Decision(False, f"promote=never: registered only; {problem}")
+    return Decision(False, f"not promoted: {problem}; POST /models/{version}/promote makes it current")
+
+
+def current_model(holder: ModelHolder) -> Forecaster:
+    """The model the pointer names: the one served when it is the same, else loaded and verified."""
+    served = holder.current
+    pointed = registry.read_current(holder.model_dir)
+    if served is not None and (pointed is None or served.version == pointed):
+        return served
+    return holder.load_current()
+
+
+def make_current(holder: ModelHolder, forecaster: Forecaster) -> str | None:
+    """Point ``current`` at a verified, registered bundle and serve it here at once; returns the previous
+    version. In-flight requests finish on the model they started with; other workers follow the pointer."""
+    with _PROMOTION_LOCK:
+        previous = registry.read_current(holder.model_dir)
+        registry.set_current(holder.model_dir, forecaster.version)
+        holder.swap(forecaster)
+    return previous
+
+
+def promote_version(holder: ModelHolder, version: str) -> str | None:
+    """Load and fully verify a stored version, then make it current; ``BundleInvalid`` changes nothing."""
+    forecaster = holder.load_version(version)
+    return make_current(holder, forecaster)

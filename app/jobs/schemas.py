@@ -1,0 +1,208 @@
+"""Bodies of ``/train`` and ``/models`` (they are the OpenAPI docs at ``/docs``).
+
+The hyperparameters carry only the types and the ceilings the CLI lacks: their values are checked by
+``training.config`` itself, so a bad value gets the CLI's own message (``window is 2; it must be at least
+3 closes (2 returns)``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.config import MAX_CLOSES_CEILING
+from app.jobs.store import Job
+
+PromoteMode = Literal["auto", "always", "never"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+JobName = Annotated[
+    str,
+    Field(
+        pattern=NAME_PATTERN,
+        description="a label for the data (letters, digits, `._-`, at most 64); the bundle's manifest "
+        "records it as `data.source` = `<name>.csv`",
+    ),
+]
+Promote = Annotated[
+    PromoteMode,
+    Field(
+        description="`auto`: the new model becomes current only if its test MAE is not worse than the "
+        "current model's on the same closes; `always`: it becomes current; `never`: it is only registered"
+    ),
+]
+
+
+class TrainParams(BaseModel):
+    """Hyperparameters, all optional (defaults: `python -m training train --help`); one per CLI flag."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: int | None = Field(default=None, le=100_000, description="closes per input window (>= 3)")
+    train_frac: float | None = Field(default=None, description="chronological training share, in (0, 1)")
+    val_frac: float | None = Field(default=None, description="validation share, in (0, 1); test is the rest")
+    hidden_size: int | None = Field(default=None, description="LSTM hidden units, 1..1024")
+    num_layers: int | None = Field(default=None, description="LSTM layers, 1..8")
+    dropout: float | None = Field(default=None, description="dropout between LSTM layers, in [0, 1)")
+    epochs: int | None = Field(default=None, le=100_000, description="maximum epochs (>= 1)")
+    batch_size: int | None = Field(default=None, le=1_000_000, description="mini-batch size (>= 1)")
+    lr: float | None = Field(default=None, description="Adam learning rate, in (0, 1)")
+    loss: Literal["mse", "huber", "mae"] | None = Field(default=None, description="training loss")
+    patience: int | None = Field(
+        default=None, ge=1, le=100_000, description="early-stopping patience in epochs"
+    )
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="random seed")
+
+    def overrides(self) -> dict[str, Any]:
+        """The parameters that were set, by name."""
+        return self.model_dump(exclude_none=True)
+
+
+class TrainRequest(BaseModel):
+    """Closes to train a new model version on (JSON); `POST /train` also takes a multipart CSV upload."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"closes": [100.0, 100.4, 99.8, "..."], "params": {"epochs": 20}, "promote": "auto"}]
+        },
+    )
+
+    closes: list[float] = Field(
+        max_length=MAX_CLOSES_CEILING,
+        description="closing prices, each finite and > 0, oldest first (or newest first with `dates`); "
+        "enough for the window and the 70/10/20 split (50 for window 11, 59 for the default 21)",
+    )
+    dates: list[str] | None = Field(
+        default=None,
+        max_length=MAX_CLOSES_CEILING,
+        description="optional ISO dates, one per close, unique and sorted (newest first is reversed)",
+    )
+    name: JobName = "request"
+    params: TrainParams = Field(default_factory=lambda: TrainParams())
+    promote: Promote = "auto"
+
+
+class UploadForm(TrainParams):
+    """The multipart form of `POST /train` besides `file`: the CSV's columns, the options, the params."""
+
+    column: str = Field("Close", min_length=1, max_length=200, description="column holding the closes")
+    date_column: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="column holding the dates; default `Date` when the file has it, else file order",
+    )
+    name: JobName | None = Field(default=None, description="default: the upload's file name without `.csv`")
+    promote: Promote = "auto"
+
+    def params(self) -> TrainParams:
+        return TrainParams(**self.model_dump(include=set(TrainParams.model_fields)))
+
+
+class JobAccepted(BaseModel):
+    job_id: str = Field(description="poll `GET /train/{job_id}` (the `Location` header)")
+    status: JobStatus = Field(description="`queued` at first")
+
+
+class Progress(BaseModel):
+    epoch: int = Field(ge=0, description="epochs finished (0 before the first)")
+    epochs: int = Field(ge=1, description="maximum epochs; early stopping may end sooner")
+    train_loss: float | None = Field(
+        default=None, description="training loss of the last epoch (scaled units)"
+    )
+    val_loss: float | None = Field(
+        default=None, description="validation loss of the last epoch (scaled units)"
+    )
+
+
+class JobResult(BaseModel):
+    version: str = Field(description="the new version in the registry")
+    metrics: dict[str, Any] = Field(
+        description="`test`: the bundle's own test metrics; `gate`: candidate, current and naive MAE on the "
+        "candidate's test closes"
+    )
+    promoted: bool = Field(description="whether the new version is now current")
+    reason: str = Field(description="why it was or was not promoted, with both MAEs")
+
+
+class JobOut(BaseModel):
+    job_id: str
+    status: JobStatus
+    name: str = Field(description="the data's label")
+    promote: PromoteMode
+    params: dict[str, Any] = Field(description="the hyperparameters sent (defaults fill the rest)")
+    progress: Progress | None = None
+    created_at: str = Field(description="ISO 8601 UTC")
+    started_at: str | None = None
+    finished_at: str | None = None
+    result: JobResult | None = Field(default=None, description="set once the job succeeded")
+    error: str | None = Field(default=None, description="why the job failed or was cancelled")
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(
+            job_id=job.id,
+            status=job.status,  # type: ignore[arg-type]  # the store's CHECK constraint guarantees it
+            name=job.name,
+            promote=job.promote,  # type: ignore[arg-type]
+            params=job.spec.get("params", {}),
+            progress=Progress(**job.progress) if job.progress else None,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            result=JobResult(**job.result) if job.result else None,
+            error=job.error,
+        )
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut] = Field(description="newest first")
+
+
+class ModelVersion(BaseModel):
+    version: str
+    current: bool = Field(description="the `current` pointer names it")
+    created_at: str | None = None
+    window: int | None = Field(default=None, description="closes the model needs")
+    metrics: dict[str, Any] | None = Field(
+        default=None, description="test and validation metrics against naive"
+    )
+    data: dict[str, Any] | None = Field(
+        default=None, description="source, date range and rows it was trained on"
+    )
+    problem: str | None = Field(
+        default=None, description="why its manifest could not be read, if it could not"
+    )
+
+
+class ModelList(BaseModel):
+    current: str | None = Field(description="the version the `current` pointer names")
+    served: str | None = Field(description="the version this worker serves now (follows the pointer)")
+    versions: list[ModelVersion] = Field(description="newest first")
+
+
+class Promoted(BaseModel):
+    version: str = Field(description="the version now current")
+    previous: str | None = Field(description="the version served before")
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema with its nested models written in place (for hand-written OpenAPI bodies)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved

@@ -1,0 +1,91 @@
+"""Building a test app with retraining wired in, and waiting on jobs (shared with a subprocess test)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from app import registry
+from app.api.routes import registry as registry_routes
+from app.api.routes import train as train_routes
+from app.config import Settings
+from app.jobs.runner import JobRunner
+from app.main import create_app
+
+FIXTURE_MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+FIXTURE_VERSION = registry.read_current(FIXTURE_MODELS) or "missing"
+KEY = "test-key-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+TINY = {"window": 11, "hidden_size": 8, "epochs": 3}  # threads come from the settings (1)
+
+
+def make_settings(model_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "model_dir": model_dir,
+        "providers": "cpu",
+        "api_key": KEY,
+        "reload_interval_s": 0.1,
+        "train_threads": 1,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def build_app(settings: Settings, python: str | None = None) -> FastAPI:
+    """``create_app`` plus the retraining routers and runner, unless ``app/main.py`` already wires them."""
+    app = create_app(settings)
+    if getattr(app.state, "jobs", None) is None:  # not wired yet: do here what app/main.py will do
+        app.include_router(train_routes.router)
+        app.include_router(registry_routes.router)
+        runner = app.state.jobs = JobRunner(settings, app.state.holder)
+        serve_model = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(a: FastAPI) -> AsyncIterator[None]:
+            async with serve_model(a), anyio.create_task_group() as tasks:
+                await tasks.start(runner.serve)
+                yield
+                tasks.cancel_scope.cancel()
+
+        app.router.lifespan_context = lifespan
+    if python is not None:
+        app.state.jobs.python = python
+    return app
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60.0, every: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy; that value."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s"
+        time.sleep(every)
+    return value
+
+
+def job(client: TestClient, job_id: str) -> dict[str, Any]:
+    response = client.get(f"/train/{job_id}", headers=AUTH)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def wait_status(client: TestClient, job_id: str, *statuses: str, timeout: float = 90.0) -> dict[str, Any]:
+    """The job once its status is one of ``statuses``."""
+    found: dict[str, Any] = wait_for(lambda: (j := job(client, job_id))["status"] in statuses and j, timeout)
+    return found
+
+
+def submit(client: TestClient, closes: Any, **body: Any) -> str:
+    payload = {"closes": [float(c) for c in closes], "params": TINY, **body}
+    response = client.post("/train", json=payload, headers=AUTH)
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["job_id"]
+    assert response.headers["location"] == f"/train/{job_id}"
+    return job_id

@@ -1,0 +1,127 @@
+"""The promotion gate: a worse candidate is registered but not promoted; the gate's arithmetic.
+
+The served fixture model was trained for 40 epochs on a ``tests/synthetic.py`` series and learned its weekly
+rhythm. A candidate trained for 3 epochs on another series of that kind has barely started to learn it, so
+it is honestly worse on its own test part than the fixture, and ``promote=auto`` keeps the fixture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app import registry
+from app.inference.bundle import load_forecaster
+from app.jobs.promotion import Evaluation, decide, evaluate, undecided
+from tests.jobs.conftest import copy_registry
+from tests.jobs.helpers import (
+    AUTH,
+    FIXTURE_MODELS,
+    FIXTURE_VERSION,
+    build_app,
+    make_settings,
+    submit,
+    wait_status,
+)
+from tests.synthetic import make_closes
+from training.data import load_csv
+
+SERIES = make_closes(300, seed=1)
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Path, dict[str, Any]]]:
+    model_dir = copy_registry(tmp_path_factory.mktemp("gate") / "models")
+    with TestClient(build_app(make_settings(model_dir))) as client:
+        job_id = submit(client, SERIES, promote="auto", name="synthetic-seed1")
+        yield client, model_dir, wait_status(client, job_id, "succeeded", "failed", "cancelled")
+
+
+Outcome = tuple[TestClient, Path, dict[str, Any]]
+
+
+def test_worse_candidate_is_registered_but_not_promoted(outcome: Outcome) -> None:
+    client, model_dir, final = outcome
+    assert final["status"] == "succeeded", final
+    result = final["result"]
+    gate = result["metrics"]["gate"]
+    assert gate["candidate_mae"] > gate["current_mae"]
+    assert result["promoted"] is False
+    assert result["reason"].startswith("not promoted: the candidate is worse")
+    for mae in (gate["candidate_mae"], gate["current_mae"], gate["naive_mae"]):
+        assert f"{mae:.6g}" in result["reason"]
+    assert registry.read_current(model_dir) == FIXTURE_VERSION
+    assert result["version"] in registry.list_versions(model_dir)
+    listed = {v["version"]: v for v in client.get("/models").json()["versions"]}
+    assert listed[result["version"]]["current"] is False and listed[FIXTURE_VERSION]["current"] is True
+    assert listed[result["version"]]["data"]["source"] == "synthetic-seed1.csv"
+    served = client.post("/forecast", json={"closes": SERIES[-20:].tolist()}).json()["model_version"]
+    assert served == FIXTURE_VERSION
+
+
+def test_a_registered_candidate_can_still_be_promoted_by_hand(outcome: Outcome) -> None:
+    client, model_dir, final = outcome
+    version = final["result"]["version"]
+    assert client.post(f"/models/{version}/promote", headers=AUTH).json()["version"] == version
+    assert client.post("/forecast", json={"closes": SERIES[-20:].tolist()}).json()["model_version"] == version
+    assert registry.read_current(model_dir) == version
+
+
+# --- the arithmetic, without training -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fixture_model() -> Any:
+    return load_forecaster(FIXTURE_MODELS / FIXTURE_VERSION, "cpu")
+
+
+def _fixture_closes() -> np.ndarray:
+    return load_csv(Path(__file__).resolve().parents[1] / "fixtures" / "synthetic.csv").closes
+
+
+def test_gate_scores_the_candidate_exactly_as_its_manifest_does(fixture_model: Any) -> None:
+    ev = evaluate(fixture_model, fixture_model, _fixture_closes())
+    recorded = fixture_model.manifest["metrics"]["test"]
+    assert ev.first_target == fixture_model.manifest["data"]["split"]["test_start"]
+    assert ev.n == recorded["n"]
+    assert ev.candidate_mae == ev.current_mae == pytest.approx(recorded["model"]["mae"], rel=1e-6)
+    assert ev.naive_mae == pytest.approx(recorded["naive"]["mae"], rel=1e-12)
+
+
+def test_gate_refuses_closes_the_candidate_was_not_trained_on(fixture_model: Any) -> None:
+    closes = _fixture_closes()
+    closes[-1] *= 1.01
+    with pytest.raises(ValueError, match="refusing to judge it on other data"):
+        evaluate(fixture_model, fixture_model, closes)
+
+
+@pytest.mark.parametrize(
+    ("mode", "candidate_mae", "promoted", "start"),
+    [
+        ("auto", 1.0, True, "promoted: the candidate is not worse"),  # a tie promotes: "not worse"
+        ("auto", 1.1, False, "not promoted: the candidate is worse"),
+        ("always", 1.1, True, "promote=always: made current"),
+        ("never", 0.5, False, "promote=never: registered only"),
+    ],
+)
+def test_decide(mode: str, candidate_mae: float, promoted: bool, start: str) -> None:
+    ev = Evaluation(candidate_mae, 1.0, 1.05, 60, 240, "v1")
+    decision = decide(mode, ev)
+    assert decision.promote is promoted
+    assert decision.reason.startswith(start)
+    assert f"candidate MAE {candidate_mae:.6g} vs current (v1) MAE 1" in decision.reason
+
+
+@pytest.mark.parametrize(("mode", "promoted"), [("auto", False), ("always", True), ("never", False)])
+def test_without_a_comparison_only_always_promotes(mode: str, promoted: bool) -> None:
+    decision = undecided(mode, "v2", "the current model needs 300 closes of history")
+    assert decision.promote is promoted
+    assert (
+        "could not compare the candidate with the current model (the current model needs 300"
+        in decision.reason
+    )
