@@ -121,17 +121,17 @@ def _parse_close(text: str, where: str) -> float:
 
 
 def _order_by_date(
-    closes: list[float], dates: list[date], lines: list[int], date_column: str
+    closes: list[float], dates: list[date], places: list[str]
 ) -> tuple[list[float], list[date], list[str]]:
-    """Refuse duplicates; accept ascending or newest-first (reversed, and noted); refuse any other order."""
-    seen: dict[date, int] = {}
-    for d, line in zip(dates, lines, strict=True):
+    """Refuse duplicates; accept ascending or newest-first (reversed, and noted); refuse any other order.
+
+    ``places`` name each date in messages: ``line 8: Date`` in a CSV, ``dates[3]`` in JSON.
+    """
+    seen: dict[date, str] = {}
+    for d, place in zip(dates, places, strict=True):
         if d in seen:
-            raise DataError(
-                f"lines {seen[d]} and {line}: {date_column} {d.isoformat()} appears twice; "
-                "keep one row per date"
-            )
-        seen[d] = line
+            raise DataError(f"{place} is {d.isoformat()}, the same date as {seen[d]}; keep one row per date")
+        seen[d] = place
     pairs = list(itertools.pairwise(dates))
     if all(a < b for a, b in pairs):
         return closes, dates, []
@@ -139,8 +139,8 @@ def _order_by_date(
         return closes[::-1], dates[::-1], ["rows were newest first; reversed into chronological order"]
     i = next(i for i, (a, b) in enumerate(pairs) if a > b)
     raise DataError(
-        f"line {lines[i + 1]}: {date_column} {dates[i + 1].isoformat()} comes after {dates[i].isoformat()}; "
-        "sort the file by date"
+        f"{places[i + 1]} is {dates[i + 1].isoformat()}, earlier than {places[i]} ({dates[i].isoformat()}); "
+        "sort the rows by date"
     )
 
 
@@ -194,7 +194,8 @@ def load_csv(
     used_date_column = date_column if di is not None else None
     notes: list[str] = []
     if used_date_column:
-        closes, dates, notes = _order_by_date(closes, dates, lines, used_date_column)
+        places = [f"line {line}: {used_date_column}" for line in lines]
+        closes, dates, notes = _order_by_date(closes, dates, places)
     if dropped:
         notes.append(f"dropped {dropped} rows with an empty {column}")
     return Series(
@@ -234,7 +235,8 @@ def series_from_values(
             f"dates has {len(dates)} values but closes has {len(values)}; send one date per close"
         )
     parsed = [_parse_date(d, f"dates[{i}]") for i, d in enumerate(dates)]
-    ordered, ordered_dates, notes = _order_by_date(values, parsed, list(range(len(values))), "dates")
+    places = [f"dates[{i}]" for i in range(len(values))]
+    ordered, ordered_dates, notes = _order_by_date(values, parsed, places)
     return Series(
         np.asarray(ordered),
         [d.isoformat() for d in ordered_dates],

@@ -127,8 +127,9 @@ def test_json_dates_out_of_order_are_refused(client: TestClient) -> None:
     dates = [f"2020-{m:02d}-{d:02d}" for m in range(1, 12) for d in range(1, 29)][: len(CLOSES)]
     response = post(client, dates=[*dates[:3], dates[4], dates[3], *dates[5:]])
     assert response.status_code == 422
-    # training.data numbers JSON values as "line <index>" (its CSV wording)
-    assert msgs(response) == ["line 4: dates 2020-01-04 comes after 2020-01-05; sort the file by date"]
+    # JSON values are named by their index, as in the CLI's messages for a CSV line
+    expected = "dates[4] is 2020-01-04, earlier than dates[3] (2020-01-05); sort the rows by date"
+    assert msgs(response) == [expected]
 
 
 @pytest.mark.parametrize(

@@ -74,7 +74,7 @@ def test_train_duplicate_date_is_refused(tmp_path: Path, capsys: pytest.CaptureF
     lines[8] = lines[7].split(",")[0] + "," + lines[8].split(",")[1]
     path.write_text("\n".join(lines))
     err = _run_bad(tmp_path, capsys, "--csv", str(path))
-    assert "lines 8 and 9: Date 2020-01-07 appears twice" in err
+    assert "line 9: Date is 2020-01-07, the same date as line 8: Date; keep one row per date" in err
 
 
 def test_train_unsorted_dates_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -83,8 +83,9 @@ def test_train_unsorted_dates_are_refused(tmp_path: Path, capsys: pytest.Capture
     lines[10], lines[20] = lines[20], lines[10]
     path.write_text("\n".join(lines))
     err = _run_bad(tmp_path, capsys, "--csv", str(path))
-    assert "line 11: Date 2020-01-20 comes after" not in err  # the first break is where order fails
-    assert "comes after" in err and "sort the file by date" in err
+    # rows 10 and 20 swapped: the first place the order breaks is line 12, after the late date on line 11
+    expected = "line 12: Date is 2020-01-11, earlier than line 11: Date (2020-01-20); sort the rows by date"
+    assert expected in err
 
 
 def test_train_refuses_existing_bundle_without_force(
