@@ -22,6 +22,7 @@ volume) is dead once its heartbeat is older than ``OWNER_SILENT_S``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -87,6 +88,9 @@ class Outcome:
 
 class JobRunner:
     """Accepts jobs (any thread) and runs them one at a time (``serve``, in the app's lifespan)."""
+
+    # What `python -m training train` needs; looked up with find_spec, which does not import them.
+    training_modules: tuple[str, ...] = ("torch", "onnx", "onnxscript", "matplotlib", "tqdm")
 
     def __init__(self, settings: Settings, holder: ModelHolder, python: str = sys.executable) -> None:
         self.settings = settings
@@ -189,6 +193,15 @@ class JobRunner:
         (which the first job creates) and failed the jobs of dead workers. With a store that cannot be used it
         logs why and returns; serving goes on and ``/train`` answers 503 with the reason.
         """
+        missing = [name for name in self.training_modules if importlib.util.find_spec(name) is None]
+        if missing:  # the serve-only image, or an install without the `train` extra
+            self.unavailable = (
+                f"this installation cannot train: {', '.join(missing)} not installed; use the cpu or cuda "
+                "image, or `pip install torch==2.13.0 && pip install -e '.[train]'`"
+            )
+            log.warning("%s", self.unavailable)
+            task_status.started()
+            return
         try:
             await anyio.to_thread.run_sync(self._look_at_store)
         except (OSError, sqlite3.Error) as exc:

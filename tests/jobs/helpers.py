@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app import registry
-from app.api.routes import registry as registry_routes
-from app.api.routes import train as train_routes
 from app.config import Settings
-from app.jobs.runner import JobRunner
 from app.main import create_app
 
 FIXTURE_MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
@@ -39,22 +34,8 @@ def make_settings(model_dir: Path, **overrides: Any) -> Settings:
 
 
 def build_app(settings: Settings, python: str | None = None) -> FastAPI:
-    """``create_app`` plus the retraining routers and runner, unless ``app/main.py`` already wires them."""
+    """The real app; ``python`` replaces the interpreter that runs ``-m training`` (a wrapper in tests)."""
     app = create_app(settings)
-    if getattr(app.state, "jobs", None) is None:  # not wired yet: do here what app/main.py will do
-        app.include_router(train_routes.router)
-        app.include_router(registry_routes.router)
-        runner = app.state.jobs = JobRunner(settings, app.state.holder)
-        serve_model = app.router.lifespan_context
-
-        @asynccontextmanager
-        async def lifespan(a: FastAPI) -> AsyncIterator[None]:
-            async with serve_model(a), anyio.create_task_group() as tasks:
-                await tasks.start(runner.serve)
-                yield
-                tasks.cancel_scope.cancel()
-
-        app.router.lifespan_context = lifespan
     if python is not None:
         app.state.jobs.python = python
     return app

@@ -318,3 +318,15 @@ def test_a_service_that_never_trains_never_writes_to_the_model_dir(tmp_path: Pat
         assert client.get("/train/abc", headers=AUTH).status_code == 404
         assert client.get("/models").status_code == 200
     assert sorted(p.name for p in model_dir.iterdir()) == before
+
+
+def test_an_installation_without_torch_answers_503_and_says_why(tmp_path: Path) -> None:
+    """The serve-only image has no torch: /train must say so instead of queueing a job that cannot run."""
+    app = build_app(make_settings(copy_registry(tmp_path / "models")))
+    app.state.jobs.training_modules = ("torch", "closecast_module_that_is_not_installed")
+    with TestClient(app) as client:
+        response = client.post("/train", headers=AUTH, json={"closes": random_walk(200).tolist()})
+        assert response.status_code == 503
+        message = response.json()["detail"]
+        assert "cannot train: closecast_module_that_is_not_installed not installed" in str(message)
+        assert client.post("/forecast", json={"closes": [100.0 + i for i in range(30)]}).status_code == 200
