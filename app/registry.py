@@ -64,6 +64,7 @@ def set_current(model_dir: Path, version: str) -> None:
         raise ValueError(f"version {version!r} is not a bundle in {model_dir}")
     fd, tmp = tempfile.mkstemp(prefix=".current-", dir=model_dir)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it 0600; workers running as another user must read it
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(version + "\n")
             fh.flush()
