@@ -109,3 +109,30 @@ def test_cli_registry_mode_writes_a_version_and_promotes(synthetic_csv: Path, tm
     assert code == 0
     versions = list_versions(tmp_path)
     assert len(versions) == 1 and read_current(tmp_path) == versions[0]
+
+
+def test_evaluate_scores_a_bundle_like_its_manifest(
+    tiny_bundle: Path, synthetic_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.__main__ import main
+
+    assert main(["evaluate", "--bundle", str(tiny_bundle), "--csv", str(synthetic_csv)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    closes = make_closes(300)
+    assert result["n"] == 300 - 11
+    naive = np.mean(np.abs(closes[11:] - closes[10:-1]))
+    assert result["naive"]["mae"] == pytest.approx(naive, rel=1e-4)  # the CSV holds 6 decimals
+    assert result["skill"] == pytest.approx(1 - result["model"]["mae"] / result["naive"]["mae"])
+    assert set(result["interval_coverage"]) == {"80", "95"}
+
+
+def test_evaluate_refuses_a_damaged_bundle_with_exit_2(
+    tiny_bundle: Path, synthetic_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.__main__ import main
+
+    copy = shutil.copytree(tiny_bundle, tmp_path / "copy")
+    (copy / "scaler.json").write_text("{}")
+    assert main(["evaluate", "--bundle", str(copy), "--csv", str(synthetic_csv)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "copy/scaler.json is damaged" in err
