@@ -52,7 +52,8 @@ RUN pip wheel --no-deps --no-cache-dir --disable-pip-version-check --wheel-dir /
 # ---- default-model: only the version models/current names, readable by the non-root user ------------------
 FROM ${PYTHON_IMAGE} AS default-model
 COPY models /src/models
-# A checkout may hold local experiments next to the default; bundle directories are written 0700.
+# A checkout may hold local experiments next to the default: only the current version is baked in,
+# made readable by the non-root user whatever the modes in the checkout.
 RUN version="$(cat /src/models/current)" \
     && test -f "/src/models/${version}/manifest.json" \
     && mkdir /out \

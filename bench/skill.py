@@ -19,7 +19,8 @@ from app.inference.scoring import score_against_naive
 from training.config import Config
 from training.data import load_csv
 from training.dataset import prepare
-from training.train import fit, predict_scaled
+from training.pipeline import forecast_prices
+from training.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPES = ["", "loss=mse", "loss=mae", "window=61"]
@@ -47,7 +48,7 @@ def main() -> None:
             prep = prepare(series, cfg.data)
             started = time.perf_counter()
             r = fit(cfg, prep.train.x, prep.train.y, prep.validation.x, prep.validation.y, quiet=True)
-            pred = prep.test.last * np.exp(prep.scaler.inverse(predict_scaled(r.model, prep.test.x)))
+            pred = forecast_prices(r.model, prep.test, prep.scaler)
             s = score_against_naive(prep.test.actual, pred, prep.test.last)
             skills.append(s["skill"])
             print(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -72,25 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_OVERRIDES = (
-    "window",
-    "train_frac",
-    "val_frac",
-    "hidden_size",
-    "num_layers",
-    "dropout",
-    "epochs",
-    "batch_size",
-    "lr",
-    "loss",
-    "patience",
-    "seed",
-    "threads",
-)
-
-
 def _config(args: argparse.Namespace) -> Config:
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in _OVERRIDES}
+    names = [f.name for section in (DataConfig, ModelConfig, TrainConfig) for f in fields(section)]
+    overrides: dict[str, Any] = {name: getattr(args, name) for name in names if hasattr(args, name)}
     overrides["column"] = args.column
     overrides["date_column"] = args.date_column or DataConfig().date_column
     return Config.from_overrides(overrides)

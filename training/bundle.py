@@ -43,10 +43,14 @@ def write_bundle(out: Path, fill: Callable[[Path], dict[str, Any]], force: bool 
         for p in tmp.iterdir():  # durable before visible
             with p.open("rb") as fh:
                 os.fsync(fh.fileno())
-        if out.exists():
+        if out.exists():  # --force: keep the old bundle aside until the new one is in place
             trash = out.parent / f".trash-{out.name}-{os.getpid()}"
             os.replace(out, trash)
-            os.replace(tmp, out)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(trash, out)
+                raise
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, out)

@@ -23,12 +23,16 @@ class DataConfig:
     val_frac: float = 0.1  # the test part is what remains (0.2 by default)
 
     def __post_init__(self) -> None:
-        if self.window < 3:
-            raise ValueError(f"window is {self.window}; it must be at least 3 closes (2 returns)")
-        if not (0 < self.train_frac < 1 and 0 < self.val_frac < 1 and self.train_frac + self.val_frac < 1):
+        if not 3 <= self.window <= 1000:
+            raise ValueError(f"window is {self.window}; it must be in [3, 1000] closes")
+        if not 0.3 <= self.train_frac <= 0.95:
+            raise ValueError(f"train_frac is {self.train_frac}; it must be in [0.3, 0.95]")
+        if not 0.02 <= self.val_frac <= 0.5:
+            raise ValueError(f"val_frac is {self.val_frac}; it must be in [0.02, 0.5]")
+        if self.train_frac + self.val_frac > 0.98:
             raise ValueError(
-                f"train_frac {self.train_frac} and val_frac {self.val_frac} must be in (0, 1) "
-                "and leave a test part"
+                f"train_frac {self.train_frac} + val_frac {self.val_frac} leaves under 2% for the test part; "
+                "keep their sum at most 0.98"
             )
 
 

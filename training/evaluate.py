@@ -37,8 +37,9 @@ def evaluate_bundle(
     predicted = inputs[:, -1] * np.exp(cumulative)
     scores = score_against_naive(actual, predicted, inputs[:, -1])
     intervals = forecaster.manifest["intervals"]
-    volatility = window_volatility(inputs, intervals["volatility_floor"])
-    residuals = (np.log(actual / inputs[:, -1]) - cumulative) / volatility
+    residuals = np.log(actual / inputs[:, -1]) - cumulative
+    if intervals.get("units") == "window_volatility":  # the quantiles are per unit of window volatility
+        residuals = residuals / window_volatility(inputs, float(intervals["volatility_floor"]))
     coverage = {
         str(level): interval_coverage(
             residuals, intervals["probabilities"], intervals["residual_quantiles"], level

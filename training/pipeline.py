@@ -37,7 +37,8 @@ SAMPLE_WINDOWS = 3
 SAMPLE_TOLERANCE = 1e-6  # relative, on the forecast price
 
 
-def _forecast(model: torch.nn.Module, part: Part, scaler: Scaler) -> np.ndarray:
+def forecast_prices(model: torch.nn.Module, part: Part, scaler: Scaler) -> np.ndarray:
+    """One-step forecasts of a part's targets in price units, from the torch model (one forward pass)."""
     return part.last * np.exp(scaler.inverse(predict_scaled(model, part.x)))
 
 
@@ -116,10 +117,12 @@ def run_training(
     Raises before anything is visible at ``out`` if the data are unusable or the exports disagree."""
     prep = prepare(series, cfg.data)
     fitted = fit(cfg, prep.train.x, prep.train.y, prep.validation.x, prep.validation.y, progress, quiet)
-    test_forecast = _forecast(fitted.model, prep.test, prep.scaler)
+    test_forecast = forecast_prices(fitted.model, prep.test, prep.scaler)
     test = score_against_naive(prep.test.actual, test_forecast, prep.test.last)
     val = score_against_naive(
-        prep.validation.actual, _forecast(fitted.model, prep.validation, prep.scaler), prep.validation.last
+        prep.validation.actual,
+        forecast_prices(fitted.model, prep.validation, prep.scaler),
+        prep.validation.last,
     )
 
     def fill(tmp: Path) -> dict[str, Any]:

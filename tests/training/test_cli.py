@@ -111,3 +111,36 @@ def test_bad_flag_exits_2_with_one_line() -> None:
     assert proc.stderr.strip().splitlines() == [
         "python -m training train: error: argument --window: invalid int value: 'many'"
     ]
+
+
+def test_train_unreadable_csv_row_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [f"2020-01-{i + 1:02d},{100 + i}" for i in range(5)]
+    rows[3] = "2020-01-04," + "9" * 200_000  # longer than the csv module's field limit
+    err = _run_bad(tmp_path, capsys, "--csv", str(_csv(tmp_path, "Date,Close\n" + "\n".join(rows))))
+    assert "prices.csv line 5 is not readable CSV: field larger than field limit" in err
+
+
+def test_train_non_utf8_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_bytes(b"Date,Close\n2020-01-01,1\xff\xfe00\n")
+    err = _run_bad(tmp_path, capsys, "--csv", str(path))
+    assert "is not readable CSV" in err and "utf-8" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--train-frac", "1e-9"], "train_frac is 1e-09; it must be in [0.3, 0.95]"),
+        (["--val-frac", "0.6"], "val_frac is 0.6; it must be in [0.02, 0.5]"),
+        (["--train-frac", "0.9", "--val-frac", "0.09"], "leaves under 2% for the test part"),
+        (["--window", "2"], "window is 2; it must be in [3, 1000] closes"),
+    ],
+)
+def test_train_out_of_range_settings_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    path = write_csv(tmp_path / "p.csv", make_closes(100))
+    out = tmp_path / "bundle"
+    assert main(["train", "--csv", str(path), "--out", str(out), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
