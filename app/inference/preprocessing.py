@@ -11,6 +11,7 @@ Training imports this module too, so the two sides cannot drift apart.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -107,3 +108,9 @@ def model_inputs(closes: FloatArray, scaler: Scaler) -> npt.NDArray[np.float32]:
     """Closes ``[B, window]`` -> model input ``[B, window-1, 1]`` float32 in scaled units."""
     scaled = scaler.transform(log_returns(closes))
     return scaled[..., np.newaxis].astype(np.float32)
+
+
+def closes_sha256(closes: FloatArray) -> str:
+    """Hash of closes as little-endian float64 bytes: the bundle's ``data.closes_sha256``, and the check that
+    a candidate is judged on the very closes it was trained on."""
+    return hashlib.sha256(np.asarray(closes, dtype="<f8").tobytes()).hexdigest()
