@@ -70,19 +70,28 @@ class ModelHolder:
     def swap(self, forecaster: Forecaster) -> Forecaster | None:
         """Serve ``forecaster`` from now on (atomic reference replace); returns the one it replaces."""
         with self._lock:
-            previous, self._current = self._current, forecaster
-            self._refused = None
-            if self._on_swap is not None:
-                self._on_swap(forecaster)
+            previous = self._swap_locked(forecaster)
+        self._log_swap(previous, forecaster)
+        return previous
+
+    def _swap_locked(self, forecaster: Forecaster) -> Forecaster | None:
+        previous, self._current = self._current, forecaster
+        self._refused = None
+        if self._on_swap is not None:
+            self._on_swap(forecaster)
+        return previous
+
+    @staticmethod
+    def _log_swap(previous: Forecaster | None, forecaster: Forecaster) -> None:
         if previous is None or previous.version != forecaster.version:
             log.info("now serving model %s on %s", forecaster.version, forecaster.provider)
-        return previous
 
     def reload_if_changed(self) -> Forecaster | None:
         """Blocking: when the pointer names another version, load, verify and swap it in.
 
-        Returns the new forecaster, or None when nothing changed or the new bundle was refused (logged; the
-        old model keeps serving). A refused version is tried again only after the pointer file is rewritten.
+        Returns the new forecaster, or None when nothing changed, the new bundle was refused (logged; the
+        old model keeps serving) or the pointer moved again while it loaded. A refused version is tried again
+        only after the pointer file is rewritten.
         """
         stamp = self._pointer_stamp()
         version = registry.read_current(self.model_dir)
@@ -99,7 +108,16 @@ class ModelHolder:
             if self._on_reload_failed is not None:
                 self._on_reload_failed(version, exc)
             return None
-        self.swap(forecaster)
+        # The load took a while: a promotion or rollback may have moved the pointer (and swapped its model
+        # in) meanwhile. Swap only what the pointer still names, checked under the lock `swap` takes, so a
+        # stale load never replaces a newer choice; the next tick follows the new pointer.
+        with self._lock:
+            pointed = registry.read_current(self.model_dir)
+            if pointed != version:
+                log.info("dropped model %s: the pointer moved to %s while it was loading", version, pointed)
+                return None
+            previous = self._swap_locked(forecaster)
+        self._log_swap(previous, forecaster)
         return forecaster
 
     def _pointer_stamp(self) -> tuple[int, int] | None:

@@ -55,22 +55,28 @@ class JobsUnavailable(ClosecastError):
 
 
 class StorageFailed(ClosecastError):
-    """The job's data or the job store could not be written into the model dir."""
+    """The job's data, the job store or the ``current`` pointer could not be written into the model dir."""
 
     status_code = 503
 
-    def __init__(self, model_dir: Path, exc: Exception, what_to_do: str = "make it writable by the service"):
-        super().__init__(f"cannot store the job in {model_dir} ({exc}); {what_to_do}")
+    def __init__(
+        self,
+        model_dir: Path,
+        exc: Exception,
+        what_to_do: str = "make it writable by the service",
+        action: str = "store the job",
+    ):
+        super().__init__(f"cannot {action} in {model_dir} ({exc}); {what_to_do}")
 
 
 class StorageFull(StorageFailed):
     status_code = 507  # Insufficient Storage
 
 
-def storage_failed(model_dir: Path, exc: Exception) -> StorageFailed:
-    """503, or 507 when the disk (or the quota) is full."""
+def storage_failed(model_dir: Path, exc: Exception, action: str = "store the job") -> StorageFailed:
+    """503, or 507 when the disk (or the quota) is full; ``action`` is what could not be done there."""
     full_disk = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
     full_db = getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL
     if full_disk or full_db:
-        return StorageFull(model_dir, exc, "free some space")
-    return StorageFailed(model_dir, exc)
+        return StorageFull(model_dir, exc, "free some space", action)
+    return StorageFailed(model_dir, exc, action=action)

@@ -3,22 +3,20 @@
 A candidate is judged on its own test part (``manifest["data"]["split"]["test_start"]`` onwards): the
 candidate and the current model each forecast every test close one step ahead from their own window of
 history before it (one vectorised ONNX Runtime call per model), and ``promote=auto`` makes the candidate
-current only if its MAE is not worse. Making a version current is: verified bundle in memory, then
-``set_current`` (every worker follows the pointer), then ``swap`` (this worker at once).
+current only if its MAE is not worse, and only if the model it was compared with is still current when
+the job promotes. Making a version current is: verified bundle in memory, then ``set_current`` (every
+worker follows the pointer), then ``swap`` (this worker at once).
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import asdict, dataclass
-
-import numpy as np
 
 from app import registry
 from app.inference.forecaster import F64, Forecaster
 from app.inference.holder import ModelHolder
-from app.inference.preprocessing import sliding_windows
+from app.inference.preprocessing import closes_sha256, sliding_windows
 from app.inference.scoring import error_metrics
 
 # Serialises pointer moves of this process (job promotions and manual ones); workers follow the pointer.
@@ -56,7 +54,7 @@ def evaluate(candidate: Forecaster, current: Forecaster, closes: F64) -> Evaluat
     """Score both models on the candidate's test part of ``closes`` (the closes it was trained on)."""
     data = candidate.manifest.get("data", {})
     recorded = data.get("closes_sha256")
-    actual = hashlib.sha256(np.asarray(closes, dtype="<f8").tobytes()).hexdigest()
+    actual = closes_sha256(closes)
     if recorded != actual:
         raise ValueError(
             f"the job's closes hash to {actual[:12]}… but {candidate.version} was trained on closes "
@@ -79,12 +77,16 @@ def evaluate(candidate: Forecaster, current: Forecaster, closes: F64) -> Evaluat
     )
 
 
-def decide(mode: str, ev: Evaluation) -> Decision:
-    """``auto``: promote unless the candidate's MAE is worse; ``always`` / ``never`` as they say."""
-    scores = (
+def _scores(ev: Evaluation) -> str:
+    return (
         f"candidate MAE {ev.candidate_mae:.6g} vs current ({ev.current_version}) MAE {ev.current_mae:.6g} "
         f"on the {ev.n} test closes (naive MAE {ev.naive_mae:.6g})"
     )
+
+
+def decide(mode: str, ev: Evaluation) -> Decision:
+    """``auto``: promote unless the candidate's MAE is worse; ``always`` / ``never`` as they say."""
+    scores = _scores(ev)
     if mode == "always":
         return Decision(True, f"promote=always: made current; {scores}")
     if mode == "never":
@@ -104,6 +106,16 @@ def undecided(mode: str, version: str, why: str) -> Decision:
     return Decision(False, f"not promoted: {problem}; POST /models/{version}/promote makes it current")
 
 
+def current_moved(ev: Evaluation, now: str | None, version: str) -> Decision:
+    """``auto`` judged the candidate against a model that stopped being current before it could promote."""
+    return Decision(
+        False,
+        f"not promoted: the current model changed from {ev.current_version} to {now} during the job, so the "
+        f"candidate was never compared with {now}; {_scores(ev)}; POST /models/{version}/promote makes it "
+        "current",
+    )
+
+
 def current_model(holder: ModelHolder) -> Forecaster:
     """The model the pointer names: the one served when it is the same, else loaded and verified."""
     served = holder.current
@@ -113,11 +125,30 @@ def current_model(holder: ModelHolder) -> Forecaster:
     return holder.load_current()
 
 
-def make_current(holder: ModelHolder, forecaster: Forecaster) -> str | None:
+class CurrentChanged(Exception):
+    """The pointer no longer names the model the gate compared the candidate with."""
+
+    def __init__(self, judged_against: str, now: str | None) -> None:
+        self.judged_against = judged_against
+        self.now = now
+        super().__init__(f"the current model changed from {judged_against} to {now} during the job")
+
+
+def make_current(
+    holder: ModelHolder, forecaster: Forecaster, judged_against: str | None = None
+) -> str | None:
     """Point ``current`` at a verified, registered bundle and serve it here at once; returns the previous
-    version. In-flight requests finish on the model they started with; other workers follow the pointer."""
+    version. In-flight requests finish on the model they started with; other workers follow the pointer.
+
+    With ``judged_against`` (the version the gate compared it with) it raises ``CurrentChanged`` and changes
+    nothing when the pointer names another version by now: a win over a model that is no longer current
+    says nothing about the one that is.
+    """
     with _PROMOTION_LOCK:
         previous = registry.read_current(holder.model_dir)
+        # Without a pointer file, read_current answers the newest version: the just registered candidate.
+        if judged_against is not None and previous not in (judged_against, forecaster.version):
+            raise CurrentChanged(judged_against, previous)
         registry.set_current(holder.model_dir, forecaster.version)
         holder.swap(forecaster)
     return previous

@@ -58,7 +58,16 @@ from app.jobs.process import (
     process_alive,
     process_start,
 )
-from app.jobs.promotion import Evaluation, current_model, decide, evaluate, make_current, undecided
+from app.jobs.promotion import (
+    CurrentChanged,
+    Evaluation,
+    current_model,
+    current_moved,
+    decide,
+    evaluate,
+    make_current,
+    undecided,
+)
 from app.jobs.store import Job, JobStore, Owner
 from app.jobs.validation import Prepare, job_closes
 
@@ -432,8 +441,13 @@ class JobRunner:
             return Outcome("failed", error=f"could not register {out.name} in {self.model_dir}: {exc}")
         if not decision.promote:
             return Outcome("succeeded", result=result)
+        judged_against = gate.current_version if gate is not None and job.promote == "auto" else None
         try:
-            await anyio.to_thread.run_sync(make_current, self.holder, candidate)
+            await anyio.to_thread.run_sync(make_current, self.holder, candidate, judged_against)
+        except CurrentChanged as exc:
+            assert gate is not None  # only an `auto` promotion judged against a model checks the pointer
+            moved = current_moved(gate, exc.now, candidate.version)
+            return Outcome("succeeded", result={**result, "reason": moved.reason})
         except (OSError, ValueError) as exc:
             return Outcome(
                 "failed",

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
 KEEP_FINISHED = 1000  # finished jobs kept for GET /train; older ones are pruned on enqueue
 

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import registry
+from app.inference import holder as holder_module
 from app.inference.holder import ModelHolder
 from app.main import create_app
 from tests.app.conftest import FIXTURE_BUNDLE, closes, make_settings
@@ -21,7 +22,7 @@ from tests.app.conftest import FIXTURE_BUNDLE, closes, make_settings
 NEW = "20991231T000000Z-0000beef"
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:  # generous for a busy CI box
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
@@ -97,7 +98,7 @@ class _GatedSession:
 
     def run(self, outputs: Any, feeds: dict[str, np.ndarray]) -> Any:
         self.entered.set()
-        assert self.gate.wait(10)
+        assert self.gate.wait(30)
         return self.session.run(outputs, feeds)
 
 
@@ -112,10 +113,52 @@ def test_in_flight_request_finishes_on_the_model_it_started_with(model_dir: Path
         body = {"series": [{"id": "a", "closes": closes()}], "horizon": 3}
         request = threading.Thread(target=lambda: answers.append(c.post("/forecast/batch", json=body)))
         request.start()
-        assert gated.entered.wait(10)
+        assert gated.entered.wait(30)
         holder.swap(holder.load_version(NEW))  # swap while the request sits inside the old model
         gated.gate.set()
-        request.join(10)
+        request.join(30)
         assert answers[0].status_code == 200
         assert answers[0].json()["model_version"] == FIXTURE_BUNDLE.name
         assert _served(c) == NEW
+
+
+def test_rollback_while_the_watcher_loads_is_not_undone_by_the_stale_load(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher starts loading NEW; a rollback lands before that load ends: the stale NEW is dropped."""
+    _add_version(model_dir)
+    real_load = holder_module.load_forecaster
+    loading, release = threading.Event(), threading.Event()
+
+    def slow_load(bundle_dir: Path, *args: Any) -> Any:
+        if bundle_dir.name == NEW:
+            loading.set()
+            assert release.wait(30)
+        return real_load(bundle_dir, *args)
+
+    monkeypatch.setattr(holder_module, "load_forecaster", slow_load)
+    key = "hot-swap-key-0123456789"
+    with TestClient(create_app(make_settings(model_dir, api_key=key))) as c:
+        holder: ModelHolder = c.app.state.holder  # type: ignore[attr-defined]
+        real_reload = holder.reload_if_changed
+        after_release: list[Any] = []
+
+        def reload() -> Any:
+            result = real_reload()
+            if release.is_set():  # ticks run one after another: the first one here is the one held in load
+                after_release.append(result)
+            return result
+
+        monkeypatch.setattr(holder, "reload_if_changed", reload)
+        registry.set_current(model_dir, NEW)
+        assert loading.wait(30)  # the watcher is inside the load of NEW
+        rollback = c.post(
+            f"/models/{FIXTURE_BUNDLE.name}/promote", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert rollback.json() == {"version": FIXTURE_BUNDLE.name, "previous": NEW}
+        release.set()
+        _wait_for(lambda: len(after_release) >= 2)  # the stale load's tick, and one more
+        assert after_release[0] is None  # dropped, not swapped in
+        assert registry.read_current(model_dir) == FIXTURE_BUNDLE.name
+        assert _served(c) == FIXTURE_BUNDLE.name
+        assert c.get("/models").json()["served"] == FIXTURE_BUNDLE.name

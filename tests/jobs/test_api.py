@@ -107,7 +107,7 @@ def post(client: TestClient, **body: Any) -> Any:
         ({"dates": ["2020-01-01", "2020-01-02"]}, ["body", "dates"],
          "dates has 2 values but closes has 300; send one date per close"),
         ({"params": {"window": 2}}, ["body", "params"],
-         "window is 2; it must be at least 3 closes (2 returns)"),
+         "window is 2; it must be in [3, 1000] closes"),
         ({"params": {"hidden_size": 2000}}, ["body", "params"],
          "hidden_size is 2000; it must be in [1, 1024]"),
         ({"closes": [100.0] * 300}, ["body", "closes"],
@@ -153,6 +153,21 @@ def test_invalid_json_is_422(client: TestClient) -> None:
     assert msgs(response)[0].startswith("body is not valid JSON")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"closes": [1.0], "name": "\xff"}', "byte 0xff is not valid UTF-8 at character 27"),
+        (b"[" * 100_000, "arrays or objects nested too deeply at character 0"),
+    ],
+    ids=["not-utf8", "nested-too-deep"],
+)  # fmt: skip
+def test_a_body_json_cannot_decode_is_422_not_500(client: TestClient, content: bytes, message: str) -> None:
+    response = client.post("/train", content=content, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert msgs(response) == [f"body is not valid JSON ({message}); send a JSON object"]
+
+
 def _csv(rows: list[str]) -> str:
     return "Date,Close\n" + "\n".join(rows) + "\n"
 
@@ -188,6 +203,17 @@ def test_upload_errors_are_the_cli_errors_word_for_word(
     )
     assert response.status_code == 422
     assert cli.stderr.strip() == f"python -m training train: error: {msgs(response)[0]}"
+
+
+def test_upload_with_a_cell_over_the_csv_field_limit_is_422(client: TestClient) -> None:
+    huge = "9" * 200_000  # over csv's field_size_limit (131072): the reader raises csv.Error
+    text = _csv([*GOOD_ROWS[:5], f"2020-01-06,{huge}", *GOOD_ROWS[6:]])
+    response = client.post(
+        "/train", files={"file": ("prices.csv", text)}, data={"window": "11"}, headers=AUTH
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "file"]
+    assert "line 7" in msgs(response)[0]
 
 
 def test_upload_without_a_file_is_422(client: TestClient) -> None:
@@ -261,6 +287,63 @@ def test_promoting_a_damaged_version_is_409_and_changes_nothing(client: TestClie
         assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
     finally:
         shutil.rmtree(damaged)
+
+
+def test_a_version_removed_while_it_is_promoted_is_404_and_changes_nothing(
+    client: TestClient, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vanishing = model_dir / "20990101T000000Z-vanish00"
+    shutil.copytree(model_dir / FIXTURE_VERSION, vanishing)
+    set_current = registry.set_current
+
+    def removed_first(directory: Path, version: str) -> None:
+        shutil.rmtree(vanishing)  # after the route's check and the verified load, before the pointer moves
+        set_current(directory, version)
+
+    monkeypatch.setattr(registry, "set_current", removed_first)
+    response = client.post(f"/models/{vanishing.name}/promote", headers=AUTH)
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"] == (
+        f"version {vanishing.name!r} is not in the registry; GET /models lists the versions"
+    )
+    assert registry.read_current(model_dir) == FIXTURE_VERSION
+    assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "what_to_do"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), 507, "free some space"),
+        (OSError(errno.EROFS, "Read-only file system"), 503, "make it writable by the service"),
+    ],
+    ids=["full", "read-only"],
+)
+def test_a_pointer_that_cannot_be_written_is_503_or_507_and_changes_nothing(
+    client: TestClient,
+    model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    error: OSError,
+    status: int,
+    what_to_do: str,
+) -> None:
+    other = model_dir / "20990101T000000Z-nowrite0"
+    shutil.copytree(model_dir / FIXTURE_VERSION, other)
+
+    def cannot_write(directory: Path, version: str) -> None:
+        raise error
+
+    monkeypatch.setattr(registry, "set_current", cannot_write)
+    try:
+        response = client.post(f"/models/{other.name}/promote", headers=AUTH)
+        assert response.status_code == status, response.text
+        assert (
+            response.json()["detail"]
+            == f"cannot make {other.name} current in {model_dir} ({error}); {what_to_do}"
+        )
+        assert registry.read_current(model_dir) == FIXTURE_VERSION
+        assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
+    finally:
+        shutil.rmtree(other)
 
 
 def test_a_version_with_an_unreadable_manifest_is_listed_with_the_problem(

@@ -60,7 +60,7 @@ def assert_untouched(client: TestClient, model_dir: Path) -> None:
     body = {"closes": SERIES[-20:].tolist()}
     assert client.post("/forecast", json=body).json()["model_version"] == FIXTURE_VERSION
     assert [p.name for p in model_dir.iterdir() if p.name.startswith(".") and p.name != ".jobs"] == []
-    wait_for(lambda: list((model_dir / ".jobs").iterdir()) == [], timeout=5)
+    wait_for(lambda: list((model_dir / ".jobs").iterdir()) == [], timeout=30)
 
 
 def wrapper(path: Path, body: str) -> str:

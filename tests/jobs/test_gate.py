@@ -7,6 +7,8 @@ it is honestly worse on its own test part than the fixture, and ``promote=auto``
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,9 @@ from fastapi.testclient import TestClient
 
 from app import registry
 from app.inference.bundle import load_forecaster
-from app.jobs.promotion import Evaluation, decide, evaluate, undecided
+from app.inference.forecaster import Forecaster
+from app.jobs import runner
+from app.jobs.promotion import Evaluation, decide, evaluate, promote_version, undecided
 from tests.jobs.conftest import copy_registry
 from tests.jobs.helpers import (
     AUTH,
@@ -28,6 +32,7 @@ from tests.jobs.helpers import (
     submit,
     wait_status,
 )
+from tests.jobs.test_failures import wrapper
 from tests.synthetic import make_closes
 from training.data import load_csv
 
@@ -125,3 +130,60 @@ def test_without_a_comparison_only_always_promotes(mode: str, promoted: bool) ->
         "could not compare the candidate with the current model (the current model needs 300"
         in decision.reason
     )
+
+
+# --- the incumbent changes while the job is judged ---------------------------------------------------------
+
+CLONE_TRAINER = """
+import shutil, sys
+out = next(a.removeprefix("--out=") for a in sys.argv if a.startswith("--out="))
+shutil.copytree(sys.argv[1], out)
+"""
+ROLLED_BACK_TO = "20000101T000000Z-rollback"
+
+
+@pytest.mark.parametrize("mode", ["auto", "always"])
+def test_a_rollback_during_judging_stops_auto_but_not_always_promotion(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    # A stand-in trainer clones the fixture, which was trained on tests/fixtures/synthetic.csv: uploading that
+    # file makes the real gate judge the clone (a tie with the fixture: "not worse", so `auto` promotes it).
+    trainer, fixture = tmp_path / "clone_trainer.py", FIXTURE_MODELS / FIXTURE_VERSION
+    trainer.write_text(CLONE_TRAINER)
+    python = wrapper(tmp_path / "python", f'exec "{sys.executable}" "{trainer}" "{fixture}" "$@"')
+    shutil.copytree(model_dir / FIXTURE_VERSION, model_dir / ROLLED_BACK_TO)
+    service = build_app(make_settings(model_dir), python=python)
+    real_evaluate = runner.evaluate
+
+    def evaluate_then_roll_back(candidate: Forecaster, current: Forecaster, closes: Any) -> Evaluation:
+        judged = real_evaluate(candidate, current, closes)
+        promote_version(service.state.holder, ROLLED_BACK_TO)  # POST /models/{version}/promote, meanwhile
+        return judged
+
+    monkeypatch.setattr(runner, "evaluate", evaluate_then_roll_back)
+    csv = (Path(__file__).resolve().parents[1] / "fixtures" / "synthetic.csv").read_bytes()
+    with TestClient(service) as client:
+        response = client.post(
+            "/train",
+            files={"file": ("synthetic.csv", csv)},
+            data={"window": "11", "promote": mode},
+            headers=AUTH,
+        )
+        assert response.status_code == 202, response.text
+        final = wait_status(client, response.json()["job_id"], "succeeded", "failed", "cancelled")
+        assert final["status"] == "succeeded", final
+        result = final["result"]
+        assert result["metrics"]["gate"]["current_version"] == FIXTURE_VERSION
+        assert result["version"] in registry.list_versions(model_dir)  # registered either way
+        served = client.get("/models/current").json()["version"]
+    if mode == "always":
+        assert result["promoted"] is True
+        assert registry.read_current(model_dir) == served == result["version"]
+    else:
+        assert result["promoted"] is False
+        assert result["reason"].startswith(
+            f"not promoted: the current model changed from {FIXTURE_VERSION} to {ROLLED_BACK_TO} during the "
+            f"job, so the candidate was never compared with {ROLLED_BACK_TO}; candidate MAE "
+        )
+        assert result["reason"].endswith(f"POST /models/{result['version']}/promote makes it current")
+        assert registry.read_current(model_dir) == served == ROLLED_BACK_TO

@@ -31,7 +31,8 @@ class Run:
     job_id: str
     timeline: list[tuple[str, int]] = field(default_factory=list)  # (status, epoch) as polled
     final: dict[str, Any] = field(default_factory=dict)
-    forecasts: list[tuple[int, str | None]] = field(default_factory=list)  # (HTTP status, model_version)
+    # per traffic thread, in the order that thread sent them: (HTTP status, model_version)
+    forecasts: list[list[tuple[int, str | None]]] = field(default_factory=list)
 
 
 def _forecast_until(client: TestClient, stop: threading.Event, out: list[tuple[int, str | None]]) -> None:
@@ -47,8 +48,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     model_dir = copy_registry(tmp_path_factory.mktemp("lifecycle") / "models")
     with TestClient(build_app(make_settings(model_dir))) as client:
         stop = threading.Event()
-        forecasts: list[tuple[int, str | None]] = []
-        threads = [threading.Thread(target=_forecast_until, args=(client, stop, forecasts)) for _ in range(2)]
+        forecasts: list[list[tuple[int, str | None]]] = [[], []]  # one list per thread: no cross-thread order
+        threads = [threading.Thread(target=_forecast_until, args=(client, stop, out)) for out in forecasts]
         for t in threads:
             t.start()
         try:
@@ -57,8 +58,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 result.timeline.append((current["status"], current["progress"]["epoch"]))
                 time.sleep(0.05)
             result.final = current
-            n = len(forecasts)
-            wait_for(lambda: len(forecasts) > n + 20, timeout=10)  # traffic after the swap too
+            # Requests sent after the job ended (so after its swap) by every thread: generous for a busy box.
+            counts = [len(out) for out in forecasts]
+            wait_for(
+                lambda: all(len(out) > n + 10 for out, n in zip(forecasts, counts, strict=True)), timeout=60
+            )
         finally:
             stop.set()
             for t in threads:
@@ -94,13 +98,19 @@ def test_better_candidate_is_promoted_and_reports_both_maes(run: Run) -> None:
 
 
 def test_forecasts_never_fail_during_training_and_promotion(run: Run) -> None:
-    assert len(run.forecasts) > 100
-    assert {status for status, _ in run.forecasts} == {200}
-    versions = [v for _, v in run.forecasts]
+    every = [answer for thread in run.forecasts for answer in thread]
+    assert len(every) > 100
+    assert {status for status, _ in every} == {200}
     new = run.final["result"]["version"]
-    assert versions[0] == FIXTURE_VERSION and versions[-1] == new
-    switch = versions.index(new)
-    assert set(versions[:switch]) == {FIXTURE_VERSION} and set(versions[switch:]) == {new}  # one clean swap
+    assert {v for _, v in every} == {FIXTURE_VERSION, new}
+    for thread in run.forecasts:
+        # One thread's requests are sequential: each one starts after the previous one answered. So the
+        # version it was served can only move forward, from the fixture (before the job) to the new one
+        # (the last requests were sent after the job, and so the swap, had finished): one clean swap.
+        versions = [v for _, v in thread]
+        assert versions[0] == FIXTURE_VERSION and versions[-1] == new
+        switch = versions.index(new)
+        assert set(versions[:switch]) == {FIXTURE_VERSION} and set(versions[switch:]) == {new}
 
 
 def test_new_version_is_registered_whole_and_the_work_dir_is_gone(run: Run) -> None:
@@ -136,7 +146,7 @@ def test_promote_rolls_back_and_every_worker_follows(run: Run) -> None:
         assert response.json() == {"version": FIXTURE_VERSION, "previous": new}
         assert run.client.get("/models/current").json()["version"] == FIXTURE_VERSION  # this worker: at once
         assert registry.read_current(run.model_dir) == FIXTURE_VERSION
-        wait_for(lambda: other_worker.get("/models/current").json()["version"] == FIXTURE_VERSION, timeout=5)
+        wait_for(lambda: other_worker.get("/models/current").json()["version"] == FIXTURE_VERSION, timeout=30)
         assert run.client.post(f"/models/{new}/promote", headers=AUTH).json()["version"] == new  # and forward
 
 

@@ -70,7 +70,7 @@ def test_after_a_crash_the_running_job_fails_its_training_is_killed_and_the_queu
             f"interrupted by restart: the worker process {first.pid} that ran this job is gone; "
             "submit it again"
         )
-        wait_for(lambda: training_pids(ids["a"]) == [], timeout=5)  # the orphan was killed
+        wait_for(lambda: training_pids(ids["a"]) == [], timeout=30)  # the orphan was killed
         b = wait_status(client, ids["b"], "succeeded", "failed", "cancelled")
         assert b["status"] == "succeeded", b
         assert b["result"]["version"] in registry.list_versions(model_dir)
@@ -93,9 +93,9 @@ def test_a_running_job_of_a_live_worker_blocks_the_queue_until_that_worker_dies(
             assert job(client, queued)["status"] == "queued"  # one job at a time across workers
             os.kill(other_worker.pid, signal.SIGKILL)
             other_worker.wait()
-            busy = wait_status(client, "busy", "failed", timeout=5)
+            busy = wait_status(client, "busy", "failed", timeout=30)
             assert busy["error"].startswith(f"interrupted by restart: the worker process {other_worker.pid}")
-            wait_status(client, queued, "running", timeout=5)
+            wait_status(client, queued, "running", timeout=30)
             assert client.delete(f"/train/{queued}", headers=AUTH).json()["status"] == "cancelled"
     finally:
         other_worker.kill()

@@ -15,7 +15,7 @@ from app.api.routes.train import TrainerDep
 from app.errors import ClosecastError, InputInvalid, Problem
 from app.inference.bundle import read_manifest
 from app.inference.holder import ModelHolder
-from app.jobs.errors import VersionNotFound
+from app.jobs.errors import VersionNotFound, storage_failed
 from app.jobs.promotion import promote_version
 from app.jobs.schemas import ModelList, ModelVersion, Promoted
 
@@ -66,6 +66,8 @@ async def list_models(holder: HolderDep) -> ModelList:
         404: {"description": "no such version"},
         409: {"description": "the bundle failed verification; nothing changed"},
         422: {"description": "not a valid version name"},
+        503: {"description": "the `current` pointer could not be written (e.g. a read-only model dir)"},
+        507: {"description": "no space left in the model dir for the `current` pointer"},
     },
 )
 async def promote(version: Version, holder: HolderDep) -> Promoted:
@@ -84,5 +86,10 @@ async def promote(version: Version, holder: HolderDep) -> Promoted:
         )
     if not (holder.model_dir / version / registry.MANIFEST).is_file():
         raise VersionNotFound(version)
-    previous = await anyio.to_thread.run_sync(promote_version, holder, version)
+    try:
+        previous = await anyio.to_thread.run_sync(promote_version, holder, version)
+    except OSError as exc:  # the pointer could not be written: a read-only or full volume
+        raise storage_failed(holder.model_dir, exc, f"make {version} current") from exc
+    except ValueError:  # set_current found no bundle: the version was removed after the check above
+        raise VersionNotFound(version) from None
     return Promoted(version=version, previous=previous)

@@ -97,22 +97,27 @@ def _invalid(exc: ValidationError, prefix: tuple[str, ...] = ("body",)) -> Reque
     return RequestValidationError([{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors(include_url=False)])
 
 
+def _json_invalid(exc: ValueError | RecursionError) -> RequestValidationError:
+    """A body ``json.loads`` refused: bad syntax, bytes that are not UTF-8, or nesting too deep to parse."""
+    if isinstance(exc, json.JSONDecodeError):
+        pos, error = exc.pos, exc.msg
+    elif isinstance(exc, UnicodeDecodeError):
+        pos, error = exc.start, f"byte 0x{exc.object[exc.start]:02x} is not valid {exc.encoding.upper()}"
+    elif isinstance(exc, RecursionError):
+        pos, error = 0, "arrays or objects nested too deeply"
+    else:
+        pos, error = 0, str(exc)
+    item = {"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error", "input": {}}
+    return RequestValidationError([{**item, "ctx": {"error": error}}])
+
+
 async def _from_json(request: Request, settings: Settings) -> Prepare:
     try:
         data = json.loads(await request.body())
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _json_invalid(exc) from None
+    try:
         body = TrainRequest.model_validate(data)
-    except json.JSONDecodeError as exc:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body", exc.pos),
-                    "msg": "JSON decode error",
-                    "input": {},
-                    "ctx": {"error": exc.msg},
-                }
-            ]
-        ) from None
     except ValidationError as exc:
         raise _invalid(exc) from None
     return await anyio.to_thread.run_sync(prepare_values, body, settings.train_threads)
