@@ -2,9 +2,15 @@
 
 A registry per app (not prometheus-client's global one) lets tests build many apps in one process. With
 several uvicorn workers each worker counts its own requests; a scrape reaches one of them.
+
+The per-request helpers (``observe_request``, ``observe_forecast``) keep the labelled children they use:
+``.labels(...)`` checks, converts and locks on every call, which costs more than the count itself. A cache
+holds one entry per label set the metric itself holds, so it grows no further than the metric does.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -66,6 +72,35 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._forecast_children: dict[str, tuple[Histogram, Histogram]] = {}
+        self._warning_children: dict[str, Counter] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answer by route template, method and status, and time it."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route, method))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_forecast(
+        self, endpoint: str, inference_s: float, series: int, warnings: Iterable[str]
+    ) -> None:
+        """Time inside ONNX Runtime, series answered and warnings attached (by kind) for one request."""
+        children = self._forecast_children.get(endpoint)
+        if children is None:
+            children = (self.inference.labels(endpoint), self.batch_series.labels(endpoint))
+            self._forecast_children[endpoint] = children
+        children[0].observe(inference_s)
+        children[1].observe(series)
+        for kind in warnings:
+            counter = self._warning_children.get(kind)
+            if counter is None:
+                counter = self._warning_children[kind] = self.input_warnings.labels(kind)
+            counter.inc()
 
     def model_swapped(self, forecaster: Forecaster) -> None:
         self.model_info.clear()

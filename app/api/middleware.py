@@ -106,6 +106,4 @@ class RequestMetrics:
             route = getattr(scope.get("route"), "path", None)
             if route is None:
                 route = scope["path"] if scope["path"] in self.plain_paths else "<unmatched>"
-            method = scope["method"]
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+            self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - started)

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -19,10 +20,22 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from app.errors import InputInvalid, Loc, Problem, forecast_overflow, series_too_short
-from app.inference.preprocessing import FloatArray, Scaler, log_returns, model_inputs, window_volatility
+from app.inference.preprocessing import FloatArray, Scaler, log_returns, model_inputs
 
 F64 = npt.NDArray[np.float64]
 SeriesLike = Sequence[float] | FloatArray  # closes, oldest first
+
+_TINY = float(np.finfo(np.float64).tiny)  # below it (subnormal) prices lose their precision
+
+
+def _sqrt_steps(horizon: int) -> npt.NDArray[np.float64]:
+    """``sqrt(h)`` for ``h = 1..horizon``: how an interval widens with the step."""
+    return np.sqrt(np.arange(1.0, horizon + 1))
+
+
+_SQRT_STEPS = _sqrt_steps(1024)  # every horizon the API allows (<= 365), computed once
+_SQRT_STEP_LIST: list[float] = _SQRT_STEPS.tolist()
+_MAX_PLANS = 1024  # distinct `level` lists remembered; the cache is emptied beyond
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,16 @@ class SeriesForecast:
     intervals: dict[int, tuple[list[float], list[float]]]
     last_close: float
     warnings: list[InputWarning] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _LevelPlan:
+    """What a request's ``level`` list needs, computed once per distinct list."""
+
+    quantiles: F64  # [1+2L, 1]: 0 (the forecast), then lower and upper quantile of each level as asked
+    quantile_list: list[float]  # the same without the 0, as Python floats
+    rows: tuple[tuple[int, int], ...]  # (row of the lower bound in the prices array, level)
+    notes: list[InputWarning]  # level_beyond_quantiles warnings
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,7 @@ class Forecaster:
         levels = range(1, 100)  # every level a request may ask for, computed once
         self._level_quantiles = {level: self._interpolate(level) for level in levels}
         self._level_warnings = {level: self._level_warning(level) for level in levels}
+        self._plans: dict[tuple[int, ...], _LevelPlan] = {}
 
     # --- the network ------------------------------------------------------------------------------------
 
@@ -83,16 +107,21 @@ class Forecaster:
 
     def rollout(self, windows: FloatArray, horizon: int) -> F64:
         """Closes ``[N, W]`` -> cumulative predicted log returns ``[N, horizon]`` (one call per step)."""
-        x = model_inputs(windows, self.scaler)  # [N, W-1, 1] float32
-        cumulative = np.empty((len(x), horizon), dtype=np.float64)
-        total = np.zeros(len(x), dtype=np.float64)
-        for step in range(horizon):
-            z = self.next_returns(x)  # [N]
-            total = total + self.scaler.inverse(z)
-            cumulative[:, step] = total
-            if step + 1 < horizon:
-                x = np.concatenate([x[:, 1:, :], z[:, np.newaxis, np.newaxis]], axis=1)  # drop oldest, append
-        return cumulative
+        return self._cumulative(self._steps(model_inputs(windows, self.scaler), horizon))
+
+    def _steps(self, x: npt.NDArray[np.float32], horizon: int) -> list[npt.NDArray[np.float32]]:
+        """Model input ``[N, W-1, 1]`` -> the next scaled return ``[N]`` of each of ``horizon`` steps."""
+        z = self.next_returns(x)
+        steps = [z]
+        for _ in range(1, horizon):
+            x = np.concatenate([x[:, 1:, :], z[:, np.newaxis, np.newaxis]], axis=1)  # drop oldest, append
+            z = self.next_returns(x)
+            steps.append(z)
+        return steps
+
+    def _cumulative(self, steps: list[npt.NDArray[np.float32]]) -> F64:
+        """Scaled returns per step ``H x [N]`` -> cumulative log returns ``[N, H]``, summed step by step."""
+        return np.add.accumulate(np.asarray(self.scaler.inverse(np.stack(steps, axis=1)), np.float64), axis=1)
 
     def predict(self, windows: FloatArray, horizon: int = 1) -> F64:
         """Closes ``[N, W]`` -> forecast closes ``[N, horizon]``."""
@@ -114,32 +143,60 @@ class Forecaster:
         """
         locs = locs if locs is not None else [("body", "closes")] * len(series)
         self.check_lengths(series, locs)
+        plan = self._plan(levels)
+        if len(series) == 1:  # most requests: the same arithmetic on Python floats, bit for bit
+            return self._forecast_one(series[0], horizon, plan, locs[0])
         windows = np.array([s[-self.window :] for s in series], dtype=np.float64)  # [N, W]
+        returns = log_returns(windows)  # [N, W-1], once: the model's input, the band width, the warnings
+        x = self.scaler.transform(returns)[..., np.newaxis].astype(np.float32)  # = model_inputs(windows)
         started = time.perf_counter()
-        cumulative = self.rollout(windows, horizon)  # [N, H]
+        steps = self._steps(x, horizon)  # H x [N]
         inference_s = time.perf_counter() - started
-        last = windows[:, -1:]
-        with np.errstate(over="ignore", under="ignore"):
-            point = last * np.exp(cumulative)
-            widen = self._interval_scale(windows) * np.sqrt(
-                np.arange(1, horizon + 1, dtype=np.float64)
-            )  # [N, H]
-            bands = {level: self._band(last, cumulative, widen, level) for level in levels}
-        self._check_finite(point, bands, windows, locs)
-        warnings = self._range_warnings(windows, [len(s) for s in series])
-        notes = [w for w in map(self._level_note, levels) if w is not None]
-        points, lasts = point.tolist(), last[:, 0].tolist()  # one conversion per array, not per series
-        limits = {level: (lo.tolist(), hi.tolist()) for level, (lo, hi) in bands.items()}
+        last = windows[:, -1:, np.newaxis]  # [N, 1, 1]
+        prices = self._prices(last, self._cumulative(steps), self._widen(returns, horizon), plan.quantiles)
+        lasts = last.ravel().tolist()
+        self._check_finite(prices, lasts, locs)
+        warnings = self._range_warnings(returns, [len(s) for s in series])
+        rows = prices.tolist()  # one conversion for the whole batch
         items = [
             SeriesForecast(
-                forecast=points[i],
-                intervals={level: (lo[i], hi[i]) for level, (lo, hi) in limits.items()},
+                forecast=row[0],
+                intervals={level: (row[k], row[k + 1]) for k, level in plan.rows},
                 last_close=lasts[i],
-                warnings=warnings[i] + notes,
+                warnings=warnings[i] + plan.notes,
             )
-            for i in range(len(series))
+            for i, row in enumerate(rows)
         ]
         return BatchForecast(items, inference_s)
+
+    def _forecast_one(self, closes: SeriesLike, horizon: int, plan: _LevelPlan, loc: Loc) -> BatchForecast:
+        """``forecast`` of one series on Python floats. numpy runs only where its result could differ from
+        Python's (``log``, ``exp``, sums) and builds the model's input, so the answer is the batch path's
+        bit for bit, without its ~40 numpy calls on arrays of a few numbers (dearer than the model call)."""
+        log_closes = np.log(closes[-self.window :], dtype=np.float64).tolist()
+        returns = [b - a for a, b in pairwise(log_closes)]  # = log_returns
+        mean, std = self.scaler.mean, self.scaler.std
+        scaled = [(r - mean) / std for r in returns]  # = scaler.transform
+        started = time.perf_counter()
+        steps = self._steps(np.array(scaled, dtype=np.float32).reshape(1, -1, 1), horizon)
+        inference_s = time.perf_counter() - started
+        total, cumulative = 0.0, []
+        for z in steps:  # = _cumulative(steps): scaler.inverse, summed step by step
+            total = total + (float(z[0]) * std + mean)
+            cumulative.append(total)
+        last = float(closes[-1])
+        prices = self._prices_one(last, cumulative, self._widen_one(returns, horizon), plan, loc)
+        h = horizon
+        item = SeriesForecast(
+            forecast=prices[:h],
+            intervals={
+                level: (prices[k * h : (k + 1) * h], prices[(k + 1) * h : (k + 2) * h])
+                for k, level in plan.rows
+            },
+            last_close=last,
+            warnings=self._range_warnings_one(returns, len(closes)) + plan.notes,
+        )
+        return BatchForecast([item], inference_s)
 
     def check_lengths(self, series: Sequence[Sized], locs: Sequence[Loc]) -> None:
         """Raise ``InputInvalid`` naming every series shorter than the model's window."""
@@ -151,15 +208,68 @@ class Forecaster:
         if short:
             raise InputInvalid(short)
 
-    def _interval_scale(self, windows: F64) -> FloatArray:
-        """``[N, 1]``: each window's log-return volatility (floored) when the quantiles are per unit of it."""
-        if not self._per_volatility:
-            return np.ones((len(windows), 1))
-        return window_volatility(windows, self._volatility_floor)[:, np.newaxis]
+    def _plan(self, levels: Sequence[int]) -> _LevelPlan:
+        """The quantiles and notes of these levels, computed once per distinct ``levels`` (bounded cache)."""
+        key = tuple(levels)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            quantiles = [0.0] + [q for level in key for q in self.residual_quantiles(level)]
+            plan = self._plans[key] = _LevelPlan(
+                quantiles=np.array(quantiles, dtype=np.float64).reshape(-1, 1),
+                quantile_list=quantiles[1:],
+                rows=tuple((1 + 2 * k, level) for k, level in enumerate(key)),
+                notes=[w for w in map(self._level_note, key) if w is not None],
+            )
+        return plan
 
-    def _band(self, last: F64, cumulative: F64, widen: FloatArray, level: int) -> tuple[F64, F64]:
-        q_lo, q_hi = self.residual_quantiles(level)
-        return last * np.exp(cumulative + q_lo * widen), last * np.exp(cumulative + q_hi * widen)
+    def _widen(self, returns: FloatArray, horizon: int) -> F64:
+        """``[N, 1, H]``: what a residual quantile is multiplied by at step h: sqrt(h), times each window's
+        log-return volatility (floored) when the quantiles are per unit of it."""
+        steps = _SQRT_STEPS[:horizon] if horizon <= len(_SQRT_STEPS) else _sqrt_steps(horizon)
+        if not self._per_volatility:
+            return np.ones((len(returns), 1, 1)) * steps
+        # = preprocessing.window_volatility(windows, floor), from the returns already computed
+        volatility = np.maximum(returns.std(axis=-1), self._volatility_floor)
+        return volatility[:, np.newaxis, np.newaxis] * steps
+
+    def _widen_one(self, returns: list[float], horizon: int) -> list[float]:
+        """``_widen`` of one window's returns on Python floats (the two sums by numpy, as ``ndarray.std``)."""
+        roots = (
+            _SQRT_STEP_LIST[:horizon] if horizon <= len(_SQRT_STEP_LIST) else _sqrt_steps(horizon).tolist()
+        )
+        if not self._per_volatility:
+            return roots  # = 1.0 * root
+        n = len(returns)
+        mean = float(np.add.reduce(returns)) / n
+        volatility = math.sqrt(float(np.add.reduce([(r - mean) * (r - mean) for r in returns])) / n)
+        floor = self._volatility_floor
+        if not (volatility >= floor or volatility != volatility):  # = np.maximum (NaN wins)
+            volatility = floor
+        return [volatility * root for root in roots]
+
+    def _prices_one(
+        self, last: float, cumulative: list[float], widen: list[float], plan: _LevelPlan, loc: Loc
+    ) -> list[float]:
+        """``_prices`` and ``_check_finite`` of one series: ``(1+2L) * H`` prices, row after row."""
+        exponents = cumulative + [
+            c + q * w for q in plan.quantile_list for c, w in zip(cumulative, widen, strict=True)
+        ]
+        prices = [last * e for e in _exp(exponents)]
+        if not all(_TINY <= p < math.inf for p in prices):  # NaN fails too; the full check names the series
+            self._check_finite(np.array(prices).reshape(1, -1, len(cumulative)), [last], [loc])
+        return prices
+
+    @staticmethod
+    def _prices(last: F64, cumulative: FloatArray, widen: F64, quantiles: F64) -> F64:
+        """``[N, 1+2L, H]``: the forecast, then the lower and upper bound of each level, as prices.
+
+        ``last [N, 1, 1] * exp(cumulative [N, 1, H] + quantiles [1+2L, 1] * widen [N, 1, H])`` in one go;
+        the first quantile is 0, so row 0 is ``last * exp(cumulative)``, the forecast.
+        """
+        with np.errstate(over="ignore", under="ignore"):
+            return last * np.exp(cumulative[:, np.newaxis] + quantiles * widen)
 
     def residual_quantiles(self, level: int) -> tuple[float, float]:
         """One-step residual quantiles bounding the central ``level``% interval, in the bundle's units."""
@@ -187,11 +297,18 @@ class Forecaster:
             f"the {level}% interval is too narrow",
         )
 
-    def _range_warnings(self, windows: F64, lengths: Sequence[int]) -> list[list[InputWarning]]:
-        """Returns of each window beyond the range the model saw in training, in words."""
-        returns = log_returns(windows)  # [N, W-1]
+    def _range_warnings_one(self, returns: list[float], length: int) -> list[InputWarning]:
+        """``_range_warnings`` of one window's returns."""
+        if min(returns) >= self.scaler.min_return and max(returns) <= self.scaler.max_return:
+            return []
+        return self._range_warnings(np.array([returns]), [length])[0]
+
+    def _range_warnings(self, returns: FloatArray, lengths: Sequence[int]) -> list[list[InputWarning]]:
+        """Returns ``[N, W-1]`` of each window beyond the range the model saw in training, in words."""
         low, high = self.scaler.min_return, self.scaler.max_return
         out: list[list[InputWarning]] = [[] for _ in lengths]
+        if returns.min() >= low and returns.max() <= high:  # the common case: two reductions, no search
+            return out
         for i, j in zip(*np.nonzero((returns < low) | (returns > high)), strict=True):
             start = lengths[i] - self.window + int(j)  # index in the closes sent
             r = float(returns[i, j])
@@ -206,16 +323,17 @@ class Forecaster:
         return out
 
     @staticmethod
-    def _check_finite(
-        point: F64, bands: dict[int, tuple[F64, F64]], windows: F64, locs: Sequence[Loc]
-    ) -> None:
-        tiny = np.finfo(np.float64).tiny  # below it (subnormal) bounds and forecast lose their precision
-        ok = np.isfinite(point).all(axis=1) & (point >= tiny).all(axis=1)
-        for lo, hi in bands.values():
-            ok &= np.isfinite(hi).all(axis=1) & (lo >= tiny).all(axis=1)
+    def _check_finite(prices: F64, lasts: Sequence[float], locs: Sequence[Loc]) -> None:
+        """Raise ``InputInvalid`` naming every series whose forecast or bounds (``[N, 1+2L, H]``) overflow."""
+        if not prices.size or (prices.min() >= _TINY and prices.max() < np.inf):  # all fine (NaN fails)
+            return
+        # below tiny (subnormal) bounds and forecast lose their precision
+        point, lower, upper = prices[:, 0], prices[:, 1::2], prices[:, 2::2]
+        ok = np.isfinite(point).all(axis=1) & (point >= _TINY).all(axis=1)
+        ok &= np.isfinite(upper).all(axis=(1, 2)) & (lower >= _TINY).all(axis=(1, 2))
         if not ok.all():
             bad = np.flatnonzero(~ok)
-            problems: list[Problem] = [forecast_overflow(locs[int(i)], float(windows[i, -1])) for i in bad]
+            problems: list[Problem] = [forecast_overflow(locs[int(i)], lasts[int(i)]) for i in bad]
             raise InputInvalid(problems)
 
     def card(self) -> dict[str, Any]:
@@ -234,6 +352,17 @@ class Forecaster:
             "data": m.get("data", {}),
             "intervals": m.get("intervals", {}),
         }
+
+
+def _exp(values: list[float]) -> list[float]:
+    """numpy's ``exp`` of a few numbers (its results, which may differ from ``math.exp`` in the last bit).
+
+    Within ±700 it can neither over- nor underflow, so numpy's error state (dearer than the exp) is left.
+    """
+    if min(values) > -700.0 and max(values) < 700.0:
+        return list(np.exp(values).tolist())
+    with np.errstate(over="ignore", under="ignore"):
+        return list(np.exp(values).tolist())
 
 
 def _pct(log_return: float) -> str:

@@ -65,3 +65,15 @@ def test_level_beyond_the_stored_quantiles_warns(model: Forecaster) -> None:
         "the 99% interval is too narrow"
     ]
     assert [w.kind for w in item.warnings] == ["level_beyond_quantiles"]
+
+
+def test_one_series_is_answered_bit_for_bit_as_in_a_batch(model: Forecaster) -> None:
+    """The single-series fast path and the batch path must agree exactly, warnings included."""
+    for k in range(60):
+        series = closes(model.window + k % 7, level=10.0 ** (k % 6 - 2), seed=k)
+        if k % 3 == 0:
+            series[-2] *= 1.4  # a move beyond training: warnings on both paths
+        horizon, levels = 1 + k % 5, [[80, 95], [50], [1, 99]][k % 3]
+        alone = model.forecast([series], horizon, levels).items[0]
+        batched = model.forecast([series, closes(model.window, seed=99)], horizon, levels).items[0]
+        assert alone == batched
