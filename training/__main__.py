@@ -96,9 +96,9 @@ def _train(args: argparse.Namespace) -> int:
     series = load_csv(
         args.csv, cfg.data.column, cfg.data.date_column, require_date_column=bool(args.date_column)
     )
-    from training.data import check_length
+    from training.data import check_trainable
 
-    check_length(series, cfg.data)  # refuse short data before paying for the torch import
+    check_trainable(series, cfg.data)  # refuse short or flat data before paying for the torch import
     from training.pipeline import run_training
 
     progress = None

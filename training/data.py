@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.inference.preprocessing import closes_sha256, sliding_windows
+from app.inference.preprocessing import Scaler, closes_sha256, fit_scaler, log_returns, sliding_windows
 from training.config import DataConfig
 
 # Each part must leave at least this many one-step forecasts to learn from or to score.
@@ -245,6 +245,24 @@ def check_length(series: Series, cfg: DataConfig) -> Split:
             f"needs at least {needed}"
         )
     return make_split(n, cfg)
+
+
+class ConstantSeries(DataError):
+    """The training part does not move, so its returns cannot be standardised."""
+
+
+def check_trainable(series: Series, cfg: DataConfig) -> tuple[Split, Scaler]:
+    """The split and the scaler fitted on the training part only, or a ``DataError`` saying why not.
+
+    One check for the CLI (before it pays for ``import torch``), ``/train`` (before a job is queued) and
+    training itself, so all three refuse the same data with the same words.
+    """
+    split = check_length(series, cfg)
+    try:
+        scaler = fit_scaler(log_returns(series.closes[: split.train_end]))  # no look-ahead
+    except ValueError as exc:
+        raise ConstantSeries(str(exc)) from None
+    return split, scaler
 
 
 def series_from_values(

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from app.inference.preprocessing import Scaler, fit_scaler, log_returns, model_inputs
+from app.inference.preprocessing import Scaler, model_inputs
 from training.config import DataConfig
-from training.data import Series, Split, check_length, windows
+from training.data import Series, Split, check_trainable, windows
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -47,9 +47,8 @@ def _part(closes: F64, start: int, stop: int, window: int, scaler: Scaler) -> Pa
 
 def prepare(series: Series, cfg: DataConfig) -> Prepared:
     """Split chronologically, fit the scaler on the training closes only, and build the windows."""
-    split = check_length(series, cfg)
+    split, scaler = check_trainable(series, cfg)  # scaler fitted on the training part only
     closes = series.closes
-    scaler = fit_scaler(log_returns(closes[: split.train_end]))  # training part only: no look-ahead
     return Prepared(
         split=split,
         scaler=scaler,

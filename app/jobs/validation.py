@@ -18,10 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from app.errors import InputInvalid, Loc, Problem
-from app.inference.preprocessing import fit_scaler, log_returns
 from app.jobs.schemas import TrainRequest, UploadForm
 from training.config import Config
-from training.data import Series, check_length, load_csv, series_from_values
+from training.data import ConstantSeries, Series, check_trainable, load_csv, series_from_values
 
 
 @dataclass(frozen=True)
@@ -88,13 +87,11 @@ def series_of_csv(path: Path, cfg: Config, date_column_named: bool) -> Series:
 def _long_enough(series: Series, cfg: Config, loc: Loc) -> Series:
     """Every part of the split big enough, and a training part that can be scaled (not constant)."""
     try:
-        split = check_length(series, cfg.data)
+        check_trainable(series, cfg.data)
+    except ConstantSeries as exc:
+        raise _invalid(loc, exc, "series_constant") from None
     except ValueError as exc:
         raise _invalid(loc, exc, "series_too_short") from None
-    try:
-        fit_scaler(log_returns(series.closes[: split.train_end]))  # what training does first
-    except ValueError as exc:
-        raise _invalid(loc, exc, "series_constant") from None
     return series
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.synthetic import make_closes, write_csv
@@ -144,3 +145,10 @@ def test_train_out_of_range_settings_exit_2(
     assert main(["train", "--csv", str(path), "--out", str(out), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_train_flat_series_exits_2_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _run_bad(tmp_path, capsys, "--csv", str(write_csv(tmp_path / "p.csv", np.full(100, 42.0))))
+    assert "the training returns have standard deviation 0.0; a constant series cannot be scaled" in err
