@@ -13,8 +13,7 @@ import numpy as np
 
 from app.errors import BundleInvalid
 from app.inference.bundle import load_forecaster
-from app.inference.preprocessing import window_volatility
-from app.inference.scoring import interval_coverage, score_against_naive
+from app.inference.scoring import score_against_naive
 from training.data import DataError, load_csv, windows
 
 
@@ -33,19 +32,16 @@ def evaluate_bundle(
             f"only {series.closes.size} usable closes; this bundle needs more than {window} (its window)"
         )
     inputs, actual = windows(series.closes, window, series.closes.size, window)
-    cumulative = forecaster.rollout(inputs, 1)[:, 0]  # one vectorised ONNX Runtime call
-    predicted = inputs[:, -1] * np.exp(cumulative)
+    levels = (80, 95)
+    # The service's own batch path: one ONNX Runtime call, the very intervals users are sent.
+    items = forecaster.forecast(list(inputs), 1, levels).items
+    predicted = np.array([item.forecast[0] for item in items])
     scores = score_against_naive(actual, predicted, inputs[:, -1])
-    intervals = forecaster.manifest["intervals"]
-    residuals = np.log(actual / inputs[:, -1]) - cumulative
-    if intervals.get("units") == "window_volatility":  # the quantiles are per unit of window volatility
-        residuals = residuals / window_volatility(inputs, float(intervals["volatility_floor"]))
-    coverage = {
-        str(level): interval_coverage(
-            residuals, intervals["probabilities"], intervals["residual_quantiles"], level
-        )
-        for level in (80, 95)
-    }
+    coverage = {}
+    for level in levels:
+        lower = np.array([item.intervals[level][0][0] for item in items])
+        upper = np.array([item.intervals[level][1][0] for item in items])
+        coverage[str(level)] = float(np.mean((actual >= lower) & (actual <= upper)))
     return {
         "bundle": bundle.name,
         "csv": csv.name,
