@@ -9,7 +9,7 @@
 #
 # Layers go from rarely to often changed: dependencies (rebuilt only when pyproject.toml's dependencies
 # change), then the default model, then the code (a small wheel). The registry lives in the /models volume; an empty volume
-# receives the baked default model at first start (CLOSECAST_DEFAULT_MODEL_DIR, see app/registry.py).
+# receives the baked default model at first start (CLOSECAST_DEFAULT_MODEL_DIR, see closecast/registry.py).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 # ONNX Runtime 1.31's CUDA wheel links libcudart.so.13 / libcublas.so.13 and loads cuDNN 9: the CUDA base

@@ -16,15 +16,15 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 
-from app import registry
+from app.api.errors import register_error_handlers
 from app.api.middleware import BodySizeLimit, RequestMetrics
 from app.api.routes import forecast, health, metrics, models_card, train
 from app.api.routes import registry as registry_routes
 from app.config import Settings, get_settings
-from app.errors import register_error_handlers
 from app.inference.holder import ModelHolder, watch_pointer
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
+from closecast import registry
 
 log = logging.getLogger("app")
 

@@ -26,7 +26,7 @@ def _examples(*payloads: Any) -> dict[str, JsonValue]:
     return {"examples": list(payloads)}
 
 
-# Constraints pydantic-core checks without a Python call per close; app.errors words them for prices.
+# Constraints pydantic-core checks without a Python call per close; closecast.errors words them for prices.
 Price = Annotated[
     float, Field(strict=True, gt=0, allow_inf_nan=False, description="a close price, finite and > 0")
 ]

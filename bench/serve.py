@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from app import registry
-from app.inference.bundle import load_forecaster
-from app.inference.preprocessing import model_inputs
+from closecast import registry
+from closecast.bundle import load_forecaster
+from closecast.representation import model_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from app.inference.scoring import score_against_naive
-from training.config import Config
-from training.data import load_csv
+from closecast.config import Config
+from closecast.scoring import score_against_naive
+from closecast.series import load_csv
 from training.dataset import prepare
 from training.pipeline import forecast_prices
 from training.train import fit

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.inference.bundle import load_forecaster
-from app.registry import list_versions, read_current
+from closecast.bundle import load_forecaster
+from closecast.registry import list_versions, read_current
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from app import registry
-from app.inference.bundle import load_forecaster
+from closecast import registry
+from closecast.bundle import load_forecaster
 
 DEFAULT = Path(__file__).resolve().parent / "fixtures" / "models"
 DEFAULT_VERSION = registry.read_current(DEFAULT) or "missing"
@@ -111,7 +111,7 @@ def test_seed_without_default_bundle_raises_clear_error(tmp_path: Path, layout: 
 
 
 def test_seed_refuses_a_same_named_directory_without_manifest(tmp_path: Path) -> None:
-    from app.registry import read_current, seed_model_dir
+    from closecast.registry import read_current, seed_model_dir
 
     default = Path(__file__).resolve().parents[1] / "models"
     target = tmp_path / "volume"

@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
-from training.config import Config, DataConfig, ModelConfig, TrainConfig
+from closecast.config import Config, DataConfig, ModelConfig, TrainConfig
 
 PROG = "python -m training"
 
@@ -82,12 +82,12 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.bundle import check_destination
-    from training.data import load_csv
+    from closecast.bundle import check_destination
+    from closecast.series import load_csv
 
     cfg = _config(args)
     if args.registry:
-        from app.registry import new_version_id
+        from closecast.registry import new_version_id
 
         args.out = args.registry / new_version_id(args.csv.name.encode())
     elif args.promote:
@@ -96,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
     series = load_csv(
         args.csv, cfg.data.column, cfg.data.date_column, require_date_column=bool(args.date_column)
     )
-    from training.data import check_trainable
+    from closecast.series import check_trainable
 
     check_trainable(series, cfg.data)  # refuse short or flat data before paying for the torch import
     from training.pipeline import run_training
@@ -111,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
 
     manifest = run_training(series, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress)
     if args.registry and args.promote:
-        from app.registry import set_current
+        from closecast.registry import set_current
 
         set_current(args.registry, args.out.name)
     t = manifest["metrics"]["test"]

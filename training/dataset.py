@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from app.inference.preprocessing import Scaler, model_inputs
-from training.config import DataConfig
-from training.data import Series, Split, check_trainable, windows
+from closecast.config import DataConfig
+from closecast.representation import Scaler, model_inputs
+from closecast.series import Series, Split, check_trainable, windows
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import BundleInvalid
-from app.inference.bundle import load_forecaster
-from app.inference.scoring import score_against_naive
-from training.data import DataError, load_csv, windows
+from closecast.bundle import load_forecaster
+from closecast.errors import BundleInvalid
+from closecast.scoring import score_against_naive
+from closecast.series import DataError, load_csv, windows
 
 
 def evaluate_bundle(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.config import ModelConfig
+from closecast.config import ModelConfig
 
 
 class CloseLSTM(nn.Module):

@@ -14,11 +14,11 @@ import onnxruntime as ort
 import torch
 
 import training
-from app.inference.preprocessing import REPRESENTATION, Scaler, window_volatility
-from app.inference.scoring import interval_coverage, score_against_naive
-from training.bundle import FORMAT_VERSION, write_bundle
-from training.config import Config
-from training.data import Series
+from closecast.bundle import FORMAT_VERSION, write_bundle
+from closecast.config import Config
+from closecast.representation import REPRESENTATION, Scaler, window_volatility
+from closecast.scoring import interval_coverage, score_against_naive
+from closecast.series import Series
 from training.dataset import Part, Prepared, prepare
 from training.export import (
     INPUT_NAME,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.config import Config, TrainConfig
+from closecast.config import Config, TrainConfig
 from training.model import CloseLSTM
 
 ProgressFn = Callable[[dict[str, Any]], None]

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.config import Settings
-from app.errors import ModelNotReady
-from app.inference.forecaster import Forecaster
 from app.inference.holder import ModelHolder
 from app.metrics import Metrics
+from closecast.errors import ModelNotReady
+from closecast.forecaster import Forecaster
 
 
 async def get_settings_of_app(request: Request) -> Settings:

@@ -16,10 +16,10 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from app import registry
-from app.errors import BundleInvalid, ClosecastError
-from app.inference.bundle import load_forecaster
-from app.inference.forecaster import Forecaster
+from closecast import registry
+from closecast.bundle import load_forecaster
+from closecast.errors import BundleInvalid, ClosecastError
+from closecast.forecaster import Forecaster
 
 log = logging.getLogger(__name__)
 

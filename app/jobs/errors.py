@@ -1,4 +1,4 @@
-"""Errors of the retraining and registry endpoints (answered by the handler in ``app/errors.py``)."""
+"""Errors of the retraining and registry endpoints (``app/api/errors.py`` maps them to HTTP statuses)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import errno
 from pathlib import Path
 from sqlite3 import SQLITE_FULL
 
-from app.errors import ClosecastError
+from closecast.errors import ClosecastError
 
 ENABLE_HINT = (
     "set CLOSECAST_API_KEY (16+ characters, e.g. `openssl rand -hex 16`) and send it as "
@@ -17,17 +17,32 @@ ENABLE_HINT = (
 class TrainingDisabled(ClosecastError):
     """No key is configured: training and promotion are off."""
 
-    status_code = 403
-
     def __init__(self) -> None:
         super().__init__(
             f"training and promotion are disabled because no API key is configured; {ENABLE_HINT}"
         )
 
 
-class JobNotFound(ClosecastError):
-    status_code = 404
+class AuthFailed(ClosecastError):
+    """The bearer key is missing or wrong."""
 
+    def __init__(self) -> None:
+        super().__init__(
+            "the bearer key is missing or wrong; send `Authorization: Bearer <key>` with the key "
+            "configured in CLOSECAST_API_KEY"
+        )
+
+
+class QueueFull(ClosecastError):
+    """As many jobs wait as CLOSECAST_JOB_QUEUE_SIZE allows."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"{limit} retrain jobs are already queued (CLOSECAST_JOB_QUEUE_SIZE); retry once one has started"
+        )
+
+
+class JobNotFound(ClosecastError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job {job_id!r}; GET /train lists the recent jobs")
 
@@ -35,15 +50,11 @@ class JobNotFound(ClosecastError):
 class JobFinished(ClosecastError):
     """A cancel for a job that already ended."""
 
-    status_code = 409
-
     def __init__(self, job_id: str, status: str) -> None:
         super().__init__(f"job {job_id} already {status}; only queued or running jobs can be cancelled")
 
 
 class VersionNotFound(ClosecastError):
-    status_code = 404
-
     def __init__(self, version: str) -> None:
         super().__init__(f"version {version!r} is not in the registry; GET /models lists the versions")
 
@@ -51,13 +62,9 @@ class VersionNotFound(ClosecastError):
 class JobsUnavailable(ClosecastError):
     """The job store could not be opened (e.g. a read-only model dir); serving goes on without training."""
 
-    status_code = 503
-
 
 class StorageFailed(ClosecastError):
     """The job's data, the job store or the ``current`` pointer could not be written into the model dir."""
-
-    status_code = 503
 
     def __init__(
         self,
@@ -70,7 +77,7 @@ class StorageFailed(ClosecastError):
 
 
 class StorageFull(StorageFailed):
-    status_code = 507  # Insufficient Storage
+    """The disk or the quota is full (answered 507 Insufficient Storage)."""
 
 
 def storage_failed(model_dir: Path, exc: Exception, action: str = "store the job") -> StorageFailed:

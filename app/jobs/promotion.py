@@ -13,11 +13,11 @@ from __future__ import annotations
 import threading
 from dataclasses import asdict, dataclass
 
-from app import registry
-from app.inference.forecaster import F64, Forecaster
 from app.inference.holder import ModelHolder
-from app.inference.preprocessing import closes_sha256, sliding_windows
-from app.inference.scoring import error_metrics
+from closecast import registry
+from closecast.forecaster import F64, Forecaster
+from closecast.representation import closes_sha256, sliding_windows
+from closecast.scoring import error_metrics
 
 # Serialises pointer moves of this process (job promotions and manual ones); workers follow the pointer.
 _PROMOTION_LOCK = threading.Lock()

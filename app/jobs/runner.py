@@ -42,11 +42,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskStatus
 
-from app import registry
 from app.config import Settings
-from app.errors import ClosecastError
-from app.inference.bundle import load_forecaster
-from app.inference.forecaster import Forecaster
 from app.inference.holder import ModelHolder
 from app.jobs.errors import JobFinished, JobNotFound, JobsUnavailable, storage_failed
 from app.jobs.process import (
@@ -70,6 +66,10 @@ from app.jobs.promotion import (
 )
 from app.jobs.store import Job, JobStore, Owner
 from app.jobs.validation import Prepare, job_closes
+from closecast import registry
+from closecast.bundle import load_forecaster
+from closecast.errors import ClosecastError
+from closecast.forecaster import Forecaster
 
 log = logging.getLogger(__name__)
 

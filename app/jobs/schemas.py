@@ -1,7 +1,7 @@
 """Bodies of ``/train`` and ``/models`` (they are the OpenAPI docs at ``/docs``).
 
 The hyperparameters carry only the types and the ceilings the CLI lacks: their values are checked by
-``training.config`` itself, so a bad value gets the CLI's own message (``window is 2; it must be at least
+``closecast.config`` itself, so a bad value gets the CLI's own message (``window is 2; it must be at least
 3 closes (2 returns)``).
 """
 

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.jobs.errors import QueueFull
+
 TERMINAL = ("succeeded", "failed", "cancelled")
 KEEP_FINISHED = 1000  # finished jobs kept for GET /train; older ones are pruned on enqueue
 
@@ -58,14 +60,6 @@ class Owner:
     host: str
     started: str | None
     token: str
-
-
-class QueueFull(Exception):
-    """``limit`` jobs are already waiting."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"{limit} jobs are already queued")
-        self.limit = limit
 
 
 @dataclass(frozen=True)

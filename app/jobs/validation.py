@@ -1,8 +1,8 @@
 """The training CLI's own input checks, run before a job is queued, so ``/train`` refuses bad data at once
 with the messages ``python -m training train`` prints (as a 422).
 
-This is the one place the service imports ``training``: ``training.config`` and ``training.data`` need only
-numpy and ``app.inference.preprocessing``, never torch (``tests/jobs/test_no_torch.py`` keeps it so).
+The checks themselves live in the core (``closecast.config``, ``closecast.series``): numpy only, never
+torch (``tests/jobs/test_no_torch.py`` keeps it so).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.errors import InputInvalid, Loc, Problem
 from app.jobs.schemas import TrainRequest, UploadForm
-from training.config import Config
-from training.data import ConstantSeries, Series, check_trainable, load_csv, series_from_values
+from closecast.config import Config
+from closecast.errors import InputInvalid, Loc, Problem
+from closecast.series import ConstantSeries, Series, check_trainable, load_csv, series_from_values
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app import registry
 from app.config import Settings
 from app.main import create_app
+from closecast import registry
 
 FIXTURE_MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 FIXTURE_VERSION = registry.read_current(FIXTURE_MODELS) or "missing"

@@ -14,10 +14,10 @@ import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
 
-from app import registry
-from app.errors import BundleInvalid, ProviderUnavailable
-from app.inference.bundle import load_forecaster
 from app.main import create_app
+from closecast import registry
+from closecast.bundle import load_forecaster
+from closecast.errors import BundleInvalid, ProviderUnavailable
 from tests.app.conftest import FIXTURE_BUNDLE, FIXTURE_MODELS, closes, make_settings
 
 

@@ -7,10 +7,10 @@ import copy
 import numpy as np
 import pytest
 
-from app.errors import InputInvalid
-from app.inference.bundle import load_forecaster
-from app.inference.forecaster import Forecaster
-from app.inference.preprocessing import model_inputs
+from closecast.bundle import load_forecaster
+from closecast.errors import InputInvalid
+from closecast.forecaster import Forecaster
+from closecast.representation import model_inputs
 from tests.app.conftest import FIXTURE_BUNDLE, closes
 
 

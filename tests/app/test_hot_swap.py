@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app import registry
 from app.inference import holder as holder_module
 from app.inference.holder import ModelHolder
 from app.main import create_app
+from closecast import registry
 from tests.app.conftest import FIXTURE_BUNDLE, closes, make_settings
 
 NEW = "20991231T000000Z-0000beef"

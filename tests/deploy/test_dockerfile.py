@@ -30,7 +30,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from app import registry
+from closecast import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app import registry
+from app.api.errors import status_of
 from app.jobs.errors import storage_failed
+from closecast import registry
 from tests.jobs.conftest import copy_registry, random_walk
 from tests.jobs.helpers import AUTH, FIXTURE_VERSION, KEY, build_app, make_settings
 
@@ -390,7 +391,7 @@ def _sqlite_error(message: str, code: int) -> sqlite3.Error:
     ],
 )
 def test_storage_errors_map_to_503_or_507(exc: Exception, status: int) -> None:
-    assert storage_failed(Path("/models"), exc).status_code == status
+    assert status_of(storage_failed(Path("/models"), exc)) == status
 
 
 def test_a_service_that_never_trains_never_writes_to_the_model_dir(tmp_path: Path) -> None:

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app import registry
-from app.inference.bundle import load_forecaster
-from app.inference.forecaster import Forecaster
 from app.jobs import runner
 from app.jobs.promotion import Evaluation, decide, evaluate, promote_version, undecided
+from closecast import registry
+from closecast.bundle import load_forecaster
+from closecast.forecaster import Forecaster
+from closecast.series import load_csv
 from tests.jobs.conftest import copy_registry
 from tests.jobs.helpers import (
     AUTH,
@@ -34,7 +35,6 @@ from tests.jobs.helpers import (
 )
 from tests.jobs.test_failures import wrapper
 from tests.synthetic import make_closes
-from training.data import load_csv
 
 SERIES = make_closes(300, seed=1)
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app import registry
+from closecast import registry
 from tests.jobs.conftest import copy_registry, random_walk
 from tests.jobs.helpers import AUTH, FIXTURE_VERSION, build_app, job, make_settings, submit, wait_for
 

@@ -42,4 +42,4 @@ def test_train_requests_do_not_import_torch(model_dir: Path) -> None:
     )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["answers"] == [202, 422, 202, 200, 200]
-    assert report["loaded"] == ["training", "training.config", "training.data"]  # numpy-only modules
+    assert report["loaded"] == []  # the checks it runs live in the core (numpy only)

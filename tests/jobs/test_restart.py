@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app import registry
 from app.jobs.process import HOST, process_start
 from app.jobs.runner import DB_FILE, OWNER_SILENT_S
 from app.jobs.store import JobStore, Owner
+from closecast import registry
 from tests.jobs.conftest import random_walk
 from tests.jobs.helpers import AUTH, build_app, job, make_settings, submit, wait_for, wait_status
 from tests.jobs.test_failures import training_pids

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from app.jobs.store import Job, JobStore, Owner, QueueFull
+from app.jobs.errors import QueueFull
+from app.jobs.store import Job, JobStore, Owner
 
 SPEC: dict[str, Any] = {"csv": "x.csv", "column": "Close", "date_column": None, "rows": 300, "params": {}}
 PROGRESS = {"epoch": 0, "epochs": 3, "train_loss": None, "val_loss": None}

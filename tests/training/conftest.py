@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from closecast.config import Config
+from closecast.series import load_csv
 from tests.synthetic import make_closes, write_csv
-from training.config import Config
-from training.data import load_csv
 from training.pipeline import run_training
 
 TINY = {"window": 11, "hidden_size": 8, "epochs": 3, "seed": 7}

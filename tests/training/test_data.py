@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.inference.preprocessing import Scaler, fit_scaler, log_returns, model_inputs
+from closecast.config import Config, DataConfig
+from closecast.representation import Scaler, fit_scaler, log_returns, model_inputs
+from closecast.series import DataError, Series, check_length, load_csv, min_rows, series_from_values, windows
 from tests.synthetic import make_closes, write_csv
-from training.config import Config, DataConfig
-from training.data import DataError, Series, check_length, load_csv, min_rows, series_from_values, windows
 from training.dataset import prepare
 
 

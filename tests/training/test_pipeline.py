@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from app.errors import BundleInvalid
-from app.inference.bundle import load_forecaster
+from closecast.bundle import load_forecaster
+from closecast.config import ModelConfig
+from closecast.errors import BundleInvalid
 from tests.synthetic import make_closes
 from tests.training.conftest import train_tiny
-from training.config import ModelConfig
 from training.export import ParityError, check_parity, export_onnx, export_torchscript
 from training.model import CloseLSTM
 
@@ -86,7 +86,7 @@ def test_parity_check_fails_when_exports_disagree(tmp_path: Path) -> None:
 
 
 def test_cli_registry_mode_writes_a_version_and_promotes(synthetic_csv: Path, tmp_path: Path) -> None:
-    from app.registry import list_versions, read_current
+    from closecast.registry import list_versions, read_current
     from training.__main__ import main
 
     code = main(

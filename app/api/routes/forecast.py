@@ -18,10 +18,10 @@ from starlette.responses import Response
 
 from app.api.deps import ForecasterDep, SettingsDep
 from app.config import Settings
-from app.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
-from app.inference.forecaster import BatchForecast, SeriesForecast
 from app.metrics import Metrics
 from app.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
+from closecast.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
+from closecast.forecaster import BatchForecast, SeriesForecast
 
 router = APIRouter(tags=["forecast"])
 noop_router = APIRouter(tags=["benchmark"])

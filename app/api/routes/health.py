@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import HolderDep
-from app.errors import ModelNotReady
 from app.schemas import Status
+from closecast.errors import ModelNotReady
 
 router = APIRouter(tags=["health"])
 

@@ -9,15 +9,15 @@ import anyio.to_thread
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 
-from app import registry
 from app.api.deps import HolderDep
 from app.api.routes.train import TrainerDep
-from app.errors import ClosecastError, InputInvalid, Problem
-from app.inference.bundle import read_manifest
 from app.inference.holder import ModelHolder
 from app.jobs.errors import VersionNotFound, storage_failed
 from app.jobs.promotion import promote_version
 from app.jobs.schemas import ModelList, ModelVersion, Promoted
+from closecast import registry
+from closecast.bundle import read_manifest
+from closecast.errors import ClosecastError, InputInvalid, Problem
 
 router = APIRouter(tags=["models"])
 

@@ -11,7 +11,7 @@ import json
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
@@ -19,12 +19,11 @@ from starlette.datastructures import UploadFile
 
 from app.api.deps import SettingsDep
 from app.config import Settings
-from app.errors import InputInvalid, Problem
-from app.jobs.errors import JobsUnavailable, TrainingDisabled
+from app.jobs.errors import AuthFailed, JobsUnavailable, QueueFull, TrainingDisabled
 from app.jobs.runner import JobRunner
 from app.jobs.schemas import JobAccepted, JobList, JobOut, TrainRequest, UploadForm, inline_schema
-from app.jobs.store import QueueFull
 from app.jobs.validation import Prepare, prepare_upload, prepare_values
+from closecast.errors import InputInvalid, Problem
 
 _bearer = HTTPBearer(auto_error=False, description="the key of CLOSECAST_API_KEY")
 
@@ -37,12 +36,7 @@ async def require_trainer(
         raise TrainingDisabled()
     sent = credentials.credentials if credentials is not None else ""
     if not hmac.compare_digest(sent.encode(), settings.api_key.get_secret_value().encode()):
-        raise HTTPException(
-            401,
-            detail="the bearer key is missing or wrong; send `Authorization: Bearer <key>` with the key "
-            "configured in CLOSECAST_API_KEY",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise AuthFailed()
 
 
 async def get_runner(request: Request) -> JobRunner:
@@ -84,15 +78,6 @@ _TRAIN_BODY = {
 }
 
 
-def _queue_full(limit: int) -> HTTPException:
-    return HTTPException(
-        429,
-        detail=f"{limit} retrain jobs are already queued (CLOSECAST_JOB_QUEUE_SIZE); "
-        "retry once one has started",
-        headers={"Retry-After": "30"},
-    )
-
-
 def _invalid(exc: ValidationError, prefix: tuple[str, ...] = ("body",)) -> RequestValidationError:
     return RequestValidationError([{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors(include_url=False)])
 
@@ -125,7 +110,7 @@ async def _from_json(request: Request, settings: Settings) -> Prepare:
 
 async def _from_upload(request: Request, settings: Settings, runner: JobRunner) -> Prepare:
     if not await anyio.to_thread.run_sync(runner.queue_has_room):  # before reading a large upload
-        raise _queue_full(settings.job_queue_size)
+        raise QueueFull(settings.job_queue_size)
     async with request.form(max_files=1, max_fields=64) as form:  # closes the spooled upload after
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -158,10 +143,7 @@ async def submit_job(
     """Queue a retrain job on closes sent as JSON or as a CSV upload; poll the `Location` it answers."""
     multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
     prepare = await (_from_upload(request, settings, runner) if multipart else _from_json(request, settings))
-    try:
-        job = await anyio.to_thread.run_sync(runner.submit, prepare)
-    except QueueFull as exc:
-        raise _queue_full(exc.limit) from None
+    job = await anyio.to_thread.run_sync(runner.submit, prepare)
     runner.wake()
     response.headers["Location"] = f"/train/{job.id}"
     return JobAccepted(job_id=job.id, status="queued")

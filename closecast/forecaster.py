@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from app.errors import InputInvalid, Loc, Problem, forecast_overflow, series_too_short
-from app.inference.preprocessing import FloatArray, Scaler, log_returns, model_inputs
+from closecast.errors import InputInvalid, Loc, Problem, forecast_overflow, series_too_short
+from closecast.representation import FloatArray, Scaler, log_returns, model_inputs
 
 F64 = npt.NDArray[np.float64]
 SeriesLike = Sequence[float] | FloatArray  # closes, oldest first
@@ -73,7 +73,7 @@ class BatchForecast:
 
 
 class Forecaster:
-    """A verified bundle in memory. Build it with ``app.inference.bundle.load_forecaster``."""
+    """A verified bundle in memory. Build it with ``closecast.bundle.load_forecaster``."""
 
     def __init__(
         self, session: ort.InferenceSession, scaler: Scaler, manifest: dict[str, Any], version: str

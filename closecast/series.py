@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.inference.preprocessing import Scaler, closes_sha256, fit_scaler, log_returns, sliding_windows
-from training.config import DataConfig
+from closecast.config import DataConfig
+from closecast.representation import Scaler, closes_sha256, fit_scaler, log_returns, sliding_windows
 
 # Each part must leave at least this many one-step forecasts to learn from or to score.
 MIN_TRAIN_TARGETS = 20

@@ -1,7 +1,10 @@
-"""Load a model bundle from disk and verify it before it may serve (format: ``models/README.md``).
+"""The model bundle format in one place: writing, hashing, reading and verifying (``models/README.md``).
 
-Checks, in order, each failing with ``BundleInvalid`` and a message naming what failed: the manifest is
-readable and of a known ``format_version``; every file in ``manifest["files"]`` exists and has its sha256;
+Writing: everything goes to a temporary directory renamed into place, so a reader (the service, another job)
+sees either no bundle or a complete one whose ``manifest.json`` lists the sha256 of every other file.
+
+Loading checks, in order, each failing with ``BundleInvalid`` and a message naming what failed: the manifest
+is readable and of a known ``format_version``; every file in ``manifest["files"]`` exists and has its sha256;
 ``scaler.json`` parses; ONNX Runtime opens ``model.onnx`` with the input and output the manifest names;
 and the forecaster reproduces ``manifest["sample"]`` within its relative tolerance.
 """
@@ -11,15 +14,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from app.errors import BundleInvalid, ProviderUnavailable
-from app.inference.forecaster import Forecaster
-from app.inference.preprocessing import Scaler
+from closecast.errors import BundleInvalid, ProviderUnavailable
+from closecast.forecaster import Forecaster
+from closecast.representation import Scaler
 
 log = logging.getLogger(__name__)
 
@@ -207,3 +214,47 @@ def _check_intervals(intervals: dict[str, Any], name: str) -> None:
             f"non-decreasing residual_quantiles; got {probabilities.tolist()} and "
             f"{quantiles.tolist()}"
         )
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+
+def check_destination(out: Path, force: bool) -> None:
+    """Refuse an existing non-empty directory unless ``force``: bundles are immutable."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise FileExistsError(
+            f"{out} exists and is not empty; bundles are immutable: choose a new --out or pass --force"
+        )
+
+
+def write_bundle(out: Path, fill: Callable[[Path], dict[str, Any]], force: bool = False) -> dict[str, Any]:
+    """Let ``fill(tmpdir)`` write the files and return the manifest; hash, write it, rename into place.
+
+    Any exception leaves nothing behind at ``out`` (and the temporary directory is removed).
+    """
+    check_destination(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700: a service running as another user could not read it
+        manifest = fill(tmp)
+        manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        for p in tmp.iterdir():  # durable before visible
+            with p.open("rb") as fh:
+                os.fsync(fh.fileno())
+        if out.exists():  # --force: keep the old bundle aside until the new one is in place
+            trash = out.parent / f".trash-{out.name}-{os.getpid()}"
+            os.replace(out, trash)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(trash, out)
+                raise
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest

@@ -1,9 +1,8 @@
-"""Domain errors and the one place that maps them to HTTP answers.
+"""Plain domain errors shared by serving and training; no web framework here.
 
-Every message quotes the offending value and says what to do. Validation problems, whether pydantic finds
-them or the forecaster does (the window is only known once a model is loaded), leave as FastAPI's 422 shape
-``{"detail": [{"loc", "msg", "type", "input"}]}`` with a ``msg`` of the form ``PATH is VALUE; WHAT TO DO``,
-e.g. ``series[3].closes[5] is -3.2; prices must be > 0``.
+Every message quotes the offending value and says what to do. Input problems carry a location (``loc``) and
+a ``msg`` of the form ``PATH is VALUE; WHAT TO DO``, e.g. ``series[3].closes[5] is -3.2; prices must be > 0``;
+``app/api/errors.py`` is the one place that turns these errors into HTTP answers.
 """
 
 from __future__ import annotations
@@ -12,19 +11,13 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from typing import Any
 
 Loc = tuple[str | int, ...]
 
 
 class ClosecastError(Exception):
-    """Base of the domain errors; ``status_code`` is the HTTP answer when one reaches a request."""
-
-    status_code: ClassVar[int] = 500
+    """Base of the domain errors; ``message`` is what the user reads."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -34,19 +27,13 @@ class ClosecastError(Exception):
 class BundleInvalid(ClosecastError):
     """A model bundle failed a check (format, file hash, scaler, ONNX contract, sample replay)."""
 
-    status_code = 409
-
 
 class ProviderUnavailable(ClosecastError):
     """The execution provider the settings demand could not be obtained."""
 
-    status_code = 503
-
 
 class ModelNotReady(ClosecastError):
     """No verified model is in memory yet."""
-
-    status_code = 503
 
     def __init__(
         self, message: str = "no verified model is loaded yet; retry once /readyz answers 200"
@@ -56,8 +43,6 @@ class ModelNotReady(ClosecastError):
 
 class PayloadTooLarge(ClosecastError):
     """The request body or the batch is larger than the configured limit."""
-
-    status_code = 413
 
 
 class TooManySeries(PayloadTooLarge):
@@ -78,13 +63,11 @@ class Problem:
     input: Any = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"loc": list(self.loc), "msg": self.msg, "type": self.type, "input": _json_safe(self.input)}
+        return {"loc": list(self.loc), "msg": self.msg, "type": self.type, "input": json_safe(self.input)}
 
 
 class InputInvalid(ClosecastError):
     """Input that passed the schema but not the model's or the deployment's limits (answered 422)."""
-
-    status_code = 422
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         super().__init__("; ".join(p.msg for p in problems))
@@ -151,71 +134,14 @@ def render_value(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Non-finite floats become strings so the error answer itself is valid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return render_value(value)
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
-
-
-def _message(kind: str, loc: Loc, value: Any, reason: str, ctx: dict[str, Any]) -> str:
-    path = format_loc(loc)
-    if kind == "json_invalid":
-        return f"body is not valid JSON ({ctx.get('error', '')} at character {loc[-1]}); send a JSON object"
-    if kind == "missing":
-        return f"{path} is required" if path != "body" else "body is required; send a JSON object"
-    if kind == "extra_forbidden":
-        return f"{path} is not a known field; remove it (see /docs for the schema)"
-    if path == "body" and isinstance(value, bytes):
-        return "body was not read as JSON; send it with Content-Type: application/json"
-    if path == "body":
-        return f"body is {render_value(value)}; send a JSON object (see /docs for the schema)"
-    return f"{path} is {render_value(value)}; {reason[:1].lower()}{reason[1:]}"
-
-
-# A close fails pydantic-core's own constraints (fast: no Python call per value); say it in price terms.
-_PRICE_ERRORS = {
-    "greater_than": ("price_not_positive", "prices must be > 0"),
-    "finite_number": ("price_not_finite", "prices must be finite numbers"),
-}
-
-
-def describe_validation_error(error: dict[str, Any]) -> dict[str, Any]:
-    """Pydantic/FastAPI error item -> the same item with a ``PATH is VALUE; WHAT TO DO`` message."""
-    loc: Loc = tuple(error.get("loc", ("body",)))
-    kind = str(error.get("type", "value_error"))
-    value = error.get("input")
-    reason = str(error.get("msg", "is invalid"))
-    if len(loc) >= 2 and loc[-2] == "closes" and kind in _PRICE_ERRORS:
-        kind, reason = _PRICE_ERRORS[kind]
-    msg = _message(kind, loc, value, reason, error.get("ctx") or {})
-    shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return Problem(loc, msg, kind, shown).as_dict()
-
-
-# --- the one mapping to HTTP -------------------------------------------------------------------------------
-
-
-async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": [describe_validation_error(e) for e in exc.errors()]}, status_code=422)
-
-
-async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ClosecastError)
-    if isinstance(exc, InputInvalid):
-        return JSONResponse({"detail": [p.as_dict() for p in exc.problems]}, status_code=422)
-    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
-    return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
-
-
-def register_error_handlers(app: FastAPI) -> None:
-    """Install the handlers: domain errors by their ``status_code``, 422s in the message format above."""
-    app.add_exception_handler(RequestValidationError, _validation_handler)
-    app.add_exception_handler(ClosecastError, _domain_handler)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from app.inference.preprocessing import FloatArray
+from closecast.representation import FloatArray
 
 
 def error_metrics(actual: FloatArray, predicted: FloatArray) -> dict[str, float]:
