@@ -48,7 +48,10 @@ def test_package_imports_only_downhill(package: str) -> None:
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_modules_stay_small(package: str) -> None:
-    sizes = {str(p.relative_to(ROOT)): len(p.read_text(encoding="utf-8").splitlines()) for p in sources(package)}
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in sources(package)
+    }
     assert {k: n for k, n in sizes.items() if n > MAX_LINES} == {}
 
 
