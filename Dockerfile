@@ -7,36 +7,20 @@
 #
 #   docker run -p 8000:8000 -v closecast-models:/models closecast
 #
-# Layers go from rarely to often changed: dependencies (rebuilt only when pyproject.toml's dependencies
-# change), then the default model, then the code (a small wheel). The registry lives in the /models volume; an empty volume
-# receives the baked default model at first start (CLOSECAST_DEFAULT_MODEL_DIR, see closecast/registry.py).
+# Layers go from rarely to often changed: dependencies (from the hashed locks in requirements/, rebuilt only
+# when a lock changes), then the default model, then the code (a small wheel). The registry lives in the
+# /models volume; an empty volume receives the baked default model at first start (CLOSECAST_DEFAULT_MODEL_DIR,
+# see closecast/registry.py).
 
 ARG PYTHON_IMAGE=python:3.11-slim
-# ONNX Runtime 1.31's CUDA wheel links libcudart.so.13 / libcublas.so.13 and loads cuDNN 9: the CUDA base
-# must be CUDA 13.x with cuDNN 9 (a 12.x base fails over to the CPU). Change both together.
+# ONNX Runtime 1.31's CUDA wheel (pinned in requirements/cuda.txt, see ORT_VERSION in requirements/lock.py)
+# links libcudart.so.13 / libcublas.so.13 and loads cuDNN 9: the CUDA base must be CUDA 13.x with cuDNN 9
+# (a 12.x base fails over to the CPU). Change both together.
 ARG CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
-ARG ORT_VERSION=1.31.1
+# torch is the one package outside the locks: its CPU build lives on its own index, so it is pinned here by
+# version and installed with --no-deps; what it needs is in the locks (requirements/torch-cpu.in), hashed.
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-
-
-# ---- requirements: pyproject.toml alone -> serve.txt, cuda.txt, train.txt ----------------------------------
-# ONNX Runtime is swapped per image and pinned: the CPU build (70 MB installed) for serve and cpu, the CUDA
-# build (340 MB) only for cuda. torch leaves train.txt: it must come from the CPU index, installed on its own.
-# Only these files reach the venv stages, so a pyproject.toml edit that keeps them equal reinstalls nothing.
-FROM ${PYTHON_IMAGE} AS requirements
-ARG ORT_VERSION
-WORKDIR /req
-COPY pyproject.toml ./
-RUN python -c 'import os, tomllib; \
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-ort = os.environ["ORT_VERSION"]; \
-common = [d for d in project["dependencies"] if not d.startswith("onnxruntime")]; \
-train = [d for d in project["optional-dependencies"]["train"] if not d.startswith("torch")]; \
-save = lambda name, lines: open(name, "w").write("\n".join(lines) + "\n"); \
-save("serve.txt", [*common, f"onnxruntime=={ort}"]); \
-save("cuda.txt", [*common, f"onnxruntime-gpu=={ort}"]); \
-save("train.txt", train)'
 
 
 # ---- wheel: the code, built once for every target -----------------------------------------------------------
@@ -45,6 +29,7 @@ WORKDIR /src
 # README.md is the package's long description; the glob keeps the build working without it.
 COPY pyproject.toml README.md* ./
 COPY app ./app
+COPY closecast ./closecast
 COPY training ./training
 RUN pip wheel --no-deps --no-cache-dir --disable-pip-version-check --wheel-dir /dist .
 
@@ -61,22 +46,30 @@ RUN version="$(cat /src/models/current)" \
     && chmod -R u=rwX,go=rX /out
 
 
-# ---- dependency virtual environments (/opt/venv), cached on pyproject.toml ----------------------------------
+# ---- dependency virtual environments (/opt/venv), from the locks in requirements/ ---------------------------
+# Each lock pins every package and the hashes of its files (made from pyproject.toml by requirements/lock.py,
+# checked by CI): --require-hashes refuses any other file, --no-deps installs the lock and nothing else, and
+# `pip check` proves the result complete. Only a lock's change reinstalls: pyproject.toml is not copied here.
 FROM ${PYTHON_IMAGE} AS venv-serve
 ENV PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-COPY --from=requirements /req/serve.txt /tmp/requirements/
-RUN --mount=type=cache,target=/root/.cache/pip pip install -r /tmp/requirements/serve.txt
+COPY requirements/serve.txt /tmp/requirements/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --require-hashes --no-deps -r /tmp/requirements/serve.txt \
+    && pip check
 
+# cpu.txt holds serve.txt's pins (already installed) plus the train extra and torch's requirements.
 FROM venv-serve AS venv-cpu
 ARG TORCH_VERSION
 ARG TORCH_INDEX_URL
-COPY --from=requirements /req/train.txt /tmp/requirements/
+COPY requirements/cpu.txt /tmp/requirements/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --require-hashes --no-deps -r /tmp/requirements/cpu.txt
 # The CPU build of torch (~750 MB installed); PyPI's default torch is the CUDA build (several GB).
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
-    && pip install -r /tmp/requirements/train.txt
+    pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+    && pip check
 
 # Ubuntu 24.04's Python 3.12 on the CUDA base; builder and runtime share this layer, so the venv's
 # interpreter path is the same in both.
@@ -95,12 +88,14 @@ ARG TORCH_INDEX_URL
 ENV PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
-COPY --from=requirements /req/cuda.txt /req/train.txt /tmp/requirements/
-RUN --mount=type=cache,target=/root/.cache/pip pip install -r /tmp/requirements/cuda.txt
+# cuda.txt is resolved for this Python (3.12), with onnxruntime-gpu in place of onnxruntime.
+COPY requirements/cuda.txt /tmp/requirements/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --require-hashes --no-deps -r /tmp/requirements/cuda.txt
 # /train runs on the CPU here too: the LSTM is small and training/ never asks for a GPU.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
-    && pip install -r /tmp/requirements/train.txt
+    pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+    && pip check
 
 
 # ---- runtime: what every slim image shares -------------------------------------------------------------------

@@ -8,6 +8,7 @@ are checked against what they must agree with.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -25,10 +26,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 from closecast import registry
 
@@ -327,7 +330,7 @@ def test_trained_version_in_volume_survives_restart(
     assert registry.read_current(volume) == trained
 
 
-# ---- the build context, the exported requirements, the CUDA base -------------------------------------------
+# ---- the build context, the locks, the CUDA base -------------------------------------------------------
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -383,36 +386,119 @@ def test_dockerignore_sends_copy_sources_and_nothing_else(dockerfile: Dockerfile
         assert _ignored(unwanted, patterns), f"{unwanted} would be sent to the build"
 
 
-def _run_requirements_export(dockerfile: Dockerfile, tmp_path: Path) -> dict[str, list[str]]:
-    """Run the `requirements` stage's RUN on this pyproject.toml; return the files it writes."""
-    stage = dockerfile.stage("requirements")
-    (run,) = [args for kw, args in stage.instructions if kw == "RUN"]
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    env = {**os.environ, "ORT_VERSION": dockerfile.args["ORT_VERSION"]}
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    subprocess.run(["/bin/sh", "-c", run], cwd=tmp_path, env=env, check=True, timeout=60)
-    return {n: (tmp_path / n).read_text().split() for n in ("serve.txt", "cuda.txt", "train.txt")}
+def _load_lock_module() -> Any:
+    spec = importlib.util.spec_from_file_location("closecast_lock", ROOT / "requirements" / "lock.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_requirements_export_swaps_onnxruntime_and_leaves_torch_to_the_cpu_index(
-    dockerfile: Dockerfile, tmp_path: Path
+lock = _load_lock_module()
+LOCKS = tuple(lock.LOCKS)
+TORCH_DEPS = [Requirement(r) for r in lock._lines(ROOT / "requirements" / "torch-cpu.in")]
+
+
+def _pins(name: str) -> dict[str, tuple[Version, frozenset[str]]]:
+    """A lock as name -> (pinned version, hashes)."""
+    pins = {}
+    for key, (entry, hashes) in lock.parse_lock(ROOT / "requirements" / name).items():
+        requirement = Requirement(entry)
+        (spec,) = requirement.specifier
+        assert spec.operator == "==", f"{name}: {entry} is not pinned with =="
+        pins[key] = (Version(spec.version), hashes)
+    return pins
+
+
+@pytest.mark.parametrize("name", LOCKS)
+def test_lock_pins_every_package_with_hashes_and_leaves_torch_out(name: str) -> None:
+    pins = _pins(name)
+    assert len(pins) > 20
+    for package, (_, hashes) in pins.items():
+        assert hashes and all(h.startswith("sha256:") for h in hashes), f"{name}: {package} has no hash"
+    # torch comes from the CPU index by version; its PyPI build's CUDA stack must not sneak in
+    assert not [p for p in pins if p in ("torch", "triton") or p.startswith("nvidia-")]
+
+
+@pytest.mark.parametrize("name", LOCKS)
+def test_lock_satisfies_pyproject_with_onnxruntime_swapped_per_image(name: str) -> None:
+    """Every requirement the lock was made from is pinned in it at a version its specifier allows."""
+    requirements = [Requirement(r) for r in lock.inputs()[name]]
+    pins = _pins(name)
+    for requirement in requirements:
+        key = lock._name(requirement.name)
+        assert key in pins, f"{name} lacks {requirement}"
+        assert requirement.specifier.contains(pins[key][0], prereleases=True), f"{name}: {requirement}"
+    ort = Version(lock.ORT_VERSION)
+    if name == "cuda.txt":
+        assert pins["onnxruntime-gpu"][0] == ort and "onnxruntime" not in pins
+    else:
+        assert pins["onnxruntime"][0] == ort and "onnxruntime-gpu" not in pins
+    if name != "serve.txt":  # the venvs that receive torch hold what torch needs, hashed
+        assert all(lock._name(r.name) in pins for r in TORCH_DEPS)
+
+
+def test_cpu_lock_extends_the_serve_lock_unchanged() -> None:
+    """venv-cpu is built on venv-serve: what is already there is pinned alike (nothing reinstalls)."""
+    serve, cpu = _pins("serve.txt"), _pins("cpu.txt")
+    assert {p: cpu.get(p) for p in serve} == serve
+
+
+def test_torch_requirements_file_matches_the_installed_torch(dockerfile: Dockerfile) -> None:
+    """torch-cpu.in is the CPU wheel's Requires-Dist for TORCH_VERSION (checked where that torch is here)."""
+    version = dockerfile.args["TORCH_VERSION"]
+    header = (ROOT / "requirements" / "torch-cpu.in").read_text(encoding="utf-8").splitlines()[0]
+    assert f"torch=={version}+cpu" in header
+    try:
+        installed = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        pytest.skip("torch is not installed here")
+    if Version(installed).base_version != version:
+        pytest.skip(f"torch {installed} is installed, the images pin {version}")
+    needs = [Requirement(r) for r in metadata.requires("torch") or []]
+    runtime = {str(r) for r in needs if r.marker is None or "extra" not in str(r.marker)}
+    assert runtime == {str(r) for r in TORCH_DEPS}
+
+
+def _venv_runs(dockerfile: Dockerfile, stage: str) -> list[str]:
+    return [
+        args for kw, args in dockerfile.stage(stage).instructions if kw == "RUN" and "pip install" in args
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stage", "name"), [("venv-serve", "serve.txt"), ("venv-cpu", "cpu.txt"), ("venv-cuda", "cuda.txt")]
+)
+def test_venv_stage_installs_its_lock_with_hashes_and_torch_by_version(
+    dockerfile: Dockerfile, stage: str, name: str
 ) -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    ort = dockerfile.args["ORT_VERSION"]
-    exported = _run_requirements_export(dockerfile, tmp_path)
-    common = [d.replace(" ", "") for d in project["dependencies"] if not d.startswith("onnxruntime")]
-    assert exported["serve.txt"] == [*common, f"onnxruntime=={ort}"]
-    assert exported["cuda.txt"] == [*common, f"onnxruntime-gpu=={ort}"]
-    train = {Requirement(r).name for r in project["optional-dependencies"]["train"]}
-    assert {Requirement(r).name for r in exported["train.txt"]} == train - {"torch"}
+    copies = [shlex.split(a) for kw, a in dockerfile.stage(stage).instructions if kw == "COPY"]
+    assert [f"requirements/{name}", "/tmp/requirements/"] in copies
+    runs = _venv_runs(dockerfile, stage)
+    for run in runs:
+        for command in (c.strip() for c in run.split("&&")):
+            words = shlex.split(command.split("pip install", 1)[1]) if "pip install" in command else []
+            if "-r" in words:
+                assert {"--require-hashes", "--no-deps"} <= set(words), command
+                assert words[words.index("-r") + 1] == f"/tmp/requirements/{name}"
+            elif words:  # the only other install: torch from its index, by version, adding nothing else
+                assert words[-1] == "torch==${TORCH_VERSION}" and "--no-deps" in words, command
+                assert words[words.index("--index-url") + 1] == "${TORCH_INDEX_URL}"
+    assert runs[-1].rstrip().endswith("pip check")  # the venv, torch included, is complete
+    installs_torch = any("torch==" in run for run in runs)
+    assert installs_torch == (stage != "venv-serve")
+    # pyproject.toml stays out of the dependency stages: only a lock's change reinstalls
+    copied = [args for s in dockerfile.chain(stage) for kw, args in s.instructions if kw == "COPY"]
+    assert not [c for c in copied if "pyproject.toml" in c]
 
 
 def test_pinned_versions_satisfy_pyproject(dockerfile: Dockerfile) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     wanted = {Requirement(r).name: Requirement(r) for r in project["dependencies"]}
     wanted.update({Requirement(r).name: Requirement(r) for r in project["optional-dependencies"]["train"]})
-    assert dockerfile.args["ORT_VERSION"] in wanted["onnxruntime-gpu"].specifier
+    assert lock.ORT_VERSION in wanted["onnxruntime-gpu"].specifier
     assert dockerfile.args["TORCH_VERSION"] in wanted["torch"].specifier
+    assert lock.torch_version() == dockerfile.args["TORCH_VERSION"]
 
 
 def test_cuda_base_matches_the_cuda_onnxruntime_wheel(dockerfile: Dockerfile) -> None:
@@ -420,7 +506,7 @@ def test_cuda_base_matches_the_cuda_onnxruntime_wheel(dockerfile: Dockerfile) ->
     base = dockerfile.args["CUDA_IMAGE"]
     match = re.fullmatch(r"nvidia/cuda:(\d+)\.\d+(?:\.\d+)?-cudnn-runtime-ubuntu\d+\.\d+", base)
     assert match, f"{base} is not an nvidia/cuda cudnn-runtime image"
-    pinned = dockerfile.args["ORT_VERSION"]
+    pinned = str(_pins("cuda.txt")["onnxruntime-gpu"][0])
     try:
         installed = metadata.version("onnxruntime-gpu")
     except metadata.PackageNotFoundError:
