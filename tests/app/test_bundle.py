@@ -183,18 +183,19 @@ def test_start_refuses_a_damaged_bundle(bundle: Path, model_dir: Path) -> None:
 def test_start_refuses_an_empty_model_dir(tmp_path: Path) -> None:
     with (
         pytest.raises(
-            BundleInvalid, match=f"no model bundle in {tmp_path}: no `current` pointer and no version"
+            BundleInvalid, match="no servable model in the registry: the `current` pointer is missing"
         ),
         TestClient(create_app(make_settings(tmp_path))),
     ):
         pass
 
 
-def test_start_refuses_a_pointer_to_a_missing_version(model_dir: Path) -> None:
+def test_start_refuses_a_pointer_to_a_missing_version_without_history(model_dir: Path) -> None:
     (model_dir / "current").write_text("20990101T000000Z-deadbeef\n")
+    (model_dir / registry.PROMOTIONS).unlink()  # nothing promoted to fall back to
     with (
         pytest.raises(
-            BundleInvalid, match="version '20990101T000000Z-deadbeef' is not a bundle directory in"
+            BundleInvalid, match="pointer names '20990101T000000Z-deadbeef', which is not a bundle here"
         ),
         TestClient(create_app(make_settings(model_dir))),
     ):

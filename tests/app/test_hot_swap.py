@@ -114,6 +114,7 @@ def test_in_flight_request_finishes_on_the_model_it_started_with(model_dir: Path
         request = threading.Thread(target=lambda: answers.append(c.post("/forecast/batch", json=body)))
         request.start()
         assert gated.entered.wait(30)
+        registry.set_current(model_dir, NEW)  # so the pointer watcher agrees with the swap below
         holder.swap(holder.load_version(NEW))  # swap while the request sits inside the old model
         gated.gate.set()
         request.join(30)
