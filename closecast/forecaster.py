@@ -337,7 +337,7 @@ class Forecaster:
             raise InputInvalid(problems)
 
     def card(self) -> dict[str, Any]:
-        """What is served, for ``GET /models/current`` (keys match ``app.schemas.ModelCard``)."""
+        """What is served, for ``GET /models/current`` (keys match ``app.api.schemas.ModelCard``)."""
         m = self.manifest
         metrics = m.get("metrics", {})
         return {
