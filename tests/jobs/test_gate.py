@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.jobs import runner
+from app.jobs import promotion
 from app.jobs.promotion import Evaluation, decide, evaluate, promote_version, undecided
 from closecast import registry
 from closecast.bundle import load_forecaster
@@ -153,14 +153,14 @@ def test_a_rollback_during_judging_stops_auto_but_not_always_promotion(
     python = wrapper(tmp_path / "python", f'exec "{sys.executable}" "{trainer}" "{fixture}" "$@"')
     shutil.copytree(model_dir / FIXTURE_VERSION, model_dir / ROLLED_BACK_TO)
     service = build_app(make_settings(model_dir), python=python)
-    real_evaluate = runner.evaluate
+    real_evaluate = promotion.evaluate
 
     def evaluate_then_roll_back(candidate: Forecaster, current: Forecaster, closes: Any) -> Evaluation:
         judged = real_evaluate(candidate, current, closes)
         promote_version(service.state.holder, ROLLED_BACK_TO)  # POST /models/{version}/promote, meanwhile
         return judged
 
-    monkeypatch.setattr(runner, "evaluate", evaluate_then_roll_back)
+    monkeypatch.setattr(promotion, "evaluate", evaluate_then_roll_back)
     csv = (Path(__file__).resolve().parents[1] / "fixtures" / "synthetic.csv").read_bytes()
     with TestClient(service) as client:
         response = client.post(

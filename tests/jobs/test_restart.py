@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.jobs.process import HOST, process_start
+from app.jobs.process import HOST_AND_BOOT, process_start
 from app.jobs.runner import DB_FILE, OWNER_SILENT_S
 from app.jobs.store import JobStore, Owner
 from closecast import registry
@@ -82,9 +82,8 @@ def test_a_running_job_of_a_live_worker_blocks_the_queue_until_that_worker_dies(
     store = JobStore(model_dir / DB_FILE)
     store.open()
     store.enqueue("busy", "elsewhere", "auto", FORGED_SPEC, {"epoch": 0, "epochs": 3}, limit=4)
-    assert (
-        store.claim(Owner(other_worker.pid, HOST, process_start(other_worker.pid), "its-runner")) is not None
-    )
+    its_owner = Owner(other_worker.pid, HOST_AND_BOOT, process_start(other_worker.pid), "its-runner")
+    assert store.claim(its_owner) is not None
     try:
         with TestClient(build_app(make_settings(model_dir))) as client:
             queued = submit(client, random_walk(300, seed=7))
@@ -114,8 +113,10 @@ def _forge_running(model_dir: Path, owner: Owner, heartbeat_age_s: float = 0.0) 
 @pytest.mark.parametrize(
     ("owner", "heartbeat_age_s", "status"),
     [
-        (Owner(os.getpid(), HOST, process_start(os.getpid()), "a-dead-runner"), 0.0, "failed"),  # pid reused
-        (Owner(1, HOST, "12345", "init-was-never-a-worker"), 0.0, "failed"),  # live pid, other start time
+        # pid reused
+        (Owner(os.getpid(), HOST_AND_BOOT, process_start(os.getpid()), "a-dead-runner"), 0.0, "failed"),
+        # live pid, other start time
+        (Owner(1, HOST_AND_BOOT, "12345", "init-was-never-a-worker"), 0.0, "failed"),
         (Owner(1, "another-container/boot", None, "t"), OWNER_SILENT_S + 1, "failed"),  # silent too long
         (Owner(1, "another-container/boot", None, "t"), 1.0, "running"),  # recent heartbeat: alive
     ],
