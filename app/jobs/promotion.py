@@ -58,7 +58,7 @@ class Decision:
 def _one_step(model: Forecaster, closes: F64, first: int) -> F64:
     """Forecasts of ``closes[first:]``, each from the ``window`` closes before it: ``[n]``."""
     windows = sliding_windows(closes[first - model.window : closes.size - 1], model.window)  # [n, W]
-    return model.predict(windows, 1)[:, 0]
+    return model.predict_closes(windows, 1)[:, 0]
 
 
 def evaluate(candidate: Forecaster, current: Forecaster, closes: F64) -> Evaluation:

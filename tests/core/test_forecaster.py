@@ -33,9 +33,11 @@ def test_rollout_appends_each_prediction_and_drops_the_oldest(model: Forecaster)
     np.testing.assert_allclose(model.rollout(windows, 4), np.stack(expected, axis=1), rtol=1e-12)
 
 
-def test_predict_is_last_close_times_exp_of_cumulative_return(model: Forecaster) -> None:
+def test_predict_closes_is_last_close_times_exp_of_cumulative_return(model: Forecaster) -> None:
     windows = np.array([calm_walk(model.window, level=50.0)])
-    np.testing.assert_allclose(model.predict(windows, 3), windows[:, -1:] * np.exp(model.rollout(windows, 3)))
+    np.testing.assert_allclose(
+        model.predict_closes(windows, 3), windows[:, -1:] * np.exp(model.rollout(windows, 3))
+    )
 
 
 def test_forecast_lists_every_short_series(model: Forecaster) -> None:
