@@ -18,8 +18,7 @@ from fastapi import APIRouter, FastAPI
 
 from app.api.errors import register_error_handlers
 from app.api.middleware import BodySizeLimit, RequestMetrics
-from app.api.routes import forecast, health, metrics, models_card, train
-from app.api.routes import registry as registry_routes
+from app.api.routes import forecast, health, metrics, models, train
 from app.config import Settings, get_settings
 from app.inference.holder import ModelHolder, watch_pointer
 from app.jobs.runner import JobRunner
@@ -32,10 +31,9 @@ log = logging.getLogger("app")
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     forecast.router,
-    models_card.router,
+    models.router,
     metrics.router,
     train.router,
-    registry_routes.router,
 )
 
 

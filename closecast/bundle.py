@@ -161,7 +161,7 @@ def check_sample(forecaster: Forecaster, manifest: dict[str, Any], name: str) ->
             f"{name}: manifest sample closes have shape {list(closes.shape)} and forecast "
             f"{len(expected)} values; expected [k, {forecaster.window}] and k"
         )
-    actual = forecaster.predict(closes, 1)[:, 0]
+    actual = forecaster.predict_closes(closes, 1)[:, 0]
     relative = np.abs(actual - expected) / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
     worst = int(np.argmax(relative))
     if not np.isfinite(relative).all() or relative[worst] > tolerance:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.app.conftest import FIXTURE_MODELS, closes
+from tests.helpers import FIXTURE_MODELS
+from tests.synthetic import calm_walk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +36,7 @@ def test_serving_never_imports_torch() -> None:
         import sys
         from fastapi.testclient import TestClient
         from app.main import app
-        series = {closes()!r}
+        series = {calm_walk()!r}
         with TestClient(app) as client:
             assert client.post("/forecast", json={{"closes": series}}).status_code == 200
             batch = {{"series": [{{"id": "a", "closes": series}}]}}
@@ -72,7 +73,7 @@ def test_python_m_app_serves_until_stopped() -> None:
                 pass
             assert time.monotonic() < deadline, "server not ready within 60 s"
             time.sleep(0.1)
-        response = httpx.post(f"http://127.0.0.1:{port}/forecast", json={"closes": closes()}, timeout=5)
+        response = httpx.post(f"http://127.0.0.1:{port}/forecast", json={"closes": calm_walk()}, timeout=5)
         assert response.status_code == 200
     finally:
         server.terminate()

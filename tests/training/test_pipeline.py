@@ -41,7 +41,7 @@ def test_bundle_loads_in_onnx_runtime_and_reproduces_its_metrics(tiny_bundle: Pa
     closes = make_closes(300)
     start = m["data"]["split"]["test_start"]
     x = np.lib.stride_tricks.sliding_window_view(closes, 11)[start - 11 : 300 - 11]
-    mae = np.mean(np.abs(forecaster.predict(x, 1)[:, 0] - closes[start:]))
+    mae = np.mean(np.abs(forecaster.predict_closes(x, 1)[:, 0] - closes[start:]))
     assert mae == pytest.approx(m["metrics"]["test"]["model"]["mae"], rel=1e-5)
 
 
@@ -58,7 +58,7 @@ def test_forecasts_follow_the_pattern_at_unseen_price_levels(tiny_bundle: Path) 
     """Trained around 100; asked at 10,000 and 0.5 it must forecast the same relative move."""
     forecaster = load_forecaster(tiny_bundle, providers="cpu")
     pattern = make_closes(40, level=100.0, seed=3)[-11:][None, :]
-    ratios = [forecaster.predict(pattern * k, 3) / (pattern[0, -1] * k) for k in (1.0, 100.0, 0.005)]
+    ratios = [forecaster.predict_closes(pattern * k, 3) / (pattern[0, -1] * k) for k in (1.0, 100.0, 0.005)]
     np.testing.assert_allclose(ratios[1], ratios[0], rtol=1e-6)
     np.testing.assert_allclose(ratios[2], ratios[0], rtol=1e-6)
     assert np.all(np.abs(ratios[0] - 1) < 0.1)  # a sane daily move, not a level jump
