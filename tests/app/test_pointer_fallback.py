@@ -14,15 +14,16 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from closecast import registry
-from tests.app.conftest import FIXTURE_BUNDLE, FIXTURE_VERSION, closes, make_settings
 from tests.app.test_process import ROOT, _env, _free_port
+from tests.helpers import FIXTURE_BUNDLE, FIXTURE_VERSION, make_settings
+from tests.synthetic import calm_walk
 
 UNPROMOTED = "20991231T000000Z-0unchosen"
 BAD_POINTERS = [b"", b"hello", b"\xff\xfe binary", b"../models", b"20991231T000000Z-notthere\n"]
 
 
 def _served(client: TestClient) -> str:
-    version: str = client.post("/forecast", json={"closes": closes()}).json()["model_version"]
+    version: str = client.post("/forecast", json={"closes": calm_walk()}).json()["model_version"]
     return version
 
 
@@ -105,7 +106,7 @@ def test_running_server_ignores_a_deleted_pointer(registry_with_unpromoted: Path
             time.sleep(0.1)
         (registry_with_unpromoted / "current").unlink()
         time.sleep(1.0)  # ten reload intervals
-        answer = httpx.post(f"{url}/forecast", json={"closes": closes()}, timeout=5).json()
+        answer = httpx.post(f"{url}/forecast", json={"closes": calm_walk()}, timeout=5).json()
         assert answer["model_version"] == FIXTURE_VERSION
         metrics = httpx.get(f"{url}/metrics", timeout=5).text
         assert "closecast_pointer_fallbacks_total 1.0" in metrics

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from closecast import registry
-from tests.app.conftest import FIXTURE_BUNDLE
+from tests.helpers import FIXTURE_BUNDLE
 
 OLD, NEW, UNPROMOTED = "20990101T000000Z-00000old", "20990102T000000Z-00000new", "20990103T000000Z-0unchosen"
 
