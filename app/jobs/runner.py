@@ -344,7 +344,9 @@ class JobRunner:
             "threads": self.settings.train_threads,
             **{name.replace("_", "-"): value for name, value in job.spec["params"].items()},
         }
-        training = Training.start(self.python, flags, work, self.settings.train_threads)
+        training = Training.start(
+            self.python, flags, work, self.settings.train_threads, self.settings.train_timeout_s
+        )
         proc = training.popen
         with suppress(OSError):  # best effort; set before the child starts its threads, which inherit it
             niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.settings.train_nice)
