@@ -25,6 +25,7 @@ from app.inference.holder import ModelHolder, watch_pointer
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
 from closecast import registry
+from closecast.providers import cuda_built, cuda_unavailable
 
 log = logging.getLogger("app")
 
@@ -65,6 +66,9 @@ async def _load_model(settings: Settings, holder: ModelHolder) -> None:
         log.info("seeded %s from %s", settings.model_dir, settings.default_model_dir)
     model = await anyio.to_thread.run_sync(holder.load_current)  # BundleInvalid here stops the process
     holder.swap(model)
+    if settings.providers == "auto" and (why_not_cuda := cuda_unavailable()):
+        level = logging.WARNING if cuda_built() else logging.INFO  # a CPU-only build falls back by design
+        log.log(level, "%s; serving on %s", why_not_cuda, model.provider)
     log.info(
         "ready: model %s (window %d) from %s on ONNX Runtime %s",
         model.version,
