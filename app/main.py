@@ -24,6 +24,7 @@ from app.inference.holder import ModelHolder, watch_pointer
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
 from closecast import registry
+from closecast.providers import cuda_built, cuda_unavailable
 
 log = logging.getLogger("app")
 
@@ -67,6 +68,9 @@ async def _load_model(settings: Settings, holder: ModelHolder) -> None:
         log.warning("cannot record the current pointer in the promotion history: %s", exc.strerror or exc)
     model = await anyio.to_thread.run_sync(holder.load_current)  # BundleInvalid here stops the process
     holder.swap(model)
+    if settings.providers == "auto" and (why_not_cuda := cuda_unavailable()):
+        level = logging.WARNING if cuda_built() else logging.INFO  # a CPU-only build falls back by design
+        log.log(level, "%s; serving on %s", why_not_cuda, model.provider)
     log.info(
         "ready: model %s (window %d) on ONNX Runtime %s",
         model.version,

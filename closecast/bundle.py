@@ -31,6 +31,7 @@ import closecast
 from closecast.config import Config
 from closecast.errors import BundleInvalid, ProviderUnavailable
 from closecast.forecaster import Forecaster
+from closecast.providers import cuda_unavailable
 from closecast.representation import REPRESENTATION, Scaler
 from closecast.series import Series, Split
 
@@ -119,7 +120,13 @@ def open_session(model_path: Path, providers: str = "auto", threads: int = 1) ->
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only; CUDA fallback is reported by our own log line
-    wanted = [p for p in PROVIDER_CHOICES[providers] if p in ort.get_available_providers()] or [CPU]
+    why_not_cuda = cuda_unavailable() if providers != "cpu" else None  # never ask ORT for what cannot load
+    if why_not_cuda and providers == "cuda":
+        raise ProviderUnavailable(
+            f"CLOSECAST_PROVIDERS is 'cuda' but {why_not_cuda}; install CUDA and cuDNN where the loader "
+            f"finds them (LD_LIBRARY_PATH), or set CLOSECAST_PROVIDERS=auto to fall back to the CPU"
+        )
+    wanted = [CPU] if why_not_cuda else PROVIDER_CHOICES[providers]
     try:
         session = ort.InferenceSession(str(model_path), sess_options=options, providers=wanted)
     except Exception as exc:  # ONNX Runtime raises its own untyped errors for unreadable models

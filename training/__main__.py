@@ -1,6 +1,9 @@
 """``python -m training``: ``train`` a bundle from a CSV, or ``evaluate`` (score) a bundle on a CSV.
 
-Bad input exits with code 2 and one line naming the problem; nothing is left behind.
+Bad input exits with code 2 and one line naming the problem; nothing is left behind. ``train`` can be told
+to end itself (``training/guard.py``): ``--time-limit S`` exits with code 124 after S seconds, and
+``--parent-pid P`` exits with code 125 soon after process P (the service that started it) has died; both
+leave nothing at ``--out``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from closecast.config import Config, DataConfig, ModelConfig, TrainConfig
+from training.guard import Stop, start_guard, stop_guard, write_stderr
 
 PROG = "python -m training"
 
@@ -48,6 +52,13 @@ def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help=f"torch threads (default {t.threads})")
 
 
+def _positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if not seconds > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Train and evaluate closecast model bundles.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -63,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.add_argument(
         "--progress-file", type=Path, help="append one JSON line per epoch here (used by /train jobs)"
+    )
+    tr.add_argument(
+        "--time-limit",
+        type=_positive_seconds,
+        metavar="S",
+        help="stop (exit 124) after S seconds, wall-clock",
+    )
+    tr.add_argument(
+        "--parent-pid", type=int, metavar="PID", help="stop (exit 125) once process PID has ended"
     )
     _hyperparameter_flags(tr)
     ev = sub.add_parser("evaluate", help="print a bundle's one-step metrics on a CSV")
@@ -135,10 +155,18 @@ def _score_bundle(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _train(args) if args.command == "train" else _score_bundle(args)
+        if args.command == "train":
+            start_guard(args.parent_pid, args.time_limit, f"{PROG} train")
+            return _train(args)
+        return _score_bundle(args)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:  # DataError is a ValueError
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Stop as stop:  # the stderr pipe may have died with the parent: no buffered print
+        write_stderr(f"{PROG} {args.command}: error: {stop.reason}")
+        return stop.code
+    finally:
+        stop_guard()
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ class Supervisor:
             "threads": self.settings.train_threads,
             **{name.replace("_", "-"): value for name, value in job.spec["params"].items()},
         }
-        training = TrainingProcess.start(python, flags, work, self.settings.train_threads)
+        training = TrainingProcess.start(
+            python, flags, work, self.settings.train_threads, self.settings.train_timeout_s
+        )
         proc = training.popen
         with suppress(OSError):  # best effort; set before the child starts its threads, which inherit it
             niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.settings.train_nice)

@@ -60,8 +60,13 @@ def test_after_a_crash_the_running_job_fails_its_training_is_killed_and_the_queu
             assert first.stdout is not None
             ids = json.loads(first.stdout.readline())
             orphans = wait_for(lambda: training_pids(ids["a"]), timeout=30)
+            # A stopped orphan cannot notice its parent's death (tests/jobs/test_orphans.py shows that a
+            # running one ends itself): the restarted service's reaper is the second line, tested here.
+            for pid in orphans:
+                os.kill(pid, signal.SIGSTOP)
         finally:
             first.kill()  # SIGKILL: no shutdown code runs; the training process lives on in its own session
+    time.sleep(1.0)
     assert training_pids(ids["a"]) == orphans
     with TestClient(build_app(trainer_settings(model_dir))) as client:
         a = job(client, ids["a"])
