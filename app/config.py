@@ -21,6 +21,7 @@ REPO_MODELS_DIR = Path(_package.__file__).resolve().parents[1] / "models"
 MAX_CLOSES_CEILING = 1_000_000
 MAX_HORIZON_CEILING = 365
 MAX_BATCH_SERIES_CEILING = 100_000
+MAX_BACKTEST_FOLDS_CEILING = 1000
 
 Providers = Literal["auto", "cpu", "cuda"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -69,6 +70,9 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, le=1024**3, description="request body limit"
+    )
+    max_backtest_folds: int = Field(
+        default=20, ge=1, le=MAX_BACKTEST_FOLDS_CEILING, description="folds per POST /backtest request"
     )
     enable_noop: bool = Field(default=False, description="register POST /noop/forecast (benchmarks only)")
 

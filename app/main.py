@@ -18,7 +18,7 @@ from fastapi import APIRouter, FastAPI
 
 from app.api.errors import register_error_handlers
 from app.api.middleware import BodySizeLimit, RequestMetrics
-from app.api.routes import forecast, health, metrics, models, train
+from app.api.routes import backtest, forecast, health, metrics, models, train
 from app.config import Settings, get_settings
 from app.inference.holder import ModelHolder, watch_pointer
 from app.jobs.runner import JobRunner
@@ -35,6 +35,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     models.router,
     metrics.router,
     train.router,
+    backtest.router,
 )
 
 

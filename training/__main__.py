@@ -1,4 +1,5 @@
-"""``python -m training``: ``train`` a bundle from a CSV, or ``evaluate`` (score) a bundle on a CSV.
+"""``python -m training``: ``train`` a bundle from a CSV, ``evaluate`` (score) a bundle on a CSV, ``backtest``
+it walk-forward, or ``tune`` its hyperparameters (the last two in ``training/commands.py``).
 
 Bad input exits with code 2 and one line naming the problem; nothing is left behind. ``train`` can be told
 to end itself (``training/guard.py``): ``--time-limit S`` exits with code 124 after S seconds, and
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from closecast.config import Config, DataConfig, ModelConfig, TrainConfig
+from training.commands import add_backtest, add_tune
 from training.guard import Stop, start_guard, stop_guard, write_stderr
 
 PROG = "python -m training"
@@ -90,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--csv", type=Path, required=True)
     ev.add_argument("--column", default="Close")
     ev.add_argument("--date-column", default=None)
+    add_backtest(sub)
+    add_tune(sub, _hyperparameter_flags)
     return parser
 
 
@@ -158,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             start_guard(args.parent_pid, args.time_limit, f"{PROG} train")
             return _train(args)
+        if hasattr(args, "run"):  # backtest, tune (training/commands.py)
+            return int(args.run(args))
         return _score_bundle(args)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:  # DataError is a ValueError
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)

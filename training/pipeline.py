@@ -6,6 +6,7 @@ no files) and ``export_bundle`` (ONNX + TorchScript -> parity -> the core's bund
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -107,15 +108,30 @@ def _residuals(model: torch.nn.Module, part: Part, scaler: Scaler, floor: float)
     return residuals / window_volatility(part.closes, floor)
 
 
-def export_bundle(scored: ScoredModel, out: Path, *, force: bool = False) -> dict[str, Any]:
+def export_bundle(
+    scored: ScoredModel,
+    out: Path,
+    *,
+    force: bool = False,
+    tuning: Mapping[str, Any] | None = None,
+    write_extra: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
     """Export, prove parity, and write the bundle to ``out`` with the core's writer; returns the manifest.
 
+    ``tuning`` and ``write_extra`` (more files into the bundle) come from a search (``training/tune.py``).
     Raises before anything is visible at ``out`` if the exports disagree (``ParityError``)."""
-    return write_bundle(out, partial(_write_files, scored), force=force)
+    return write_bundle(out, partial(_write_files, scored, tuning, write_extra), force=force)
 
 
-def _write_files(scored: ScoredModel, tmp: Path) -> dict[str, Any]:
+def _write_files(
+    scored: ScoredModel,
+    tuning: Mapping[str, Any] | None,
+    write_extra: Callable[[Path], None] | None,
+    tmp: Path,
+) -> dict[str, Any]:
     """Every file of the bundle into ``tmp``; the manifest for them (``write_bundle`` adds the hashes)."""
+    if write_extra is not None:
+        write_extra(tmp)
     parts, fitted = scored.parts, scored.fitted
     seq_len = scored.config.data.window - 1
     export_onnx(fitted.model, tmp / MODEL_FILE, seq_len)
@@ -143,6 +159,7 @@ def _write_files(scored: ScoredModel, tmp: Path) -> dict[str, Any]:
         fit=FitSummary(fitted.epochs_run, fitted.best_epoch, fitted.seconds, fitted.history),
         sample_closes=sample_closes,
         sample_forecast=sample_forecast,
+        tuning=tuning,
     )
 
 
