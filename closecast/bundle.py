@@ -321,16 +321,14 @@ def build_manifest(
     fit: FitSummary,
     sample_closes: np.ndarray,
     sample_forecast: np.ndarray,
-    tuning: Mapping[str, Any] | None = None,
+    tuning: Mapping[str, Any] | None = None,  # a search's summary (training/tune.py): manifest["tuning"]
 ) -> dict[str, Any]:
     """The manifest of a new bundle, ``files`` aside (``write_bundle`` adds the hashes).
-
-    ``tuning`` (a hyperparameter search's summary, ``training/tune.py``) becomes ``manifest["tuning"]``.
 
     ``libraries`` are the versions of the packages that made the files (torch, onnx, onnxruntime); the
     closecast and Python versions are added here. Scores are ``scoring.score_against_naive`` results.
     """
-    manifest = {
+    return {
         "format_version": FORMAT_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": {"closecast": closecast.__version__, "python": platform.python_version(), **libraries},
@@ -355,10 +353,8 @@ def build_manifest(
             "forecast": np.asarray(sample_forecast).tolist(),
             "tolerance": SAMPLE_TOLERANCE,
         },
+        **({"tuning": dict(tuning)} if tuning is not None else {}),
     }
-    if tuning is not None:
-        manifest["tuning"] = dict(tuning)
-    return manifest
 
 
 def _input_section(window: int) -> dict[str, Any]:
