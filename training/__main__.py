@@ -133,7 +133,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.registry and args.promote:
         from closecast.registry import set_current
 
-        set_current(args.registry, args.out.name)
+        set_current(args.registry, args.out.name, "python -m training train --promote")
     t = manifest["metrics"]["test"]
     verdict = "beats" if manifest["metrics"]["beats_naive"] else "does NOT beat"
     print(
