@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import torch
 
 import training
 from closecast.bundle import FORMAT_VERSION, write_bundle
+from closecast.collection import data_section
 from closecast.config import Config
 from closecast.representation import REPRESENTATION, Scaler, window_volatility
 from closecast.scoring import interval_coverage, score_against_naive
@@ -75,22 +77,6 @@ def _residuals(fitted: FitResult, part: Part, scaler: Scaler, floor: float) -> n
     return residuals / window_volatility(part.closes, floor)
 
 
-def _data_section(series: Series, prep: Prepared) -> dict[str, Any]:
-    return {
-        "source": series.source,
-        "column": series.column,
-        "date_column": series.date_column,
-        "rows_read": series.rows_read,
-        "rows_used": int(series.closes.size),
-        "rows_dropped_empty": series.rows_dropped_empty,
-        "notes": series.notes,
-        "date_start": series.dates[0] if series.dates else None,
-        "date_end": series.dates[-1] if series.dates else None,
-        "closes_sha256": series.sha256(),
-        "split": {**prep.split.sizes, "test_start": prep.split.val_end},
-    }
-
-
 def _sample(session: ort.InferenceSession, prep: Prepared) -> dict[str, Any]:
     t = prep.test
     part = Part(
@@ -104,7 +90,7 @@ def _sample(session: ort.InferenceSession, prep: Prepared) -> dict[str, Any]:
 
 
 def run_training(
-    series: Series,
+    series: Series | Sequence[Series],
     cfg: Config,
     out: Path,
     *,
@@ -112,7 +98,8 @@ def run_training(
     quiet: bool = False,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Train on ``series`` and write the bundle to ``out``; returns the manifest.
+    """Train on ``series`` (one, or several pooled and split by time) and write the bundle to ``out``;
+    returns the manifest.
 
     Raises before anything is visible at ``out`` if the data are unusable or the exports disagree."""
     prep = prepare(series, cfg.data)
@@ -159,7 +146,7 @@ def run_training(
                 "output_shape": ["batch", 1],
                 "representation": REPRESENTATION,
             },
-            "data": _data_section(series, prep),
+            "data": data_section([series] if isinstance(series, Series) else series, prep.splits),
             "metrics": {"test": test, "validation": val, "beats_naive": bool(test["skill"] > 0)},
             "intervals": _interval_section(fitted, prep),
             "parity": parity,

@@ -116,10 +116,10 @@ def test_evaluate_scores_a_bundle_like_its_manifest(
 ) -> None:
     from training.__main__ import main
 
-    assert main(["evaluate", "--bundle", str(tiny_bundle), "--csv", str(synthetic_csv)]) == 0
+    assert main(["evaluate", "--bundle", str(tiny_bundle), "--csv", str(synthetic_csv), "--part", "all"]) == 0
     result = json.loads(capsys.readouterr().out)
     closes = make_closes(300)
-    assert result["n"] == 300 - 11
+    assert result["n"] == 300 - 11 and result["part"] == "all"
     naive = np.mean(np.abs(closes[11:] - closes[10:-1]))
     assert result["naive"]["mae"] == pytest.approx(naive, rel=1e-4)  # the CSV holds 6 decimals
     assert result["skill"] == pytest.approx(1 - result["model"]["mae"] / result["naive"]["mae"])
