@@ -15,25 +15,37 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+import closecast
+from closecast.collection import data_section
+from closecast.config import Config
 from closecast.errors import BundleInvalid, ProviderUnavailable
 from closecast.forecaster import Forecaster
-from closecast.representation import Scaler
+from closecast.representation import REPRESENTATION, Scaler
+from closecast.series import Series, Split
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-MODEL_FILE = "model.onnx"
+MODEL_FILE = "model.onnx"  # the served network
 SCALER_FILE = "scaler.json"
+TORCHSCRIPT_FILE = "model.pt"  # the same network for torch users; never served
+REPORT_FILE = "report.png"  # loss curves and the test forecast, for a human
+INPUT_NAME = "returns"  # the ONNX graph's input [batch, window-1, 1] and output [batch, 1] tensors
+OUTPUT_NAME = "next_return"
+SAMPLE_TOLERANCE = 1e-6  # relative, on the forecast price: how closely a loader must replay the sample
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 PROVIDER_CHOICES: dict[str, list[str]] = {"auto": [CUDA, CPU], "cuda": [CUDA, CPU], "cpu": [CPU]}
 
@@ -161,7 +173,7 @@ def check_sample(forecaster: Forecaster, manifest: dict[str, Any], name: str) ->
             f"{name}: manifest sample closes have shape {list(closes.shape)} and forecast "
             f"{len(expected)} values; expected [k, {forecaster.window}] and k"
         )
-    actual = forecaster.predict(closes, 1)[:, 0]
+    actual = forecaster.predict_closes(closes, 1)[:, 0]
     relative = np.abs(actual - expected) / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
     worst = int(np.argmax(relative))
     if not np.isfinite(relative).all() or relative[worst] > tolerance:
@@ -258,3 +270,109 @@ def write_bundle(out: Path, fill: Callable[[Path], dict[str, Any]], force: bool 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def write_scaler(bundle_dir: Path, scaler: Scaler) -> None:
+    """``scaler.json``, the file ``load_scaler`` reads back."""
+    text = json.dumps(scaler.to_dict(), indent=2) + "\n"
+    (bundle_dir / SCALER_FILE).write_text(text, encoding="utf-8")
+
+
+# --- the manifest (every field is documented in models/README.md) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntervalCalibration:
+    """One-step residual quantiles in units of each input window's volatility: ``manifest["intervals"]``."""
+
+    probabilities: list[float]
+    residual_quantiles: list[float]
+    volatility_floor: float  # the smallest window volatility divided by, in log-return units
+    n: int  # validation residuals the quantiles come from
+    test_coverage: dict[str, float]  # "80" -> share of test residuals inside the central 80% interval
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """How the fit went: ``manifest["training"]``."""
+
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+    history: dict[str, list[float]]  # train_loss, val_loss, lr per epoch
+
+
+def build_manifest(
+    *,
+    config: Config,
+    libraries: Mapping[str, str],
+    series: Series | Sequence[Series],
+    split: Split | Sequence[Split],
+    test_scores: dict[str, Any],
+    validation_scores: dict[str, Any],
+    intervals: IntervalCalibration,
+    parity: Mapping[str, float | int],
+    fit: FitSummary,
+    sample_closes: np.ndarray,
+    sample_forecast: np.ndarray,
+) -> dict[str, Any]:
+    """The manifest of a new bundle, ``files`` aside (``write_bundle`` adds the hashes).
+
+    ``libraries`` are the versions of the packages that made the files (torch, onnx, onnxruntime); the
+    closecast and Python versions are added here. Scores are ``scoring.score_against_naive`` results.
+    """
+    return {
+        "format_version": FORMAT_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": {"closecast": closecast.__version__, "python": platform.python_version(), **libraries},
+        "config": config.to_dict(),
+        "input": _input_section(config.data.window),
+        "data": data_section(
+            [series] if isinstance(series, Series) else series, [split] if isinstance(split, Split) else split
+        ),
+        "metrics": {
+            "test": test_scores,
+            "validation": validation_scores,
+            "beats_naive": bool(test_scores["skill"] > 0),
+        },
+        "intervals": _intervals_section(intervals),
+        "parity": dict(parity),
+        "training": {
+            "epochs_run": fit.epochs_run,
+            "best_epoch": fit.best_epoch,
+            "seconds": round(fit.seconds, 3),
+            "history": fit.history,
+        },
+        "sample": {
+            "closes": np.asarray(sample_closes).tolist(),
+            "forecast": np.asarray(sample_forecast).tolist(),
+            "tolerance": SAMPLE_TOLERANCE,
+        },
+    }
+
+
+def _input_section(window: int) -> dict[str, Any]:
+    """The tensor contract ``check_contract`` holds the ONNX graph to."""
+    return {
+        "window": window,
+        "name": INPUT_NAME,
+        "shape": ["batch", window - 1, 1],
+        "dtype": "float32",
+        "output_name": OUTPUT_NAME,
+        "output_shape": ["batch", 1],
+        "representation": REPRESENTATION,
+    }
+
+
+def _intervals_section(calibration: IntervalCalibration) -> dict[str, Any]:
+    """In the units ``Forecaster`` reads: window volatility, widened by sqrt(h) at step h."""
+    return {
+        "source": "validation",
+        "units": "window_volatility",
+        "volatility_floor": calibration.volatility_floor,
+        "horizon_scaling": "sqrt",
+        "n": calibration.n,
+        "probabilities": calibration.probabilities,
+        "residual_quantiles": calibration.residual_quantiles,
+        "test_coverage": calibration.test_coverage,
+    }

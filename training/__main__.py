@@ -1,5 +1,5 @@
-"""``python -m training``: train a bundle from one or many series (CSV files, a directory, a long-format
-file with an id column), or evaluate a bundle on them.
+"""``python -m training``: ``train`` a bundle from one or many series (CSV files, a directory, a long-format
+file with an id column), or ``evaluate`` (score) a bundle on them.
 
 Bad input exits with code 2 and one line naming the problem; nothing is left behind.
 """
@@ -153,10 +153,10 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_bundle
+def _score_bundle(args: argparse.Namespace) -> int:
+    from training.score_bundle import score_bundle
 
-    result = evaluate_bundle(args.bundle, args.csv, args.column, args.date_column, args.id_column, args.part)
+    result = score_bundle(args.bundle, args.csv, args.column, args.date_column, args.id_column, args.part)
     for item in result.get("series", [result]):
         for warning in item["warnings"]:
             print(f"{PROG} evaluate: warning: {warning}", file=sys.stderr)
@@ -167,7 +167,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _train(args) if args.command == "train" else _evaluate(args)
+        return _train(args) if args.command == "train" else _score_bundle(args)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:  # DataError is a ValueError
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from closecast.config import Config, DataConfig
 from closecast.representation import Scaler, fit_scaler, log_returns, model_inputs
 from closecast.series import DataError, Series, check_length, load_csv, min_rows, series_from_values, windows
 from tests.synthetic import make_closes, write_csv
-from training.dataset import prepare
+from training.parts import prepare
 
 
 def _series(closes: np.ndarray) -> Series:

@@ -1,4 +1,4 @@
-"""``python -m training evaluate``: a bundle's one-step metrics per series, computed the way serving computes.
+"""``python -m training evaluate``: score a finished bundle's one-step forecasts per series, as served.
 
 The bundle is loaded and verified by the service's own loader and run through ONNX Runtime, so the
 figures describe what users get, not what PyTorch got. Which closes are scored matters as much: scoring a
@@ -125,7 +125,7 @@ def _score(forecaster: Forecaster, s: Series, choice: Choice) -> dict[str, Any]:
     }
 
 
-def evaluate_bundle(
+def score_bundle(
     bundle: Path,
     csvs: Sequence[Path] | Path,
     column: str | None = None,

@@ -1,4 +1,5 @@
-"""Validated series + config -> scaled model inputs for each part of the chronological split."""
+"""The model-ready parts of a series: validated closes + config -> train, validation and test parts, each
+with its price windows, scaled model inputs and targets (the scaler fitted on the training part only)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ class Part:
 
 @dataclass(frozen=True)
 class Prepared:
+    """The three parts of one chronological split and the scaler fitted on the first."""
+
     split: Split
     scaler: Scaler
     train: Part
