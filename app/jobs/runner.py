@@ -23,8 +23,7 @@ its lease was not renewed for ``CLOSECAST_JOB_LEASE_S`` (any host). A runner tha
 kills its training and records nothing; one that finds its row gone (the store was deleted) puts it back.
 
 Job store problems (locked, read-only, deleted) never end the loop: it notes them (``health``, shown in
-``/readyz``'s ``degraded``) and looks again at the next tick; a lock never stalls it longer than
-``CLOSECAST_JOB_STORE_TIMEOUT_S``.
+``/readyz``'s ``degraded``) and looks again at the next tick.
 """
 
 from __future__ import annotations
