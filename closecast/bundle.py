@@ -18,7 +18,7 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ import numpy as np
 import onnxruntime as ort
 
 import closecast
+from closecast.collection import data_section
 from closecast.config import Config
 from closecast.errors import BundleInvalid, ProviderUnavailable
 from closecast.forecaster import Forecaster
@@ -312,8 +313,8 @@ def build_manifest(
     *,
     config: Config,
     libraries: Mapping[str, str],
-    series: Series,
-    split: Split,
+    series: Series | Sequence[Series],
+    split: Split | Sequence[Split],
     test_scores: dict[str, Any],
     validation_scores: dict[str, Any],
     intervals: IntervalCalibration,
@@ -334,7 +335,9 @@ def build_manifest(
         "versions": {"closecast": closecast.__version__, "python": platform.python_version(), **libraries},
         "config": config.to_dict(),
         "input": _input_section(config.data.window),
-        "data": _data_section(series, split),
+        "data": data_section(
+            [series] if isinstance(series, Series) else series, [split] if isinstance(split, Split) else split
+        ),
         "metrics": {
             "test": test_scores,
             "validation": validation_scores,
@@ -367,22 +370,6 @@ def _input_section(window: int) -> dict[str, Any]:
         "output_name": OUTPUT_NAME,
         "output_shape": ["batch", 1],
         "representation": REPRESENTATION,
-    }
-
-
-def _data_section(series: Series, split: Split) -> dict[str, Any]:
-    return {
-        "source": series.source,
-        "column": series.column,
-        "date_column": series.date_column,
-        "rows_read": series.rows_read,
-        "rows_used": int(series.closes.size),
-        "rows_dropped_empty": series.rows_dropped_empty,
-        "notes": series.notes,
-        "date_start": series.dates[0] if series.dates else None,
-        "date_end": series.dates[-1] if series.dates else None,
-        "closes_sha256": series.sha256(),
-        "split": {**split.sizes, "test_start": split.val_end},
     }
 
 
