@@ -16,8 +16,9 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 
+from app.api.bodies import BatchParser
 from app.api.errors import register_error_handlers
-from app.api.middleware import BodySizeLimit, RequestMetrics
+from app.api.middleware import BodyLimits, RequestMetrics
 from app.api.routes import forecast, health, metrics, models, train
 from app.config import Settings, get_settings
 from app.inference.holder import ModelHolder, watch_pointer
@@ -89,6 +90,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Startup objects (modules, the model) leave the cyclic GC's scans: full collections no longer stall
     # requests (64-series batch p99 32 ms -> 5 ms on one connection). Unfrozen at shutdown so nothing leaks.
     gc.freeze()
+    parser: BatchParser = app.state.batch_parser
+    parser.start()  # cheap: the child is spawned on the first big batch
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(watch_pointer, holder, settings.reload_interval_s)
@@ -96,6 +99,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
             tasks.cancel_scope.cancel()
     finally:
+        await anyio.to_thread.run_sync(parser.close)
         gc.unfreeze()
 
 
@@ -119,12 +123,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_fallback=app_metrics.pointer_fell_back,
     )
     app.state.jobs = JobRunner(settings, app.state.holder)  # starts in the lifespan
+    app.state.batch_parser = BatchParser(settings.parse_nice)  # big batches parsed in a child process
     register_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     if settings.enable_noop:
         app.include_router(forecast.noop_router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimits, settings=settings)  # per route: limit, deadline, big-body slots
     plain_paths = frozenset(path for r in app.routes if "{" not in (path := getattr(r, "path", "{")))
     app.add_middleware(RequestMetrics, metrics=app_metrics, plain_paths=plain_paths)  # outermost: counts 413s
     return app
