@@ -24,6 +24,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import numpy as np
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -53,8 +55,10 @@ class ParserCrashed(ClosecastError):
 class BatchParser:
     """One child process that parses big ``/forecast/batch`` bodies; recreated when it dies.
 
-    ``start`` and ``close`` belong in the app's lifespan. Starting is cheap: the process is spawned (a fresh
-    interpreter, not a fork of a server with threads and an event loop) on the first big body.
+    ``serve`` runs as one of the app's supervised background tasks (``app.main.background_tasks``): it
+    creates the pool and shuts it down at the end. Creating it is cheap: the process is spawned (a fresh
+    interpreter, not a fork of a server with threads and an event loop) on the first big body. A recent crash
+    shows in ``/readyz``'s ``degraded`` list (``health``).
     """
 
     def __init__(self, nice: int) -> None:
@@ -71,6 +75,15 @@ class BatchParser:
             initargs=(self.nice,),
         )
 
+    async def serve(self) -> None:
+        """Own the child for the app's lifetime (a supervised background task); stop it at shutdown."""
+        self.start()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.close)
+
     def close(self) -> None:
         """Stop the child (blocking: run it in a thread)."""
         pool, self._pool = self._pool, None
@@ -82,7 +95,7 @@ class BatchParser:
         if self._last_crash is None or time.monotonic() - self._last_crash > CRASH_SHOWN_S:
             return None
         ago = time.monotonic() - self._last_crash
-        return f"batch parser: its child process died {self.crashes} time(s), last {ago:.0f} s ago; restarted"
+        return f"its child process died {self.crashes} time(s), last {ago:.0f} s ago; restarted"
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._pool is None:

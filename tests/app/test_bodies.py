@@ -181,9 +181,11 @@ def test_child_that_dies_is_503_then_replaced(small: TestClient) -> None:
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.json()["detail"].startswith("the process that parses large batches stopped")
-    assert "died 1 time(s)" in (parser.health() or "")
+    degraded = small.get("/readyz").json()["degraded"]
+    assert [d for d in degraded if d.startswith("batch_parser: its child process died 1 time(s)")]
     assert small.post("/forecast/batch", content=body, headers=JSON).status_code == 200
     assert small.portal.call(parser.child_pid) != pid
+    assert small.get("/readyz").status_code == 200  # degraded, still ready: forecasts are served
 
 
 def _zombie(pid: int) -> bool:
