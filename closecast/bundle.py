@@ -211,7 +211,8 @@ def _check_tables(intervals: dict[str, Any], name: str) -> None:
             f"service computes {(EWMA_LAMBDA, EWMA_SPAN, EWMA_MIN_RETURNS)}; serve it with its own release"
         )
     for table, section in tables.items():
-        _check_quantiles(intervals.get("probabilities"), section.get("residual_quantiles"), f"{name}: {table}")
+        quantiles = section.get("residual_quantiles")
+        _check_quantiles(intervals.get("probabilities"), quantiles, f"{name}: {table}")
 
 
 def _check_intervals(intervals: dict[str, Any], name: str) -> None:

@@ -1,10 +1,11 @@
 """The price representations shared by training and serving (numpy only), one per bundle format.
 
-Format 1 (``log_returns_standardized``): prices are not stationary: a network fed raw or min-max-scaled prices sees test and live levels it never
-saw in training and fails badly there. closecast therefore feeds the LSTM **log returns**
-``log(c[t] / c[t-1])``, which do not depend on the price level, standardised by a ``Scaler`` whose
-statistics come from the training part only. A window of ``window`` closes becomes ``window - 1`` scaled
-returns; the model predicts the next scaled return, and the forecast is ``last_close * exp(return)``.
+Format 1 (``log_returns_standardized``): prices are not stationary: a network fed raw or min-max-scaled
+prices sees test and live levels it never saw in training and fails badly there. closecast therefore
+feeds the LSTM **log returns** ``log(c[t] / c[t-1])``, which do not depend on the price level,
+standardised by a ``Scaler`` whose statistics come from the training part only. A window of ``window``
+closes becomes ``window - 1`` scaled returns; the model predicts the next scaled return, and the forecast
+is ``last_close * exp(return)``.
 
 Format 2 (``log_returns_window_rms``): format 1 is free of the price level but not of volatility (a calm
 series read through the S&P 500's scaler looks like "a calm S&P month"). Each window's log returns are divided
