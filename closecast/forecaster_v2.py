@@ -94,7 +94,7 @@ class ForecasterV2(Forecaster):
 
     def rollout(self, windows: FloatArray, horizon: int) -> F64:
         """Closes ``[N, W]`` -> cumulative predicted log returns ``[N, horizon]``."""
-        return self._roll(log_returns(windows), horizon)[0]
+        return self._roll(np.asarray(log_returns(windows), dtype=np.float64), horizon)[0]
 
     # --- the service ------------------------------------------------------------------------------------
 
@@ -151,7 +151,7 @@ class ForecasterV2(Forecaster):
         """Flat windows forecast the last close; a zero interval scale becomes the RMS of all the returns
         sent, else the bundle's ``flat_scale``. Each case is said in a warning."""
         scale = scale.copy()
-        for i in np.flatnonzero(flat | is_flat(scale)):
+        for i in np.flatnonzero(flat | is_flat(scale)).tolist():
             words = []
             if flat[i]:
                 words.append(f"the last {self.window} closes are all equal; the forecast is the last close")
