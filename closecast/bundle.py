@@ -28,11 +28,11 @@ from closecast.errors import BundleInvalid, ProviderUnavailable
 from closecast.forecaster import Forecaster
 from closecast.forecaster_v2 import TABLES, ForecasterV2
 from closecast.intervals import EWMA_LAMBDA, EWMA_MIN_RETURNS, EWMA_SPAN
+from closecast.manifest import FORMAT_VERSION as FORMAT_VERSION  # what training writes
 from closecast.representation import Scaler, WindowScaler
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # what training writes; see models/README.md
 KNOWN_FORMATS = (1, 2)  # what loads: format 1 (volatility of the training series) keeps serving as it did
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"

@@ -52,7 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Train and evaluate closecast model bundles.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     tr = sub.add_parser("train", help="train a model bundle from a CSV of closes")
-    tr.add_argument("--csv", type=Path, required=True, help="CSV file with a header row")
+    tr.add_argument(
+        "--csv",
+        type=Path,
+        action="append",
+        required=True,
+        help="CSV file with a header row (repeat: several)",
+    )
+    tr.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        help="add N seeded synthetic GARCH series as training windows only (default 0)",
+    )
     dest = tr.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", type=Path, help="bundle directory to create")
     dest.add_argument(
@@ -89,16 +101,20 @@ def _train(args: argparse.Namespace) -> int:
     if args.registry:
         from closecast.registry import new_version_id
 
-        args.out = args.registry / new_version_id(args.csv.name.encode())
+        args.out = args.registry / new_version_id(b"|".join(p.name.encode() for p in args.csv))
     elif args.promote:
         raise ValueError("--promote needs --registry (a plain --out directory has no current pointer)")
     check_destination(args.out, args.force)
-    series = load_csv(
-        args.csv, cfg.data.column, cfg.data.date_column, require_date_column=bool(args.date_column)
-    )
+    if not 0 <= args.synthetic <= 64:
+        raise ValueError(f"--synthetic is {args.synthetic}; it must be in [0, 64]")
+    series = [
+        load_csv(path, cfg.data.column, cfg.data.date_column, require_date_column=bool(args.date_column))
+        for path in args.csv
+    ]
     from closecast.series import check_trainable
 
-    check_trainable(series, cfg.data)  # refuse short or flat data before paying for the torch import
+    for one in series:
+        check_trainable(one, cfg.data)  # refuse short or flat data before paying for the torch import
     from training.pipeline import run_training
 
     progress = None
@@ -109,19 +125,38 @@ def _train(args: argparse.Namespace) -> int:
             with progress_path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(event) + "\n")
 
-    manifest = run_training(series, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress)
+    manifest = run_training(
+        series, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress, synthetic=args.synthetic
+    )
     if args.registry and args.promote:
         from closecast.registry import set_current
 
         set_current(args.registry, args.out.name)
-    t = manifest["metrics"]["test"]
-    verdict = "beats" if manifest["metrics"]["beats_naive"] else "does NOT beat"
+    _print_summary(args.out, manifest)
+    return 0
+
+
+def _print_summary(out: Path, manifest: dict[str, Any]) -> None:
+    """Skill and interval coverage, pooled and per series; interval warnings on stderr."""
+    metrics = manifest["metrics"]
+    t = metrics["test"]
+    verdict = "beats" if metrics["beats_naive"] else "does NOT beat"
     print(
-        f"wrote {args.out}: test MAE {t['model']['mae']:.4f} vs naive {t['naive']['mae']:.4f}, "
-        f"skill {t['skill']:+.4f} ({verdict} the naive forecast), "
+        f"wrote {out}: test MAE {t['model']['mae']:.4g} vs naive {t['naive']['mae']:.4g}, "
+        f"skill {t['skill']:+.4f} ({verdict} the naive forecast), {_coverage(t)}, "
         f"{manifest['training']['epochs_run']} epochs in {manifest['training']['seconds']:.1f}s"
     )
-    return 0
+    per_series = metrics.get("series", {})
+    if len(per_series) > 1:
+        for name, m in per_series.items():
+            print(f"  {name}: skill {m['test']['skill']:+.4f}, {_coverage(m['test'])}, n {m['test']['n']}")
+    for warning in manifest["intervals"].get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _coverage(scores: dict[str, Any]) -> str:
+    held = scores.get("coverage", {})
+    return "intervals held " + " / ".join(f"{100 * v:.1f}% at {k}%" for k, v in held.items())
 
 
 def _evaluate(args: argparse.Namespace) -> int:

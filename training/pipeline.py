@@ -1,10 +1,17 @@
-"""One training run end to end: series -> split/scale/window -> fit -> score -> export -> parity -> bundle."""
+"""One training run in two steps: ``fit_and_score`` (series -> pooled slices -> fit -> scores and
+split-conformal intervals, no files) and ``export_bundle`` (ONNX + TorchScript -> parity -> bundle).
+
+Training writes format-2 bundles (``closecast/representation.py``): returns in units of each window's own
+RMS, so one network reads calm and wild series alike and can learn from many at once.
+"""
 
 from __future__ import annotations
 
 import json
-import platform
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,162 +21,138 @@ import onnxruntime as ort
 import torch
 
 import training
-from closecast.bundle import FORMAT_VERSION, write_bundle
+from closecast.bundle import write_bundle
 from closecast.config import Config
-from closecast.representation import REPRESENTATION, Scaler, window_volatility
-from closecast.scoring import interval_coverage, score_against_naive
+from closecast.manifest import INPUT_NAME, OUTPUT_NAME, build_manifest, data_section
 from closecast.series import Series
-from training.dataset import Part, Prepared, prepare
-from training.export import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    check_parity,
-    export_onnx,
-    export_torchscript,
-    onnx_session,
-)
-from training.report import write_report
+from training.calibration import Evaluation, evaluate
+from training.export import check_parity, export_onnx, export_torchscript, onnx_session
+from training.pooled import Pooled, pool
+from training.report import Panel, write_report
+from training.synthetic import LENGTH, synthetic_series
 from training.train import FitResult, ProgressFn, fit, predict_scaled
 
-INTERVAL_PROBABILITIES = [round(p, 3) for p in np.arange(0.005, 1.0, 0.005)]
-VOLATILITY_FLOOR = 0.25  # of the training returns' std: a flat input window still gets a real interval
 SAMPLE_WINDOWS = 3
-SAMPLE_TOLERANCE = 1e-6  # relative, on the forecast price
+REPORT_PANELS = 4  # report.png shows the first few series
 
 
-def forecast_prices(model: torch.nn.Module, part: Part, scaler: Scaler) -> np.ndarray:
-    """One-step forecasts of a part's targets in price units, from the torch model (one forward pass)."""
-    return part.last * np.exp(scaler.inverse(predict_scaled(model, part.x)))
+@dataclass(frozen=True)
+class ScoredModel:
+    """A fitted network with its scores and intervals: everything a bundle needs but its files."""
+
+    series: list[Series]
+    config: Config
+    pooled: Pooled
+    fitted: FitResult
+    evaluation: Evaluation
+    augment: dict[str, Any] = field(default_factory=dict)
 
 
-def _onnx_forecast(session: ort.InferenceSession, part: Part, scaler: Scaler) -> np.ndarray:
-    """The serving computation, used for the bundle's self-check sample."""
-    z = session.run([OUTPUT_NAME], {INPUT_NAME: part.x})[0][:, 0].astype(np.float64)
-    return part.last * np.exp(scaler.inverse(z))
+def as_list(series: Series | Sequence[Series]) -> list[Series]:
+    return [series] if isinstance(series, Series) else list(series)
 
 
-def _interval_section(fitted: FitResult, prep: Prepared) -> dict[str, Any]:
-    """One-step residual quantiles on the validation part (log-return units), for prediction intervals."""
-    floor = VOLATILITY_FLOOR * prep.scaler.std
-    quantiles = np.quantile(_residuals(fitted, prep.validation, prep.scaler, floor), INTERVAL_PROBABILITIES)
-    test_residuals = _residuals(fitted, prep.test, prep.scaler, floor)
-    return {
-        "source": "validation",
-        "units": "window_volatility",
-        "volatility_floor": floor,
-        "horizon_scaling": "sqrt",
-        "n": len(prep.validation.actual),
-        "probabilities": INTERVAL_PROBABILITIES,
-        "residual_quantiles": quantiles.tolist(),
-        # how often the one-step intervals held on the test part: the honest check of the quantiles
-        "test_coverage": {
-            str(level): interval_coverage(test_residuals, INTERVAL_PROBABILITIES, quantiles, level)
-            for level in (80, 95)
-        },
-    }
+def fit_and_score(
+    series: Series | Sequence[Series],
+    config: Config,
+    *,
+    synthetic: int = 0,
+    progress: ProgressFn | None = None,
+    quiet: bool = False,
+) -> ScoredModel:
+    """Fit on the pooled training slices (plus ``synthetic`` seeded GARCH series), early-stop on the pooled
+    early-stopping slices, calibrate intervals on the calibration slices and score the test slices."""
+    series_list = as_list(series)
+    pooled = pool(series_list, config.data, synthetic_series(synthetic, seed=config.train.seed))
+    x, y = pooled.pooled("train", with_augment=True)
+    xv, yv = pooled.pooled("early_stop")
+    fitted = fit(config, x, y, xv, yv, progress, quiet)
+    evaluation = evaluate(pooled, partial(predict_scaled, fitted.model))
+    augment = {"synthetic_series": synthetic, "length": LENGTH if synthetic else 0, "seed": config.train.seed}
+    return ScoredModel(series_list, config, pooled, fitted, evaluation, augment)
 
 
-def _residuals(fitted: FitResult, part: Part, scaler: Scaler, floor: float) -> np.ndarray:
-    """Actual minus predicted next log return, per unit of the input window's volatility."""
-    residuals = np.log(part.actual / part.last) - scaler.inverse(predict_scaled(fitted.model, part.x))
-    return residuals / window_volatility(part.closes, floor)
+def export_bundle(scored: ScoredModel, out: Path, *, force: bool = False) -> dict[str, Any]:
+    """Export, prove parity, and write the bundle to ``out``; returns the manifest.
 
-
-def _data_section(series: Series, prep: Prepared) -> dict[str, Any]:
-    return {
-        "source": series.source,
-        "column": series.column,
-        "date_column": series.date_column,
-        "rows_read": series.rows_read,
-        "rows_used": int(series.closes.size),
-        "rows_dropped_empty": series.rows_dropped_empty,
-        "notes": series.notes,
-        "date_start": series.dates[0] if series.dates else None,
-        "date_end": series.dates[-1] if series.dates else None,
-        "closes_sha256": series.sha256(),
-        "split": {**prep.split.sizes, "test_start": prep.split.val_end},
-    }
-
-
-def _sample(session: ort.InferenceSession, prep: Prepared) -> dict[str, Any]:
-    t = prep.test
-    part = Part(
-        t.closes[-SAMPLE_WINDOWS:], t.actual[-SAMPLE_WINDOWS:], t.x[-SAMPLE_WINDOWS:], t.y[-SAMPLE_WINDOWS:]
-    )
-    return {
-        "closes": part.closes.tolist(),
-        "forecast": _onnx_forecast(session, part, prep.scaler).tolist(),
-        "tolerance": SAMPLE_TOLERANCE,
-    }
+    Raises before anything is visible at ``out`` if the exports disagree (``ParityError``)."""
+    return write_bundle(out, partial(_write_files, scored), force=force)
 
 
 def run_training(
-    series: Series,
+    series: Series | Sequence[Series],
     cfg: Config,
     out: Path,
     *,
     force: bool = False,
     quiet: bool = False,
     progress: ProgressFn | None = None,
+    synthetic: int = 0,
 ) -> dict[str, Any]:
-    """Train on ``series`` and write the bundle to ``out``; returns the manifest.
+    """Train on one or several series and write the bundle to ``out``; returns the manifest."""
+    scored = fit_and_score(series, cfg, synthetic=synthetic, progress=progress, quiet=quiet)
+    return export_bundle(scored, out, force=force)
 
-    Raises before anything is visible at ``out`` if the data are unusable or the exports disagree."""
-    prep = prepare(series, cfg.data)
-    fitted = fit(cfg, prep.train.x, prep.train.y, prep.validation.x, prep.validation.y, progress, quiet)
-    test_forecast = forecast_prices(fitted.model, prep.test, prep.scaler)
-    test = score_against_naive(prep.test.actual, test_forecast, prep.test.last)
-    val = score_against_naive(
-        prep.validation.actual,
-        forecast_prices(fitted.model, prep.validation, prep.scaler),
-        prep.validation.last,
+
+def _write_files(scored: ScoredModel, tmp: Path) -> dict[str, Any]:
+    """Every file of the bundle into ``tmp``; the manifest for them (``write_bundle`` adds the hashes)."""
+    pooled, fitted = scored.pooled, scored.fitted
+    seq_len = scored.config.data.window - 1
+    export_onnx(fitted.model, tmp / "model.onnx", seq_len)
+    export_torchscript(fitted.model, tmp / "model.pt", seq_len)
+    x_test, _ = pooled.pooled("test")
+    parity = check_parity(fitted.model, tmp / "model.onnx", tmp / "model.pt", x_test)
+    text = json.dumps(pooled.scaler.to_dict(), indent=2) + "\n"
+    (tmp / "scaler.json").write_text(text, encoding="utf-8")
+    write_report(tmp / "report.png", fitted.history, fitted.best_epoch, _panels(scored))
+    sample_closes, sample_forecast = _sample(onnx_session(tmp / "model.onnx"), pooled)
+    names = [s.name for s in pooled.series]
+    return build_manifest(
+        config=scored.config,
+        libraries={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        closecast_version=training.__version__,
+        data=data_section(scored.series, [s.split for s in pooled.series], names, scored.augment),
+        metrics=scored.evaluation.metrics,
+        intervals=scored.evaluation.intervals,
+        parity=parity,
+        training={
+            "epochs_run": fitted.epochs_run,
+            "best_epoch": fitted.best_epoch,
+            "seconds": round(fitted.seconds, 3),
+            "history": fitted.history,
+            "windows": {"train": len(pooled.pooled("train", with_augment=True)[0])},
+        },
+        sample_closes=sample_closes,
+        sample_forecast=sample_forecast,
     )
 
-    def fill(tmp: Path) -> dict[str, Any]:
-        seq_len = cfg.data.window - 1
-        export_onnx(fitted.model, tmp / "model.onnx", seq_len)
-        export_torchscript(fitted.model, tmp / "model.pt", seq_len)
-        parity = check_parity(fitted.model, tmp / "model.onnx", tmp / "model.pt", prep.test.x)
-        (tmp / "scaler.json").write_text(json.dumps(prep.scaler.to_dict(), indent=2) + "\n", encoding="utf-8")
-        write_report(
-            tmp / "report.png",
-            fitted.history,
-            fitted.best_epoch,
-            prep.test.actual,
-            test_forecast,
-            test["skill"],
-        )
-        return {
-            "format_version": FORMAT_VERSION,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": {
-                "closecast": training.__version__,
-                "python": platform.python_version(),
-                "torch": torch.__version__,
-                "onnx": onnx.__version__,
-                "onnxruntime": ort.__version__,
-            },
-            "config": cfg.to_dict(),
-            "input": {
-                "window": cfg.data.window,
-                "name": INPUT_NAME,
-                "shape": ["batch", seq_len, 1],
-                "dtype": "float32",
-                "output_name": OUTPUT_NAME,
-                "output_shape": ["batch", 1],
-                "representation": REPRESENTATION,
-            },
-            "data": _data_section(series, prep),
-            "metrics": {"test": test, "validation": val, "beats_naive": bool(test["skill"] > 0)},
-            "intervals": _interval_section(fitted, prep),
-            "parity": parity,
-            "training": {
-                "epochs_run": fitted.epochs_run,
-                "best_epoch": fitted.best_epoch,
-                "seconds": round(fitted.seconds, 3),
-                "history": fitted.history,
-            },
-            "sample": _sample(onnx_session(tmp / "model.onnx"), prep),
-        }
 
-    return write_bundle(out, fill, force=force)
+def _sample(session: ort.InferenceSession, pooled: Pooled) -> tuple[np.ndarray, np.ndarray]:
+    """The first series' last test windows and the served computation's forecasts: the self-check."""
+    test = pooled.series[0].slices["test"]
+    closes = test.closes[-SAMPLE_WINDOWS:]
+    u, scale, flat = pooled.scaler.transform(test.returns[-SAMPLE_WINDOWS:])
+    z = session.run([OUTPUT_NAME], {INPUT_NAME: u[..., np.newaxis].astype(np.float32)})[0][:, 0]
+    predicted = np.where(flat, 0.0, pooled.scaler.inverse(z.astype(np.float64), scale))
+    return closes, closes[:, -1] * np.exp(predicted)
+
+
+def _panels(scored: ScoredModel) -> list[Panel]:
+    """The test forecasts and 80%/95% bands of the first few series, with dates when there are any."""
+    panels = []
+    for s, series in list(zip(scored.pooled.series, scored.series, strict=True))[:REPORT_PANELS]:
+        test = scored.evaluation.tests[s.name]
+        target = test.windows.target
+        dates = series.dates
+        x: list[Any] = [datetime.fromisoformat(dates[t]) for t in target] if dates else target.tolist()
+        panels.append(
+            Panel(
+                name=s.name,
+                x=x,
+                actual=test.windows.actual,
+                forecast=test.forecast,
+                bands=scored.evaluation.bands[s.name],
+                metrics=scored.evaluation.metrics["series"][s.name]["test"],
+            )
+        )
+    return panels

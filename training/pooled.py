@@ -1,0 +1,144 @@
+"""Format 2's training data: every series split by time into four slices, windows pooled across series.
+
+Slices by the index of the close being forecast (the target), per series: training ``[window, train_end)``,
+early stopping ``[train_end, cal_start)``, calibration ``[cal_start, val_end)``, test ``[val_end, n)``, where
+``train_end``/``val_end`` come from the split and ``cal_start`` halves the validation part (0.70 / 0.75 /
+0.80 with the default 0.7 + 0.1). Early stopping and interval calibration thus never see the same residuals,
+so the calibration residuals are honest out-of-sample errors. Flat windows (every return zero) are left out
+of training, early stopping and calibration; the test slice keeps them (serving answers them too).
+
+Augmentation series (synthetic) give training windows only: they never early-stop, calibrate or score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from closecast.config import DataConfig
+from closecast.representation import WindowScaler, fit_window_scaler, log_returns, window_rms
+from closecast.series import Series, Split, check_length, windows
+
+F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
+SLICES = ("train", "early_stop", "calibration", "test")
+
+
+def split_each(series: Sequence[Series], cfg: DataConfig) -> list[Split]:
+    """One split per series. The one place to swap for a time split across series (``split_by_time``)."""
+    return [check_length(s, cfg) for s in series]
+
+
+def slice_bounds(split: Split, window: int) -> dict[str, tuple[int, int]]:
+    """Target ranges of the four slices; calibration is the second half of the validation part."""
+    cal_start = split.train_end + (split.val_end - split.train_end) // 2
+    return {
+        "train": (window, split.train_end),
+        "early_stop": (split.train_end, cal_start),
+        "calibration": (cal_start, split.val_end),
+        "test": (split.val_end, split.n),
+    }
+
+
+@dataclass(frozen=True)
+class Windows:
+    """One slice of one series: input windows, targets, and each target's index in the series."""
+
+    closes: F64  # [N, W]
+    actual: F64  # [N]
+    target: npt.NDArray[np.int64]  # [N] index of each target close in the series
+    returns: F64  # [N, W-1]
+    flat: npt.NDArray[np.bool_]  # [N] windows whose every return is zero
+
+    @property
+    def last(self) -> F64:
+        """The naive forecast: the last known close."""
+        return self.closes[:, -1]
+
+    @property
+    def next_return(self) -> F64:
+        return np.log(self.actual / self.last)
+
+
+def make_windows(closes: F64, start: int, stop: int, window: int) -> Windows:
+    w, actual = windows(closes, start, stop, window)
+    w = np.ascontiguousarray(w)
+    returns = np.asarray(log_returns(w), dtype=np.float64)
+    first = max(start, window)
+    return Windows(w, actual, np.arange(first, first + len(actual)), returns, window_rms(returns) <= 1e-10)
+
+
+@dataclass(frozen=True)
+class SeriesSlices:
+    name: str
+    closes: F64
+    split: Split
+    slices: dict[str, Windows]
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """All series' slices and the scaler fitted on the pooled training windows."""
+
+    scaler: WindowScaler
+    series: list[SeriesSlices]
+    augment: list[SeriesSlices]
+
+    def inputs(self, part: Windows) -> tuple[F32, F32]:
+        """Model input ``[N, W-1, 1]`` and target ``[N, 1]`` of a slice's non-flat windows."""
+        keep = ~part.flat
+        u, scale, _ = self.scaler.transform(part.returns[keep])
+        y = (part.next_return[keep] / scale - self.scaler.mean) / self.scaler.std
+        return u[..., np.newaxis].astype(np.float32), y[:, np.newaxis].astype(np.float32)
+
+    def pooled(self, name: str, with_augment: bool = False) -> tuple[F32, F32]:
+        """One slice of every series (and of the augmentation series when asked), concatenated."""
+        pairs = [self.inputs(s.slices[name]) for s in self.series]
+        if with_augment:
+            pairs += [self.inputs(s.slices[name]) for s in self.augment]
+        return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+
+
+def _slices(name: str, closes: F64, split: Split, window: int) -> SeriesSlices:
+    bounds = slice_bounds(split, window)
+    parts = {k: make_windows(closes, lo, hi, window) for k, (lo, hi) in bounds.items()}
+    return SeriesSlices(name, closes, split, parts)
+
+
+def series_name(s: Series, index: int) -> str:
+    """A series' name in the manifest and in messages: its source (file name), made unique by position."""
+    return s.source if s.source else f"series{index}"
+
+
+def pool(series: Sequence[Series], cfg: DataConfig, augment: Sequence[F64] = ()) -> Pooled:
+    """Split every series, build the windows, and fit the scaler on all training windows (augmentation
+    included: the scaler describes what the network is trained on)."""
+    window = cfg.window
+    names = _unique([series_name(s, i) for i, s in enumerate(series)])
+    real = [
+        _slices(name, s.closes, split, window)
+        for name, s, split in zip(names, series, split_each(series, cfg), strict=True)
+    ]
+    extra = []
+    for i, closes in enumerate(augment):
+        n = closes.size
+        split = Split(n=n, train_end=int(n * cfg.train_frac), val_end=int(n * cfg.train_frac))
+        extra.append(_slices(f"synthetic{i}", closes, split, window))
+    train_returns = np.concatenate([s.slices["train"].returns for s in real + extra])
+    try:
+        scaler = fit_window_scaler(train_returns)
+    except ValueError as exc:
+        raise ValueError(f"the training parts cannot be scaled: {exc}") from None
+    return Pooled(scaler, real, extra)
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return out
