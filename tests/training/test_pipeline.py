@@ -31,8 +31,11 @@ def test_bundle_is_complete_and_self_describing(tiny_bundle: Path) -> None:
     assert test["skill"] == pytest.approx(1 - test["model"]["mae"] / test["naive"]["mae"])
     assert m["metrics"]["beats_naive"] == (test["skill"] > 0)
     assert max(v for k, v in m["parity"].items() if k.endswith("max_abs")) <= 1e-5
-    q = np.asarray(m["intervals"]["residual_quantiles"])
-    assert np.all(np.diff(q) >= 0) and q[0] < 0 < q[-1]
+    assert m["format_version"] == 2 and m["input"]["representation"] == "log_returns_window_rms"
+    for table in m["intervals"]["tables"].values():
+        q = np.asarray(table["residual_quantiles"])
+        assert np.all(np.diff(q) >= 0) and q[0] < 0 < q[-1]
+    assert set(m["metrics"]["test"]["coverage"]) == {"80", "95"}
 
 
 def test_bundle_loads_in_onnx_runtime_and_reproduces_its_metrics(tiny_bundle: Path) -> None:
