@@ -18,8 +18,7 @@ from fastapi import APIRouter, FastAPI
 
 from app.api.errors import register_error_handlers
 from app.api.middleware import BodySizeLimit, RequestMetrics
-from app.api.routes import forecast, health, metrics, models_card, train
-from app.api.routes import registry as registry_routes
+from app.api.routes import forecast, health, metrics, models, train
 from app.config import Settings, get_settings
 from app.inference.holder import ModelHolder, watch_pointer
 from app.jobs.runner import JobRunner
@@ -32,10 +31,9 @@ log = logging.getLogger("app")
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     forecast.router,
-    models_card.router,
+    models.router,
     metrics.router,
     train.router,
-    registry_routes.router,
 )
 
 
@@ -62,14 +60,17 @@ async def _load_model(settings: Settings, holder: ModelHolder) -> None:
         await anyio.to_thread.run_sync(
             registry.seed_model_dir, settings.model_dir, settings.default_model_dir
         )
-        log.info("seeded %s from %s", settings.model_dir, settings.default_model_dir)
+        log.info("seeded the model dir from the default registry")
+    try:  # a registry from before the promotion history: its pointer becomes the first promotion
+        await anyio.to_thread.run_sync(registry.record_existing_pointer, settings.model_dir)
+    except OSError as exc:  # a read-only model dir still serves; it just has no history to fall back to
+        log.warning("cannot record the current pointer in the promotion history: %s", exc.strerror or exc)
     model = await anyio.to_thread.run_sync(holder.load_current)  # BundleInvalid here stops the process
     holder.swap(model)
     log.info(
-        "ready: model %s (window %d) from %s on ONNX Runtime %s",
+        "ready: model %s (window %d) on ONNX Runtime %s",
         model.version,
         model.window,
-        settings.model_dir,
         model.provider,
     )
 
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.ort_threads,
         on_swap=app_metrics.model_swapped,
         on_reload_failed=app_metrics.model_refused,
+        on_fallback=app_metrics.pointer_fell_back,
     )
     app.state.jobs = JobRunner(settings, app.state.holder)  # starts in the lifespan
     register_error_handlers(app)

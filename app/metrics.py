@@ -72,6 +72,11 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.pointer_fallbacks = Counter(
+            "closecast_pointer_fallbacks",
+            "Times the `current` pointer could not be followed and the last promoted version served instead",
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._forecast_children: dict[str, tuple[Histogram, Histogram]] = {}
         self._warning_children: dict[str, Counter] = {}
@@ -112,6 +117,9 @@ class Metrics:
 
     def model_refused(self, version: str, error: Exception) -> None:
         self.model_reloads.labels("refused").inc()
+
+    def pointer_fell_back(self, reason: str) -> None:
+        self.pointer_fallbacks.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

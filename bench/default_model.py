@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from served import LEVELS, cases, coverage, default_bundle, load, serve, test_start
+
 from closecast.scoring import score_against_naive
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     bundle = parser.parse_args().bundle or default_bundle()
     forecaster = load(bundle)
     print(f"bundle {bundle.name}; one step ahead on each test part, through Forecaster.forecast")
-    print(f"| test set | n | skill (se) | 80% held | 95% held |\n|---|--:|--:|--:|--:|")
+    print("| test set | n | skill (se) | 80% held | 95% held |\n|---|--:|--:|--:|--:|")
     for name, (source, closes) in cases().items():
         s = serve(forecaster, closes, test_start(bundle, source, closes.size))
         skill = score_against_naive(s.actual, s.forecast, s.last)["skill"]

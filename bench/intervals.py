@@ -54,7 +54,9 @@ def main() -> None:
     bundle = args.bundle or default_bundle()
     forecaster = load(bundle)
     print(f"bundle {bundle.name}; GARCH(1,1)-t refit every {args.refit} closes on an expanding window")
-    print("| test set | n | method | 80% held | 95% held | Winkler 80% | Winkler 95% | ratio to GARCH 80/95 |")
+    print(
+        "| test set | n | method | 80% held | 95% held | Winkler 80% | Winkler 95% | ratio to GARCH 80/95 |"
+    )
     print("|---|--:|---|--:|--:|--:|--:|--:|")
     for name, (source, closes) in cases().items():
         start = test_start(bundle, source, closes.size)
@@ -71,8 +73,8 @@ def main() -> None:
             f"| {c[80]:.4g} | {c[95]:.4g} | {c[80] / g[80]:.3f} / {c[95] / g[95]:.3f} |"
         )
         print(
-            f"| {name} | {n} | GARCH(1,1)-t ({seconds:.0f}s) | {100 * g_held[0]:.1f}% | {100 * g_held[1]:.1f}% "
-            f"| {g[80]:.4g} | {g[95]:.4g} | 1 |"
+            f"| {name} | {n} | GARCH(1,1)-t ({seconds:.0f}s) | {100 * g_held[0]:.1f}% "
+            f"| {100 * g_held[1]:.1f}% | {g[80]:.4g} | {g[95]:.4g} | 1 |"
         )
 
 

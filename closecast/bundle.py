@@ -28,15 +28,20 @@ from closecast.errors import BundleInvalid, ProviderUnavailable
 from closecast.forecaster import Forecaster
 from closecast.forecaster_v2 import TABLES, ForecasterV2
 from closecast.intervals import EWMA_LAMBDA, EWMA_MIN_RETURNS, EWMA_SPAN
-from closecast.manifest import FORMAT_VERSION as FORMAT_VERSION  # what training writes
 from closecast.representation import Scaler, WindowScaler
 
 log = logging.getLogger(__name__)
 
+FORMAT_VERSION = 2  # what training writes (closecast/manifest.py)
 KNOWN_FORMATS = (1, 2)  # what loads: format 1 (volatility of the training series) keeps serving as it did
 MANIFEST = "manifest.json"
-MODEL_FILE = "model.onnx"
+MODEL_FILE = "model.onnx"  # the served network
 SCALER_FILE = "scaler.json"
+TORCHSCRIPT_FILE = "model.pt"  # the same network for torch users; never served
+REPORT_FILE = "report.png"  # loss curves and the test forecast, for a human
+INPUT_NAME = "returns"  # the ONNX graph's input [batch, window-1, 1] and output [batch, 1] tensors
+OUTPUT_NAME = "next_return"
+SAMPLE_TOLERANCE = 1e-6  # relative, on the forecast price: how closely a loader must replay the sample
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 PROVIDER_CHOICES: dict[str, list[str]] = {"auto": [CUDA, CPU], "cuda": [CUDA, CPU], "cpu": [CPU]}
 
@@ -166,7 +171,7 @@ def check_sample(forecaster: Forecaster, manifest: dict[str, Any], name: str) ->
             f"{name}: manifest sample closes have shape {list(closes.shape)} and forecast "
             f"{len(expected)} values; expected [k, {forecaster.window}] and k"
         )
-    actual = forecaster.predict(closes, 1)[:, 0]
+    actual = forecaster.predict_closes(closes, 1)[:, 0]
     relative = np.abs(actual - expected) / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
     worst = int(np.argmax(relative))
     if not np.isfinite(relative).all() or relative[worst] > tolerance:
@@ -291,3 +296,9 @@ def write_bundle(out: Path, fill: Callable[[Path], dict[str, Any]], force: bool 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def write_scaler(bundle_dir: Path, scaler: Scaler | WindowScaler) -> None:
+    """``scaler.json``, the file ``load_scaler`` reads back."""
+    text = json.dumps(scaler.to_dict(), indent=2) + "\n"
+    (bundle_dir / SCALER_FILE).write_text(text, encoding="utf-8")

@@ -131,8 +131,9 @@ class Forecaster:
         """Scaled returns per step ``H x [N]`` -> cumulative log returns ``[N, H]``, summed step by step."""
         return np.add.accumulate(np.asarray(self.scaler.inverse(np.stack(steps, axis=1)), np.float64), axis=1)
 
-    def predict(self, windows: FloatArray, horizon: int = 1) -> F64:
-        """Closes ``[N, W]`` -> forecast closes ``[N, horizon]``."""
+    def predict_closes(self, windows: FloatArray, horizon: int = 1) -> F64:
+        """Closes ``[N, W]`` -> forecast closes ``[N, horizon]``: point forecasts only, no checks (scoring,
+        verification, the promotion gate); ``forecast`` is the service's checked answer with intervals."""
         w = np.asarray(windows, dtype=np.float64)
         return w[:, -1:] * np.exp(self.rollout(w, horizon))
 
@@ -145,7 +146,8 @@ class Forecaster:
         levels: Sequence[int] = (80, 95),
         locs: Sequence[Loc] | None = None,
     ) -> BatchForecast:
-        """Forecast every series together; ``locs`` name them in error messages (default ``closes``).
+        """The service's answer for every series together: checked lengths, point forecasts, intervals and
+        warnings; ``locs`` name the series in error messages (default ``closes``).
 
         Raises ``InputInvalid`` listing every series shorter than the window or whose forecast overflows.
         """
@@ -346,7 +348,7 @@ class Forecaster:
             raise InputInvalid(problems)
 
     def card(self) -> dict[str, Any]:
-        """What is served, for ``GET /models/current`` (keys match ``app.schemas.ModelCard``)."""
+        """What is served, for ``GET /models/current`` (keys match ``app.api.schemas.ModelCard``)."""
         m = self.manifest
         metrics = m.get("metrics", {})
         return {

@@ -13,14 +13,11 @@ from typing import Any
 
 import numpy as np
 
+import closecast
+from closecast.bundle import FORMAT_VERSION, INPUT_NAME, OUTPUT_NAME, SAMPLE_TOLERANCE
 from closecast.config import Config
 from closecast.representation import REPRESENTATION_V2
 from closecast.series import Series, Split
-
-FORMAT_VERSION = 2
-INPUT_NAME = "returns"  # the ONNX graph's input [batch, window-1, 1] and output [batch, 1] tensors
-OUTPUT_NAME = "next_return"
-SAMPLE_TOLERANCE = 1e-6  # relative, on the forecast price: how closely a loader must replay the sample
 
 
 def input_section(window: int) -> dict[str, Any]:
@@ -80,7 +77,6 @@ def build_manifest(
     *,
     config: Config,
     libraries: Mapping[str, str],
-    closecast_version: str,
     data: dict[str, Any],
     metrics: dict[str, Any],
     intervals: dict[str, Any],
@@ -93,7 +89,7 @@ def build_manifest(
     return {
         "format_version": FORMAT_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": {"closecast": closecast_version, "python": platform.python_version(), **libraries},
+        "versions": {"closecast": closecast.__version__, "python": platform.python_version(), **libraries},
         "config": config.to_dict(),
         "input": input_section(config.data.window),
         "data": data,

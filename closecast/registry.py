@@ -1,27 +1,42 @@
-"""The model registry on disk: one immutable directory per version and a ``current`` pointer file.
+"""The model registry on disk: one immutable directory per version, a ``current`` pointer and its history.
 
     models/
       20261123T054712Z-3f2a9c1b/   manifest.json model.onnx model.pt scaler.json report.png
       20261124T101500Z-91be0d7e/   ...
       current                      one line: the version served
+      promotions.jsonl             append-only: one JSON line per promotion (version, at, previous, reason)
 
 The pointer is a plain file replaced with ``os.replace`` (atomic on POSIX), so a reader sees the old or the
 new version, never half of one; bundles are written to a hidden temporary directory and renamed into place.
 Plain files over symlinks because they survive git, Docker volumes and every filesystem the same way.
+
+Every promotion is appended to the history *before* the pointer moves, so the pointer never names a
+version the history lacks. When the pointer is missing, empty, garbled or names no bundle, the served
+version is the newest *promoted* one that still exists (``current_candidates``): a version registered with
+``promote=never`` is never served by accident. The ``PointerStore`` protocol is the interface a database
+backend implements for the same contract (per model name).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import re
 import shutil
 import tempfile
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 CURRENT_POINTER = "current"
+PROMOTIONS = "promotions.jsonl"
 MANIFEST = "manifest.json"
+_POINTER_MAX_BYTES = 256  # a version name is at most 128 characters; more is not a pointer
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -48,31 +63,169 @@ def list_versions(model_dir: Path) -> list[str]:
     )
 
 
+@dataclass(frozen=True)
+class Promotion:
+    """One line of ``promotions.jsonl``."""
+
+    version: str
+    at: str
+    previous: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PointerRead:
+    """What the ``current`` file holds: a servable ``version``, or why it is not one (``problem``)."""
+
+    version: str | None
+    problem: str | None = None
+
+
+def is_bundle(model_dir: Path, version: str) -> bool:
+    return is_valid_version(version) and (model_dir / version / MANIFEST).is_file()
+
+
+def read_pointer(model_dir: Path) -> PointerRead:
+    """The pointer file, read as bytes: never raises on garbage, says what is wrong with it instead."""
+    try:
+        with (model_dir / CURRENT_POINTER).open("rb") as fh:
+            raw = fh.read(_POINTER_MAX_BYTES + 1)
+    except FileNotFoundError:
+        return PointerRead(None, "the `current` pointer is missing")
+    except OSError as exc:
+        return PointerRead(None, f"the `current` pointer is unreadable ({exc.strerror or exc})")
+    try:
+        name = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return PointerRead(None, "the `current` pointer is not UTF-8 text")
+    if not name:
+        return PointerRead(None, "the `current` pointer is empty")
+    if len(raw) > _POINTER_MAX_BYTES or not is_valid_version(name):
+        return PointerRead(None, f"the `current` pointer holds {name[:40]!r}, which is not a version name")
+    if not is_bundle(model_dir, name):
+        return PointerRead(None, f"the `current` pointer names {name!r}, which is not a bundle here")
+    return PointerRead(name)
+
+
+def promotion_history(model_dir: Path) -> list[Promotion]:
+    """Every recorded promotion, oldest first; a line that is not a promotion is skipped (and logged)."""
+    try:
+        raw = (model_dir / PROMOTIONS).read_bytes()
+    except OSError:
+        return []
+    history: list[Promotion] = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        try:
+            item = json.loads(line)
+            history.append(Promotion(**{k: item[k] for k in ("version", "at", "previous", "reason")}))
+        except (ValueError, KeyError, TypeError):
+            if line.strip():
+                log.warning("%s line %d is not a promotion record; skipped", PROMOTIONS, number)
+    return history
+
+
+def current_candidates(model_dir: Path) -> list[str]:
+    """Versions to serve, best first: the pointer's, then promoted versions newest first (existing only)."""
+    pointed = read_pointer(model_dir).version
+    ordered = [pointed] if pointed else []
+    for item in reversed(promotion_history(model_dir)):
+        if item.version not in ordered and is_bundle(model_dir, item.version):
+            ordered.append(item.version)
+    return ordered
+
+
 def read_current(model_dir: Path) -> str | None:
-    """The version the pointer names; without a pointer, the newest version present (or None)."""
-    pointer = model_dir / CURRENT_POINTER
-    if pointer.is_file():
-        name = pointer.read_text(encoding="utf-8").strip()
-        return name or None
-    versions = list_versions(model_dir)
-    return versions[-1] if versions else None
+    """The version to serve: the pointer's, else the last promoted version that exists, else None."""
+    candidates = current_candidates(model_dir)
+    return candidates[0] if candidates else None
 
 
-def set_current(model_dir: Path, version: str) -> None:
-    """Point ``current`` at ``version`` atomically (temporary file, fsync, ``os.replace``)."""
-    if not is_valid_version(version) or not (model_dir / version / MANIFEST).is_file():
-        raise ValueError(f"version {version!r} is not a bundle in {model_dir}")
-    fd, tmp = tempfile.mkstemp(prefix=".current-", dir=model_dir)
+def record_existing_pointer(model_dir: Path) -> bool:
+    """A registry from before the history (or a hand-set pointer): record its pointer as a promotion.
+
+    Returns True when it wrote. Without this, deleting the pointer of such a registry would leave no
+    promoted version to fall back to.
+    """
+    pointed = read_pointer(model_dir).version
+    history = promotion_history(model_dir)
+    if pointed is None or (history and history[-1].version == pointed):
+        return False
+    _append_promotion(model_dir, Promotion(pointed, _now(), None, "recorded from the existing pointer"))
+    return True
+
+
+def set_current(model_dir: Path, version: str, reason: str = "") -> None:
+    """Record the promotion, then point ``current`` at ``version`` atomically (temp file, fsync, replace)."""
+    if not is_bundle(model_dir, version):
+        raise ValueError(f"version {version!r} is not a bundle in the registry")
+    _append_promotion(model_dir, Promotion(version, _now(), read_pointer(model_dir).version, reason))
+    _write_atomically(model_dir, CURRENT_POINTER, version + "\n")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _append_promotion(model_dir: Path, item: Promotion) -> None:
+    """One ``write`` of one line with O_APPEND: concurrent writers never interleave inside a line."""
+    line = (json.dumps(asdict(item), separators=(",", ":")) + "\n").encode()
+    fd = os.open(model_dir / PROMOTIONS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(model_dir: Path, name: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=model_dir)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes it 0600; workers running as another user must read it
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(version + "\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, model_dir / CURRENT_POINTER)
+        os.replace(tmp, model_dir / name)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class PointerStore(Protocol):
+    """Which version of a model name is served, and the history of that choice.
+
+    ``FilePointers`` keeps them beside the bundles; a database backend implements the same four calls.
+    """
+
+    def current(self, model: str) -> str | None: ...
+
+    def candidates(self, model: str) -> list[str]: ...
+
+    def promote(self, model: str, version: str, reason: str = "") -> None: ...
+
+    def history(self, model: str) -> list[Promotion]: ...
+
+
+class FilePointers:
+    """The pointer files of a registry; ``model_dir_of`` maps a model name to its directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def model_dir_of(self, model: str) -> Path:
+        return self.root  # one model per registry for now: its name does not change the directory
+
+    def current(self, model: str) -> str | None:
+        return read_current(self.model_dir_of(model))
+
+    def candidates(self, model: str) -> list[str]:
+        return current_candidates(self.model_dir_of(model))
+
+    def promote(self, model: str, version: str, reason: str = "") -> None:
+        set_current(self.model_dir_of(model), version, reason)
+
+    def history(self, model: str) -> list[Promotion]:
+        return promotion_history(self.model_dir_of(model))
 
 
 def seed_model_dir(target: Path, default_dir: Path) -> bool:
@@ -101,5 +254,5 @@ def seed_model_dir(target: Path, default_dir: Path) -> bool:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    set_current(target, read_current(default_dir) or versions[-1])
+    set_current(target, read_current(default_dir) or versions[-1], "seeded from the default registry")
     return True

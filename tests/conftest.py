@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from app.config import get_settings
+from tests.helpers import copy_registry
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +21,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A private copy of the fixture registry (one version, the `current` pointer) to change."""
+    return copy_registry(tmp_path / "models")

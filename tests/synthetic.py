@@ -1,7 +1,7 @@
-"""Small deterministic price series for tests: a geometric random walk with a weekly rhythm.
+"""Small deterministic price series for tests: a geometric random walk, by default with a weekly rhythm.
 
-The rhythm gives a tiny model something learnable in a few epochs; the level is a parameter so tests can
-check that nothing depends on it.
+The rhythm gives a tiny model something learnable in a few epochs; without it (``random_walk``) the fixture
+model's learned rhythm is noise. The level is a parameter so tests can check that nothing depends on it.
 """
 
 from __future__ import annotations
@@ -12,11 +12,29 @@ from pathlib import Path
 import numpy as np
 
 
-def make_closes(n: int = 400, level: float = 100.0, seed: int = 0) -> np.ndarray:
+def make_closes(
+    n: int = 400,
+    level: float = 100.0,
+    seed: int = 0,
+    rhythm: float = 0.004,
+    drift: float = 0.0002,
+    volatility: float = 0.006,
+) -> np.ndarray:
+    """``n`` closes from ``level``: daily log returns of ``rhythm`` * a 5-day sine plus normal noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(n - 1)
-    returns = 0.004 * np.sin(2 * np.pi * t / 5) + rng.normal(0.0002, 0.006, n - 1)
+    returns = rhythm * np.sin(2 * np.pi * t / 5) + rng.normal(drift, volatility, n - 1)
     return level * np.exp(np.concatenate([[0.0], np.cumsum(returns)]))
+
+
+def random_walk(n: int = 300, seed: int = 1) -> np.ndarray:
+    """A geometric random walk with no rhythm: the fixture model's learned weekly rhythm is noise here."""
+    return make_closes(n, seed=seed, rhythm=0.0)
+
+
+def calm_walk(n: int = 40, level: float = 100.0, seed: int = 1) -> list[float]:
+    """A calm random walk (moves well inside the fixture model's training range), as JSON-ready floats."""
+    return make_closes(n, level, seed, rhythm=0.0, drift=0.0, volatility=0.003).tolist()
 
 
 def write_csv(path: Path, closes: np.ndarray, start: str = "2020-01-01", column: str = "Close") -> Path:

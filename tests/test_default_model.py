@@ -39,5 +39,5 @@ def test_default_model_forecasts_sanely_above_6000_and_at_0_5() -> None:
     window = closes[-forecaster.window :][None, :]
     for level in (6000.0, 0.5):
         scaled = window * (level / window[0, -1])
-        forecast = forecaster.predict(scaled, 5)[0]
+        forecast = forecaster.predict_closes(scaled, 5)[0]
         assert np.all(np.abs(forecast / level - 1) < 0.05), (level, forecast)

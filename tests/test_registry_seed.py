@@ -70,7 +70,8 @@ def test_seed_leaves_existing_registry_untouched(tmp_path: Path, with_pointer: b
     before = _snapshot(tmp_path)
     assert registry.seed_model_dir(tmp_path, DEFAULT) is False
     assert _snapshot(tmp_path) == before
-    assert registry.read_current(tmp_path) == TRAINED_VERSION
+    # Without a pointer nothing was ever promoted there: nothing is served rather than an unchosen version.
+    assert registry.read_current(tmp_path) == (TRAINED_VERSION if with_pointer else None)
 
 
 def test_seed_treats_dir_with_only_junk_as_empty(tmp_path: Path) -> None:

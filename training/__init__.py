@@ -1,3 +1,5 @@
 """closecast's offline training package: CSV of closes -> verified, self-describing model bundle."""
 
-__version__ = "0.1.0"
+from closecast import __version__
+
+__all__ = ["__version__"]

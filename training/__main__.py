@@ -1,4 +1,4 @@
-"""``python -m training``: train a bundle from a CSV, or evaluate a bundle on a CSV.
+"""``python -m training``: ``train`` a bundle from a CSV, or ``evaluate`` (score) a bundle on a CSV.
 
 Bad input exits with code 2 and one line naming the problem; nothing is left behind.
 """
@@ -159,10 +159,10 @@ def _coverage(scores: dict[str, Any]) -> str:
     return "intervals held " + " / ".join(f"{100 * v:.1f}% at {k}%" for k, v in held.items())
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_bundle
+def _score_bundle(args: argparse.Namespace) -> int:
+    from training.score_bundle import score_bundle
 
-    result = evaluate_bundle(args.bundle, args.csv, args.column, args.date_column)
+    result = score_bundle(args.bundle, args.csv, args.column, args.date_column)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -170,7 +170,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _train(args) if args.command == "train" else _evaluate(args)
+        return _train(args) if args.command == "train" else _score_bundle(args)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:  # DataError is a ValueError
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ from closecast.intervals import (
 )
 from closecast.representation import window_rms
 from closecast.scoring import score_against_naive, score_pooled
-from training.pooled import Pooled, SeriesSlices, Windows
+from training.parts import Pooled, SeriesSlices, Windows
 
 F64 = npt.NDArray[np.float64]
 PredictFn = Callable[[npt.NDArray[np.float32]], F64]  # model input [N, W-1, 1] -> scaled next return [N]

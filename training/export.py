@@ -16,8 +16,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-INPUT_NAME = "returns"
-OUTPUT_NAME = "next_return"
+from closecast.bundle import INPUT_NAME, OUTPUT_NAME
+
 PARITY_TOLERANCE = 1e-5
 
 
@@ -41,7 +41,7 @@ def export_onnx(model: torch.nn.Module, path: Path, seq_len: int) -> None:
             external_data=False,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
-            dynamic_shapes={"returns": {0: batch}},
+            dynamic_shapes={"returns": {0: batch}},  # keyed by the forward() argument
         )
     quiet_logger.setLevel(level)
     if program is None:

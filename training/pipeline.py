@@ -7,7 +7,6 @@ RMS, so one network reads calm and wild series alike and can learn from many at 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,14 +19,21 @@ import onnx
 import onnxruntime as ort
 import torch
 
-import training
-from closecast.bundle import write_bundle
+from closecast.bundle import (
+    INPUT_NAME,
+    MODEL_FILE,
+    OUTPUT_NAME,
+    REPORT_FILE,
+    TORCHSCRIPT_FILE,
+    write_bundle,
+    write_scaler,
+)
 from closecast.config import Config
-from closecast.manifest import INPUT_NAME, OUTPUT_NAME, build_manifest, data_section
+from closecast.manifest import build_manifest, data_section
 from closecast.series import Series
 from training.calibration import Evaluation, evaluate
 from training.export import check_parity, export_onnx, export_torchscript, onnx_session
-from training.pooled import Pooled, pool
+from training.parts import Pooled, pool
 from training.report import Panel, write_report
 from training.synthetic import LENGTH, synthetic_series
 from training.train import FitResult, ProgressFn, fit, predict_scaled
@@ -98,19 +104,17 @@ def _write_files(scored: ScoredModel, tmp: Path) -> dict[str, Any]:
     """Every file of the bundle into ``tmp``; the manifest for them (``write_bundle`` adds the hashes)."""
     pooled, fitted = scored.pooled, scored.fitted
     seq_len = scored.config.data.window - 1
-    export_onnx(fitted.model, tmp / "model.onnx", seq_len)
-    export_torchscript(fitted.model, tmp / "model.pt", seq_len)
+    export_onnx(fitted.model, tmp / MODEL_FILE, seq_len)
+    export_torchscript(fitted.model, tmp / TORCHSCRIPT_FILE, seq_len)
     x_test, _ = pooled.pooled("test")
-    parity = check_parity(fitted.model, tmp / "model.onnx", tmp / "model.pt", x_test)
-    text = json.dumps(pooled.scaler.to_dict(), indent=2) + "\n"
-    (tmp / "scaler.json").write_text(text, encoding="utf-8")
-    write_report(tmp / "report.png", fitted.history, fitted.best_epoch, _panels(scored))
-    sample_closes, sample_forecast = _sample(onnx_session(tmp / "model.onnx"), pooled)
+    parity = check_parity(fitted.model, tmp / MODEL_FILE, tmp / TORCHSCRIPT_FILE, x_test)
+    write_scaler(tmp, pooled.scaler)
+    write_report(tmp / REPORT_FILE, fitted.history, fitted.best_epoch, _panels(scored))
+    sample_closes, sample_forecast = _sample(onnx_session(tmp / MODEL_FILE), pooled)
     names = [s.name for s in pooled.series]
     return build_manifest(
         config=scored.config,
         libraries={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
-        closecast_version=training.__version__,
         data=data_section(scored.series, [s.split for s in pooled.series], names, scored.augment),
         metrics=scored.evaluation.metrics,
         intervals=scored.evaluation.intervals,

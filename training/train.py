@@ -44,7 +44,8 @@ def make_loss(cfg: TrainConfig) -> nn.Module:
     return {"mse": nn.MSELoss(), "huber": nn.HuberLoss(delta=1.0), "mae": nn.L1Loss()}[cfg.loss]
 
 
-def _evaluate(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def _validation_loss(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The loss early stopping watches (``model.eval()``: torch's inference mode, dropout off)."""
     model.eval()
     with torch.no_grad():
         return float(loss_fn(model(x), y))
@@ -93,7 +94,7 @@ def fit(
     xv, yv = torch.from_numpy(x_val).float(), torch.from_numpy(y_val).float()
     gen = torch.Generator().manual_seed(tc.seed)
 
-    best_val = _evaluate(model, loss_fn, xv, yv)  # epoch 0: the drift-only forecast to beat
+    best_val = _validation_loss(model, loss_fn, xv, yv)  # epoch 0: the drift-only forecast to beat
     best_state, best_epoch, stale = copy.deepcopy(model.state_dict()), 0, 0
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "lr": []}
     started = time.perf_counter()
@@ -101,7 +102,7 @@ def fit(
     epoch = 0
     for epoch in bar:
         train_loss = _train_epoch(model, loss_fn, opt, xt, yt, tc, gen)
-        val_loss = _evaluate(model, loss_fn, xv, yv)
+        val_loss = _validation_loss(model, loss_fn, xv, yv)
         sched.step(val_loss)
         lr = opt.param_groups[0]["lr"]
         history["train_loss"].append(train_loss)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import Settings
 from app.inference.holder import ModelHolder
+from app.jobs.errors import AuthFailed, JobsUnavailable, TrainingDisabled
+from app.jobs.runner import JobRunner
 from app.metrics import Metrics
 from closecast.errors import ModelNotReady
 from closecast.forecaster import Forecaster
@@ -37,7 +41,33 @@ async def get_forecaster(holder: Annotated[ModelHolder, Depends(get_holder)]) ->
     return forecaster
 
 
+_bearer = HTTPBearer(auto_error=False, description="the key of CLOSECAST_API_KEY")
+
+
+async def require_trainer(
+    settings: Annotated[Settings, Depends(get_settings_of_app)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Training and promotion need ``Authorization: Bearer <CLOSECAST_API_KEY>``; with no key they are off."""
+    if settings.api_key is None:
+        raise TrainingDisabled()
+    sent = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(sent.encode(), settings.api_key.get_secret_value().encode()):
+        raise AuthFailed()
+
+
+async def get_runner(request: Request) -> JobRunner:
+    """This worker's job runner, once it can take jobs (else 503 with the reason)."""
+    runner: JobRunner | None = getattr(request.app.state, "jobs", None)
+    if runner is None:
+        raise JobsUnavailable("retraining is not set up in this app (no job runner)")
+    runner.check_available()
+    return runner
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ForecasterDep = Annotated[Forecaster, Depends(get_forecaster)]
+RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+TrainerDep = Depends(require_trainer)  # for `dependencies=[TrainerDep]`: it yields nothing to the handler

@@ -4,6 +4,10 @@ A request reads ``holder.current`` once at its start and keeps that ``Forecaster
 (one reference assignment) never mixes two models inside one answer and in-flight requests finish on the
 old one. Each worker process watches the pointer itself: after ``registry.set_current`` every worker
 loads, verifies and swaps within ``reload_interval_s``.
+
+A pointer that is missing, garbled or names a bundle that fails verification never strands the worker:
+it serves the newest promoted version that verifies (``registry.current_candidates``), logs why once per
+pointer write and counts it (``on_fallback``). A version that was never promoted is never a candidate.
 """
 
 from __future__ import annotations
@@ -34,12 +38,18 @@ class ModelHolder:
         ort_threads: int = 1,
         on_swap: Callable[[Forecaster], None] | None = None,
         on_reload_failed: Callable[[str, Exception], None] | None = None,
+        on_fallback: Callable[[str], None] | None = None,
+        model: str = "default",
     ) -> None:
         self.model_dir = model_dir
         self.providers = providers
         self.ort_threads = ort_threads
         self._on_swap = on_swap
         self._on_reload_failed = on_reload_failed
+        self._on_fallback = on_fallback
+        self.model = model
+        self.pointers: registry.PointerStore = registry.FilePointers(model_dir)
+        self._fallback_stamp: tuple[int, int] | str | None = "never"  # pointer write last reported
         self._current: Forecaster | None = None
         self._lock = threading.Lock()
         # (version, pointer stamp) of the last refused load: retried only once the pointer is written again
@@ -53,19 +63,45 @@ class ModelHolder:
     def load_version(self, version: str) -> Forecaster:
         """Load and verify ``model_dir/version`` without serving it; raises ``BundleInvalid``."""
         if not registry.is_valid_version(version) or not (self.model_dir / version).is_dir():
-            raise BundleInvalid(f"version {version!r} is not a bundle directory in {self.model_dir}")
+            raise BundleInvalid(f"version {version!r} is not a bundle directory in the registry")
         return load_forecaster(self.model_dir / version, self.providers, self.ort_threads)
 
     def load_current(self) -> Forecaster:
-        """Load and verify the version the ``current`` pointer names (newest version without a pointer)."""
-        version = registry.read_current(self.model_dir)
-        if version is None:
-            raise BundleInvalid(
-                f"no model bundle in {self.model_dir}: no `current` pointer and no version directory; "
-                f"train one with `python -m training train --csv FILE --registry {self.model_dir} --promote` "
-                "or set CLOSECAST_MODEL_DIR"
-            )
-        return self.load_version(version)
+        """Load the pointer's version or, when it is unusable, the newest promoted version that verifies."""
+        failures: list[str] = []
+        for version in self.pointers.candidates(self.model):
+            try:
+                forecaster = self.load_version(version)
+            except (ClosecastError, OSError) as exc:
+                log.error("model %s failed verification: %s", version, exc)
+                failures.append(f"{version}: {exc}")
+                continue
+            self._report_fallback(forecaster.version)
+            return forecaster
+        problem = registry.read_pointer(self.model_dir).problem or "the `current` pointer"
+        tried = f"; tried {'; '.join(failures)}" if failures else ""
+        raise BundleInvalid(
+            f"no servable model in the registry: {problem} and no promoted version verifies{tried}; "
+            f"train one with `python -m training train --csv FILE --registry DIR --promote` "
+            "or set CLOSECAST_MODEL_DIR"
+        )
+
+    def _report_fallback(self, serving: str) -> None:
+        """Log and count, once per pointer write, that the pointer could not be followed."""
+        pointer = registry.read_pointer(self.model_dir)
+        if pointer.version == serving:
+            self._fallback_stamp = "never"
+            return
+        stamp = self._pointer_stamp()
+        if stamp == self._fallback_stamp:
+            return
+        self._fallback_stamp = stamp
+        reason = (
+            pointer.problem or f"the `current` pointer names {pointer.version}, which failed verification"
+        )
+        log.warning("%s; serving %s, the last promoted version that verifies", reason, serving)
+        if self._on_fallback is not None:
+            self._on_fallback(reason)
 
     def swap(self, forecaster: Forecaster) -> Forecaster | None:
         """Serve ``forecaster`` from now on (atomic reference replace); returns the one it replaces."""
@@ -94,10 +130,13 @@ class ModelHolder:
         only after the pointer file is rewritten.
         """
         stamp = self._pointer_stamp()
-        version = registry.read_current(self.model_dir)
+        candidates = self.pointers.candidates(self.model)
         current = self._current
-        if version is None or (current is not None and current.version == version):
+        if not candidates or (current is not None and current.version == candidates[0]):
+            if current is not None:
+                self._report_fallback(current.version)
             return None
+        version = candidates[0]
         if self._refused == (version, stamp):
             return None
         try:
@@ -112,7 +151,7 @@ class ModelHolder:
         # in) meanwhile. Swap only what the pointer still names, checked under the lock `swap` takes, so a
         # stale load never replaces a newer choice; the next tick follows the new pointer.
         with self._lock:
-            pointed = registry.read_current(self.model_dir)
+            pointed = self.pointers.current(self.model)
             if pointed != version:
                 log.info("dropped model %s: the pointer moved to %s while it was loading", version, pointed)
                 return None

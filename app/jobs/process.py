@@ -22,7 +22,7 @@ PROJECT_ROOT = Path(_package.__file__).resolve().parents[1]  # holds the `app` a
 
 
 @dataclass
-class Training:
+class TrainingProcess:
     """A running training CLI and the last lines it wrote to stderr (a thread reads them: it never blocks)."""
 
     popen: subprocess.Popen[bytes]
@@ -30,7 +30,7 @@ class Training:
     reader: threading.Thread
 
     @classmethod
-    def start(cls, python: str, flags: dict[str, Any], cwd: Path, threads: int) -> Training:
+    def start(cls, python: str, flags: dict[str, Any], cwd: Path, threads: int) -> TrainingProcess:
         """``python -m training train --quiet --flag=value ...`` in its own session (one ``killpg`` ends
         it all), stdout dropped, stderr through a pipe. ``--flag=value`` keeps a value starting with ``-``
         (a column name) a value; flags whose value is None are left out."""
@@ -84,7 +84,7 @@ def _host_identity() -> str:
     return f"{socket.gethostname()}/{boot}"
 
 
-HOST = _host_identity()
+HOST_AND_BOOT = _host_identity()
 
 
 def process_start(pid: int) -> str | None:

@@ -1,4 +1,5 @@
-"""The promotion gate, and making a version current (job promotion and ``POST /models/{version}/promote``).
+"""The promotion gate, registering a job's new bundle, and making a version current (job promotion and
+``POST /models/{version}/promote``).
 
 A candidate is judged on its own test part (``manifest["data"]["split"]["test_start"]`` onwards): the
 candidate and the current model each forecast every test close one step ahead from their own window of
@@ -6,15 +7,25 @@ history before it (one vectorised ONNX Runtime call per model), and ``promote=au
 current only if its MAE is not worse, and only if the model it was compared with is still current when
 the job promotes. Making a version current is: verified bundle in memory, then ``set_current`` (every
 worker follows the pointer), then ``swap`` (this worker at once).
+
+``judge_and_register`` is the whole last step of a job as a plain function (no subprocess, no store): verify
+the candidate bundle, judge it, rename it into the registry, promote it if judged so.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 from app.inference.holder import ModelHolder
+from app.jobs.store import CANCELLED, Outcome
 from closecast import registry
+from closecast.bundle import load_forecaster
+from closecast.errors import ClosecastError
 from closecast.forecaster import F64, Forecaster
 from closecast.representation import closes_sha256, sliding_windows
 from closecast.scoring import error_metrics
@@ -47,7 +58,7 @@ class Decision:
 def _one_step(model: Forecaster, closes: F64, first: int) -> F64:
     """Forecasts of ``closes[first:]``, each from the ``window`` closes before it: ``[n]``."""
     windows = sliding_windows(closes[first - model.window : closes.size - 1], model.window)  # [n, W]
-    return model.predict(windows, 1)[:, 0]
+    return model.predict_closes(windows, 1)[:, 0]
 
 
 def evaluate(candidate: Forecaster, current: Forecaster, closes: F64) -> Evaluation:
@@ -158,3 +169,78 @@ def promote_version(holder: ModelHolder, version: str) -> str | None:
     """Load and fully verify a stored version, then make it current; ``BundleInvalid`` changes nothing."""
     forecaster = holder.load_version(version)
     return make_current(holder, forecaster)
+
+
+def _never() -> bool:
+    return False
+
+
+def judge_and_register(
+    holder: ModelHolder,
+    bundle: Path,
+    mode: str,
+    load_closes: Callable[[], F64],
+    cancel_requested: Callable[[], bool] = _never,
+) -> Outcome:
+    """Blocking: verify the candidate ``bundle`` (a directory beside the registry, named as its version),
+    judge it against the current model on ``load_closes()`` (the closes it was trained on), register it
+    (rename into ``holder.model_dir``) and make it current if ``mode`` and the gate say so.
+
+    Anything that goes wrong before the rename leaves the registry and the served model as they were; a
+    cancel request is honoured up to the rename. The outcome's result says whether it was promoted and why.
+    """
+    try:
+        candidate = load_forecaster(bundle, holder.providers, holder.ort_threads)
+    except (ClosecastError, OSError) as exc:
+        return Outcome("failed", error=f"the new bundle failed verification and was discarded: {exc}")
+    gate: Evaluation | None = None
+    try:
+        gate = evaluate(candidate, current_model(holder), load_closes())
+        decision = decide(mode, gate)
+    except (ClosecastError, OSError, ValueError, KeyError) as exc:
+        decision = undecided(mode, candidate.version, str(exc))
+    result: dict[str, Any] = {
+        "version": candidate.version,
+        "metrics": {
+            "test": candidate.manifest.get("metrics", {}).get("test"),
+            "gate": gate.as_dict() if gate else None,
+        },
+        "promoted": False,
+        "reason": decision.reason,
+    }
+    if cancel_requested():
+        return Outcome("cancelled", error=f"{CANCELLED} before the new version was registered")
+    try:
+        register(holder.model_dir, bundle)
+    except OSError as exc:
+        return Outcome("failed", error=f"could not register {bundle.name} in {holder.model_dir}: {exc}")
+    if not decision.promote:
+        return Outcome("succeeded", result=result)
+    return _promote_registered(holder, candidate, gate if mode == "auto" else None, result)
+
+
+def _promote_registered(
+    holder: ModelHolder, candidate: Forecaster, judged: Evaluation | None, result: dict[str, Any]
+) -> Outcome:
+    """Make the registered candidate current; with ``judged`` only while that model is still current."""
+    try:
+        make_current(holder, candidate, judged.current_version if judged is not None else None)
+    except CurrentChanged as exc:
+        assert judged is not None  # only an `auto` promotion judged against a model checks the pointer
+        moved = current_moved(judged, exc.now, candidate.version)
+        return Outcome("succeeded", result={**result, "reason": moved.reason})
+    except (OSError, ValueError) as exc:
+        return Outcome(
+            "failed",
+            result=result,
+            error=f"registered {candidate.version} but could not make it current: {exc}",
+        )
+    return Outcome("succeeded", result={**result, "promoted": True})
+
+
+def register(model_dir: Path, bundle: Path) -> None:
+    """Rename a verified bundle into the registry (atomic: both live in the model dir)."""
+    target = model_dir / bundle.name
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    os.rename(bundle, target)

@@ -1,4 +1,4 @@
-"""Retrain jobs of one worker process: queue, run the training CLI in a subprocess, judge, register, promote.
+"""Retrain jobs of one worker process: the queue and the worker loop that runs them one at a time.
 
     <model_dir>/jobs.sqlite          the job store (app/jobs/store.py), shared by all workers; created by
                                      the first job, so a service that never trains never writes here
@@ -6,11 +6,12 @@
                                      new bundle <version>/ (hidden from the registry until then)
 
 A job runs ``python -m training train`` exactly as a user would, in its own process group at a lower
-priority with a timeout; the service process never imports torch. Its stderr comes back through a pipe (a
-full disk must not hide the error that says so); a failed job's error is its last line. The new bundle is
-loaded and verified in full, judged by the promotion gate, renamed into ``<model_dir>/<version>``
-(registered), and made current if the gate says so. Anything that goes wrong before that rename leaves the
-registry and the served model as they were, and the job ``failed`` with the reason.
+priority with a timeout (``supervisor.py``, ``process.py``); the service process never imports torch. Its
+stderr comes back through a pipe (a full disk must not hide the error that says so); a failed job's error is
+its last line. The new bundle is loaded and verified in full, judged by the promotion gate, renamed into
+``<model_dir>/<version>`` (registered), and made current if the gate says so (``promotion.py``). Anything
+that goes wrong before that rename leaves the registry and the served model as they were, and the job
+``failed`` with the reason.
 
 Every worker runs a ``JobRunner``; they share the queue through SQLite and claim jobs atomically, so one job
 runs at a time across workers. A job whose worker died is marked failed ("interrupted by restart") by
@@ -23,7 +24,6 @@ volume) is dead once its heartbeat is older than ``OWNER_SILENT_S``.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 import secrets
@@ -34,9 +34,8 @@ import sys
 import time
 import uuid
 from contextlib import suppress
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -45,54 +44,26 @@ from anyio.abc import TaskStatus
 from app.config import Settings
 from app.inference.holder import ModelHolder
 from app.jobs.errors import JobFinished, JobNotFound, JobsUnavailable, storage_failed
-from app.jobs.process import (
-    HOST,
-    Training,
-    command_line_mentions,
-    describe_exit,
-    last_line,
-    process_alive,
-    process_start,
-)
-from app.jobs.promotion import (
-    CurrentChanged,
-    Evaluation,
-    current_model,
-    current_moved,
-    decide,
-    evaluate,
-    make_current,
-    undecided,
-)
-from app.jobs.store import Job, JobStore, Owner
+from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
+from app.jobs.promotion import judge_and_register
+from app.jobs.store import Job, JobStore, Outcome, Owner
+from app.jobs.supervisor import Supervisor
 from app.jobs.validation import Prepare, job_closes
 from closecast import registry
-from closecast.bundle import load_forecaster
-from closecast.errors import ClosecastError
-from closecast.forecaster import Forecaster
+from closecast.forecaster import F64
 
 log = logging.getLogger(__name__)
 
 DB_FILE = "jobs.sqlite"
 JOBS_DIR = ".jobs"
-PROGRESS_FILE = "progress.jsonl"
-POLL_S = 0.25  # while a job runs: progress, cancel requests, timeout
 IDLE_S = 1.0  # between looks at the queue when it was empty (jobs queued by other workers)
 STRAY_AFTER_S = 3600  # a work dir without a job row is removed after this (a request that crashed)
-HEARTBEAT_S = 5.0  # a running job's owner says it is alive this often ...
-OWNER_SILENT_S = 120.0  # ... and is taken for dead after this long without a word (other hosts only)
+OWNER_SILENT_S = 120.0  # a running job's owner is taken for dead after this long without a heartbeat
+# (other hosts only; the supervisor beats every HEARTBEAT_S)
 
 SHUTDOWN = "interrupted: the service shut down while this job was running; submit it again"
-CANCELLED = "cancelled by request"
 
 _LIVE_TOKENS: set[str] = set()  # runners serving in this process (tests run several apps in one process)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str
-    result: dict[str, Any] | None = None
-    error: str | None = None
 
 
 class JobRunner:
@@ -110,11 +81,10 @@ class JobRunner:
         self.python = python  # interpreter for `-m training`; tests put a wrapper here
         self.token = secrets.token_hex(8)
         self._owner: Owner | None = None  # built in `serve`, in the worker process that runs the jobs
-        self._last_beat = 0.0
         self._store_seen = False  # this process has opened the store (and recovered what it held)
         self.unavailable: str | None = "the job runner has not started yet; retry in a moment"
         self._wake: anyio.Event | None = None
-        self._child: Training | None = None
+        self.supervisor = Supervisor(settings, self.store)
 
     def work_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
@@ -222,7 +192,7 @@ class JobRunner:
             task_status.started()
             return
         self._wake = anyio.Event()
-        self._owner = Owner(os.getpid(), HOST, process_start(os.getpid()), self.token)
+        self._owner = Owner(os.getpid(), HOST_AND_BOOT, process_start(os.getpid()), self.token)
         _LIVE_TOKENS.add(self.token)
         self.unavailable = None
         task_status.started()
@@ -267,7 +237,7 @@ class JobRunner:
         owner = job.owner
         if owner is None:
             return False
-        if owner.host != HOST:  # another machine, container or boot: only its heartbeat can tell
+        if owner.host != HOST_AND_BOOT:  # another machine, container or boot: only its heartbeat can tell
             return time.time() - (job.heartbeat_at or 0.0) < OWNER_SILENT_S
         if owner.pid == os.getpid():  # ours, or a dead worker's whose pid this process reuses
             return owner.token in _LIVE_TOKENS
@@ -284,7 +254,7 @@ class JobRunner:
             )
             if self.store.finish(job.id, "failed", error=message):
                 log.warning("job %s: %s", job.id, message)
-            here = job.owner is not None and job.owner.host == HOST
+            here = job.owner is not None and job.owner.host == HOST_AND_BOOT
             if here and job.child_pid and command_line_mentions(job.child_pid, str(self.work_dir(job.id))):
                 with suppress(ProcessLookupError, PermissionError):
                     os.killpg(job.child_pid, signal.SIGKILL)
@@ -306,13 +276,13 @@ class JobRunner:
         try:
             outcome = await self._train_and_promote(job, work)
         except anyio.get_cancelled_exc_class():  # shutdown: never leave a job running behind us
-            self._stop_child()
+            self.supervisor.stop()
             self.store.finish(job.id, "failed", error=SHUTDOWN)
             shutil.rmtree(work, ignore_errors=True)
             raise
         except Exception as exc:  # a bug here must not stop the queue
             log.exception("job %s failed inside the runner", job.id)
-            self._stop_child()
+            self.supervisor.stop()
             outcome = Outcome("failed", error=f"internal error while running the job: {exc!r}")
         await anyio.to_thread.run_sync(self._record, job, work, outcome)
 
@@ -324,147 +294,24 @@ class JobRunner:
     async def _train_and_promote(self, job: Job, work: Path) -> Outcome:
         out = work / registry.new_version_id(job.id.encode())
         try:
-            self._child = await anyio.to_thread.run_sync(self._spawn, job, work, out)
+            await anyio.to_thread.run_sync(self.supervisor.start, self.python, job, work, out)
         except OSError as exc:
             return Outcome("failed", error=f"could not start the training process: {exc}")
-        failure = await self._supervise(job, work)
-        self._child = None
-        return failure or await self._judge_and_register(job, work, out)
+        failure = await self.supervisor.wait(job, work)
+        if failure is not None:
+            return failure
+        judge = partial(
+            judge_and_register,
+            self.holder,
+            out,
+            job.promote,
+            partial(self._job_closes, job, work),
+            partial(self.store.cancel_requested, job.id),
+        )
+        return await anyio.to_thread.run_sync(judge)
 
-    # --- the training process ----------------------------------------------------------------------------
-
-    def _spawn(self, job: Job, work: Path, out: Path) -> Training:
-        """Start the CLI on the job's data, the params as flags and the service's thread count, niced."""
-        flags = {
-            "csv": work / job.spec["csv"],
-            "out": out,
-            "column": job.spec["column"],
-            "date-column": job.spec.get("date_column"),
-            "progress-file": work / PROGRESS_FILE,
-            "threads": self.settings.train_threads,
-            **{name.replace("_", "-"): value for name, value in job.spec["params"].items()},
-        }
-        training = Training.start(self.python, flags, work, self.settings.train_threads)
-        proc = training.popen
-        with suppress(OSError):  # best effort; set before the child starts its threads, which inherit it
-            niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.settings.train_nice)
-            os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
-        try:
-            self.store.set_child(job.id, proc.pid)
-        except BaseException:
-            self._child = training
-            self._stop_child()
-            raise
-        log.info("job %s: training process %d started", job.id, proc.pid)
-        return training
-
-    async def _supervise(self, job: Job, work: Path) -> Outcome | None:
-        """Wait for the CLI, relaying its progress; None when it succeeded, else why it did not."""
-        assert self._child is not None
-        training, proc = self._child, self._child.popen
-        timeout = self.settings.train_timeout_s
-        deadline = anyio.current_time() + timeout
-        seen: str | None = None
-        while proc.poll() is None:
-            await anyio.sleep(POLL_S)
-            seen, cancel = await anyio.to_thread.run_sync(self._tick, job, work, seen)
-            if cancel:
-                await self._kill_child()
-                return Outcome("cancelled", error=CANCELLED)
-            if anyio.current_time() > deadline:
-                await self._kill_child()
-                return Outcome(
-                    "failed",
-                    error=f"training ran longer than {timeout:g} s (CLOSECAST_TRAIN_TIMEOUT_S); killed",
-                )
-        await anyio.to_thread.run_sync(self._tick, job, work, seen)
-        if proc.returncode == 0:
-            return None
-        return Outcome("failed", error=describe_exit(proc.returncode, training.last_stderr_line()))
-
-    def _tick(self, job: Job, work: Path, seen: str | None) -> tuple[str | None, bool]:
-        """Copy a new progress line into the store, say the owner is alive; report whether to cancel."""
-        if time.monotonic() - self._last_beat >= HEARTBEAT_S:
-            self.store.beat(job.id)
-            self._last_beat = time.monotonic()
-        line = last_line(work / PROGRESS_FILE)
-        if line and line != seen:
-            with suppress(ValueError, TypeError):  # a line still being written: take it next tick
-                event = json.loads(line)
-                keys = ("epoch", "epochs", "train_loss", "val_loss")
-                self.store.set_progress(job.id, {k: event.get(k) for k in keys})
-                seen = line
-        return seen, self.store.cancel_requested(job.id)
-
-    async def _kill_child(self) -> None:
-        if self._child is not None:
-            await anyio.to_thread.run_sync(self._stop_child)
-
-    def _stop_child(self) -> None:
-        """Kill the training process group (if still running) and reap it."""
-        training, self._child = self._child, None
-        if training is not None:
-            with suppress(ProcessLookupError):
-                os.killpg(training.popen.pid, signal.SIGKILL)
-            training.popen.wait(timeout=10)
-
-    # --- judging and registering the new bundle ----------------------------------------------------------
-
-    async def _judge_and_register(self, job: Job, work: Path, out: Path) -> Outcome:
-        """Verify the bundle, run the gate, register it (rename into the registry), promote if judged so."""
-        try:
-            candidate = await anyio.to_thread.run_sync(
-                load_forecaster, out, self.holder.providers, self.holder.ort_threads
-            )
-        except (ClosecastError, OSError) as exc:
-            return Outcome("failed", error=f"the new bundle failed verification and was discarded: {exc}")
-        gate: Evaluation | None = None
-        try:
-            gate = await anyio.to_thread.run_sync(self._evaluate, job, work, candidate)
-            decision = decide(job.promote, gate)
-        except (ClosecastError, OSError, ValueError, KeyError) as exc:
-            decision = undecided(job.promote, candidate.version, str(exc))
-        result: dict[str, Any] = {
-            "version": candidate.version,
-            "metrics": {
-                "test": candidate.manifest.get("metrics", {}).get("test"),
-                "gate": gate.as_dict() if gate else None,
-            },
-            "promoted": False,
-            "reason": decision.reason,
-        }
-        if await anyio.to_thread.run_sync(self.store.cancel_requested, job.id):
-            return Outcome("cancelled", error=f"{CANCELLED} before the new version was registered")
-        try:
-            await anyio.to_thread.run_sync(self._register, out)
-        except OSError as exc:
-            return Outcome("failed", error=f"could not register {out.name} in {self.model_dir}: {exc}")
-        if not decision.promote:
-            return Outcome("succeeded", result=result)
-        judged_against = gate.current_version if gate is not None and job.promote == "auto" else None
-        try:
-            await anyio.to_thread.run_sync(make_current, self.holder, candidate, judged_against)
-        except CurrentChanged as exc:
-            assert gate is not None  # only an `auto` promotion judged against a model checks the pointer
-            moved = current_moved(gate, exc.now, candidate.version)
-            return Outcome("succeeded", result={**result, "reason": moved.reason})
-        except (OSError, ValueError) as exc:
-            return Outcome(
-                "failed",
-                result=result,
-                error=f"registered {candidate.version} but could not make it current: {exc}",
-            )
-        return Outcome("succeeded", result={**result, "promoted": True})
-
-    def _evaluate(self, job: Job, work: Path, candidate: Forecaster) -> Evaluation:
+    def _job_closes(self, job: Job, work: Path) -> F64:
+        """The closes the job trained on, read back from its work dir (saying the owner is alive first)."""
         self.store.beat(job.id)
         spec = job.spec
-        closes = job_closes(work / spec["csv"], spec["column"], spec.get("date_column"))
-        return evaluate(candidate, current_model(self.holder), closes)
-
-    def _register(self, out: Path) -> None:
-        """Rename the verified bundle into the registry (atomic; both live in the model dir)."""
-        target = self.model_dir / out.name
-        if target.exists():
-            raise FileExistsError(f"{target} already exists")
-        os.rename(out, target)
+        return job_closes(work / spec["csv"], spec["column"], spec.get("date_column"))

@@ -87,6 +87,18 @@ class Job:
         return self.status in TERMINAL
 
 
+CANCELLED = "cancelled by request"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended, as ``JobStore.finish`` records it: a terminal status, its result or its error."""
+
+    status: str
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.jobs.schemas import TrainRequest, UploadForm
+from app.api.train_schemas import TrainRequest, UploadForm
 from closecast.config import Config
 from closecast.errors import InputInvalid, Loc, Problem
 from closecast.series import ConstantSeries, Series, check_trainable, load_csv, series_from_values

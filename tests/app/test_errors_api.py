@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.app.conftest import FIXTURE_MODELS, closes, detail_msgs, make_settings
+from tests.helpers import FIXTURE_MODELS, detail_msgs, make_settings
+from tests.synthetic import calm_walk
 
 
 def _raw(client: TestClient, path: str, text: str) -> Any:
@@ -17,7 +18,7 @@ def _raw(client: TestClient, path: str, text: str) -> Any:
 
 
 def test_negative_close_is_422_naming_index_and_value(client: TestClient) -> None:
-    series = closes()
+    series = calm_walk()
     series[17] = -3.2
     response = client.post("/forecast", json={"closes": series})
     assert response.status_code == 422
@@ -32,7 +33,7 @@ def test_negative_close_is_422_naming_index_and_value(client: TestClient) -> Non
 
 
 def test_zero_close_is_422(client: TestClient) -> None:
-    response = client.post("/forecast", json={"closes": [*closes(20), 0]})
+    response = client.post("/forecast", json={"closes": [*calm_walk(20), 0]})
     assert detail_msgs(response) == ["closes[20] is 0; prices must be > 0"]
 
 
@@ -92,12 +93,12 @@ def test_invalid_json_is_422(client: TestClient) -> None:
 
 
 def test_unknown_field_is_422(client: TestClient) -> None:
-    response = client.post("/forecast", json={"closes": closes(), "horizion": 3})
+    response = client.post("/forecast", json={"closes": calm_walk(), "horizion": 3})
     assert detail_msgs(response) == ["horizion is not a known field; remove it (see /docs for the schema)"]
 
 
 def test_series_shorter_than_window_is_422(client: TestClient, window: int) -> None:
-    response = client.post("/forecast", json={"closes": closes(5)})
+    response = client.post("/forecast", json={"closes": calm_walk(5)})
     assert response.status_code == 422
     assert response.json()["detail"] == [
         {
@@ -112,34 +113,34 @@ def test_series_shorter_than_window_is_422(client: TestClient, window: int) -> N
 
 def test_series_longer_than_max_closes_is_422() -> None:
     with TestClient(create_app(make_settings(FIXTURE_MODELS, max_closes=50))) as c:
-        response = c.post("/forecast", json={"closes": closes(51)})
+        response = c.post("/forecast", json={"closes": calm_walk(51)})
     assert detail_msgs(response) == [
         "closes has 51 values but at most 50 are accepted (CLOSECAST_MAX_CLOSES); send the latest 50"
     ]
 
 
 def test_horizon_beyond_setting_is_422(client: TestClient) -> None:
-    response = client.post("/forecast", json={"closes": closes(), "horizon": 31})
+    response = client.post("/forecast", json={"closes": calm_walk(), "horizon": 31})
     assert detail_msgs(response) == ["horizon is 31; at most 30 steps are served (CLOSECAST_MAX_HORIZON)"]
 
 
 def test_horizon_zero_is_422(client: TestClient) -> None:
-    response = client.post("/forecast", json={"closes": closes(), "horizon": 0})
+    response = client.post("/forecast", json={"closes": calm_walk(), "horizon": 0})
     assert detail_msgs(response) == ["horizon is 0; input should be greater than or equal to 1"]
 
 
 def test_fractional_horizon_is_422(client: TestClient) -> None:
-    response = client.post("/forecast", json={"closes": closes(), "horizon": 1.5})
+    response = client.post("/forecast", json={"closes": calm_walk(), "horizon": 1.5})
     assert detail_msgs(response) == ["horizon is 1.5; input should be a valid integer"]
 
 
 def test_level_out_of_range_is_422(client: TestClient) -> None:
-    response = client.post("/forecast", json={"closes": closes(), "level": [80, 100]})
+    response = client.post("/forecast", json={"closes": calm_walk(), "level": [80, 100]})
     assert detail_msgs(response) == ["level[1] is 100; input should be less than or equal to 99"]
 
 
 def test_duplicate_level_is_422(client: TestClient) -> None:
-    response = client.post("/forecast", json={"closes": closes(), "level": [95, 80, 95]})
+    response = client.post("/forecast", json={"closes": calm_walk(), "level": [95, 80, 95]})
     assert detail_msgs(response) == [
         "level is [95, 80, 95]; levels must be unique; 95 appears more than once"
     ]
@@ -155,9 +156,9 @@ def test_forecast_beyond_float64_is_422(client: TestClient) -> None:
 
 
 def test_batch_bad_close_names_the_series_path(client: TestClient) -> None:
-    bad = closes()
+    bad = calm_walk()
     bad[5] = -1.5
-    body = {"series": [{"id": "ok", "closes": closes()}, {"id": "bad", "closes": bad}]}
+    body = {"series": [{"id": "ok", "closes": calm_walk()}, {"id": "bad", "closes": bad}]}
     response = client.post("/forecast/batch", json=body)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "series", 1, "closes", 5]
@@ -167,9 +168,9 @@ def test_batch_bad_close_names_the_series_path(client: TestClient) -> None:
 def test_batch_lists_every_short_series(client: TestClient, window: int) -> None:
     body = {
         "series": [
-            {"id": "a", "closes": closes(3)},
-            {"id": "b", "closes": closes()},
-            {"id": "c", "closes": closes(4)},
+            {"id": "a", "closes": calm_walk(3)},
+            {"id": "b", "closes": calm_walk()},
+            {"id": "c", "closes": calm_walk(4)},
         ]
     }
     need = f"but the model needs at least {window} (its window); send at least {window}"
@@ -180,13 +181,13 @@ def test_batch_lists_every_short_series(client: TestClient, window: int) -> None
 
 
 def test_batch_empty_id_is_422(client: TestClient) -> None:
-    response = client.post("/forecast/batch", json={"series": [{"id": "", "closes": closes()}]})
+    response = client.post("/forecast/batch", json={"series": [{"id": "", "closes": calm_walk()}]})
     assert detail_msgs(response) == ['series[0].id is ""; string should have at least 1 character']
 
 
 def test_batch_with_too_many_series_is_413() -> None:
     with TestClient(create_app(make_settings(FIXTURE_MODELS, max_batch_series=3))) as c:
-        body = {"series": [{"id": str(k), "closes": closes()} for k in range(4)]}
+        body = {"series": [{"id": str(k), "closes": calm_walk()} for k in range(4)]}
         response = c.post("/forecast/batch", json=body)
     assert response.status_code == 413
     assert response.json() == {
@@ -202,7 +203,7 @@ def small_body_client() -> Iterator[TestClient]:
 
 
 def test_body_declared_over_limit_is_413(small_body_client: TestClient) -> None:
-    response = small_body_client.post("/forecast", json={"closes": closes(300)})
+    response = small_body_client.post("/forecast", json={"closes": calm_walk(300)})
     assert response.status_code == 413
     length = response.request.headers["content-length"]
     assert response.json() == {
@@ -229,12 +230,12 @@ def test_streamed_body_over_limit_is_413(small_body_client: TestClient) -> None:
 
 
 def test_body_under_limit_is_served(small_body_client: TestClient) -> None:
-    assert small_body_client.post("/forecast", json={"closes": closes(20)}).status_code == 200
+    assert small_body_client.post("/forecast", json={"closes": calm_walk(20)}).status_code == 200
 
 
 def test_forecast_before_model_is_loaded_is_503() -> None:
     client = TestClient(create_app(make_settings(FIXTURE_MODELS)))  # no `with`: the lifespan has not run
-    response = client.post("/forecast", json={"closes": closes()})
+    response = client.post("/forecast", json={"closes": calm_walk()})
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.json() == {"detail": "no verified model is loaded yet; retry once /readyz answers 200"}
@@ -243,7 +244,8 @@ def test_forecast_before_model_is_loaded_is_503() -> None:
 def test_batch_before_model_is_loaded_is_503() -> None:
     client = TestClient(create_app(make_settings(FIXTURE_MODELS)))
     assert (
-        client.post("/forecast/batch", json={"series": [{"id": "a", "closes": closes()}]}).status_code == 503
+        client.post("/forecast/batch", json={"series": [{"id": "a", "closes": calm_walk()}]}).status_code
+        == 503
     )
 
 

@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.app.conftest import FIXTURE_BUNDLE, FIXTURE_MODELS, closes, make_settings
+from tests.helpers import FIXTURE_BUNDLE, FIXTURE_MODELS, make_settings
+from tests.synthetic import calm_walk
 
 
 def _forecast(client: TestClient, **body: Any) -> dict[str, Any]:
@@ -22,17 +23,17 @@ def _forecast(client: TestClient, **body: Any) -> dict[str, Any]:
 
 
 def test_forecast_returns_one_value_per_horizon_step(client: TestClient) -> None:
-    body = _forecast(client, closes=closes(), horizon=7)
+    body = _forecast(client, closes=calm_walk(), horizon=7)
     assert len(body["forecast"]) == 7
     assert all(len(band["lower"]) == len(band["upper"]) == 7 for band in body["intervals"].values())
 
 
 def test_forecast_defaults_to_one_step_and_levels_80_95(client: TestClient) -> None:
-    body = _forecast(client, closes=closes())
+    body = _forecast(client, closes=calm_walk())
     assert len(body["forecast"]) == 1
     assert set(body["intervals"]) == {"80", "95"}
     assert body["model_version"] == FIXTURE_BUNDLE.name
-    assert body["last_close"] == closes()[-1]
+    assert body["last_close"] == calm_walk()[-1]
     assert body["warnings"] == []
 
 
@@ -44,19 +45,19 @@ def test_forecast_reproduces_the_manifest_sample(client: TestClient) -> None:
 
 
 def test_forecast_uses_only_the_latest_window(client: TestClient, window: int) -> None:
-    long = closes(200)
+    long = calm_walk(200)
     assert _forecast(client, closes=long)["forecast"] == _forecast(client, closes=long[-window:])["forecast"]
 
 
 def test_forecast_intervals_contain_the_forecast(client: TestClient) -> None:
-    body = _forecast(client, closes=closes(), horizon=5)
+    body = _forecast(client, closes=calm_walk(), horizon=5)
     for band in body["intervals"].values():
         for lo, f, hi in zip(band["lower"], body["forecast"], band["upper"], strict=True):
             assert lo < f < hi
 
 
 def test_forecast_95_interval_is_wider_than_80(client: TestClient) -> None:
-    bands = _forecast(client, closes=closes(), horizon=5)["intervals"]
+    bands = _forecast(client, closes=calm_walk(), horizon=5)["intervals"]
     for h in range(5):
         assert (
             bands["95"]["upper"][h] - bands["95"]["lower"][h]
@@ -65,7 +66,7 @@ def test_forecast_95_interval_is_wider_than_80(client: TestClient) -> None:
 
 
 def test_forecast_intervals_widen_with_horizon(client: TestClient) -> None:
-    band = _forecast(client, closes=closes(), horizon=10, level=[80])["intervals"]["80"]
+    band = _forecast(client, closes=calm_walk(), horizon=10, level=[80])["intervals"]["80"]
     widths = np.log(np.array(band["upper"])) - np.log(np.array(band["lower"]))
     assert np.all(np.diff(widths) > 0)
     assert widths[3] == pytest.approx(2 * widths[0])  # sqrt(4) = 2: residual quantiles widened by sqrt(h)
@@ -80,7 +81,7 @@ def test_forecast_interval_is_quantiles_times_window_volatility(client: TestClie
     assert intervals["units"] == "window_volatility"
     q_lo = np.interp(0.1, intervals["probabilities"], intervals["residual_quantiles"])
     q_hi = np.interp(0.9, intervals["probabilities"], intervals["residual_quantiles"])
-    series = closes()
+    series = calm_walk()
     vol = _volatility(series, window, intervals["volatility_floor"])
     body = _forecast(client, closes=series, level=[80], horizon=4)
     f, band = np.array(body["forecast"]), body["intervals"]["80"]
@@ -90,7 +91,7 @@ def test_forecast_interval_is_quantiles_times_window_volatility(client: TestClie
 
 
 def test_forecast_interval_is_wider_for_a_turbulent_window(client: TestClient, window: int) -> None:
-    calm, turbulent = closes(seed=3), closes(seed=3)
+    calm, turbulent = calm_walk(seed=3), calm_walk(seed=3)
     for i in range(len(turbulent) - window, len(turbulent), 2):  # zig-zag inside the training range
         turbulent[i] *= 1.012
 
@@ -114,7 +115,7 @@ def test_forecast_interval_of_a_flat_window_uses_the_volatility_floor(client: Te
 
 
 def test_forecast_horizon_feeds_each_prediction_back(client: TestClient, window: int) -> None:
-    series = closes()
+    series = calm_walk()
     two_steps = _forecast(client, closes=series, horizon=2)["forecast"]
     one_step = _forecast(client, closes=series)["forecast"][0]
     assert two_steps[0] == pytest.approx(one_step, rel=1e-12)
@@ -125,7 +126,7 @@ def test_forecast_horizon_feeds_each_prediction_back(client: TestClient, window:
 
 @pytest.mark.parametrize("factor", [100.0, 0.005])
 def test_forecast_ratio_is_invariant_to_price_level(client: TestClient, factor: float) -> None:
-    base = closes(40, level=1.0)
+    base = calm_walk(40, level=1.0)
     a = _forecast(client, closes=base, horizon=3)
     b = _forecast(client, closes=[c * factor for c in base], horizon=3)
     for fa, fb in zip(a["forecast"], b["forecast"], strict=True):
@@ -133,7 +134,7 @@ def test_forecast_ratio_is_invariant_to_price_level(client: TestClient, factor: 
 
 
 def test_forecast_warns_when_a_fall_exceeds_training(client: TestClient, window: int) -> None:
-    series = closes(40)
+    series = calm_walk(40)
     series[-1] = series[-2] * 0.769  # -23.1%
     body = _forecast(client, closes=series)
     assert body["warnings"] == [
@@ -143,7 +144,7 @@ def test_forecast_warns_when_a_fall_exceeds_training(client: TestClient, window:
 
 
 def test_forecast_warns_when_a_rise_exceeds_training(client: TestClient) -> None:
-    series = closes(40)
+    series = calm_walk(40)
     series[35] = series[34] * 1.05
     body = _forecast(client, closes=series)
     assert body["warnings"][0].startswith("closes[34]→closes[35] moved +5.0%, beyond the largest rise seen")
@@ -151,7 +152,7 @@ def test_forecast_warns_when_a_rise_exceeds_training(client: TestClient) -> None
 
 
 def test_forecast_ignores_moves_before_the_latest_window(client: TestClient) -> None:
-    series = closes(60)
+    series = calm_walk(60)
     series[2] = series[1] * 0.5
     assert _forecast(client, closes=series)["warnings"] == []
 
@@ -164,7 +165,7 @@ def test_forecast_warning_increments_the_counter(client: TestClient) -> None:
         return 0.0
 
     before = count()
-    series = closes(40)
+    series = calm_walk(40)
     series[-1] = series[-2] * 1.5
     series[-3] = series[-4] * 0.5  # a fall, then a rise back: three warnings in all
     assert len(_forecast(client, closes=series)["warnings"]) == 3
@@ -173,7 +174,7 @@ def test_forecast_warning_increments_the_counter(client: TestClient) -> None:
 
 def test_batch_answers_in_the_order_given(client: TestClient) -> None:
     ids = ["z", "a", "m", "b"]
-    body = {"series": [{"id": i, "closes": closes(30 + k, seed=k)} for k, i in enumerate(ids)]}
+    body = {"series": [{"id": i, "closes": calm_walk(30 + k, seed=k)} for k, i in enumerate(ids)]}
     response = client.post("/forecast/batch", json=body)
     assert response.status_code == 200, response.text
     assert [f["id"] for f in response.json()["forecasts"]] == ids
@@ -181,7 +182,7 @@ def test_batch_answers_in_the_order_given(client: TestClient) -> None:
 
 
 def test_batch_equals_single_forecasts(client: TestClient) -> None:
-    series = [closes(20 + 7 * k, level=10.0**k, seed=k) for k in range(5)]
+    series = [calm_walk(20 + 7 * k, level=10.0**k, seed=k) for k in range(5)]
     series[3][-1] *= 0.8  # one with a warning
     batch = client.post(
         "/forecast/batch",
@@ -217,7 +218,7 @@ def test_batch_makes_one_model_call_per_step_for_all_series() -> None:
     with TestClient(create_app(make_settings(FIXTURE_MODELS))) as c:
         model = c.app.state.holder.current  # type: ignore[attr-defined]
         model.session = counting = _CountingSession(model.session)
-        body = {"series": [{"id": str(k), "closes": closes(40, seed=k)} for k in range(25)], "horizon": 6}
+        body = {"series": [{"id": str(k), "closes": calm_walk(40, seed=k)} for k in range(25)], "horizon": 6}
         assert c.post("/forecast/batch", json=body).status_code == 200
     assert counting.batches == [25] * 6
 
@@ -227,14 +228,14 @@ def test_batch_above_threshold_runs_off_the_event_loop() -> None:
         model = c.app.state.holder.current  # type: ignore[attr-defined]
         model.session = counting = _CountingSession(model.session)
         for n in (2, 3):
-            body = {"series": [{"id": str(k), "closes": closes(40, seed=k)} for k in range(n)]}
+            body = {"series": [{"id": str(k), "closes": calm_walk(40, seed=k)} for k in range(n)]}
             assert c.post("/forecast/batch", json=body).status_code == 200
     inline, threaded = counting.threads
     assert inline != threaded
 
 
 def test_noop_forecast_answers_the_last_close_without_inference(client: TestClient) -> None:
-    series = closes()
+    series = calm_walk()
     response = client.post("/noop/forecast", json={"closes": series, "horizon": 3})
     assert response.status_code == 200
     assert response.json()["forecast"] == [series[-1]] * 3
@@ -249,4 +250,4 @@ def test_noop_forecast_validates_like_forecast(client: TestClient) -> None:
 
 def test_noop_forecast_is_absent_unless_enabled() -> None:
     with TestClient(create_app(make_settings(FIXTURE_MODELS, enable_noop=False))) as c:
-        assert c.post("/noop/forecast", json={"closes": closes()}).status_code == 404
+        assert c.post("/noop/forecast", json={"closes": calm_walk()}).status_code == 404

@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
-from tests.app.conftest import FIXTURE_BUNDLE, FIXTURE_MODELS, closes, make_settings
+from tests.helpers import FIXTURE_BUNDLE, FIXTURE_MODELS, make_settings
+from tests.synthetic import calm_walk
 
 
 def _samples(client: TestClient, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -67,7 +68,7 @@ def test_models_current_is_503_before_the_model_is_loaded() -> None:
 
 def test_metrics_count_requests_by_route_template_and_status() -> None:
     with TestClient(create_app(make_settings(FIXTURE_MODELS))) as c:
-        c.post("/forecast", json={"closes": closes()})
+        c.post("/forecast", json={"closes": calm_walk()})
         c.post("/forecast", json={"closes": [1.0, -1.0]})
         c.get("/no/such/path/42")
         requests = _samples(c, "closecast_http_requests_total")
@@ -78,7 +79,7 @@ def test_metrics_count_requests_by_route_template_and_status() -> None:
 
 def test_metrics_time_requests_and_inference() -> None:
     with TestClient(create_app(make_settings(FIXTURE_MODELS))) as c:
-        c.post("/forecast", json={"closes": closes()})
+        c.post("/forecast", json={"closes": calm_walk()})
         latency = _samples(c, "closecast_http_request_duration_seconds_count")
         inference = _samples(c, "closecast_inference_seconds_count")
     assert latency[(("method", "POST"), ("route", "/forecast"))] == 1
@@ -87,7 +88,7 @@ def test_metrics_time_requests_and_inference() -> None:
 
 def test_metrics_record_batch_sizes() -> None:
     with TestClient(create_app(make_settings(FIXTURE_MODELS))) as c:
-        c.post("/forecast/batch", json={"series": [{"id": str(k), "closes": closes()} for k in range(5)]})
+        c.post("/forecast/batch", json={"series": [{"id": str(k), "closes": calm_walk()} for k in range(5)]})
         total = _samples(c, "closecast_batch_series_sum")
     assert total[(("endpoint", "forecast_batch"),)] == 5
 

@@ -17,7 +17,8 @@ from app.inference import holder as holder_module
 from app.inference.holder import ModelHolder
 from app.main import create_app
 from closecast import registry
-from tests.app.conftest import FIXTURE_BUNDLE, closes, make_settings
+from tests.helpers import FIXTURE_BUNDLE, make_settings
+from tests.synthetic import calm_walk
 
 NEW = "20991231T000000Z-0000beef"
 
@@ -35,7 +36,7 @@ def _add_version(model_dir: Path, name: str = NEW) -> Path:
 
 
 def _served(client: TestClient) -> str:
-    version: str = client.post("/forecast", json={"closes": closes()}).json()["model_version"]
+    version: str = client.post("/forecast", json={"closes": calm_walk()}).json()["model_version"]
     return version
 
 
@@ -110,10 +111,11 @@ def test_in_flight_request_finishes_on_the_model_it_started_with(model_dir: Path
         assert old is not None
         old.session = gated = _GatedSession(old.session)
         answers: list[Any] = []
-        body = {"series": [{"id": "a", "closes": closes()}], "horizon": 3}
+        body = {"series": [{"id": "a", "closes": calm_walk()}], "horizon": 3}
         request = threading.Thread(target=lambda: answers.append(c.post("/forecast/batch", json=body)))
         request.start()
         assert gated.entered.wait(30)
+        registry.set_current(model_dir, NEW)  # so the pointer watcher agrees with the swap below
         holder.swap(holder.load_version(NEW))  # swap while the request sits inside the old model
         gated.gate.set()
         request.join(30)

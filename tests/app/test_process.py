@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.app.conftest import FIXTURE_MODELS, closes
+from tests.helpers import FIXTURE_MODELS
+from tests.synthetic import calm_walk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +36,7 @@ def test_serving_never_imports_torch() -> None:
         import sys
         from fastapi.testclient import TestClient
         from app.main import app
-        series = {closes()!r}
+        series = {calm_walk()!r}
         with TestClient(app) as client:
             assert client.post("/forecast", json={{"closes": series}}).status_code == 200
             batch = {{"series": [{{"id": "a", "closes": series}}]}}
@@ -72,7 +73,7 @@ def test_python_m_app_serves_until_stopped() -> None:
                 pass
             assert time.monotonic() < deadline, "server not ready within 60 s"
             time.sleep(0.1)
-        response = httpx.post(f"http://127.0.0.1:{port}/forecast", json={"closes": closes()}, timeout=5)
+        response = httpx.post(f"http://127.0.0.1:{port}/forecast", json={"closes": calm_walk()}, timeout=5)
         assert response.status_code == 200
     finally:
         server.terminate()
@@ -86,4 +87,5 @@ def test_python_m_app_exits_non_zero_without_a_model(tmp_path: Path) -> None:
         [sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode != 0
-    assert f"no model bundle in {tmp_path}" in done.stderr
+    assert "no servable model in the registry" in done.stderr
+    assert str(tmp_path) not in done.stderr  # no filesystem paths in what the service says

@@ -7,7 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from app.main import create_app
-from tests.app.conftest import FIXTURE_MODELS, make_settings
+from tests.helpers import FIXTURE_MODELS, make_settings
 
 APP = create_app(make_settings(FIXTURE_MODELS, enable_noop=True))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)

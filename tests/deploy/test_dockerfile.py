@@ -23,7 +23,7 @@ import tomllib
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,104 +34,23 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from closecast import registry
+from tests.deploy.dockerfile import (
+    DOCKERFILE,
+    ROOT,
+    Dockerfile,
+    exec_form,
+    healthcheck_command,
+    is_ignored,
+    read_dockerfile,
+    read_dockerignore,
+    top_level_packages,
+    unshipped_packages,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = ROOT / "Dockerfile"
 RUNTIME_TARGETS = ("serve", "cpu", "cuda")
 DEFAULT_TARGET = "cpu"
 READY_WITHIN_S = 30.0
 IMAGE_PORT = 8000
-
-
-# ---- a small Dockerfile reader -----------------------------------------------------------------------------
-
-
-@dataclass
-class Stage:
-    name: str
-    base: str
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class Dockerfile:
-    args: dict[str, str]  # global ARG defaults (before the first FROM)
-    stages: list[Stage]
-
-    def stage(self, name: str) -> Stage:
-        return next(s for s in self.stages if s.name == name)
-
-    def chain(self, name: str) -> list[Stage]:
-        """The stage and the stages it is built FROM, nearest first."""
-        names = {s.name for s in self.stages}
-        chain = [self.stage(name)]
-        while chain[-1].base in names:
-            chain.append(self.stage(chain[-1].base))
-        return chain
-
-    def last(self, name: str, keyword: str) -> str | None:
-        """Arguments of the instruction that the image of stage ``name`` ends up with (parents included)."""
-        for stage in self.chain(name):
-            found = [args for kw, args in stage.instructions if kw == keyword]
-            if found:
-                return found[-1]
-        return None
-
-    def all(self, name: str, keyword: str) -> list[str]:
-        """Arguments of every ``keyword`` instruction of stage ``name`` and its parents, in build order."""
-        stages = reversed(self.chain(name))
-        return [args for stage in stages for kw, args in stage.instructions if kw == keyword]
-
-    def env(self, name: str) -> dict[str, str]:
-        values: dict[str, str] = {}
-        for args in self.all(name, "ENV"):
-            values.update(item.split("=", 1) for item in shlex.split(args))  # type: ignore[misc]
-        return values
-
-
-def read_dockerfile(path: Path = DOCKERFILE) -> Dockerfile:
-    """Instructions per stage: comments dropped, backslash continuations joined (as Docker does)."""
-    logical: list[str] = []
-    pending = ""
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        if raw.strip().startswith("#") or (not raw.strip() and not pending):
-            continue
-        if raw.rstrip().endswith("\\"):
-            pending += raw.rstrip()[:-1]
-            continue
-        logical.append(pending + raw)
-        pending = ""
-    args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for line in logical:
-        keyword, _, rest = line.strip().partition(" ")
-        keyword, rest = keyword.upper(), rest.strip()
-        if keyword == "FROM":
-            words = [w for w in rest.split() if not w.startswith("--")]
-            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
-            stages.append(Stage(name=name, base=words[0]))
-        elif not stages and keyword == "ARG":
-            key, _, value = rest.partition("=")
-            args[key] = value
-        elif stages:
-            stages[-1].instructions.append((keyword, rest))
-    return Dockerfile(args=args, stages=stages)
-
-
-def exec_form(args: str) -> list[str]:
-    value = json.loads(args)
-    assert isinstance(value, list) and all(isinstance(v, str) for v in value), f"not exec form: {args}"
-    return value
-
-
-def healthcheck_command(args: str) -> tuple[dict[str, str], list[str]]:
-    """``HEALTHCHECK --opt=v ... CMD <command>`` -> (options, argv)."""
-    match = re.fullmatch(r"((?:--\S+\s+)*)CMD\s+(.+)", args, flags=re.DOTALL)
-    assert match, f"HEALTHCHECK without CMD: {args}"
-    options = dict(opt[2:].split("=", 1) for opt in match.group(1).split())
-    command = match.group(2).strip()
-    argv = exec_form(command) if command.startswith("[") else ["/bin/sh", "-c", command]
-    return options, argv
 
 
 @pytest.fixture(scope="module")
@@ -333,28 +252,6 @@ def test_trained_version_in_volume_survives_restart(
 # ---- the build context, the locks, the CUDA base -------------------------------------------------------
 
 
-def _ignored(path: str, patterns: list[str]) -> bool:
-    """Docker's .dockerignore rule: the last pattern matching the path or a parent decides."""
-
-    def regex(pattern: str) -> re.Pattern[str]:
-        out = ""
-        for token in re.split(r"(\*\*/|\*\*|\*|\?)", pattern):
-            out += {"**/": "(.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token))
-        return re.compile(out.replace(r"\[", "[").replace(r"\]", "]"))
-
-    parts = path.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    ignored = False
-    for raw in patterns:
-        negated = raw.startswith("!")
-        pattern = raw[1:] if negated else raw
-        if negated != ignored:
-            continue
-        if any(regex(pattern.strip("/")).fullmatch(c) for c in candidates):
-            ignored = not negated
-    return ignored
-
-
 UNWANTED_IN_CONTEXT = (
     ".git/HEAD",
     ".venv/bin/python",
@@ -369,8 +266,7 @@ UNWANTED_IN_CONTEXT = (
 
 
 def test_dockerignore_sends_copy_sources_and_nothing_else(dockerfile: Dockerfile) -> None:
-    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
-    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    patterns = read_dockerignore()
     for stage in dockerfile.stages:
         for keyword, args in stage.instructions:
             words = shlex.split(args)
@@ -381,9 +277,34 @@ def test_dockerignore_sends_copy_sources_and_nothing_else(dockerfile: Dockerfile
                 for f in files:
                     name = f.relative_to(ROOT).as_posix()
                     if "__pycache__" not in name and not f.name.startswith("."):
-                        assert not _ignored(name, patterns), f"{name} is copied but .dockerignore drops it"
+                        assert not is_ignored(name, patterns), f"{name} is copied but .dockerignore drops it"
     for unwanted in UNWANTED_IN_CONTEXT:
-        assert _ignored(unwanted, patterns), f"{unwanted} would be sent to the build"
+        assert is_ignored(unwanted, patterns), f"{unwanted} would be sent to the build"
+
+
+def test_every_package_is_copied_into_the_wheel_that_every_target_installs(dockerfile: Dockerfile) -> None:
+    """closecast/, app/ and training/ (whatever pyproject ships) reach every image through the wheel stage."""
+    packages = top_level_packages()
+    assert {"app", "closecast", "training"} <= set(packages)
+    assert all((ROOT / p / "__init__.py").is_file() for p in packages), packages
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert sorted(project["tool"]["mypy"]["packages"]) == packages
+    assert unshipped_packages(dockerfile, read_dockerignore(), packages) == {}
+    for target in RUNTIME_TARGETS:
+        installs = [a for a in dockerfile.all(target, "RUN") if "from=wheel" in a and "pip install" in a]
+        assert installs, f"target {target} does not install the wheel stage's build"
+
+
+def test_package_check_names_a_package_the_image_would_miss(tmp_path: Path) -> None:
+    """The check above, on a Dockerfile without one COPY line and a .dockerignore without one package."""
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("COPY training ./training\n", "")
+    (tmp_path / "Dockerfile").write_text(text, encoding="utf-8")
+    patterns = [p for p in read_dockerignore() if p != "!closecast/"]
+    missing = unshipped_packages(read_dockerfile(tmp_path / "Dockerfile"), patterns, top_level_packages())
+    assert missing == {
+        "training": "the wheel stage has no `COPY training ./training`",
+        "closecast": ".dockerignore keeps closecast/ out of the build context (add `!closecast/`)",
+    }
 
 
 def _load_lock_module() -> Any:

@@ -12,25 +12,16 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from closecast import registry
+from tests.helpers import make_settings
 
-FIXTURE_MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
-FIXTURE_VERSION = registry.read_current(FIXTURE_MODELS) or "missing"
 KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 TINY = {"window": 11, "hidden_size": 8, "epochs": 3}  # threads come from the settings (1)
 
 
-def make_settings(model_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "model_dir": model_dir,
-        "providers": "cpu",
-        "api_key": KEY,
-        "reload_interval_s": 0.1,
-        "train_threads": 1,
-        **overrides,
-    }
-    return Settings(**values)
+def trainer_settings(model_dir: Path, **overrides: Any) -> Settings:
+    """``make_settings`` with retraining on: the bearer key is ``KEY``."""
+    return make_settings(model_dir, **{"api_key": KEY, **overrides})
 
 
 def build_app(settings: Settings, python: str | None = None) -> FastAPI:

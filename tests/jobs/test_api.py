@@ -17,8 +17,9 @@ from fastapi.testclient import TestClient
 from app.api.errors import status_of
 from app.jobs.errors import storage_failed
 from closecast import registry
-from tests.jobs.conftest import copy_registry, random_walk
-from tests.jobs.helpers import AUTH, FIXTURE_VERSION, KEY, build_app, make_settings
+from tests.helpers import FIXTURE_VERSION, copy_registry
+from tests.jobs.helpers import AUTH, KEY, build_app, trainer_settings
+from tests.synthetic import random_walk
 
 CLOSES = random_walk(300, seed=3).tolist()
 
@@ -30,14 +31,14 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(model_dir: Path) -> Iterator[TestClient]:
-    with TestClient(build_app(make_settings(model_dir))) as c:
+    with TestClient(build_app(trainer_settings(model_dir))) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def keyless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     model_dir = copy_registry(tmp_path_factory.mktemp("keyless") / "models")
-    with TestClient(build_app(make_settings(model_dir, api_key=None))) as c:
+    with TestClient(build_app(trainer_settings(model_dir, api_key=None))) as c:
         yield c
 
 
@@ -367,7 +368,7 @@ def test_a_version_with_an_unreadable_manifest_is_listed_with_the_problem(
 def test_a_model_dir_that_cannot_take_the_job_is_503_and_queues_nothing(tmp_path: Path) -> None:
     model_dir = copy_registry(tmp_path / "models")
     (model_dir / ".jobs").write_text("not a directory")  # as root, chmod cannot make a dir unwritable
-    with TestClient(build_app(make_settings(model_dir))) as client:
+    with TestClient(build_app(trainer_settings(model_dir))) as client:
         response = post(client)
         assert response.status_code == 503
         assert response.json()["detail"].startswith(f"cannot store the job in {model_dir} (")
@@ -397,7 +398,7 @@ def test_storage_errors_map_to_503_or_507(exc: Exception, status: int) -> None:
 def test_a_service_that_never_trains_never_writes_to_the_model_dir(tmp_path: Path) -> None:
     model_dir = copy_registry(tmp_path / "models")
     before = sorted(p.name for p in model_dir.iterdir())
-    with TestClient(build_app(make_settings(model_dir))) as client:
+    with TestClient(build_app(trainer_settings(model_dir))) as client:
         assert client.get("/train", headers=AUTH).json() == {"jobs": []}
         assert client.get("/train/abc", headers=AUTH).status_code == 404
         assert client.get("/models").status_code == 200
@@ -406,7 +407,7 @@ def test_a_service_that_never_trains_never_writes_to_the_model_dir(tmp_path: Pat
 
 def test_an_installation_without_torch_answers_503_and_says_why(tmp_path: Path) -> None:
     """The serve-only image has no torch: /train must say so instead of queueing a job that cannot run."""
-    app = build_app(make_settings(copy_registry(tmp_path / "models")))
+    app = build_app(trainer_settings(copy_registry(tmp_path / "models")))
     app.state.jobs.training_modules = ("torch", "closecast_module_that_is_not_installed")
     with TestClient(app) as client:
         response = client.post("/train", headers=AUTH, json={"closes": random_walk(200).tolist()})

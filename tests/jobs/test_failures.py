@@ -19,18 +19,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from closecast import registry
-from tests.jobs.conftest import copy_registry, random_walk
-from tests.jobs.helpers import (
-    AUTH,
-    FIXTURE_MODELS,
-    FIXTURE_VERSION,
-    build_app,
-    job,
-    make_settings,
-    submit,
-    wait_for,
-    wait_status,
-)
+from tests.helpers import FIXTURE_MODELS, FIXTURE_VERSION, copy_registry
+from tests.jobs.helpers import AUTH, build_app, job, submit, trainer_settings, wait_for, wait_status
+from tests.synthetic import random_walk
 
 SERIES = random_walk(300, seed=2)
 
@@ -71,7 +62,7 @@ def wrapper(path: Path, body: str) -> str:
 
 
 def test_sigkill_of_the_training_process_fails_the_job_and_keeps_the_model(model_dir: Path) -> None:
-    with TestClient(build_app(make_settings(model_dir, train_nice=7))) as client:
+    with TestClient(build_app(trainer_settings(model_dir, train_nice=7))) as client:
         job_id = submit(client, SERIES)
         (pid,) = wait_for(lambda: training_pids(job_id), timeout=30)
         assert niceness(pid) == niceness(os.getpid()) + 7 and os.getsid(pid) == pid  # niced, own session
@@ -100,7 +91,7 @@ def queue_story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueStory
     it was accepted, A is cancelled while training, then D runs and the CLI refuses D's data."""
     model_dir = copy_registry(tmp_path_factory.mktemp("queue") / "models")
     answers: dict[str, Any] = {}
-    with TestClient(build_app(make_settings(model_dir, job_queue_size=1))) as client:
+    with TestClient(build_app(trainer_settings(model_dir, job_queue_size=1))) as client:
         a = submit(client, SERIES)
         a_pids = wait_for(lambda: training_pids(a), timeout=30)
         b = submit(client, SERIES)
@@ -154,7 +145,7 @@ def test_failures_leave_the_registry_and_the_model_alone(queue_story: QueueStory
 
 
 def test_timeout_kills_the_training(model_dir: Path) -> None:
-    with TestClient(build_app(make_settings(model_dir, train_timeout_s=1.0))) as client:
+    with TestClient(build_app(trainer_settings(model_dir, train_timeout_s=1.0))) as client:
         job_id = submit(client, SERIES)
         final = wait_status(client, job_id, "succeeded", "failed", "cancelled")
         assert final["error"] == "training ran longer than 1 s (CLOSECAST_TRAIN_TIMEOUT_S); killed"
@@ -165,7 +156,7 @@ def test_timeout_kills_the_training(model_dir: Path) -> None:
 def test_full_disk_fails_the_job_and_keeps_the_model(model_dir: Path, tmp_path: Path) -> None:
     # `ulimit -f 0`: every write the training process makes fails (EFBIG), as on a full disk (ENOSPC).
     python = wrapper(tmp_path / "python", f'ulimit -f 0\nexec "{sys.executable}" "$@"')
-    with TestClient(build_app(make_settings(model_dir), python=python)) as client:
+    with TestClient(build_app(trainer_settings(model_dir), python=python)) as client:
         final = wait_status(client, submit(client, SERIES), "succeeded", "failed", "cancelled")
         assert final["status"] == "failed"
         # the process's own last word, whichever write failed first (a crash, or the CLI's exit 2)
@@ -193,7 +184,7 @@ def test_damaged_candidate_bundle_is_discarded(model_dir: Path, tmp_path: Path) 
         tmp_path / "python",
         f'exec "{sys.executable}" "{tmp_path / "fake_trainer.py"}" "{FIXTURE_MODELS / FIXTURE_VERSION}" "$@"',
     )
-    with TestClient(build_app(make_settings(model_dir), python=python)) as client:
+    with TestClient(build_app(trainer_settings(model_dir), python=python)) as client:
         job_id = submit(client, SERIES, promote="always")
         final = wait_status(client, job_id, "succeeded", "failed", "cancelled")
         assert final["status"] == "failed"

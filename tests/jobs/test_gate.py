@@ -17,22 +17,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.jobs import runner
+from app.jobs import promotion
 from app.jobs.promotion import Evaluation, decide, evaluate, promote_version, undecided
 from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.forecaster import Forecaster
 from closecast.series import load_csv
-from tests.jobs.conftest import copy_registry
-from tests.jobs.helpers import (
-    AUTH,
-    FIXTURE_MODELS,
-    FIXTURE_VERSION,
-    build_app,
-    make_settings,
-    submit,
-    wait_status,
-)
+from tests.helpers import FIXTURE_MODELS, FIXTURE_VERSION, copy_registry
+from tests.jobs.helpers import AUTH, build_app, submit, trainer_settings, wait_status
 from tests.jobs.test_failures import wrapper
 from tests.synthetic import make_closes
 
@@ -42,7 +34,7 @@ SERIES = make_closes(300, seed=1)
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Path, dict[str, Any]]]:
     model_dir = copy_registry(tmp_path_factory.mktemp("gate") / "models")
-    with TestClient(build_app(make_settings(model_dir))) as client:
+    with TestClient(build_app(trainer_settings(model_dir))) as client:
         job_id = submit(client, SERIES, promote="auto", name="synthetic-seed1")
         yield client, model_dir, wait_status(client, job_id, "succeeded", "failed", "cancelled")
 
@@ -152,15 +144,15 @@ def test_a_rollback_during_judging_stops_auto_but_not_always_promotion(
     trainer.write_text(CLONE_TRAINER)
     python = wrapper(tmp_path / "python", f'exec "{sys.executable}" "{trainer}" "{fixture}" "$@"')
     shutil.copytree(model_dir / FIXTURE_VERSION, model_dir / ROLLED_BACK_TO)
-    service = build_app(make_settings(model_dir), python=python)
-    real_evaluate = runner.evaluate
+    service = build_app(trainer_settings(model_dir), python=python)
+    real_evaluate = promotion.evaluate
 
     def evaluate_then_roll_back(candidate: Forecaster, current: Forecaster, closes: Any) -> Evaluation:
         judged = real_evaluate(candidate, current, closes)
         promote_version(service.state.holder, ROLLED_BACK_TO)  # POST /models/{version}/promote, meanwhile
         return judged
 
-    monkeypatch.setattr(runner, "evaluate", evaluate_then_roll_back)
+    monkeypatch.setattr(promotion, "evaluate", evaluate_then_roll_back)
     csv = (Path(__file__).resolve().parents[1] / "fixtures" / "synthetic.csv").read_bytes()
     with TestClient(service) as client:
         response = client.post(

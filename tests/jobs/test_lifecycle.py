@@ -18,8 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from closecast import registry
-from tests.jobs.conftest import copy_registry, random_walk
-from tests.jobs.helpers import AUTH, FIXTURE_VERSION, build_app, job, make_settings, submit, wait_for
+from tests.helpers import FIXTURE_VERSION, copy_registry
+from tests.jobs.helpers import AUTH, build_app, job, submit, trainer_settings, wait_for
+from tests.synthetic import random_walk
 
 SERIES = random_walk(300, seed=1)
 
@@ -46,7 +47,7 @@ def _forecast_until(client: TestClient, stop: threading.Event, out: list[tuple[i
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     model_dir = copy_registry(tmp_path_factory.mktemp("lifecycle") / "models")
-    with TestClient(build_app(make_settings(model_dir))) as client:
+    with TestClient(build_app(trainer_settings(model_dir))) as client:
         stop = threading.Event()
         forecasts: list[list[tuple[int, str | None]]] = [[], []]  # one list per thread: no cross-thread order
         threads = [threading.Thread(target=_forecast_until, args=(client, stop, out)) for out in forecasts]
@@ -139,7 +140,7 @@ def test_jobs_are_listed_newest_first(run: Run) -> None:
 
 def test_promote_rolls_back_and_every_worker_follows(run: Run) -> None:
     new = run.final["result"]["version"]
-    with TestClient(build_app(make_settings(run.model_dir))) as other_worker:
+    with TestClient(build_app(trainer_settings(run.model_dir))) as other_worker:
         assert other_worker.get("/models/current").json()["version"] == new
         response = run.client.post(f"/models/{FIXTURE_VERSION}/promote", headers=AUTH)
         assert response.status_code == 200, response.text
@@ -151,6 +152,6 @@ def test_promote_rolls_back_and_every_worker_follows(run: Run) -> None:
 
 
 def test_a_new_app_on_the_same_dir_serves_the_pointer_and_keeps_the_jobs(run: Run) -> None:
-    with TestClient(build_app(make_settings(run.model_dir))) as restarted:
+    with TestClient(build_app(trainer_settings(run.model_dir))) as restarted:
         assert restarted.get("/models/current").json()["version"] == registry.read_current(run.model_dir)
         assert job(restarted, run.job_id)["status"] == "succeeded"

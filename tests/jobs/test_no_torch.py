@@ -13,12 +13,11 @@ SERVE_AND_SUBMIT = """
 import json, sys
 from pathlib import Path
 from fastapi.testclient import TestClient
-from tests.jobs.conftest import random_walk
-from tests.jobs.helpers import AUTH, build_app, make_settings
-
+from tests.synthetic import random_walk
+from tests.jobs.helpers import AUTH, build_app, trainer_settings
 closes = random_walk(300).tolist()
 csv = "Close\\n" + "\\n".join(map(str, closes)) + "\\n"
-with TestClient(build_app(make_settings(Path(sys.argv[1])))) as client:
+with TestClient(build_app(trainer_settings(Path(sys.argv[1])))) as client:
     answers = [
         client.post("/train", json={"closes": closes, "params": {"window": 11}}, headers=AUTH).status_code,
         client.post("/train", json={"closes": closes[:10]}, headers=AUTH).status_code,

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.jobs.process import HOST, process_start
+from app.jobs.process import HOST_AND_BOOT, process_start
 from app.jobs.runner import DB_FILE, OWNER_SILENT_S
 from app.jobs.store import JobStore, Owner
 from closecast import registry
-from tests.jobs.conftest import random_walk
-from tests.jobs.helpers import AUTH, build_app, job, make_settings, submit, wait_for, wait_status
+from tests.jobs.helpers import AUTH, build_app, job, submit, trainer_settings, wait_for, wait_status
 from tests.jobs.test_failures import training_pids
+from tests.synthetic import random_walk
 
 ROOT = Path(__file__).resolve().parents[2]
 FORGED_SPEC: dict[str, Any] = {
@@ -39,10 +39,10 @@ import json, sys, time
 from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
-from tests.jobs.conftest import random_walk
-from tests.jobs.helpers import build_app, job, make_settings, submit, wait_for
+from tests.synthetic import random_walk
+from tests.jobs.helpers import build_app, job, submit, trainer_settings, wait_for
 
-with TestClient(build_app(make_settings(Path(sys.argv[1])))) as client:
+with TestClient(build_app(trainer_settings(Path(sys.argv[1])))) as client:
     a = submit(client, random_walk(300, seed=5))
     wait_for(lambda: job(client, a)["status"] == "running")
     b = submit(client, random_walk(300, seed=6), name="after-restart")
@@ -63,7 +63,7 @@ def test_after_a_crash_the_running_job_fails_its_training_is_killed_and_the_queu
         finally:
             first.kill()  # SIGKILL: no shutdown code runs; the training process lives on in its own session
     assert training_pids(ids["a"]) == orphans
-    with TestClient(build_app(make_settings(model_dir))) as client:
+    with TestClient(build_app(trainer_settings(model_dir))) as client:
         a = job(client, ids["a"])
         assert a["status"] == "failed"
         assert a["error"] == (
@@ -82,11 +82,10 @@ def test_a_running_job_of_a_live_worker_blocks_the_queue_until_that_worker_dies(
     store = JobStore(model_dir / DB_FILE)
     store.open()
     store.enqueue("busy", "elsewhere", "auto", FORGED_SPEC, {"epoch": 0, "epochs": 3}, limit=4)
-    assert (
-        store.claim(Owner(other_worker.pid, HOST, process_start(other_worker.pid), "its-runner")) is not None
-    )
+    its_owner = Owner(other_worker.pid, HOST_AND_BOOT, process_start(other_worker.pid), "its-runner")
+    assert store.claim(its_owner) is not None
     try:
-        with TestClient(build_app(make_settings(model_dir))) as client:
+        with TestClient(build_app(trainer_settings(model_dir))) as client:
             queued = submit(client, random_walk(300, seed=7))
             time.sleep(2.5)  # the runner looks at the queue (and reaps dead owners) every second
             assert job(client, "busy")["status"] == "running"  # its worker is alive: not touched
@@ -114,8 +113,10 @@ def _forge_running(model_dir: Path, owner: Owner, heartbeat_age_s: float = 0.0) 
 @pytest.mark.parametrize(
     ("owner", "heartbeat_age_s", "status"),
     [
-        (Owner(os.getpid(), HOST, process_start(os.getpid()), "a-dead-runner"), 0.0, "failed"),  # pid reused
-        (Owner(1, HOST, "12345", "init-was-never-a-worker"), 0.0, "failed"),  # live pid, other start time
+        # pid reused
+        (Owner(os.getpid(), HOST_AND_BOOT, process_start(os.getpid()), "a-dead-runner"), 0.0, "failed"),
+        # live pid, other start time
+        (Owner(1, HOST_AND_BOOT, "12345", "init-was-never-a-worker"), 0.0, "failed"),
         (Owner(1, "another-container/boot", None, "t"), OWNER_SILENT_S + 1, "failed"),  # silent too long
         (Owner(1, "another-container/boot", None, "t"), 1.0, "running"),  # recent heartbeat: alive
     ],
@@ -125,5 +126,5 @@ def test_owners_are_told_dead_or_alive_without_trusting_a_bare_pid(
     model_dir: Path, owner: Owner, heartbeat_age_s: float, status: str
 ) -> None:
     _forge_running(model_dir, owner, heartbeat_age_s)
-    with TestClient(build_app(make_settings(model_dir))) as client:
+    with TestClient(build_app(trainer_settings(model_dir))) as client:
         assert job(client, "forged")["status"] == status

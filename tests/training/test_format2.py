@@ -24,8 +24,8 @@ from closecast.intervals import (
 from closecast.series import load_csv
 from tests.synthetic import make_closes, write_csv
 from tests.training.conftest import TINY
+from training.parts import pool, slice_bounds
 from training.pipeline import run_training
-from training.pooled import pool, slice_bounds
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,9 @@ def test_returns_times_k_give_forecast_returns_times_k(model: ForecasterV2, k: f
 @pytest.mark.parametrize("k", [1e-4, 0.5, 1e6])
 def test_prices_times_k_give_forecasts_times_k(model: ForecasterV2, k: float) -> None:
     windows = np.array([make_closes(40, seed=s)[-model.window :] for s in range(8)])
-    np.testing.assert_allclose(model.predict(windows * k, 3), model.predict(windows, 3) * k, rtol=1e-14)
+    np.testing.assert_allclose(
+        model.predict_closes(windows * k, 3), model.predict_closes(windows, 3) * k, rtol=1e-14
+    )
 
 
 def test_intervals_scale_with_volatility(model: ForecasterV2) -> None:

@@ -5,20 +5,38 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from closecast.bundle import load_forecaster
-from closecast.config import ModelConfig
+from closecast.config import Config, ModelConfig
 from closecast.errors import BundleInvalid
+from closecast.registry import read_current
+from closecast.series import load_csv
 from tests.synthetic import make_closes
-from tests.training.conftest import train_tiny
+from tests.training.conftest import TINY, train_tiny
 from training.export import ParityError, check_parity, export_onnx, export_torchscript
 from training.model import CloseLSTM
+from training.pipeline import export_bundle, fit_and_score
 
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLE_FILES = {"manifest.json", "model.onnx", "model.pt", "scaler.json", "report.png"}
+# their keys are data (epochs, file names, levels, series names), not format; `data` differs by design
+# between one series (the single-series fields) and the default's several (`data.series`)
+OPAQUE = {"history", "files", "test_coverage", "series", "test_coverage_by_series", "data"}
+
+
+def _fields(manifest: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every field path of a manifest, in order (``metrics.test.model.mae``)."""
+    paths = []
+    for key, value in manifest.items():
+        paths.append(prefix + key)
+        if isinstance(value, dict) and key not in OPAQUE:
+            paths += _fields(value, f"{prefix}{key}.")
+    return paths
 
 
 def test_bundle_is_complete_and_self_describing(tiny_bundle: Path) -> None:
@@ -38,13 +56,37 @@ def test_bundle_is_complete_and_self_describing(tiny_bundle: Path) -> None:
     assert set(m["metrics"]["test"]["coverage"]) == {"80", "95"}
 
 
+def test_new_manifest_has_the_fields_of_the_committed_default(tiny_bundle: Path) -> None:
+    """A new bundle reads like the committed default (format 2; the format-1 fixture is only ever read)."""
+    registry = ROOT / "models"
+    committed = json.loads((registry / str(read_current(registry)) / "manifest.json").read_text())
+    new = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert _fields(new) == _fields(committed)
+
+
+def test_fit_and_score_writes_nothing_and_the_bundle_records_its_scores(
+    synthetic_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    scored = fit_and_score(load_csv(synthetic_csv), Config.from_overrides({**TINY, "epochs": 2}), quiet=True)
+    assert list(tmp_path.iterdir()) == []
+    test = scored.evaluation.metrics["test"]
+    assert test["n"] == 60 and test["skill"] == pytest.approx(1 - test["model"]["mae"] / test["naive"]["mae"])
+    assert set(scored.evaluation.intervals["test_coverage"]) == {"80", "95"}
+    manifest = export_bundle(scored, tmp_path / "bundle")
+    assert manifest["metrics"] == json.loads(json.dumps(scored.evaluation.metrics))
+    assert manifest["intervals"] == json.loads(json.dumps(scored.evaluation.intervals))
+    assert manifest["training"]["epochs_run"] == scored.fitted.epochs_run
+    load_forecaster(tmp_path / "bundle", providers="cpu")
+
+
 def test_bundle_loads_in_onnx_runtime_and_reproduces_its_metrics(tiny_bundle: Path) -> None:
     m = json.loads((tiny_bundle / "manifest.json").read_text())
     forecaster = load_forecaster(tiny_bundle, providers="cpu")
     closes = make_closes(300)
     start = m["data"]["split"]["test_start"]
     x = np.lib.stride_tricks.sliding_window_view(closes, 11)[start - 11 : 300 - 11]
-    mae = np.mean(np.abs(forecaster.predict(x, 1)[:, 0] - closes[start:]))
+    mae = np.mean(np.abs(forecaster.predict_closes(x, 1)[:, 0] - closes[start:]))
     assert mae == pytest.approx(m["metrics"]["test"]["model"]["mae"], rel=1e-5)
 
 
@@ -61,7 +103,7 @@ def test_forecasts_follow_the_pattern_at_unseen_price_levels(tiny_bundle: Path) 
     """Trained around 100; asked at 10,000 and 0.5 it must forecast the same relative move."""
     forecaster = load_forecaster(tiny_bundle, providers="cpu")
     pattern = make_closes(40, level=100.0, seed=3)[-11:][None, :]
-    ratios = [forecaster.predict(pattern * k, 3) / (pattern[0, -1] * k) for k in (1.0, 100.0, 0.005)]
+    ratios = [forecaster.predict_closes(pattern * k, 3) / (pattern[0, -1] * k) for k in (1.0, 100.0, 0.005)]
     np.testing.assert_allclose(ratios[1], ratios[0], rtol=1e-6)
     np.testing.assert_allclose(ratios[2], ratios[0], rtol=1e-6)
     assert np.all(np.abs(ratios[0] - 1) < 0.1)  # a sane daily move, not a level jump

@@ -17,9 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.api.deps import ForecasterDep, SettingsDep
+from app.api.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
 from app.config import Settings
 from app.metrics import Metrics
-from app.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
 from closecast.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
 from closecast.forecaster import BatchForecast, SeriesForecast
 

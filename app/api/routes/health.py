@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import HolderDep
-from app.schemas import Status
+from app.api.schemas import Status
 from closecast.errors import ModelNotReady
 
 router = APIRouter(tags=["health"])

@@ -6,49 +6,23 @@ key of ``CLOSECAST_API_KEY``; without a configured key they answer 403 and say h
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from app.api.deps import SettingsDep
+from app.api.deps import RunnerDep, SettingsDep, TrainerDep
+from app.api.train_schemas import JobAccepted, JobList, JobOut, TrainRequest, UploadForm, inline_schema
 from app.config import Settings
-from app.jobs.errors import AuthFailed, JobsUnavailable, QueueFull, TrainingDisabled
+from app.jobs.errors import QueueFull
 from app.jobs.runner import JobRunner
-from app.jobs.schemas import JobAccepted, JobList, JobOut, TrainRequest, UploadForm, inline_schema
 from app.jobs.validation import Prepare, prepare_upload, prepare_values
 from closecast.errors import InputInvalid, Problem
 
-_bearer = HTTPBearer(auto_error=False, description="the key of CLOSECAST_API_KEY")
-
-
-async def require_trainer(
-    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    """Training and promotion need ``Authorization: Bearer <CLOSECAST_API_KEY>``; with no key they are off."""
-    if settings.api_key is None:
-        raise TrainingDisabled()
-    sent = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(sent.encode(), settings.api_key.get_secret_value().encode()):
-        raise AuthFailed()
-
-
-async def get_runner(request: Request) -> JobRunner:
-    runner: JobRunner | None = getattr(request.app.state, "jobs", None)
-    if runner is None:
-        raise JobsUnavailable("retraining is not set up in this app (no job runner)")
-    runner.check_available()
-    return runner
-
-
-TrainerDep = Depends(require_trainer)
-RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 JobId = Annotated[str, Path(max_length=64, description="the `job_id` POST /train answered")]
 
 router = APIRouter(tags=["training"], dependencies=[TrainerDep])

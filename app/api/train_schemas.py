@@ -1,4 +1,4 @@
-"""Bodies of ``/train`` and ``/models`` (they are the OpenAPI docs at ``/docs``).
+"""Bodies of ``/train`` (they are the OpenAPI docs at ``/docs``).
 
 The hyperparameters carry only the types and the ceilings the CLI lacks: their values are checked by
 ``closecast.config`` itself, so a bad value gets the CLI's own message (``window is 2; it must be at least
@@ -160,33 +160,6 @@ class JobOut(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[JobOut] = Field(description="newest first")
-
-
-class ModelVersion(BaseModel):
-    version: str
-    current: bool = Field(description="the `current` pointer names it")
-    created_at: str | None = None
-    window: int | None = Field(default=None, description="closes the model needs")
-    metrics: dict[str, Any] | None = Field(
-        default=None, description="test and validation metrics against naive"
-    )
-    data: dict[str, Any] | None = Field(
-        default=None, description="source, date range and rows it was trained on"
-    )
-    problem: str | None = Field(
-        default=None, description="why its manifest could not be read, if it could not"
-    )
-
-
-class ModelList(BaseModel):
-    current: str | None = Field(description="the version the `current` pointer names")
-    served: str | None = Field(description="the version this worker serves now (follows the pointer)")
-    versions: list[ModelVersion] = Field(description="newest first")
-
-
-class Promoted(BaseModel):
-    version: str = Field(description="the version now current")
-    previous: str | None = Field(description="the version served before")
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from app.main import create_app
 from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.errors import BundleInvalid, ProviderUnavailable
-from tests.app.conftest import FIXTURE_BUNDLE, FIXTURE_MODELS, closes, make_settings
+from tests.helpers import FIXTURE_BUNDLE, FIXTURE_MODELS, make_settings
+from tests.synthetic import calm_walk
 
 
 @pytest.fixture
@@ -152,7 +153,7 @@ def test_load_refuses_unknown_interval_units(bundle: Path) -> None:
 def test_load_accepts_quantiles_in_log_return_units(bundle: Path) -> None:
     _edit_manifest(bundle, lambda m: m["intervals"].pop("units"))  # bundles written before window_volatility
     model = load_forecaster(bundle, "cpu")
-    (item,) = model.forecast([closes()], levels=[80]).items
+    (item,) = model.forecast([calm_walk()], levels=[80]).items
     q_lo, _ = model.residual_quantiles(80)
     assert item.intervals[80][0][0] == pytest.approx(item.forecast[0] * math.exp(q_lo), rel=1e-12)
 
@@ -185,18 +186,19 @@ def test_start_refuses_a_damaged_bundle(bundle: Path, model_dir: Path) -> None:
 def test_start_refuses_an_empty_model_dir(tmp_path: Path) -> None:
     with (
         pytest.raises(
-            BundleInvalid, match=f"no model bundle in {tmp_path}: no `current` pointer and no version"
+            BundleInvalid, match="no servable model in the registry: the `current` pointer is missing"
         ),
         TestClient(create_app(make_settings(tmp_path))),
     ):
         pass
 
 
-def test_start_refuses_a_pointer_to_a_missing_version(model_dir: Path) -> None:
+def test_start_refuses_a_pointer_to_a_missing_version_without_history(model_dir: Path) -> None:
     (model_dir / "current").write_text("20990101T000000Z-deadbeef\n")
+    (model_dir / registry.PROMOTIONS).unlink()  # nothing promoted to fall back to
     with (
         pytest.raises(
-            BundleInvalid, match="version '20990101T000000Z-deadbeef' is not a bundle directory in"
+            BundleInvalid, match="pointer names '20990101T000000Z-deadbeef', which is not a bundle here"
         ),
         TestClient(create_app(make_settings(model_dir))),
     ):
@@ -207,7 +209,9 @@ def test_start_seeds_an_empty_model_dir_from_the_default(tmp_path: Path) -> None
     volume = tmp_path / "volume"
     settings = make_settings(volume, default_model_dir=FIXTURE_MODELS)
     with TestClient(create_app(settings)) as c:
-        assert c.post("/forecast", json={"closes": closes()}).json()["model_version"] == FIXTURE_BUNDLE.name
+        assert (
+            c.post("/forecast", json={"closes": calm_walk()}).json()["model_version"] == FIXTURE_BUNDLE.name
+        )
     assert registry.list_versions(volume) == [FIXTURE_BUNDLE.name]
 
 

@@ -11,7 +11,8 @@ from closecast.bundle import load_forecaster
 from closecast.errors import InputInvalid
 from closecast.forecaster import Forecaster
 from closecast.representation import model_inputs
-from tests.app.conftest import FIXTURE_BUNDLE, closes
+from tests.helpers import FIXTURE_BUNDLE
+from tests.synthetic import calm_walk
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def model() -> Forecaster:
 
 
 def test_rollout_appends_each_prediction_and_drops_the_oldest(model: Forecaster) -> None:
-    windows = np.array([closes(model.window, seed=s) for s in range(3)])
+    windows = np.array([calm_walk(model.window, seed=s) for s in range(3)])
     x = model_inputs(windows, model.scaler)
     expected = []
     total = np.zeros(3)
@@ -32,9 +33,11 @@ def test_rollout_appends_each_prediction_and_drops_the_oldest(model: Forecaster)
     np.testing.assert_allclose(model.rollout(windows, 4), np.stack(expected, axis=1), rtol=1e-12)
 
 
-def test_predict_is_last_close_times_exp_of_cumulative_return(model: Forecaster) -> None:
-    windows = np.array([closes(model.window, level=50.0)])
-    np.testing.assert_allclose(model.predict(windows, 3), windows[:, -1:] * np.exp(model.rollout(windows, 3)))
+def test_predict_closes_is_last_close_times_exp_of_cumulative_return(model: Forecaster) -> None:
+    windows = np.array([calm_walk(model.window, level=50.0)])
+    np.testing.assert_allclose(
+        model.predict_closes(windows, 3), windows[:, -1:] * np.exp(model.rollout(windows, 3))
+    )
 
 
 def test_forecast_lists_every_short_series(model: Forecaster) -> None:
@@ -59,7 +62,7 @@ def test_level_beyond_the_stored_quantiles_warns(model: Forecaster) -> None:
         manifest["intervals"]["residual_quantiles"][i] for i in keep
     ]
     narrow = Forecaster(model.session, model.scaler, manifest, model.version)
-    (item,) = narrow.forecast([np.array(closes())], levels=[80, 99]).items
+    (item,) = narrow.forecast([np.array(calm_walk())], levels=[80, 99]).items
     assert [w.message for w in item.warnings] == [
         "level 99 needs residual quantiles 0.005 and 0.995 but the model stores 0.05..0.95; "
         "the 99% interval is too narrow"
@@ -70,10 +73,10 @@ def test_level_beyond_the_stored_quantiles_warns(model: Forecaster) -> None:
 def test_one_series_is_answered_bit_for_bit_as_in_a_batch(model: Forecaster) -> None:
     """The single-series fast path and the batch path must agree exactly, warnings included."""
     for k in range(60):
-        series = closes(model.window + k % 7, level=10.0 ** (k % 6 - 2), seed=k)
+        series = calm_walk(model.window + k % 7, level=10.0 ** (k % 6 - 2), seed=k)
         if k % 3 == 0:
             series[-2] *= 1.4  # a move beyond training: warnings on both paths
         horizon, levels = 1 + k % 5, [[80, 95], [50], [1, 99]][k % 3]
         alone = model.forecast([series], horizon, levels).items[0]
-        batched = model.forecast([series, closes(model.window, seed=99)], horizon, levels).items[0]
+        batched = model.forecast([series, calm_walk(model.window, seed=99)], horizon, levels).items[0]
         assert alone == batched

@@ -193,3 +193,33 @@ class ModelCard(BaseModel):
     beats_naive: bool | None = Field(description="test skill > 0")
     data: dict[str, Any] = Field(description="source, date range, rows and split the model was trained on")
     intervals: dict[str, Any] = Field(description="residual quantiles the intervals come from")
+
+
+# --- /models: the stored versions and promotion ------------------------------------------------------
+
+
+class ModelVersion(BaseModel):
+    version: str
+    current: bool = Field(description="the `current` pointer names it")
+    created_at: str | None = None
+    window: int | None = Field(default=None, description="closes the model needs")
+    metrics: dict[str, Any] | None = Field(
+        default=None, description="test and validation metrics against naive"
+    )
+    data: dict[str, Any] | None = Field(
+        default=None, description="source, date range and rows it was trained on"
+    )
+    problem: str | None = Field(
+        default=None, description="why its manifest could not be read, if it could not"
+    )
+
+
+class ModelList(BaseModel):
+    current: str | None = Field(description="the version the `current` pointer names")
+    served: str | None = Field(description="the version this worker serves now (follows the pointer)")
+    versions: list[ModelVersion] = Field(description="newest first")
+
+
+class Promoted(BaseModel):
+    version: str = Field(description="the version now current")
+    previous: str | None = Field(description="the version served before")

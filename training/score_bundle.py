@@ -1,4 +1,4 @@
-"""``python -m training evaluate``: a bundle's one-step metrics on any CSV, computed the way serving computes.
+"""``python -m training evaluate``: score a finished bundle's one-step forecasts on any CSV, as served.
 
 The bundle is loaded and verified by the service's own loader and run through ONNX Runtime, so the
 figures describe what users get, not what PyTorch got.
@@ -17,7 +17,7 @@ from closecast.scoring import score_against_naive
 from closecast.series import DataError, load_csv, windows
 
 
-def evaluate_bundle(
+def score_bundle(
     bundle: Path, csv: Path, column: str = "Close", date_column: str | None = None
 ) -> dict[str, Any]:
     """Score every close of ``csv`` that has a full window of history before it."""

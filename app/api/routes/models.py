@@ -1,4 +1,5 @@
-"""``/models``: the stored versions, and making one of them current (promotion and rollback)."""
+"""``/models``: the model serving now (its card), the stored versions, and making one of them current
+(promotion and rollback)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ import anyio.to_thread
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 
-from app.api.deps import HolderDep
-from app.api.routes.train import TrainerDep
+from app.api.deps import ForecasterDep, HolderDep, TrainerDep
+from app.api.schemas import ModelCard, ModelList, ModelVersion, Promoted
 from app.inference.holder import ModelHolder
 from app.jobs.errors import VersionNotFound, storage_failed
 from app.jobs.promotion import promote_version
-from app.jobs.schemas import ModelList, ModelVersion, Promoted
 from closecast import registry
 from closecast.bundle import read_manifest
 from closecast.errors import ClosecastError, InputInvalid, Problem
@@ -49,6 +49,12 @@ def _model_list(holder: ModelHolder) -> ModelList:
         _summary(holder.model_dir / v, current) for v in reversed(registry.list_versions(holder.model_dir))
     ]
     return ModelList(current=current, served=served.version if served else None, versions=versions)
+
+
+@router.get("/models/current", responses={503: {"description": "no verified model loaded yet"}})
+async def current_model(model: ForecasterDep) -> ModelCard:
+    """The served model: version, window, test metrics against the naive forecast, data range, provider."""
+    return ModelCard(**model.card())
 
 
 @router.get("/models")

@@ -1,0 +1,115 @@
+"""Supervising one job's training process: start the CLI niced, relay its progress and the owner's heartbeat
+into the store, honour cancel requests and the timeout, and kill its whole process group when it must stop.
+
+The process itself (command line, environment, stderr tail) is ``app/jobs/process.py``; the queue that
+decides which job runs is ``app/jobs/runner.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from contextlib import suppress
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from app.config import Settings
+from app.jobs.process import TrainingProcess, describe_exit, last_line
+from app.jobs.store import CANCELLED, Job, JobStore, Outcome
+
+log = logging.getLogger(__name__)
+
+PROGRESS_FILE = "progress.jsonl"  # the CLI appends one JSON line per epoch here, in the job's work dir
+POLL_S = 0.25  # while a job runs: progress, cancel requests, timeout
+HEARTBEAT_S = 5.0  # a running job's owner says it is alive this often
+
+
+class Supervisor:
+    """Runs the training CLI of one job at a time for a worker and stops it on cancel, timeout or shutdown."""
+
+    def __init__(self, settings: Settings, store: JobStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.child: TrainingProcess | None = None
+        self._last_beat = 0.0
+
+    def start(self, python: str, job: Job, work: Path, out: Path) -> None:
+        """Blocking: start the CLI on the job's data, the params as flags and the service's thread count,
+        niced, writing its bundle to ``out``; raises ``OSError`` when it cannot be started."""
+        flags = {
+            "csv": work / job.spec["csv"],
+            "out": out,
+            "column": job.spec["column"],
+            "date-column": job.spec.get("date_column"),
+            "progress-file": work / PROGRESS_FILE,
+            "threads": self.settings.train_threads,
+            **{name.replace("_", "-"): value for name, value in job.spec["params"].items()},
+        }
+        training = TrainingProcess.start(python, flags, work, self.settings.train_threads)
+        proc = training.popen
+        with suppress(OSError):  # best effort; set before the child starts its threads, which inherit it
+            niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.settings.train_nice)
+            os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
+        self.child = training
+        try:
+            self.store.set_child(job.id, proc.pid)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("job %s: training process %d started", job.id, proc.pid)
+
+    async def wait(self, job: Job, work: Path) -> Outcome | None:
+        """Wait for the CLI, relaying its progress; None when it succeeded, else why it did not."""
+        assert self.child is not None
+        training, proc = self.child, self.child.popen
+        timeout = self.settings.train_timeout_s
+        deadline = anyio.current_time() + timeout
+        seen: str | None = None
+        while proc.poll() is None:
+            await anyio.sleep(POLL_S)
+            seen, cancel = await anyio.to_thread.run_sync(self._tick, job, work, seen)
+            if cancel:
+                await self._kill()
+                return Outcome("cancelled", error=CANCELLED)
+            if anyio.current_time() > deadline:
+                await self._kill()
+                return Outcome(
+                    "failed",
+                    error=f"training ran longer than {timeout:g} s (CLOSECAST_TRAIN_TIMEOUT_S); killed",
+                )
+        await anyio.to_thread.run_sync(self._tick, job, work, seen)
+        self.child = None
+        if proc.returncode == 0:
+            return None
+        return Outcome("failed", error=describe_exit(proc.returncode, training.last_stderr_line()))
+
+    def _tick(self, job: Job, work: Path, seen: str | None) -> tuple[str | None, bool]:
+        """Copy a new progress line into the store, say the owner is alive; report whether to cancel."""
+        if time.monotonic() - self._last_beat >= HEARTBEAT_S:
+            self.store.beat(job.id)
+            self._last_beat = time.monotonic()
+        line = last_line(work / PROGRESS_FILE)
+        if line and line != seen:
+            with suppress(ValueError, TypeError):  # a line still being written: take it next tick
+                event = json.loads(line)
+                keys = ("epoch", "epochs", "train_loss", "val_loss")
+                self.store.set_progress(job.id, {k: event.get(k) for k in keys})
+                seen = line
+        return seen, self.store.cancel_requested(job.id)
+
+    async def _kill(self) -> None:
+        if self.child is not None:
+            await anyio.to_thread.run_sync(self.stop)
+
+    def stop(self) -> None:
+        """Blocking: kill the training process group (if still running) and reap it."""
+        training, self.child = self.child, None
+        if training is not None:
+            with suppress(ProcessLookupError):
+                os.killpg(training.popen.pid, signal.SIGKILL)
+            training.popen.wait(timeout=10)
