@@ -131,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.registry and args.promote:
         from closecast.registry import set_current
 
-        set_current(args.registry, args.out.name)
+        set_current(args.registry, args.out.name, reason="python -m training train --promote")
     _print_summary(args.out, manifest)
     return 0
 
