@@ -39,7 +39,7 @@ from closecast.intervals import (
     history_matrix,
     is_flat,
 )
-from closecast.representation import FloatArray, WindowScaler, log_returns, window_rms
+from closecast.representation import FloatArray, WindowScaler, log_returns
 
 TABLES = ("ewma", "window")
 _SQRT_STEPS = _sqrt_steps(1024)
@@ -74,23 +74,24 @@ class ForecasterV2(Forecaster):
 
     # --- the network ------------------------------------------------------------------------------------
 
-    def _step(self, returns: F64) -> tuple[F64, npt.NDArray[np.bool_]]:
-        """Window returns ``[N, W-1]`` -> next log return ``[N]`` (exactly 0 for a flat window) and the
-        flat mask ``[N]``."""
+    def _step(self, returns: F64) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
+        """Window returns ``[N, W-1]`` -> next log return ``[N]`` (exactly 0 for a flat window), the window
+        scales ``[N]`` (1 where flat) and the flat mask ``[N]``."""
         u, scale, flat = self.scaler.transform(returns)
         z = self.next_returns(u[..., np.newaxis].astype(np.float32))
-        return np.where(flat, 0.0, self.scaler.inverse(z, scale)), flat
+        return np.where(flat, 0.0, self.scaler.inverse(z, scale)), np.asarray(scale, np.float64), flat
 
-    def _roll(self, returns: F64, horizon: int) -> tuple[F64, npt.NDArray[np.bool_]]:
-        """``[N, W-1]`` -> cumulative predicted log returns ``[N, horizon]`` and the first window's flat
-        mask; each step's return joins the window and the oldest leaves."""
-        nxt, flat = self._step(returns)
+    def _roll(self, returns: F64, horizon: int) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
+        """``[N, W-1]`` -> cumulative predicted log returns ``[N, horizon]``, the first window's scales and
+        flat mask; each step's return joins the window and the oldest leaves."""
+        nxt, scale, flat = self._step(returns)
         steps = [nxt]
         for _ in range(1, horizon):
             returns = np.concatenate([returns[:, 1:], nxt[:, np.newaxis]], axis=1)
-            nxt, _ = self._step(returns)
+            nxt, _, _ = self._step(returns)
             steps.append(nxt)
-        return np.add.accumulate(np.stack(steps, axis=1), axis=1), flat
+        cumulative = steps[0][:, np.newaxis] if horizon == 1 else np.add.accumulate(np.stack(steps, 1), 1)
+        return cumulative, scale, flat
 
     def rollout(self, windows: FloatArray, horizon: int) -> F64:
         """Closes ``[N, W]`` -> cumulative predicted log returns ``[N, horizon]``."""
@@ -115,10 +116,15 @@ class ForecasterV2(Forecaster):
         history, counts = history_matrix(series)  # [N, EWMA_SPAN], [N]
         returns = np.ascontiguousarray(history[:, -(self.window - 1) :])  # the input windows' returns
         started = time.perf_counter()
-        cumulative, flat = self._roll(returns, horizon)  # [N, H], [N]
+        cumulative, window_scale, flat = self._roll(returns, horizon)  # [N, H], [N], [N]
         inference_s = time.perf_counter() - started
         use_ewma = counts >= EWMA_MIN_RETURNS
-        scale = np.where(use_ewma, ewma_scale(history, counts), window_rms(returns))
+        window_scale = np.where(
+            flat, 0.0, window_scale
+        )  # a flat window's true RMS (0), not the 1 used to divide
+        scale = (
+            np.where(use_ewma, ewma_scale(history, counts), window_scale) if use_ewma.any() else window_scale
+        )
         warnings: list[list[InputWarning]] = [[] for _ in series]
         if flat.any() or is_flat(scale).any():  # rare: identical closes
             scale = self._flat_fallback(series, flat, scale, warnings)

@@ -65,6 +65,11 @@ def history_matrix(series: Sequence[Any]) -> tuple[F64, npt.NDArray[np.int64]]:
     """Each series' last ``EWMA_SPAN`` log returns, right-aligned in ``[N, EWMA_SPAN]`` (zeros before),
     and how many are real ``[N]``; vectorised over all closes at once (no loop over closes)."""
     tails = [s[-(EWMA_SPAN + 1) :] for s in series]
+    history = np.zeros((len(tails), EWMA_SPAN))
+    if len(tails) == 1:  # most requests: the same values without the index arithmetic
+        returns = np.diff(np.log(np.asarray(tails[0], dtype=np.float64)))
+        history[0, EWMA_SPAN - returns.size :] = returns
+        return history, np.array([returns.size], dtype=np.int64)
     lengths = np.fromiter((len(t) for t in tails), dtype=np.int64, count=len(tails))
     logs = np.log(np.concatenate(tails).astype(np.float64, copy=False))
     diffs = np.diff(logs)  # includes one meaningless difference across each pair of series
@@ -73,7 +78,6 @@ def history_matrix(series: Sequence[Any]) -> tuple[F64, npt.NDArray[np.int64]]:
     ends = np.cumsum(lengths)  # position after each series in `logs`
     within = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)  # 0.. per series
     source = np.repeat(ends - lengths, counts) + within  # index into diffs
-    history = np.zeros((len(tails), EWMA_SPAN))
     history[rows, EWMA_SPAN - np.repeat(counts, counts) + within] = diffs[source]
     return history, counts
 

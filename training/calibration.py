@@ -185,6 +185,7 @@ def _metrics(
     single = len(scored) == 1
     first: dict[str, Any] = per_series[next(iter(scored))]["test"]
     test = {**(first if single else score_pooled(tests)), "coverage": pooled}
+    test.setdefault("units", "price")  # several series are pooled "relative_to_last_close"
     return {
         "test": test,
         "validation": score_against_naive(*validations[0]) if single else score_pooled(validations),
