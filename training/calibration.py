@@ -183,12 +183,14 @@ def _metrics(
     tests = [_triple(v["test"]) for v in scored.values()]
     validations = [_join(v["early_stop"], v["calibration"]) for v in scored.values()]
     single = len(scored) == 1
-    first: dict[str, Any] = per_series[next(iter(scored))]["test"]
-    test = {**(first if single else score_pooled(tests)), "coverage": pooled}
-    test.setdefault("units", "price")  # several series are pooled "relative_to_last_close"
+    first = next(iter(scored.values()))["test"]
+    scores = {**_score(first), "units": "price"} if single else score_pooled(tests)
+    test = {**scores, "coverage": pooled}
     return {
         "test": test,
-        "validation": score_against_naive(*validations[0]) if single else score_pooled(validations),
+        "validation": {**score_against_naive(*validations[0]), "units": "price"}
+        if single
+        else score_pooled(validations),
         "beats_naive": bool(test["skill"] > 0),
         "series": per_series,
     }
