@@ -73,7 +73,8 @@ async def forecast(
 ) -> Response:
     """Forecast the next closes of one series, with prediction intervals."""
     check_limits(settings, body.horizon, [(("body", "closes"), len(body.closes))])
-    result = model.forecast([body.closes], body.horizon, body.level)
+    features = [body.features] if body.features is not None else None
+    result = model.forecast([body.closes], body.horizon, body.level, None, features)
     _record(request, "forecast", result)
     item = result.items[0]
     return _json(
@@ -98,10 +99,12 @@ async def forecast_batch(
         settings, body.horizon, [(loc, len(s.closes)) for loc, s in zip(locs, body.series, strict=True)]
     )
     closes = [s.closes for s in body.series]
+    sent = [s.features for s in body.series]
+    features = sent if any(f is not None for f in sent) else None
     if len(closes) > settings.inline_batch_threshold:  # large batches must not stall the event loop
-        result = await run_in_threadpool(model.forecast, closes, body.horizon, body.level, locs)
+        result = await run_in_threadpool(model.forecast, closes, body.horizon, body.level, locs, features)
     else:
-        result = model.forecast(closes, body.horizon, body.level, locs)
+        result = model.forecast(closes, body.horizon, body.level, locs, features)
     _record(request, "forecast_batch", result)
     forecasts = [
         {
