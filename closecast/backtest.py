@@ -94,7 +94,9 @@ def _fold_features(
     """Each origin's feature windows (aligned with its closes' window), or None without features."""
     if not features:
         return None
-    columns = {name: _fold_paths(np.asarray(v, np.float64), fold, window, horizon)[0] for name, v in features.items()}
+    columns = {
+        name: _fold_paths(np.asarray(v, np.float64), fold, window, horizon)[0] for name, v in features.items()
+    }
     count = len(next(iter(columns.values())))
     return [{name: w[i] for name, w in columns.items()} for i in range(count)]
 

@@ -122,7 +122,9 @@ def load_feature_scaler(bundle_dir: Path, manifest: dict[str, Any]) -> FeatureSc
     try:
         features = FeatureScaler.from_dict(json.loads(path.read_text(encoding="utf-8"))["features"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise BundleInvalid(f"{bundle_dir.name}/{SCALER_FILE} has no usable features section: {exc!r}") from exc
+        raise BundleInvalid(
+            f"{bundle_dir.name}/{SCALER_FILE} has no usable features section: {exc!r}"
+        ) from exc
     if features.names != names:
         raise BundleInvalid(
             f"{bundle_dir.name}: {SCALER_FILE} has features {list(features.names)} but input.features is "
@@ -216,7 +218,9 @@ def check_sample(forecaster: Forecaster, manifest: dict[str, Any], name: str) ->
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleInvalid(f"{name}: manifest sample features are unusable: {exc!r}") from exc
     if any(v.shape != closes.shape for v in features.values()):
-        raise BundleInvalid(f"{name}: manifest sample features do not have the closes' shape {list(closes.shape)}")
+        raise BundleInvalid(
+            f"{name}: manifest sample features do not have the closes' shape {list(closes.shape)}"
+        )
     actual = forecaster.predict_closes(closes, 1, features)[:, 0]
     relative = np.abs(actual - expected) / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
     worst = int(np.argmax(relative))

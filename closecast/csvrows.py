@@ -13,9 +13,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from closecast.timeaxis import TimestampError, check_one_kind, is_date_only, iso_texts, parse_timestamp
+
+T = TypeVar("T")  # what order_by_date reorders: closes, or their row indices
 
 
 class DataError(ValueError):
@@ -62,8 +64,8 @@ def _empty(where: str) -> float:
 
 
 def order_by_date(
-    closes: list[float], dates: list[datetime], places: list[str]
-) -> tuple[list[float], list[datetime], list[str]]:
+    closes: list[T], dates: list[datetime], places: list[str]
+) -> tuple[list[T], list[datetime], list[str]]:
     """Refuse duplicates (on the full timestamp) and a mix of zoned and plain times; accept ascending or
     newest-first (reversed, and noted); refuse any other order.
 

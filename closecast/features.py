@@ -41,6 +41,7 @@ KINDS = {
 FEATURE_HORIZON_POLICY = "hold_last"  # steps 2..h repeat the last row's features (volume change 0)
 
 F64 = npt.NDArray[np.float64]
+Arr = npt.NDArray[np.floating[Any]]
 
 
 def parse_names(names: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -58,7 +59,7 @@ def parse_names(names: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(items)
 
 
-def raw_channels(closes: F64, features: Mapping[str, F64], names: Sequence[str]) -> F64:
+def raw_channels(closes: Arr, features: Mapping[str, Arr], names: Sequence[str]) -> F64:
     """Windows of closes ``[..., W]`` and of each feature ``[..., W]`` -> ``[..., W-1, F]`` before the window
     scale: ``log(x / close)`` for prices, the change of ``log1p(volume)``, rows 1..W-1."""
     c = np.asarray(closes, dtype=np.float64)
@@ -73,7 +74,7 @@ def raw_channels(closes: F64, features: Mapping[str, F64], names: Sequence[str])
     return np.stack(columns, axis=-1) if columns else np.zeros(shape)
 
 
-def held(raw: F64, names: Sequence[str]) -> F64:
+def held(raw: Arr, names: Sequence[str]) -> F64:
     """The next row of a rollout ``[N, F]``: the last row's ratios, and a volume change of 0."""
     row = np.array(raw[:, -1, :], dtype=np.float64)
     for j, name in enumerate(names):
@@ -90,15 +91,16 @@ class FeatureScaler:
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
-    def _per_window(self, raw: F64, scale: F64) -> F64:
+    def _per_window(self, raw: Arr, scale: Arr) -> F64:
         """Prices divided by each window's scale ``[N]``; volume left as it is."""
         is_price = np.array([n in PRICE_FEATURES for n in self.names])
         s = np.asarray(scale, dtype=np.float64)[:, np.newaxis, np.newaxis]
         return np.asarray(raw, dtype=np.float64) / np.where(is_price, s, 1.0)
 
-    def transform(self, raw: F64, scale: F64) -> F64:
+    def transform(self, raw: Arr, scale: Arr) -> F64:
         """``[N, W-1, F]`` raw channels and the window scales ``[N]`` -> model units ``[N, W-1, F]``."""
-        return (self._per_window(raw, scale) - np.asarray(self.mean)) / np.asarray(self.std)
+        out: F64 = (self._per_window(raw, scale) - np.asarray(self.mean)) / np.asarray(self.std)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,7 +117,9 @@ class FeatureScaler:
         names = parse_names(list(data["names"]))
         kinds = list(data.get("kinds", []))
         if kinds != [KINDS[n] for n in names]:
-            raise ValueError(f"feature kinds {kinds} are not the ones this release computes for {list(names)}")
+            raise ValueError(
+                f"feature kinds {kinds} are not the ones this release computes for {list(names)}"
+            )
         mean = tuple(float(v) for v in data["mean"])
         std = tuple(float(v) for v in data["std"])
         if len(mean) != len(names) or len(std) != len(names):
@@ -125,7 +129,7 @@ class FeatureScaler:
         return cls(names, mean, std)
 
 
-def fit_feature_scaler(raw: F64, scale: F64, names: Sequence[str]) -> FeatureScaler:
+def fit_feature_scaler(raw: Arr, scale: Arr, names: Sequence[str]) -> FeatureScaler:
     """Fit on the training windows (non-flat ones): raw ``[N, W-1, F]``, scales ``[N]``. A channel that
     never moves (a high always equal to the close) gets std 1, so it stays a constant 0 input."""
     unscaled = FeatureScaler(tuple(names), (0.0,) * len(names), (1.0,) * len(names))
@@ -147,15 +151,24 @@ def check_values(name: str, values: Sequence[float] | F64, n_closes: int, loc: L
     """One feature of one series: as many values as closes, finite, prices > 0, volume >= 0."""
     if len(values) != n_closes:
         return _problem(
-            loc, f"has {len(values)} values but closes has {n_closes}; send one {name} per close", "feature_length"
+            loc,
+            f"has {len(values)} values but closes has {n_closes}; send one {name} per close",
+            "feature_length",
         )
     x = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(x) | ((x < 0) if name == "volume" else (x <= 0))
     if not bad.any():
         return None
     i = int(np.flatnonzero(bad)[0])
-    rule = "a volume must be finite and >= 0" if name == "volume" else f"a {name} price must be finite and > 0"
-    return Problem((*loc, i), f"{format_loc((*loc, i))} is {render_value(float(x[i]))}; {rule}", "feature_invalid", float(x[i]))
+    rule = (
+        "a volume must be finite and >= 0" if name == "volume" else f"a {name} price must be finite and > 0"
+    )
+    return Problem(
+        (*loc, i),
+        f"{format_loc((*loc, i))} is {render_value(float(x[i]))}; {rule}",
+        "feature_invalid",
+        float(x[i]),
+    )
 
 
 def check_features(
@@ -163,27 +176,26 @@ def check_features(
 ) -> list[Problem]:
     """Every problem with one series' ``features`` for a model that reads ``wanted`` (maybe none)."""
     sent = sent or {}
+    reads = ", ".join(wanted)
     if not wanted:
-        if sent:
-            return [_problem(loc, f"sends {sorted(sent)} but model {version} reads closes only; drop features",
-                             "features_not_used", sorted(sent))]  # fmt: skip
-        return []
+        if not sent:
+            return []
+        words = f"sends {sorted(sent)} but model {version} reads closes only; drop features"
+        return [_problem(loc, words, "features_not_used", sorted(sent))]
     if not sent:
-        return [_problem(loc, f"is missing; model {version} reads {', '.join(wanted)}: send "
-                         f"features {{{', '.join(repr(n) + ': [...]' for n in wanted)}}}, one value per close",
-                         "features_missing")]  # fmt: skip
-    problems = []
-    for name in sorted(set(sent) - set(wanted)):
-        problems.append(
-            _problem((*loc, name), f"is not read by model {version} (it reads {', '.join(wanted)}); drop it",
-                     "feature_not_used", name)  # fmt: skip
+        shape = ", ".join(f"{n!r}: [...]" for n in wanted)
+        words = f"is missing; model {version} reads {reads}: send features {{{shape}}}, one value per close"
+        return [_problem(loc, words, "features_missing")]
+    problems = [
+        _problem(
+            (*loc, name), f"is not read by model {version} (it reads {reads}); drop it", "feature_not_used"
         )
+        for name in sorted(set(sent) - set(wanted))
+    ]
     for name in wanted:
         if name not in sent:
-            problems.append(
-                _problem((*loc, name), f"is missing; model {version} reads {', '.join(wanted)}: send each, "
-                         "one value per close", "feature_missing")  # fmt: skip
-            )
+            words = f"is missing; model {version} reads {reads}: send each, one value per close"
+            problems.append(_problem((*loc, name), words, "feature_missing"))
             continue
         problem = check_values(name, sent[name], n_closes, (*loc, name))
         if problem is not None:

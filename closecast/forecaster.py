@@ -118,8 +118,7 @@ class Forecaster:
         return np.asarray(out, dtype=np.float32).reshape(len(inputs))
 
     def rollout(self, windows: FloatArray, horizon: int, features: FeatureWindows | None = None) -> F64:
-        """Closes ``[N, W]`` -> cumulative predicted log returns ``[N, horizon]`` (one call per step);
-        format 1 reads no features."""
+        """Closes ``[N, W]`` -> cumulative log returns ``[N, horizon]`` (format 1 reads no features)."""
         return self._cumulative(self._steps(model_inputs(windows, self.scaler), horizon))
 
     def _steps(self, x: npt.NDArray[np.float32], horizon: int) -> list[npt.NDArray[np.float32]]:
@@ -139,9 +138,8 @@ class Forecaster:
     def predict_closes(
         self, windows: FloatArray, horizon: int = 1, features: FeatureWindows | None = None
     ) -> F64:
-        """Closes ``[N, W]`` (and each feature's ``[N, W]``, for a model that reads them) -> forecast closes
-        ``[N, horizon]``: point forecasts only, no checks (scoring, verification, the promotion gate);
-        ``forecast`` is the service's checked answer with intervals."""
+        """Closes (and feature windows) ``[N, W]`` -> forecast closes ``[N, horizon]``: point forecasts, no
+        checks (scoring, verification, the gate); ``forecast`` is the checked answer with intervals."""
         w = np.asarray(windows, dtype=np.float64)
         return w[:, -1:] * np.exp(self.rollout(w, horizon, features))
 

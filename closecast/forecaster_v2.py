@@ -185,7 +185,9 @@ class ForecasterV2(Forecaster):
             return None
         w = self.window
         closes = np.array([s[-w:] for s in series], dtype=np.float64)
-        columns = {n: np.array([f[n][-w:] for f in features if f is not None], np.float64) for n in self.features}
+        columns = {
+            n: np.array([f[n][-w:] for f in features if f is not None], np.float64) for n in self.features
+        }
         return raw_channels(closes, columns, self.features)
 
     def _flat_fallback(

@@ -51,7 +51,8 @@ def build_manifest(
     training: dict[str, Any],
     sample_closes: np.ndarray,
     sample_forecast: np.ndarray,
-    sample_features: Mapping[str, Any] | None = None,  # feature windows of the sample, when the model reads them
+    sample_features: Mapping[str, Any]
+    | None = None,  # feature windows of the sample, when the model reads them
     tuning: Mapping[str, Any] | None = None,  # a search's summary (training/tune.py): manifest["tuning"]
 ) -> dict[str, Any]:
     """The manifest of a new bundle, ``files`` aside (``write_bundle`` adds the hashes)."""

@@ -237,15 +237,24 @@ def check_length(series: Series, cfg: DataConfig) -> Split:
     return make_split(n, cfg)
 
 
+class MissingFeature(DataError):
+    """A feature the model is to read was not sent (or not with one value per close)."""
+
+
 def require_features(series: Series, names: Sequence[str]) -> None:
     """Every feature the model is to read is there, one value per close."""
     for name in names:
         values = series.features.get(name)
         if values is None:
-            raise DataError(f"{series.name or series.source}: no {name} values; send features.{name} (JSON) "
-                            f"or a {name} column (CSV), or drop it from features")  # fmt: skip
+            who = series.name or series.source
+            raise MissingFeature(
+                f"{who}: no {name} values; send features.{name} (JSON) or a {name} column (CSV), or drop it "
+                "from features"
+            )
         if len(values) != series.closes.size:
-            raise DataError(f"{series.name}: {name} has {len(values)} values for {series.closes.size} closes")
+            raise MissingFeature(
+                f"{series.name}: {name} has {len(values)} values for {series.closes.size} closes"
+            )
 
 
 class ConstantSeries(DataError):

@@ -69,7 +69,9 @@ def write_long_csv(path: Path, rows: list[tuple[str, str, float]], id_column: st
     return path
 
 
-def write_ohlcv_csv(path: Path, n: int = 300, level: float = 100.0, seed: int = 3, scale: float = 1.0) -> Path:
+def write_ohlcv_csv(
+    path: Path, n: int = 300, level: float = 100.0, seed: int = 3, scale: float = 1.0
+) -> Path:
     """``Date,Open,High,Low,Close,Volume`` rows: ``make_closes`` (log returns times ``scale``), highs and lows
     around each close (log ranges times ``scale`` too), and volumes (some zero)."""
     rng = np.random.default_rng(seed)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -94,7 +95,9 @@ class Pooled:
     augment: list[SeriesSlices]
     features: FeatureScaler | None = None  # the OHLCV channels' statistics (closecast/features.py)
 
-    def model_input(self, part: Windows, keep: npt.NDArray[np.bool_] | None = None) -> tuple[F32, F64, F64]:
+    def model_input(
+        self, part: Windows, keep: npt.NDArray[Any] | None = None
+    ) -> tuple[F32, F64, npt.NDArray[np.bool_]]:
         """Model input ``[N, W-1, 1+F]`` of a slice's windows (``keep`` of them), their scales and flat
         mask ``[N]``: the returns in window-RMS units, then each feature channel."""
         returns, raw = (part.returns, part.raw) if keep is None else (part.returns[keep], part.raw[keep])
@@ -102,7 +105,7 @@ class Pooled:
         x = u[..., np.newaxis]
         if self.features is not None:
             x = np.concatenate([x, self.features.transform(raw, scale)], axis=-1)
-        return x.astype(np.float32), scale, flat
+        return x.astype(np.float32), np.asarray(scale, np.float64), np.asarray(flat, np.bool_)
 
     def inputs(self, part: Windows) -> tuple[F32, F32]:
         """Model input ``[N, W-1, 1+F]`` and target ``[N, 1]`` of a slice's non-flat windows."""
@@ -138,7 +141,9 @@ def pool(series: Sequence[Series], cfg: DataConfig, augment: Sequence[F64] = ())
     training windows (augmentation included: the scaler describes what the network is trained on)."""
     window, wanted = cfg.window, cfg.features
     if wanted and augment:
-        raise ValueError(f"synthetic series have closes only; drop --synthetic or --features {','.join(wanted)}")
+        raise ValueError(
+            f"synthetic series have closes only; drop --synthetic or --features {','.join(wanted)}"
+        )
     names = [series_name(s, i) for i, s in enumerate(series)]
     for s in series:
         require_features(s, wanted)

@@ -52,7 +52,9 @@ def _flat_features(series: list[Any]) -> FlatFeatures:
     out = {}
     for name in names:
         values = [(s.features or {}).get(name) for s in series]
-        lengths = np.fromiter((-1 if v is None else len(v) for v in values), dtype=np.int64, count=len(values))
+        lengths = np.fromiter(
+            (-1 if v is None else len(v) for v in values), dtype=np.int64, count=len(values)
+        )
         flat = np.fromiter((x for v in values if v is not None for x in v), dtype=np.float64)
         out[name] = (flat, lengths)
     return out

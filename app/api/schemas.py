@@ -57,7 +57,7 @@ Features = Annotated[
     Field(
         default=None,
         max_length=4,
-        description='OHLCV values aligned with `closes`, one per close, for a model that reads them (GET '
+        description="OHLCV values aligned with `closes`, one per close, for a model that reads them (GET "
         '/models/current `inputs`): {"high": [...], "low": [...], "open": [...], "volume": [...]}; prices '
         "finite and > 0, volume finite and >= 0. A closes-only model refuses them. Multi-step horizons hold "
         "them at their last value",

@@ -89,7 +89,10 @@ def _bad(data: dict[str, Any], name: str, index: int, value: float) -> dict[str,
 
 BAD_FEATURES = [
     (lambda d: {"closes": d["closes"]}, "features is missing"),
-    (lambda d: {**d, "features": {k: v for k, v in d["features"].items() if k != "low"}}, "features.low is missing"),
+    (
+        lambda d: {**d, "features": {k: v for k, v in d["features"].items() if k != "low"}},
+        "features.low is missing",
+    ),
     (lambda d: {**d, "features": {**d["features"], "open": d["closes"]}}, "features.open is not read"),
     (lambda d: {**d, "features": {**d["features"], "high": d["features"]["high"][:-1]}}, "features.high has"),
     (lambda d: _bad(d, "high", 4, -2.0), "features.high[4] is -2.0; a high price must be finite and > 0"),
