@@ -25,11 +25,10 @@ from closecast.representation import FloatArray, Scaler, log_returns, model_inpu
 
 F64 = npt.NDArray[np.float64]
 SeriesLike = Sequence[float] | FloatArray  # closes, oldest first
-FeatureMap = Mapping[str, SeriesLike]  # one series' features by name ("high": [...]), aligned with its closes
-FeatureWindows = Mapping[str, FloatArray]  # each feature's windows [N, W], aligned with the closes' windows
+FeatureMap = Mapping[str, SeriesLike]  # one series' features by name, aligned with its closes
+FeatureWindows = Mapping[str, FloatArray]  # each feature's windows [N, W]
 
 _TINY = float(np.finfo(np.float64).tiny)  # below it (subnormal) prices lose their precision
-
 
 def _sqrt_steps(horizon: int) -> npt.NDArray[np.float64]:
     """``sqrt(h)`` for ``h = 1..horizon``: how an interval widens with the step."""
@@ -100,7 +99,7 @@ class Forecaster:
         self.input_name = str(contract["name"])
         self.output_name = str(contract["output_name"])
         self.provider = str(session.get_providers()[0])
-        self.features: tuple[str, ...] = tuple(contract.get("features", ()))  # OHLCV channels read
+        self.features: tuple[str, ...] = tuple(contract.get("features", ()))  # the OHLCV channels
 
     def _set_quantiles(self, probabilities: Sequence[float], quantiles: Sequence[float]) -> None:
         """The probability grid and (default) quantile table; every level a request may ask for, once."""
