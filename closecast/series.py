@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -149,12 +150,29 @@ def _order_by_date(
     )
 
 
+# C0 and C1 control characters and DEL: never part of a column name, and a NUL cannot even pass through a
+# command line (a job's CLI arguments), so a header holding one is refused before anything is queued.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_column_name(name: str, where: str) -> None:
+    """Refuse a column name holding control characters; ``where`` names it in the message."""
+    bad = _CONTROL.search(name)
+    if bad:
+        raise DataError(
+            f"{where} is {name[:60]!r}, which holds the control character {bad.group()!r}; "
+            "column names must be printable text, fix the header"
+        )
+
+
 def _columns(
     header: list[str] | None, path: Path, column: str, date_column: str | None, require_date_column: bool
 ) -> tuple[int, int | None]:
     """Indices of the close and date columns; refuses a missing close column, listing what exists."""
     if not header:
         raise DataError(f"{path.name} is empty; expected a header row with a {column!r} column")
+    for number, name in enumerate(header, start=1):
+        check_column_name(name, f"{path.name} line 1: column {number}")
     names = [h.strip() for h in header]
     if column not in names:
         raise DataError(f"column {column!r} not found in {path.name}; columns are: {', '.join(names)}")

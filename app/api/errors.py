@@ -8,11 +8,15 @@ class in ``STATUS`` it is an instance of, and ``{"detail": message}``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
 from app.jobs.errors import (
     AuthFailed,
@@ -80,6 +84,8 @@ def _message(kind: str, loc: Loc, value: Any, reason: str, ctx: dict[str, Any]) 
 
 # A close fails pydantic-core's own constraints (fast: no Python call per value); say it in price terms.
 _PRICE_ERRORS = {
+    "float_type": ("price_not_number", "prices must be numbers"),
+    "float_parsing": ("price_not_number", "prices must be numbers"),
     "greater_than": ("price_not_positive", "prices must be > 0"),
     "finite_number": ("price_not_finite", "prices must be finite numbers"),
 }
@@ -106,6 +112,12 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": [describe_validation_error(e) for e in exc.errors()]}, status_code=422)
 
 
+def without_paths(text: str, model_dir: Path) -> str:
+    """``text`` with the model dir's absolute path replaced by its setting's name: the last line of defence,
+    for messages built from errors that name the files they failed on."""
+    return text.replace(str(model_dir), "CLOSECAST_MODEL_DIR")
+
+
 async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ClosecastError)
     if isinstance(exc, InputInvalid):
@@ -114,10 +126,38 @@ async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
     headers = {"Retry-After": RETRY_AFTER[status]} if status in RETRY_AFTER else {}
     if isinstance(exc, AuthFailed):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"detail": exc.message}, status_code=status, headers=headers or None)
+    detail = without_paths(exc.message, request.app.state.settings.model_dir)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route of ``app`` serves at this request's path (Starlette names only the first
+    route's)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
+async def _http_handler(request: Request, exc: Exception) -> Any:
+    """FastAPI's own answer, with a complete ``Allow`` header on a 405."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        # FastAPI's answer to a JSON body it could not decode (bytes that are not UTF-8): a 422 like any
+        # other bad body, in the 422 shape the API promises
+        error = {"error": "the body is not UTF-8 JSON"}
+        problem = {"type": "json_invalid", "loc": ("body", 0), "msg": "", "input": {}, "ctx": error}
+        return await _validation_handler(request, RequestValidationError([problem]))
+    if exc.status_code == 405:
+        allow = ", ".join(allowed_methods(request.app, request))
+        exc = HTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allow})
+    return await http_exception_handler(request, exc)
 
 
 def register_error_handlers(app: FastAPI) -> None:
-    """Install the handlers: domain errors by ``STATUS``, 422s in the message format above."""
+    """Install the handlers: domain errors by ``STATUS``, 422s in the message format above, and 405s that
+    list every method of the path."""
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(ClosecastError, _domain_handler)
+    app.add_exception_handler(HTTPException, _http_handler)

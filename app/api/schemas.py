@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 from pydantic_core import PydanticCustomError
 
 from app.config import MAX_BATCH_SERIES_CEILING, MAX_CLOSES_CEILING, MAX_HORIZON_CEILING
@@ -26,6 +26,14 @@ def _examples(*payloads: Any) -> dict[str, JsonValue]:
     return {"examples": list(payloads)}
 
 
+def _whole(value: Any) -> Any:
+    """JSON Schema's `integer` includes 18.0: take a whole float as the integer it is (strict fields still
+    refuse 18.5, "18" and true)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = BeforeValidator(_whole)
+
 # Constraints pydantic-core checks without a Python call per close; closecast.errors words them for prices.
 Price = Annotated[
     float, Field(strict=True, gt=0, allow_inf_nan=False, description="a close price, finite and > 0")
@@ -35,8 +43,9 @@ Closes = Annotated[
     Field(
         min_length=2,
         max_length=MAX_CLOSES_CEILING,
-        description="closing prices, oldest first; at least the model's window (GET /models/current) and at "
-        "most CLOSECAST_MAX_CLOSES (default 10000); only the latest window is used",
+        description="closing prices, oldest first; at least the model's window (GET /models/current: "
+        "minItems 2 is only the floor, /openapi.json states the served model's window) and at most "
+        "CLOSECAST_MAX_CLOSES (default 10000); only the latest window is used",
     ),
 ]
 Horizon = Annotated[
@@ -47,8 +56,11 @@ Horizon = Annotated[
         strict=True,
         description="steps ahead, rolled out recursively; at most CLOSECAST_MAX_HORIZON (default 30)",
     ),
+    WholeNumber,  # after the bounds, so the schema states them as minimum/maximum
 ]
-Level = Annotated[int, Field(ge=1, le=99, strict=True, description="central interval coverage in percent")]
+Level = Annotated[
+    int, Field(ge=1, le=99, strict=True, description="central interval coverage in percent"), WholeNumber
+]
 
 
 def _unique_levels(levels: list[int]) -> list[int]:
@@ -64,7 +76,12 @@ def _unique_levels(levels: list[int]) -> list[int]:
 
 Levels = Annotated[
     list[Level],
-    Field(min_length=1, max_length=10, description="interval levels in percent, each 1..99, no duplicates"),
+    Field(
+        min_length=1,
+        max_length=10,
+        json_schema_extra={"uniqueItems": True},
+        description="interval levels in percent, each 1..99, no duplicates",
+    ),
     AfterValidator(_unique_levels),
 ]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from app.inference.holder import ModelHolder
+from app.jobs.errors import os_reason
 from app.jobs.store import CANCELLED, Outcome
 from closecast import registry
 from closecast.bundle import load_forecaster
@@ -213,7 +214,7 @@ def judge_and_register(
     try:
         register(holder.model_dir, bundle)
     except OSError as exc:
-        return Outcome("failed", error=f"could not register {bundle.name} in {holder.model_dir}: {exc}")
+        return Outcome("failed", error=f"could not register {bundle.name} in the model dir: {os_reason(exc)}")
     if not decision.promote:
         return Outcome("succeeded", result=result)
     return _promote_registered(holder, candidate, gate if mode == "auto" else None, result)
@@ -233,7 +234,7 @@ def _promote_registered(
         return Outcome(
             "failed",
             result=result,
-            error=f"registered {candidate.version} but could not make it current: {exc}",
+            error=f"registered {candidate.version} but could not make it current: {os_reason(exc)}",
         )
     return Outcome("succeeded", result={**result, "promoted": True})
 

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.api.deps import ForecasterDep, SettingsDep
+from app.api.responses import errors
 from app.api.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
 from app.config import Settings
 from app.metrics import Metrics
@@ -26,11 +27,7 @@ from closecast.forecaster import BatchForecast, SeriesForecast
 router = APIRouter(tags=["forecast"])
 noop_router = APIRouter(tags=["benchmark"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    413: {"description": "body larger than CLOSECAST_MAX_BODY_BYTES or too many series"},
-    422: {"description": "invalid input; each `detail[].msg` names the field and quotes the value"},
-    503: {"description": "no verified model loaded yet"},
-}
+_ERRORS = errors(413, 422, 503, words={503: "no verified model loaded yet"})
 
 
 def check_limits(settings: Settings, horizon: int, series: Sequence[tuple[Loc, int]]) -> None:
