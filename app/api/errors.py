@@ -16,8 +16,8 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.routing import Match, Route
 
+from app.api.openapi import operations_at
 from app.jobs.errors import (
     AuthFailed,
     JobFinished,
@@ -97,7 +97,8 @@ def describe_validation_error(error: dict[str, Any]) -> dict[str, Any]:
     kind = str(error.get("type", "value_error"))
     value = error.get("input")
     reason = str(error.get("msg", "is invalid"))
-    if len(loc) >= 2 and loc[-2] == "closes" and kind in _PRICE_ERRORS:
+    not_a_number = kind in ("float_type", "float_parsing") and (type(value) is int)  # a number, too big
+    if len(loc) >= 2 and loc[-2] == "closes" and kind in _PRICE_ERRORS and not not_a_number:
         kind, reason = _PRICE_ERRORS[kind]
     msg = _message(kind, loc, value, reason, error.get("ctx") or {})
     shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
@@ -130,14 +131,11 @@ async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
 
-def allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method some route of ``app`` serves at this request's path (Starlette names only the first
-    route's)."""
-    methods: set[str] = set()
-    for route in app.routes:
-        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
-    return sorted(methods)
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method the API serves at ``path`` (Starlette names only the first matching route's), as
+    OpenAPI documents them; HEAD wherever GET is."""
+    methods = set(operations_at(app, path))
+    return sorted(methods | {"HEAD"} if "GET" in methods else methods)
 
 
 async def _http_handler(request: Request, exc: Exception) -> Any:
@@ -150,8 +148,9 @@ async def _http_handler(request: Request, exc: Exception) -> Any:
         problem = {"type": "json_invalid", "loc": ("body", 0), "msg": "", "input": {}, "ctx": error}
         return await _validation_handler(request, RequestValidationError([problem]))
     if exc.status_code == 405:
-        allow = ", ".join(allowed_methods(request.app, request))
-        exc = HTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allow})
+        allow = allowed_methods(request.app, request.url.path)
+        if allow:  # else a route outside the API (/docs): Starlette's header is complete
+            exc = HTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(allow)})
     return await http_exception_handler(request, exc)
 
 

@@ -10,6 +10,8 @@ really accepts: ``closes`` at least the served model's window (``minItems``) and
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Any
 
 from fastapi import FastAPI
@@ -62,6 +64,20 @@ def _protect_reads(schema: dict[str, Any], protected: tuple[str, ...]) -> None:
             for operation in item.values():
                 operation.setdefault("security", [{"HTTPBearer": []}])
                 operation.setdefault("responses", {}).setdefault("401", unauthorized)
+
+
+@lru_cache(maxsize=64)
+def _template_regex(template: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$")
+
+
+def operations_at(app: FastAPI, path: str) -> dict[str, dict[str, Any]]:
+    """The operations OpenAPI documents for a request path, by upper-case method (``{}`` if none): one
+    source for the methods a path allows and the query parameters an operation takes."""
+    for template, item in app.openapi().get("paths", {}).items():
+        if _template_regex(template).match(path):
+            return {method.upper(): op for method, op in item.items() if isinstance(op, dict)}
+    return {}
 
 
 def install(app: FastAPI, settings: Settings, holder: ModelHolder, protected: tuple[str, ...]) -> None:

@@ -2,7 +2,7 @@
 not silently fall back to a default.
 
 A pure ASGI middleware that does nothing unless the request has a query string, so ``/forecast`` pays
-nothing for it; only then does it find the route and compare the names sent with the names it declares.
+nothing for it; only then does it compare the names sent with the ones OpenAPI documents for the operation.
 """
 
 from __future__ import annotations
@@ -10,24 +10,10 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qsl
 
-from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
-from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.openapi import operations_at
 from closecast.errors import Problem
-
-
-def _query_names(dependant: Dependant) -> set[str]:
-    names = {param.alias for param in dependant.query_params}
-    for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
-
-
-def _declared(route: APIRoute) -> set[str]:
-    """The query parameters the route and its dependencies declare."""
-    return _query_names(route.dependant)
 
 
 class RejectUnknownQuery:
@@ -43,15 +29,16 @@ class RejectUnknownQuery:
         sent = [
             name for name, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         ]
-        route = next(
-            (r for r in scope["app"].routes if isinstance(r, APIRoute) and r.matches(scope)[0] == Match.FULL),
-            None,
-        )
-        unknown = sorted(set(sent) - _declared(route)) if route is not None else []
+        operation = operations_at(scope["app"], scope["path"]).get(scope["method"])
+        if operation is None:  # no such operation: routing answers 404 or 405
+            await self.app(scope, receive, send)
+            return
+        declared = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+        unknown = sorted(set(sent) - declared)
         if not unknown:
             await self.app(scope, receive, send)
             return
-        known = ", ".join(sorted(_declared(route))) if route is not None else ""
+        known = ", ".join(sorted(declared))
         takes = f"this endpoint takes: {known}" if known else "this endpoint takes no query parameters"
         problems = [
             Problem(("query", name), f"query parameter {name!r} is not known; {takes}", "query_unknown", name)
