@@ -10,6 +10,7 @@ which would start training processes; promotion only ever changes the copy).
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,7 +30,13 @@ APP = create_app(make_settings(copy_registry(_REGISTRY / "models"), api_key=KEY,
 # Starts the app's lifespan (once, for the whole run): the schema fetched states the loaded model's window.
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 keyed = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(method="POST", path="/train")
-EXAMPLES = settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+# CI-sized by default (~30 s); `CONTRACT_EXAMPLES=500 pytest tests/app/test_property.py` for a longer run.
+EXAMPLES = settings(
+    max_examples=int(os.environ.get("CONTRACT_EXAMPLES", "25")),
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @keyed.auth()
