@@ -91,6 +91,18 @@ class Settings(BaseSettings):
     train_timeout_s: float = Field(
         default=3600, gt=0, le=7 * 24 * 3600, description="a retrain job is killed after this"
     )
+    job_store_timeout_s: float = Field(
+        default=2.0, gt=0, le=30, description="longest wait on a locked job store before answering 503"
+    )
+    job_heartbeat_s: float = Field(
+        default=5.0, ge=0.05, le=600, description="a running job's worker renews its lease this often"
+    )
+    job_lease_s: float = Field(
+        default=60.0,
+        ge=0.2,
+        le=24 * 3600,
+        description="a running job whose lease was not renewed this long is failed as `worker lost`",
+    )
 
     @field_validator("model_dir", "default_model_dir")
     @classmethod
@@ -112,6 +124,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CLOSECAST_PROTECT_READS=true needs CLOSECAST_API_KEY (16+ characters) to check callers "
                 "against; set the key, or leave reads open with CLOSECAST_PROTECT_READS=false"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> Settings:
+        if self.job_lease_s < 3 * self.job_heartbeat_s:
+            raise ValueError(
+                f"CLOSECAST_JOB_LEASE_S is {self.job_lease_s:g} but must be at least 3 x "
+                f"CLOSECAST_JOB_HEARTBEAT_S ({3 * self.job_heartbeat_s:g}): one late heartbeat must not "
+                "lose a job; raise the lease or lower the heartbeat"
             )
         return self
 

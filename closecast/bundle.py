@@ -18,7 +18,7 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +28,11 @@ import numpy as np
 import onnxruntime as ort
 
 import closecast
+from closecast.collection import data_section
 from closecast.config import Config
 from closecast.errors import BundleInvalid, ProviderUnavailable
 from closecast.forecaster import Forecaster
+from closecast.providers import cuda_unavailable
 from closecast.representation import REPRESENTATION, Scaler
 from closecast.series import Series, Split
 
@@ -122,7 +124,13 @@ def open_session(model_path: Path, providers: str = "auto", threads: int = 1) ->
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only; CUDA fallback is reported by our own log line
-    wanted = [p for p in PROVIDER_CHOICES[providers] if p in ort.get_available_providers()] or [CPU]
+    why_not_cuda = cuda_unavailable() if providers != "cpu" else None  # never ask ORT for what cannot load
+    if why_not_cuda and providers == "cuda":
+        raise ProviderUnavailable(
+            f"CLOSECAST_PROVIDERS is 'cuda' but {why_not_cuda}; install CUDA and cuDNN where the loader "
+            f"finds them (LD_LIBRARY_PATH), or set CLOSECAST_PROVIDERS=auto to fall back to the CPU"
+        )
+    wanted = [CPU] if why_not_cuda else PROVIDER_CHOICES[providers]
     try:
         session = ort.InferenceSession(str(model_path), sess_options=options, providers=wanted)
     except Exception as exc:  # ONNX Runtime raises its own untyped errors for unreadable models
@@ -308,8 +316,8 @@ def build_manifest(
     *,
     config: Config,
     libraries: Mapping[str, str],
-    series: Series,
-    split: Split,
+    series: Series | Sequence[Series],
+    split: Split | Sequence[Split],
     test_scores: dict[str, Any],
     validation_scores: dict[str, Any],
     intervals: IntervalCalibration,
@@ -329,7 +337,9 @@ def build_manifest(
         "versions": {"closecast": closecast.__version__, "python": platform.python_version(), **libraries},
         "config": config.to_dict(),
         "input": _input_section(config.data.window),
-        "data": _data_section(series, split),
+        "data": data_section(
+            [series] if isinstance(series, Series) else series, [split] if isinstance(split, Split) else split
+        ),
         "metrics": {
             "test": test_scores,
             "validation": validation_scores,
@@ -361,22 +371,6 @@ def _input_section(window: int) -> dict[str, Any]:
         "output_name": OUTPUT_NAME,
         "output_shape": ["batch", 1],
         "representation": REPRESENTATION,
-    }
-
-
-def _data_section(series: Series, split: Split) -> dict[str, Any]:
-    return {
-        "source": series.source,
-        "column": series.column,
-        "date_column": series.date_column,
-        "rows_read": series.rows_read,
-        "rows_used": int(series.closes.size),
-        "rows_dropped_empty": series.rows_dropped_empty,
-        "notes": series.notes,
-        "date_start": series.dates[0] if series.dates else None,
-        "date_end": series.dates[-1] if series.dates else None,
-        "closes_sha256": series.sha256(),
-        "split": {**split.sizes, "test_start": split.val_end},
     }
 
 

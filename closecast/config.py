@@ -18,6 +18,7 @@ class DataConfig:
 
     column: str = "Close"
     date_column: str | None = "Date"
+    id_column: str | None = None  # long format: the column naming each row's series (e.g. "symbol")
     window: int = 21  # closes per input: 20 daily returns, about a trading month
     train_frac: float = 0.7
     val_frac: float = 0.1  # the test part is what remains (0.2 by default)

@@ -1,39 +1,42 @@
 """CSV of closes -> validated series -> chronological split -> sliding windows.
 
+One file holds one series, or several in long format (an id column such as ``symbol``); ``load_many``
+reads files, directories and id columns into named series (``closecast.collection`` splits them by time).
+
 Every refusal raises ``DataError`` with one line that names the problem and quotes the bad value; the CLI
 turns it into exit code 2 and the ``/train`` endpoint into a 422.
 """
 
 from __future__ import annotations
 
-import csv
-import itertools
-import math
-import re
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from closecast.config import DataConfig
+from closecast.csvrows import DataError, Rows, csv_files, order_by_date, parse_close, parse_date, read_groups
 from closecast.representation import Scaler, closes_sha256, fit_scaler, log_returns, sliding_windows
+from closecast.timeaxis import infer_frequency, iso_texts
+
+__all__ = ["DataError", "Series", "Split", "load_csv", "load_many", "series_from_values"]
 
 # Each part must leave at least this many one-step forecasts to learn from or to score.
 MIN_TRAIN_TARGETS = 20
 MIN_EVAL_TARGETS = 5
 
 
-class DataError(ValueError):
-    """The input data cannot be trained on; the message says why and what to do."""
-
-
 @dataclass
 class Series:
-    """Validated closes in chronological order, with what was done to get them."""
+    """Validated closes in chronological order, with what was done to get them.
+
+    ``dates`` are ISO text: plain dates (``2018-12-31``) when every timestamp is a naive midnight, else full
+    times (``2017-04-19T09:00:00+00:00``); ``datetimes`` parses them back for comparisons.
+    """
 
     closes: npt.NDArray[np.float64]
     dates: list[str] | None
@@ -43,10 +46,21 @@ class Series:
     rows_read: int
     rows_dropped_empty: int
     notes: list[str] = field(default_factory=list)
+    name: str = ""  # the file's stem, or the id value in a long-format file
+    id_column: str | None = None
 
     def sha256(self) -> str:
         """Hash of the float64 closes actually used (little-endian bytes)."""
         return closes_sha256(self.closes)
+
+    @cached_property
+    def datetimes(self) -> list[datetime] | None:
+        return [datetime.fromisoformat(d) for d in self.dates] if self.dates is not None else None
+
+    @cached_property
+    def frequency(self) -> str | None:
+        """The inferred step between closes ("1h", "1d", ..., "irregular"); ``None`` without dates."""
+        return infer_frequency(self.datetimes) if self.datetimes else None
 
 
 @dataclass(frozen=True)
@@ -106,102 +120,29 @@ def windows(
     return all_windows[first - window : stop - window], closes[first:stop]
 
 
-def _parse_date(text: str, where: str) -> date:
-    """``where`` names the cell in messages: ``line 7: Date`` for a CSV, ``dates[5]`` for JSON."""
-    try:
-        return datetime.fromisoformat(text.strip()).date()
-    except ValueError:
-        raise DataError(f"{where} is {text!r}; expected an ISO date such as 2018-12-31") from None
-
-
-def _parse_close(text: str, where: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataError(f"{where} is {text!r}; expected a number") from None
-    if not math.isfinite(value):
-        raise DataError(f"{where} is {text!r}; expected a finite number")
-    if value <= 0:
-        raise DataError(f"{where} is {text!r}; prices must be > 0")
-    return value
-
-
-def _order_by_date(
-    closes: list[float], dates: list[date], places: list[str]
-) -> tuple[list[float], list[date], list[str]]:
-    """Refuse duplicates; accept ascending or newest-first (reversed, and noted); refuse any other order.
-
-    ``places`` name each date in messages: ``line 8: Date`` in a CSV, ``dates[3]`` in JSON.
-    """
-    seen: dict[date, str] = {}
-    for d, place in zip(dates, places, strict=True):
-        if d in seen:
-            raise DataError(f"{place} is {d.isoformat()}, the same date as {seen[d]}; keep one row per date")
-        seen[d] = place
-    pairs = list(itertools.pairwise(dates))
-    if all(a < b for a, b in pairs):
-        return closes, dates, []
-    if all(a > b for a, b in pairs):
-        return closes[::-1], dates[::-1], ["rows were newest first; reversed into chronological order"]
-    i = next(i for i, (a, b) in enumerate(pairs) if a > b)
-    raise DataError(
-        f"{places[i + 1]} is {dates[i + 1].isoformat()}, earlier than {places[i]} ({dates[i].isoformat()}); "
-        "sort the rows by date"
+def _series(
+    rows: Rows, path: Path, column: str, date_column: str | None, name: str, id_column: str | None
+) -> Series:
+    """Order the rows by date (when there is a date column) and note what was done."""
+    closes, dates = rows.closes, rows.dates
+    notes: list[str] = []
+    if date_column:
+        places = [f"line {line}: {date_column}" for line in rows.lines]
+        closes, dates, notes = order_by_date(closes, dates, places)
+    if rows.dropped:
+        notes.append(f"dropped {rows.dropped} rows with an empty {column}")
+    return Series(
+        closes=np.asarray(closes, dtype=np.float64),
+        dates=iso_texts(dates) if date_column else None,
+        source=path.name,
+        column=column,
+        date_column=date_column,
+        rows_read=rows.read,
+        rows_dropped_empty=rows.dropped,
+        notes=notes,
+        name=name,
+        id_column=id_column,
     )
-
-
-# C0 and C1 control characters and DEL: never part of a column name, and a NUL cannot even pass through a
-# command line (a job's CLI arguments), so a header holding one is refused before anything is queued.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def check_column_name(name: str, where: str) -> None:
-    """Refuse a column name holding control characters; ``where`` names it in the message."""
-    bad = _CONTROL.search(name)
-    if bad:
-        raise DataError(
-            f"{where} is {name[:60]!r}, which holds the control character {bad.group()!r}; "
-            "column names must be printable text, fix the header"
-        )
-
-
-def _columns(
-    header: list[str] | None, path: Path, column: str, date_column: str | None, require_date_column: bool
-) -> tuple[int, int | None]:
-    """Indices of the close and date columns; refuses a missing close column, listing what exists."""
-    if not header:
-        raise DataError(f"{path.name} is empty; expected a header row with a {column!r} column")
-    for number, name in enumerate(header, start=1):
-        check_column_name(name, f"{path.name} line 1: column {number}")
-    names = [h.strip() for h in header]
-    if column not in names:
-        raise DataError(f"column {column!r} not found in {path.name}; columns are: {', '.join(names)}")
-    if date_column and date_column not in names:
-        if require_date_column:
-            raise DataError(
-                f"date column {date_column!r} not found in {path.name}; columns are: {', '.join(names)}"
-            )
-        return names.index(column), None
-    return names.index(column), names.index(date_column) if date_column else None
-
-
-def _next_row(reader: Iterator[list[str]], path: Path) -> list[str] | None:
-    try:
-        return next(reader, None)
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise DataError(f"{path.name} line 1 is not readable CSV: {exc}") from None
-
-
-def _rows(reader: Any, path: Path) -> Iterator[list[str]]:
-    """The data rows; a malformed row (an over-long field, bad bytes) becomes a DataError naming its line."""
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise DataError(f"{path.name} line {reader.line_num} is not readable CSV: {exc}") from None
-        yield row
 
 
 def load_csv(
@@ -212,44 +153,57 @@ def load_csv(
     ``date_column`` is optional by default (a file without it is taken in file order); pass
     ``require_date_column`` when the user named it explicitly.
     """
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
-    closes: list[float] = []
-    dates: list[date] = []
-    lines: list[int] = []
-    rows_read = dropped = 0
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        ci, di = _columns(_next_row(reader, path), path, column, date_column, require_date_column)
-        for line, row in enumerate(_rows(reader, path), start=2):
-            if not any(cell.strip() for cell in row):
-                continue
-            rows_read += 1
-            cell = row[ci].strip() if ci < len(row) else ""
-            if not cell:
-                dropped += 1
-                continue
-            closes.append(_parse_close(cell, f"line {line}: {column}"))
-            lines.append(line)
-            if di is not None:
-                dates.append(_parse_date(row[di] if di < len(row) else "", f"line {line}: {date_column}"))
-    used_date_column = date_column if di is not None else None
-    notes: list[str] = []
-    if used_date_column:
-        places = [f"line {line}: {used_date_column}" for line in lines]
-        closes, dates, notes = _order_by_date(closes, dates, places)
-    if dropped:
-        notes.append(f"dropped {dropped} rows with an empty {column}")
-    return Series(
-        closes=np.asarray(closes, dtype=np.float64),
-        dates=[d.isoformat() for d in dates] if used_date_column else None,
-        source=path.name,
-        column=column,
-        date_column=used_date_column,
-        rows_read=rows_read,
-        rows_dropped_empty=dropped,
-        notes=notes,
-    )
+    groups, layout = read_groups(path, column, date_column, None, require_date_column)
+    used_date_column = date_column if layout.date is not None else None
+    return _series(groups.get("", Rows()), path, column, used_date_column, path.stem, None)
+
+
+def _prefixed(name: str, exc: DataError) -> DataError:
+    return type(exc)(f"{name}: {exc}")
+
+
+def load_many(
+    paths: Sequence[Path],
+    column: str = "Close",
+    date_column: str | None = "Date",
+    id_column: str | None = None,
+    require_date_column: bool = False,
+) -> list[Series]:
+    """Every series in ``paths`` (files or directories of ``*.csv``), each named by its file's stem or, with
+    ``id_column``, by its id value (long format: one row per id and date), sorted by id within a file.
+
+    One file without an id column reads exactly as ``load_csv``; with several, each message starts with the
+    series name. Two series with one name are refused: names key the manifest and per-series metrics.
+    """
+    files = csv_files(paths)
+    found: list[Series] = []
+    for path in files:
+        if id_column is None:
+            try:
+                found.append(load_csv(path, column, date_column, require_date_column))
+            except DataError as exc:
+                raise exc if len(files) == 1 else _prefixed(path.stem, exc) from None
+            continue
+        groups, layout = read_groups(path, column, date_column, id_column, require_date_column)
+        used = date_column if layout.date is not None else None
+        for key in sorted(groups):
+            try:
+                found.append(_series(groups[key], path, column, used, key, id_column))
+            except DataError as exc:
+                raise _prefixed(key, exc) from None
+    _check_unique_names(found)
+    return found
+
+
+def _check_unique_names(series: Sequence[Series]) -> None:
+    first: dict[str, Series] = {}
+    for s in series:
+        if s.name in first:
+            raise DataError(
+                f"two series are named {s.name!r} (from {first[s.name].source} and {s.source}); "
+                "give each series its own file name or id"
+            )
+        first[s.name] = s
 
 
 def check_length(series: Series, cfg: DataConfig) -> Split:
@@ -287,23 +241,24 @@ def series_from_values(
     closes: list[float], dates: list[str] | None = None, source: str = "request"
 ) -> Series:
     """Validate closes sent as JSON (``/train``) with the same rules and messages as the CSV reader."""
-    values = [_parse_close(str(v), f"closes[{i}]") for i, v in enumerate(closes)]
+    values = [parse_close(str(v), f"closes[{i}]") for i, v in enumerate(closes)]
     if dates is None:
-        return Series(np.asarray(values), None, source, "closes", None, len(values), 0)
+        return Series(np.asarray(values), None, source, "closes", None, len(values), 0, name=source)
     if len(dates) != len(values):
         raise DataError(
             f"dates has {len(dates)} values but closes has {len(values)}; send one date per close"
         )
-    parsed = [_parse_date(d, f"dates[{i}]") for i, d in enumerate(dates)]
+    parsed = [parse_date(d, f"dates[{i}]") for i, d in enumerate(dates)]
     places = [f"dates[{i}]" for i in range(len(values))]
-    ordered, ordered_dates, notes = _order_by_date(values, parsed, places)
+    ordered, ordered_dates, notes = order_by_date(values, parsed, places)
     return Series(
         np.asarray(ordered),
-        [d.isoformat() for d in ordered_dates],
+        iso_texts(ordered_dates),
         source,
         "closes",
         "dates",
         len(values),
         0,
         notes,
+        source,
     )

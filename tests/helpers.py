@@ -1,11 +1,21 @@
 """Helpers every test package shares, defined once: the fixture registry's paths, settings for a test app,
-and private copies of the registry."""
+private copies of the registry, and real server processes on loopback."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from app.config import Settings
 from closecast import registry
@@ -39,3 +49,75 @@ def copy_registry(target: Path) -> Path:
 def detail_msgs(response: Any) -> list[str]:
     """The messages of a 422 answer's ``detail`` list."""
     return [d["msg"] for d in response.json()["detail"]]
+
+
+# --- real server processes ---------------------------------------------------------------------------------
+
+ROOT = FIXTURES.parents[1]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(**values: str) -> dict[str, str]:
+    """This environment minus the developer's ``CLOSECAST_*``, plus ``values`` as ``CLOSECAST_<NAME>``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSECAST_")}
+    return {**env, **{f"CLOSECAST_{k.upper()}": v for k, v in values.items()}}
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60.0, every: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy; that value."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s"
+        time.sleep(every)
+    return value
+
+
+@dataclass
+class Server:
+    """A running ``python -m app``: its process and base URL; ``stderr`` is filled once it has stopped."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    stderr: str = ""
+
+
+@contextmanager
+def running_server(model_dir: Path, ready_path: str = "/readyz", **settings: str) -> Iterator[Server]:
+    """``python -m app`` on a free loopback port over ``model_dir`` (CPU), yielded once ``ready_path`` is 200;
+    terminated (SIGTERM, then SIGKILL) on exit, its stderr kept in ``Server.stderr``."""
+    port = free_port()
+    env = server_env(model_dir=str(model_dir), port=str(port), **{"providers": "cpu", **settings})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = Server(proc, f"http://127.0.0.1:{port}")
+
+    def ready() -> bool:
+        assert proc.poll() is None, f"the server exited with {proc.returncode}: {proc.communicate()[1]}"
+        try:
+            return httpx.get(server.url + ready_path, timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(ready, timeout=60, every=0.1)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            server.stderr = proc.communicate(timeout=30)[1]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            server.stderr = proc.communicate()[1]

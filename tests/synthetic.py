@@ -44,3 +44,26 @@ def write_csv(path: Path, closes: np.ndarray, start: str = "2020-01-01", column:
         w.writerow(["Date", column])
         w.writerows([str(d), f"{c:.6f}"] for d, c in zip(dates, closes, strict=True))
     return path
+
+
+def hourly_stamps(
+    n: int, start: str = "2017-04-17T00:00:00", zone: str = "", weekends: bool = False
+) -> list[str]:
+    """``n`` hourly ISO timestamps, skipping Saturdays and Sundays unless ``weekends`` (FX-like gaps)."""
+    out: list[str] = []
+    t = np.datetime64(start, "h")
+    while len(out) < n:
+        weekday = int((t.astype("datetime64[D]").astype(int) + 3) % 7)  # 0 = Monday
+        if weekends or weekday < 5:
+            out.append(str(t.astype("datetime64[s]")) + zone)
+        t += np.timedelta64(1, "h")
+    return out
+
+
+def write_long_csv(path: Path, rows: list[tuple[str, str, float]], id_column: str = "symbol") -> Path:
+    """A long-format CSV: one row per (id, timestamp, close)."""
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([id_column, "Date", "Close"])
+        w.writerows([i, d, f"{c:.6f}"] for i, d, c in rows)
+    return path

@@ -1,6 +1,10 @@
-"""``python -m training``: ``train`` a bundle from a CSV, or ``evaluate`` (score) a bundle on a CSV.
+"""``python -m training``: ``train`` a bundle from one or many series (CSV files, a directory, a long-format
+file with an id column), or ``evaluate`` (score) a bundle on them.
 
-Bad input exits with code 2 and one line naming the problem; nothing is left behind.
+Bad input exits with code 2 and one line naming the problem; nothing is left behind. ``train`` can be told
+to end itself (``training/guard.py``): ``--time-limit S`` exits with code 124 after S seconds, and
+``--parent-pid P`` exits with code 125 soon after process P (the service that started it) has died; both
+leave nothing at ``--out``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from closecast.config import Config, DataConfig, ModelConfig, TrainConfig
+from training.guard import Stop, start_guard, stop_guard, write_stderr
 
 PROG = "python -m training"
 
@@ -31,6 +36,9 @@ def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help=f"column holding the dates; default {d.date_column!r} when present, else file order",
     )
+    p.add_argument(
+        "--id-column", help="long format: column naming each row's series (e.g. symbol); one series per value"
+    )
     p.add_argument("--window", type=int, help=f"closes per input window (default {d.window})")
     p.add_argument("--train-frac", type=float, help=f"chronological training share (default {d.train_frac})")
     p.add_argument(
@@ -48,11 +56,24 @@ def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help=f"torch threads (default {t.threads})")
 
 
+def _positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if not seconds > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Train and evaluate closecast model bundles.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    tr = sub.add_parser("train", help="train a model bundle from a CSV of closes")
-    tr.add_argument("--csv", type=Path, required=True, help="CSV file with a header row")
+    tr = sub.add_parser("train", help="train a model bundle from one or many CSVs of closes")
+    tr.add_argument(
+        "--csv",
+        type=Path,
+        action="append",
+        required=True,
+        help="CSV file with a header row, or a directory of *.csv; repeat for several series",
+    )
     dest = tr.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", type=Path, help="bundle directory to create")
     dest.add_argument(
@@ -64,12 +85,31 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--progress-file", type=Path, help="append one JSON line per epoch here (used by /train jobs)"
     )
+    tr.add_argument(
+        "--time-limit",
+        type=_positive_seconds,
+        metavar="S",
+        help="stop (exit 124) after S seconds, wall-clock",
+    )
+    tr.add_argument(
+        "--parent-pid", type=int, metavar="PID", help="stop (exit 125) once process PID has ended"
+    )
     _hyperparameter_flags(tr)
-    ev = sub.add_parser("evaluate", help="print a bundle's one-step metrics on a CSV")
+    ev = sub.add_parser("evaluate", help="print a bundle's one-step metrics on CSVs, per series")
     ev.add_argument("--bundle", type=Path, required=True)
-    ev.add_argument("--csv", type=Path, required=True)
-    ev.add_argument("--column", default="Close")
-    ev.add_argument("--date-column", default=None)
+    ev.add_argument(
+        "--csv", type=Path, action="append", required=True, help="CSV file or directory; repeatable"
+    )
+    ev.add_argument("--column", help="close column (default: the one the model was trained on)")
+    ev.add_argument("--date-column", help="date column (default: the one the model was trained on)")
+    ev.add_argument("--id-column", help="id column (default: the one the model was trained on)")
+    ev.add_argument(
+        "--part",
+        choices=["auto", "test", "all"],
+        default="auto",
+        help="auto (default): the test part of a training series, else the closes after the model's data; "
+        "test: the test part only; all: every close with a full window before it",
+    )
     return parser
 
 
@@ -78,27 +118,35 @@ def _config(args: argparse.Namespace) -> Config:
     overrides: dict[str, Any] = {name: getattr(args, name) for name in names if hasattr(args, name)}
     overrides["column"] = args.column
     overrides["date_column"] = args.date_column or DataConfig().date_column
+    overrides["id_column"] = args.id_column
     return Config.from_overrides(overrides)
 
 
 def _train(args: argparse.Namespace) -> int:
     from closecast.bundle import check_destination
-    from closecast.series import load_csv
+    from closecast.series import load_many
 
     cfg = _config(args)
     if args.registry:
         from closecast.registry import new_version_id
 
-        args.out = args.registry / new_version_id(args.csv.name.encode())
+        args.out = args.registry / new_version_id(b"\0".join(p.name.encode() for p in args.csv))
     elif args.promote:
         raise ValueError("--promote needs --registry (a plain --out directory has no current pointer)")
     check_destination(args.out, args.force)
-    series = load_csv(
-        args.csv, cfg.data.column, cfg.data.date_column, require_date_column=bool(args.date_column)
+    d = cfg.data
+    series = load_many(
+        args.csv, d.column, d.date_column, d.id_column, require_date_column=bool(args.date_column)
     )
-    from closecast.series import check_trainable
+    # refuse short or flat data before paying for the torch import
+    if len(series) == 1:
+        from closecast.series import check_trainable
 
-    check_trainable(series, cfg.data)  # refuse short or flat data before paying for the torch import
+        check_trainable(series[0], d)
+    else:
+        from closecast.collection import split_by_time
+
+        split_by_time(series, d)
     from training.pipeline import run_training
 
     progress = None
@@ -109,11 +157,12 @@ def _train(args: argparse.Namespace) -> int:
             with progress_path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(event) + "\n")
 
-    manifest = run_training(series, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress)
+    data = series[0] if len(series) == 1 else series
+    manifest = run_training(data, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress)
     if args.registry and args.promote:
         from closecast.registry import set_current
 
-        set_current(args.registry, args.out.name)
+        set_current(args.registry, args.out.name, "python -m training train --promote")
     t = manifest["metrics"]["test"]
     verdict = "beats" if manifest["metrics"]["beats_naive"] else "does NOT beat"
     print(
@@ -127,7 +176,10 @@ def _train(args: argparse.Namespace) -> int:
 def _score_bundle(args: argparse.Namespace) -> int:
     from training.score_bundle import score_bundle
 
-    result = score_bundle(args.bundle, args.csv, args.column, args.date_column)
+    result = score_bundle(args.bundle, args.csv, args.column, args.date_column, args.id_column, args.part)
+    for item in result.get("series", [result]):
+        for warning in item["warnings"]:
+            print(f"{PROG} evaluate: warning: {warning}", file=sys.stderr)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -135,10 +187,18 @@ def _score_bundle(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _train(args) if args.command == "train" else _score_bundle(args)
+        if args.command == "train":
+            start_guard(args.parent_pid, args.time_limit, f"{PROG} train")
+            return _train(args)
+        return _score_bundle(args)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:  # DataError is a ValueError
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Stop as stop:  # the stderr pipe may have died with the parent: no buffered print
+        write_stderr(f"{PROG} {args.command}: error: {stop.reason}")
+        return stop.code
+    finally:
+        stop_guard()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ no files) and ``export_bundle`` (ONNX + TorchScript -> parity -> the core's bund
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -47,7 +48,7 @@ SAMPLE_WINDOWS = 3
 class ScoredModel:
     """A fitted network with its metrics and interval calibration: everything a bundle needs but its files."""
 
-    series: Series
+    series: Series | Sequence[Series]  # several: pooled, split by time (closecast.collection)
     config: Config
     parts: Prepared
     fitted: FitResult
@@ -63,7 +64,11 @@ def forecast_prices(model: torch.nn.Module, part: Part, scaler: Scaler) -> np.nd
 
 
 def fit_and_score(
-    series: Series, config: Config, *, progress: ProgressFn | None = None, quiet: bool = False
+    series: Series | Sequence[Series],
+    config: Config,
+    *,
+    progress: ProgressFn | None = None,
+    quiet: bool = False,
 ) -> ScoredModel:
     """Fit on the training part, early-stop on validation, score both held-out parts against naive, and
     calibrate prediction intervals on validation residuals (checked on the test part). Writes nothing."""
@@ -135,7 +140,7 @@ def _write_files(scored: ScoredModel, tmp: Path) -> dict[str, Any]:
         config=scored.config,
         libraries={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
         series=scored.series,
-        split=parts.split,
+        split=parts.splits or parts.split,
         test_scores=scored.test_scores,
         validation_scores=scored.validation_scores,
         intervals=scored.intervals,
@@ -154,7 +159,7 @@ def _sample(session: ort.InferenceSession, parts: Prepared) -> tuple[np.ndarray,
 
 
 def run_training(
-    series: Series,
+    series: Series | Sequence[Series],
     config: Config,
     out: Path,
     *,
@@ -162,7 +167,8 @@ def run_training(
     quiet: bool = False,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Train on ``series`` and write the bundle to ``out``; returns the manifest.
+    """Train on ``series`` (one, or several pooled and split by time) and write the bundle to ``out``;
+    returns the manifest.
 
     Raises before anything is visible at ``out`` if the data are unusable or the exports disagree."""
     scored = fit_and_score(series, config, progress=progress, quiet=quiet)

@@ -19,6 +19,9 @@ from typing import IO, Any
 import app as _package
 
 PROJECT_ROOT = Path(_package.__file__).resolve().parents[1]  # holds the `app` and `training` packages
+# The child's own time limit runs this much longer than the service's timeout, so that a live supervisor
+# always ends a slow run first (with its usual message); the child's limit is the backstop when none is.
+OWN_LIMIT_SLACK_S = 5.0
 
 
 @dataclass
@@ -30,11 +33,18 @@ class TrainingProcess:
     reader: threading.Thread
 
     @classmethod
-    def start(cls, python: str, flags: dict[str, Any], cwd: Path, threads: int) -> TrainingProcess:
+    def start(
+        cls, python: str, flags: dict[str, Any], cwd: Path, threads: int, timeout_s: float
+    ) -> TrainingProcess:
         """``python -m training train --quiet --flag=value ...`` in its own session (one ``killpg`` ends
         it all), stdout dropped, stderr through a pipe. ``--flag=value`` keeps a value starting with ``-``
-        (a column name) a value; flags whose value is None are left out."""
-        given = [f"--{flag}={value}" for flag, value in flags.items() if value is not None]
+        (a column name) a value; flags whose value is None are left out.
+
+        The child also looks after itself (``training/guard.py``): it ends itself soon after this process
+        dies (``--parent-pid``; a SIGKILLed service runs no cleanup, and its child has its own session), and
+        after ``timeout_s`` plus ``OWN_LIMIT_SLACK_S`` (``--time-limit``) should nobody be supervising it."""
+        own = {"parent-pid": os.getpid(), "time-limit": f"{timeout_s + OWN_LIMIT_SLACK_S:g}"}
+        given = [f"--{flag}={value}" for flag, value in {**flags, **own}.items() if value is not None]
         popen = subprocess.Popen(
             [python, "-m", "training", "train", "--quiet", *given],
             stdin=subprocess.DEVNULL,

@@ -36,7 +36,7 @@ _PROMOTION_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class GateScores:
     """Both models' one-step MAE on the same test closes, next to the naive forecast's."""
 
     candidate_mae: float
@@ -62,7 +62,7 @@ def _one_step(model: Forecaster, closes: F64, first: int) -> F64:
     return model.predict_closes(windows, 1)[:, 0]
 
 
-def evaluate(candidate: Forecaster, current: Forecaster, closes: F64) -> Evaluation:
+def compare_on_test_part(candidate: Forecaster, current: Forecaster, closes: F64) -> GateScores:
     """Score both models on the candidate's test part of ``closes`` (the closes it was trained on)."""
     data = candidate.manifest.get("data", {})
     recorded = data.get("closes_sha256")
@@ -79,7 +79,7 @@ def evaluate(candidate: Forecaster, current: Forecaster, closes: F64) -> Evaluat
             f"test close of the {closes.size} sent to compare it on; use promote=always or never"
         )
     actual_closes = closes[first:]
-    return Evaluation(
+    return GateScores(
         candidate_mae=error_metrics(actual_closes, _one_step(candidate, closes, first))["mae"],
         current_mae=error_metrics(actual_closes, _one_step(current, closes, first))["mae"],
         naive_mae=error_metrics(actual_closes, closes[first - 1 : -1])["mae"],
@@ -89,14 +89,14 @@ def evaluate(candidate: Forecaster, current: Forecaster, closes: F64) -> Evaluat
     )
 
 
-def _scores(ev: Evaluation) -> str:
+def _scores(ev: GateScores) -> str:
     return (
         f"candidate MAE {ev.candidate_mae:.6g} vs current ({ev.current_version}) MAE {ev.current_mae:.6g} "
         f"on the {ev.n} test closes (naive MAE {ev.naive_mae:.6g})"
     )
 
 
-def decide(mode: str, ev: Evaluation) -> Decision:
+def decide(mode: str, ev: GateScores) -> Decision:
     """``auto``: promote unless the candidate's MAE is worse; ``always`` / ``never`` as they say."""
     scores = _scores(ev)
     if mode == "always":
@@ -118,7 +118,7 @@ def undecided(mode: str, version: str, why: str) -> Decision:
     return Decision(False, f"not promoted: {problem}; POST /models/{version}/promote makes it current")
 
 
-def current_moved(ev: Evaluation, now: str | None, version: str) -> Decision:
+def current_moved(ev: GateScores, now: str | None, version: str) -> Decision:
     """``auto`` judged the candidate against a model that stopped being current before it could promote."""
     return Decision(
         False,
@@ -147,7 +147,7 @@ class CurrentChanged(Exception):
 
 
 def make_current(
-    holder: ModelHolder, forecaster: Forecaster, judged_against: str | None = None
+    holder: ModelHolder, forecaster: Forecaster, judged_against: str | None = None, reason: str = ""
 ) -> str | None:
     """Point ``current`` at a verified, registered bundle and serve it here at once; returns the previous
     version. In-flight requests finish on the model they started with; other workers follow the pointer.
@@ -158,10 +158,9 @@ def make_current(
     """
     with _PROMOTION_LOCK:
         previous = registry.read_current(holder.model_dir)
-        # Without a pointer file, read_current answers the newest version: the just registered candidate.
         if judged_against is not None and previous not in (judged_against, forecaster.version):
             raise CurrentChanged(judged_against, previous)
-        registry.set_current(holder.model_dir, forecaster.version)
+        registry.set_current(holder.model_dir, forecaster.version, reason)
         holder.swap(forecaster)
     return previous
 
@@ -169,7 +168,7 @@ def make_current(
 def promote_version(holder: ModelHolder, version: str) -> str | None:
     """Load and fully verify a stored version, then make it current; ``BundleInvalid`` changes nothing."""
     forecaster = holder.load_version(version)
-    return make_current(holder, forecaster)
+    return make_current(holder, forecaster, reason="promoted through POST /models/{version}/promote")
 
 
 def _never() -> bool:
@@ -194,9 +193,9 @@ def judge_and_register(
         candidate = load_forecaster(bundle, holder.providers, holder.ort_threads)
     except (ClosecastError, OSError) as exc:
         return Outcome("failed", error=f"the new bundle failed verification and was discarded: {exc}")
-    gate: Evaluation | None = None
+    gate: GateScores | None = None
     try:
-        gate = evaluate(candidate, current_model(holder), load_closes())
+        gate = compare_on_test_part(candidate, current_model(holder), load_closes())
         decision = decide(mode, gate)
     except (ClosecastError, OSError, ValueError, KeyError) as exc:
         decision = undecided(mode, candidate.version, str(exc))
@@ -214,18 +213,20 @@ def judge_and_register(
     try:
         register(holder.model_dir, bundle)
     except OSError as exc:
-        return Outcome("failed", error=f"could not register {bundle.name} in the model dir: {os_reason(exc)}")
+        why = exc.strerror or type(exc).__name__  # the reason, never the path
+        return Outcome("failed", error=f"could not register {bundle.name} in the registry: {why}")
     if not decision.promote:
         return Outcome("succeeded", result=result)
     return _promote_registered(holder, candidate, gate if mode == "auto" else None, result)
 
 
 def _promote_registered(
-    holder: ModelHolder, candidate: Forecaster, judged: Evaluation | None, result: dict[str, Any]
+    holder: ModelHolder, candidate: Forecaster, judged: GateScores | None, result: dict[str, Any]
 ) -> Outcome:
     """Make the registered candidate current; with ``judged`` only while that model is still current."""
     try:
-        make_current(holder, candidate, judged.current_version if judged is not None else None)
+        judged_against = judged.current_version if judged is not None else None
+        make_current(holder, candidate, judged_against, reason=f"job: {result['reason']}")
     except CurrentChanged as exc:
         assert judged is not None  # only an `auto` promotion judged against a model checks the pointer
         moved = current_moved(judged, exc.now, candidate.version)

@@ -19,11 +19,11 @@ import numpy.typing as npt
 
 from app.api.train_schemas import TrainRequest, UploadForm
 from closecast.config import Config
+from closecast.csvrows import check_column_name
 from closecast.errors import InputInvalid, Loc, Problem
 from closecast.series import (
     ConstantSeries,
     Series,
-    check_column_name,
     check_trainable,
     load_csv,
     series_from_values,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,8 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from closecast import registry
-from tests.app.test_process import ROOT, _env, _free_port
-from tests.helpers import FIXTURE_BUNDLE, FIXTURE_VERSION, make_settings
+from tests.helpers import FIXTURE_BUNDLE, FIXTURE_VERSION, make_settings, running_server
 from tests.synthetic import calm_walk
 
 UNPROMOTED = "20991231T000000Z-0unchosen"
@@ -87,31 +84,13 @@ def test_no_promoted_version_refuses_to_start_and_says_why(tmp_path: Path) -> No
 
 def test_running_server_ignores_a_deleted_pointer(registry_with_unpromoted: Path) -> None:
     """A real `python -m app`: deleting `current` keeps the promoted model, never the newest directory."""
-    port = _free_port()
-    env = _env(model_dir=str(registry_with_unpromoted), port=str(port), reload_interval_s="0.1")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready within 60 s"
-            time.sleep(0.1)
+    with running_server(registry_with_unpromoted, reload_interval_s="0.1") as server:
         (registry_with_unpromoted / "current").unlink()
         time.sleep(1.0)  # ten reload intervals
-        answer = httpx.post(f"{url}/forecast", json={"closes": calm_walk()}, timeout=5).json()
+        answer = httpx.post(f"{server.url}/forecast", json={"closes": calm_walk()}, timeout=5).json()
         assert answer["model_version"] == FIXTURE_VERSION
-        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+        metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
         assert "closecast_pointer_fallbacks_total 1.0" in metrics
-    finally:
-        server.terminate()
-        _, stderr = server.communicate(timeout=30)
+    stderr = server.stderr
     assert "the `current` pointer is missing; serving" in stderr
     assert str(registry_with_unpromoted) not in stderr

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -13,21 +11,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import FIXTURE_MODELS
+from tests.helpers import FIXTURE_MODELS, free_port, server_env
 from tests.synthetic import calm_walk
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSECAST_")}
-    return {**env, "CLOSECAST_PROVIDERS": "cpu", **{f"CLOSECAST_{k.upper()}": v for k, v in values.items()}}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _cpu_env(**values: str) -> dict[str, str]:
+    return server_env(**{"providers": "cpu", **values})
 
 
 def test_serving_never_imports_torch() -> None:
@@ -47,7 +38,7 @@ def test_serving_never_imports_torch() -> None:
     done = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", script],
         cwd=ROOT,
-        env=_env(model_dir=str(FIXTURE_MODELS)),
+        env=_cpu_env(model_dir=str(FIXTURE_MODELS)),
         capture_output=True,
         text=True,
         timeout=120,
@@ -57,8 +48,8 @@ def test_serving_never_imports_torch() -> None:
 
 
 def test_python_m_app_serves_until_stopped() -> None:
-    port = _free_port()
-    env = _env(model_dir=str(FIXTURE_MODELS), port=str(port), log_level="warning")
+    port = free_port()
+    env = _cpu_env(model_dir=str(FIXTURE_MODELS), port=str(port), log_level="warning")
     server = subprocess.Popen(
         [sys.executable, "-m", "app"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
     )
@@ -82,7 +73,7 @@ def test_python_m_app_serves_until_stopped() -> None:
 
 
 def test_python_m_app_exits_non_zero_without_a_model(tmp_path: Path) -> None:
-    env = _env(model_dir=str(tmp_path), port=str(_free_port()))
+    env = _cpu_env(model_dir=str(tmp_path), port=str(free_port()))
     done = subprocess.run(
         [sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )

@@ -15,7 +15,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ from tests.deploy.dockerfile import (
     top_level_packages,
     unshipped_packages,
 )
+from tests.helpers import free_port
 
 RUNTIME_TARGETS = ("serve", "cpu", "cuda")
 DEFAULT_TARGET = "cpu"
@@ -125,12 +125,6 @@ def test_healthcheck_uses_only_python_from_the_image(dockerfile: Dockerfile) -> 
 # ---- the image's commands, run outside a container ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _with_option(argv: list[str], option: str, value: str) -> list[str]:
     assert option in argv, f"CMD has no {option}: {argv}"
     at = argv.index(option) + 1
@@ -177,7 +171,7 @@ class Container:
 @contextmanager
 def running_image(dockerfile: Dockerfile, volume: Path, workdir: Path) -> Iterator[Container]:
     """Start the default target's CMD on a free port; wait (bounded) until its HEALTHCHECK passes; stop it."""
-    port = _free_port()
+    port = free_port()
     cmd = exec_form(dockerfile.last(DEFAULT_TARGET, "CMD") or "")
     cmd = _with_option(_with_option(cmd, "--port", str(port)), "--host", "127.0.0.1")
     _, healthcheck = healthcheck_command(dockerfile.last(DEFAULT_TARGET, "HEALTHCHECK") or "")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +10,10 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.helpers import make_settings
+from tests.helpers import (
+    make_settings,
+    wait_for,
+)
 
 KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -30,15 +31,6 @@ def build_app(settings: Settings, python: str | None = None) -> FastAPI:
     if python is not None:
         app.state.jobs.python = python
     return app
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 60.0, every: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out after {timeout} s"
-        time.sleep(every)
-    return value
 
 
 def job(client: TestClient, job_id: str) -> dict[str, Any]:

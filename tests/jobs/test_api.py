@@ -298,9 +298,9 @@ def test_a_version_removed_while_it_is_promoted_is_404_and_changes_nothing(
     shutil.copytree(model_dir / FIXTURE_VERSION, vanishing)
     set_current = registry.set_current
 
-    def removed_first(directory: Path, version: str) -> None:
+    def removed_first(directory: Path, version: str, reason: str = "") -> None:
         shutil.rmtree(vanishing)  # after the route's check and the verified load, before the pointer moves
-        set_current(directory, version)
+        set_current(directory, version, reason)
 
     monkeypatch.setattr(registry, "set_current", removed_first)
     response = client.post(f"/models/{vanishing.name}/promote", headers=AUTH)
@@ -331,7 +331,7 @@ def test_a_pointer_that_cannot_be_written_is_503_or_507_and_changes_nothing(
     other = model_dir / "20990101T000000Z-nowrite0"
     shutil.copytree(model_dir / FIXTURE_VERSION, other)
 
-    def cannot_write(directory: Path, version: str) -> None:
+    def cannot_write(directory: Path, version: str, reason: str = "") -> None:
         raise error
 
     monkeypatch.setattr(registry, "set_current", cannot_write)

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.jobs import promotion
-from app.jobs.promotion import Evaluation, decide, evaluate, promote_version, undecided
+from app.jobs.promotion import GateScores, compare_on_test_part, decide, promote_version, undecided
 from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.forecaster import Forecaster
@@ -84,7 +84,7 @@ def _fixture_closes() -> np.ndarray:
 
 
 def test_gate_scores_the_candidate_exactly_as_its_manifest_does(fixture_model: Any) -> None:
-    ev = evaluate(fixture_model, fixture_model, _fixture_closes())
+    ev = compare_on_test_part(fixture_model, fixture_model, _fixture_closes())
     recorded = fixture_model.manifest["metrics"]["test"]
     assert ev.first_target == fixture_model.manifest["data"]["split"]["test_start"]
     assert ev.n == recorded["n"]
@@ -96,7 +96,7 @@ def test_gate_refuses_closes_the_candidate_was_not_trained_on(fixture_model: Any
     closes = _fixture_closes()
     closes[-1] *= 1.01
     with pytest.raises(ValueError, match="refusing to judge it on other data"):
-        evaluate(fixture_model, fixture_model, closes)
+        compare_on_test_part(fixture_model, fixture_model, closes)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_gate_refuses_closes_the_candidate_was_not_trained_on(fixture_model: Any
     ],
 )
 def test_decide(mode: str, candidate_mae: float, promoted: bool, start: str) -> None:
-    ev = Evaluation(candidate_mae, 1.0, 1.05, 60, 240, "v1")
+    ev = GateScores(candidate_mae, 1.0, 1.05, 60, 240, "v1")
     decision = decide(mode, ev)
     assert decision.promote is promoted
     assert decision.reason.startswith(start)
@@ -147,14 +147,14 @@ def test_a_rollback_during_judging_stops_auto_but_not_always_promotion(
     python = wrapper(tmp_path / "python", f'exec "{sys.executable}" "{trainer}" "{fixture}" "$@"')
     shutil.copytree(model_dir / FIXTURE_VERSION, model_dir / ROLLED_BACK_TO)
     service = build_app(trainer_settings(model_dir), python=python)
-    real_evaluate = promotion.evaluate
+    real_compare = promotion.compare_on_test_part
 
-    def evaluate_then_roll_back(candidate: Forecaster, current: Forecaster, closes: Any) -> Evaluation:
-        judged = real_evaluate(candidate, current, closes)
+    def compare_then_roll_back(candidate: Forecaster, current: Forecaster, closes: Any) -> GateScores:
+        judged = real_compare(candidate, current, closes)
         promote_version(service.state.holder, ROLLED_BACK_TO)  # POST /models/{version}/promote, meanwhile
         return judged
 
-    monkeypatch.setattr(promotion, "evaluate", evaluate_then_roll_back)
+    monkeypatch.setattr(promotion, "compare_on_test_part", compare_then_roll_back)
     csv = (Path(__file__).resolve().parents[1] / "fixtures" / "synthetic.csv").read_bytes()
     with TestClient(service) as client:
         response = client.post(
