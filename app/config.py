@@ -21,6 +21,7 @@ REPO_MODELS_DIR = Path(_package.__file__).resolve().parents[1] / "models"
 MAX_CLOSES_CEILING = 1_000_000
 MAX_HORIZON_CEILING = 365
 MAX_BATCH_SERIES_CEILING = 100_000
+MAX_BACKTEST_FOLDS_CEILING = 1000
 
 Providers = Literal["auto", "cpu", "cuda"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -72,7 +73,29 @@ class Settings(BaseSettings):
         default=1000, ge=1, le=MAX_BATCH_SERIES_CEILING, description="series per /forecast/batch request"
     )
     max_body_bytes: int = Field(
-        default=8 * 1024 * 1024, ge=1024, le=1024**3, description="request body limit"
+        default=8 * 1024 * 1024, ge=1024, le=1024**3, description="request body limit of /forecast/batch"
+    )
+    max_upload_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, le=4 * 1024**3, description="request body limit of POST /train"
+    )
+    body_timeout_s: float = Field(
+        default=30, gt=0, le=3600, description="a request body must arrive within this (408 after)"
+    )
+    big_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="bodies above this wait for a big-body slot; batches above it parse in a child process",
+    )
+    big_body_slots: int = Field(default=2, ge=1, le=64, description="big bodies read and parsed at once")
+    big_body_wait_s: float = Field(
+        default=30, gt=0, le=3600, description="a big body waits at most this for a slot (503 after)"
+    )
+    parse_nice: int = Field(
+        default=10, ge=0, le=19, description="niceness of the batch-parsing child process"
+    )
+    max_backtest_folds: int = Field(
+        default=20, ge=1, le=MAX_BACKTEST_FOLDS_CEILING, description="folds per POST /backtest request"
     )
     enable_noop: bool = Field(default=False, description="register POST /noop/forecast (benchmarks only)")
 

@@ -19,11 +19,12 @@ import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 
 from app.api import openapi
+from app.api.bodies import BatchParser
 from app.api.errors import register_error_handlers
-from app.api.middleware import BodySizeLimit, RequestMetrics
+from app.api.middleware import BodyLimits, RequestMetrics
 from app.api.protect import PROTECTED_READS, ProtectReads
 from app.api.query import RejectUnknownQuery
-from app.api.routes import forecast, health, metrics, models, train
+from app.api.routes import backtest, forecast, health, metrics, models, train
 from app.background import Background, Supervised
 from app.config import Settings, get_settings
 from app.inference.holder import ModelHolder, watch_pointer
@@ -41,6 +42,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     models.router,
     metrics.router,
     train.router,
+    backtest.router,
 )
 
 
@@ -90,9 +92,11 @@ def background_tasks(app: FastAPI) -> Background:
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
     jobs: JobRunner = app.state.jobs
+    parser: BatchParser = app.state.batch_parser
     loops = [
         Supervised("pointer", partial(watch_pointer, app.state.holder, settings.reload_interval_s)),
         Supervised("jobs", jobs.serve, waits_for_start=True, health=jobs.health),
+        Supervised("batch_parser", parser.serve, health=parser.health),  # owns the child; lists its crashes
     ]
     return Background(
         loops,
@@ -141,15 +145,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_fallback=app_metrics.pointer_fell_back,
     )
     app.state.jobs = JobRunner(settings, app.state.holder)  # starts in the lifespan
+    app.state.batch_parser = BatchParser(settings.parse_nice)  # big batches parsed in a child process
     app.state.background = background_tasks(app)
     register_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     if settings.enable_noop:
         app.include_router(forecast.noop_router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimits, settings=settings)  # per route: limit, deadline, big-body slots
     if settings.protect_reads and settings.api_key is not None:  # Settings refuses it without a key
-        app.add_middleware(ProtectReads, key=settings.api_key)  # outside the body limit: no body is read
+        app.add_middleware(ProtectReads, key=settings.api_key)  # outside the body limits: no body is read
     app.add_middleware(RejectUnknownQuery)  # free without a query string
     openapi.install(app, settings, app.state.holder, PROTECTED_READS if settings.protect_reads else ())
     plain_paths = frozenset(path for r in app.routes if "{" not in (path := getattr(r, "path", "{")))

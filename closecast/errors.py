@@ -41,6 +41,10 @@ class ModelNotReady(ClosecastError):
         super().__init__(message)
 
 
+class ModelNotFound(ClosecastError):
+    """No served model has the name asked for."""
+
+
 class PayloadTooLarge(ClosecastError):
     """The request body or the batch is larger than the configured limit."""
 

@@ -21,7 +21,7 @@ from app.config import Settings
 from app.inference.holder import ModelHolder
 
 _CLOSES_OWNERS = ("ForecastRequest", "SeriesIn")
-_HORIZON_OWNERS = ("ForecastRequest", "BatchForecastRequest")
+_HORIZON_OWNERS = ("ForecastRequest", "BatchForecastRequest", "BacktestRequest")
 
 
 def _closes_description(settings: Settings, window: int | None, version: str | None) -> str:
@@ -51,6 +51,12 @@ def patch_limits(schema: dict[str, Any], settings: Settings, window: int | None,
         horizon = components.get(name, {}).get("properties", {}).get("horizon")
         if horizon is not None:
             horizon["maximum"] = settings.max_horizon
+    backtest = components.get("BacktestRequest", {}).get("properties", {})
+    if "closes" in backtest:  # the window is a floor there: the folds asked for need more (said in a 422)
+        backtest["closes"].update(minItems=window or backtest["closes"].get("minItems", 2))
+        backtest["closes"]["maxItems"] = settings.max_closes
+    if "folds" in backtest:
+        backtest["folds"]["maximum"] = settings.max_backtest_folds
 
 
 def _protect_reads(schema: dict[str, Any], protected: tuple[str, ...]) -> None:

@@ -16,6 +16,7 @@ MEANING: dict[int, str] = {
     401: "the bearer key is missing or wrong",
     403: "no CLOSECAST_API_KEY is configured: training and promotion are off",
     404: "not found",
+    408: "the body did not arrive in time; send it faster or smaller",
     409: "conflict with the current state; nothing changed",
     413: "body larger than the route accepts (CLOSECAST_MAX_BODY_BYTES) or too many series",
     422: "invalid input; each `detail[].msg` names the field and quotes the value",

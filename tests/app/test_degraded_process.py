@@ -15,8 +15,7 @@ import httpx
 
 from app.jobs.runner import DB_FILE
 from closecast import registry
-from tests.app.test_process import ROOT, _env, _free_port
-from tests.helpers import FIXTURE_VERSION
+from tests.helpers import FIXTURE_VERSION, ROOT, free_port, server_env
 from tests.jobs.helpers import AUTH, KEY, TINY
 from tests.jobs.test_store_faults import locked
 from tests.synthetic import calm_walk, random_walk
@@ -41,7 +40,8 @@ def _served(url: str) -> str:
 
 
 def _start(model_dir: Path, port: int) -> subprocess.Popen[str]:
-    env = _env(
+    env = server_env(
+        providers="cpu",
         model_dir=str(model_dir),
         port=str(port),
         api_key=KEY,
@@ -57,7 +57,7 @@ def _start(model_dir: Path, port: int) -> subprocess.Popen[str]:
 
 def test_watcher_follows_promotions_while_the_job_store_is_deleted_and_locked(model_dir: Path) -> None:
     shutil.copytree(model_dir / FIXTURE_VERSION, model_dir / NEW)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = _start(model_dir, port)
     try:

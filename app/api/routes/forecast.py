@@ -16,6 +16,7 @@ from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from app.api.bodies import JSONBodyRoute
 from app.api.deps import ForecasterDep, SettingsDep
 from app.api.responses import errors
 from app.api.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
@@ -24,10 +25,21 @@ from app.metrics import Metrics
 from closecast.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
 from closecast.forecaster import BatchForecast, SeriesForecast
 
-router = APIRouter(tags=["forecast"])
-noop_router = APIRouter(tags=["benchmark"])
+# JSONBodyRoute: bodies validated from their bytes in one pass, big batches in a child process (bodies.py)
+router = APIRouter(tags=["forecast"], route_class=JSONBodyRoute)
+noop_router = APIRouter(tags=["benchmark"], route_class=JSONBodyRoute)
 
-_ERRORS = errors(413, 422, 503, words={503: "no verified model loaded yet"})
+_ERRORS = errors(
+    408,
+    413,
+    422,
+    503,
+    words={
+        408: "the body did not arrive within CLOSECAST_BODY_TIMEOUT_S",
+        413: "body larger than the route accepts, or too many series",
+        503: "no verified model loaded yet",
+    },
+)
 
 
 def check_limits(settings: Settings, horizon: int, series: Sequence[tuple[Loc, int]]) -> None:
