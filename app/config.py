@@ -30,7 +30,11 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 class Settings(BaseSettings):
     """Service configuration; each field is the environment variable ``CLOSECAST_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="CLOSECAST_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting is named but its value never printed (a short API key is a
+    # secret all the same); the messages below say what is expected instead.
+    model_config = SettingsConfigDict(
+        env_prefix="CLOSECAST_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # Model registry
     model_dir: Path = Field(
@@ -100,6 +104,10 @@ class Settings(BaseSettings):
         default=None,
         description="bearer key for /train and promotion (`Authorization: Bearer <key>`); unset = disabled",
     )
+    protect_reads: bool = Field(
+        default=False,
+        description="put /models*, /train*, /metrics, /docs, /redoc and /openapi.json behind the key too",
+    )
     job_queue_size: int = Field(default=4, ge=1, le=1000, description="retrain jobs waiting at most")
     train_threads: int = Field(default=1, ge=1, le=64, description="torch threads of a retrain job")
     train_nice: int = Field(default=10, ge=0, le=19, description="niceness of the retrain subprocess")
@@ -132,6 +140,15 @@ class Settings(BaseSettings):
         if len(value.get_secret_value()) < 16:
             raise ValueError("CLOSECAST_API_KEY must be at least 16 characters (use `openssl rand -hex 16`)")
         return value
+
+    @model_validator(mode="after")
+    def _reads_need_a_key(self) -> Settings:
+        if self.protect_reads and self.api_key is None:
+            raise ValueError(
+                "CLOSECAST_PROTECT_READS=true needs CLOSECAST_API_KEY (16+ characters) to check callers "
+                "against; set the key, or leave reads open with CLOSECAST_PROTECT_READS=false"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> Settings:

@@ -18,9 +18,12 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 
+from app.api import openapi
 from app.api.bodies import BatchParser
 from app.api.errors import register_error_handlers
 from app.api.middleware import BodyLimits, RequestMetrics
+from app.api.protect import PROTECTED_READS, ProtectReads
+from app.api.query import RejectUnknownQuery
 from app.api.routes import backtest, forecast, health, metrics, models, train
 from app.background import Background, Supervised
 from app.config import Settings, get_settings
@@ -150,6 +153,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.enable_noop:
         app.include_router(forecast.noop_router)
     app.add_middleware(BodyLimits, settings=settings)  # per route: limit, deadline, big-body slots
+    if settings.protect_reads and settings.api_key is not None:  # Settings refuses it without a key
+        app.add_middleware(ProtectReads, key=settings.api_key)  # outside the body limits: no body is read
+    app.add_middleware(RejectUnknownQuery)  # free without a query string
+    openapi.install(app, settings, app.state.holder, PROTECTED_READS if settings.protect_reads else ())
     plain_paths = frozenset(path for r in app.routes if "{" not in (path := getattr(r, "path", "{")))
     app.add_middleware(RequestMetrics, metrics=app_metrics, plain_paths=plain_paths)  # outermost: counts 413s
     return app

@@ -30,6 +30,7 @@ FeatureWindows = Mapping[str, FloatArray]  # each feature's windows [N, W]
 
 _TINY = float(np.finfo(np.float64).tiny)  # below it (subnormal) prices lose their precision
 
+
 def _sqrt_steps(horizon: int) -> npt.NDArray[np.float64]:
     """``sqrt(h)`` for ``h = 1..horizon``: how an interval widens with the step."""
     return np.sqrt(np.arange(1.0, horizon + 1))

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from app.api.bodies import JSONBodyRoute
 from app.api.deps import ForecasterDep, SettingsDep
+from app.api.responses import errors
 from app.api.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
 from app.config import Settings
 from app.metrics import Metrics
@@ -28,12 +29,17 @@ from closecast.forecaster import BatchForecast, SeriesForecast
 router = APIRouter(tags=["forecast"], route_class=JSONBodyRoute)
 noop_router = APIRouter(tags=["benchmark"], route_class=JSONBodyRoute)
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    408: {"description": "the body did not arrive within CLOSECAST_BODY_TIMEOUT_S"},
-    413: {"description": "body larger than the route accepts, or too many series"},
-    422: {"description": "invalid input; each `detail[].msg` names the field and quotes the value"},
-    503: {"description": "no verified model loaded yet"},
-}
+_ERRORS = errors(
+    408,
+    413,
+    422,
+    503,
+    words={
+        408: "the body did not arrive within CLOSECAST_BODY_TIMEOUT_S",
+        413: "body larger than the route accepts, or too many series",
+        503: "no verified model loaded yet",
+    },
+)
 
 
 def check_limits(settings: Settings, horizon: int, series: Sequence[tuple[Loc, int]]) -> None:
