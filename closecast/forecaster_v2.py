@@ -124,7 +124,7 @@ class ForecasterV2(Forecaster):
         locs = locs if locs is not None else [("body", "closes")] * len(series)
         self.check_lengths(series, locs)
         plan = self._table_plan(levels)
-        if len(series) == 1 and (one := self._forecast_one(series[0], horizon, plan)) is not None:
+        if len(series) == 1 and (one := self._forecast_single(series[0], horizon, plan)) is not None:
             return one
         history, counts = history_matrix(series)  # [N, EWMA_SPAN], [N]
         returns = np.ascontiguousarray(history[:, -(self.window - 1) :])  # the input windows' returns
@@ -207,7 +207,7 @@ class ForecasterV2(Forecaster):
 
     # --- one series on Python floats ----------------------------------------------------------------
 
-    def _forecast_one(self, closes: SeriesLike, horizon: int, plan: _TablePlan) -> BatchForecast | None:
+    def _forecast_single(self, closes: SeriesLike, horizon: int, plan: _TablePlan) -> BatchForecast | None:
         """``forecast`` of one series, bit for bit, or None for what the batch path words (flat windows,
         zero scales, prices out of range): rare, so they are left to one place."""
         tail = np.asarray(closes[-(EWMA_SPAN + 1) :], dtype=np.float64)

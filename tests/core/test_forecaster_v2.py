@@ -25,9 +25,7 @@ def model() -> ForecasterV2:
 def _cases(window: int) -> list[np.ndarray]:
     """Both interval tables (under and over 64 closes), price levels far apart, a wild move, a window that
     goes flat during the rollout, a flat window and a flat window after moves (the warnings' paths)."""
-    cases = [
-        make_closes(window + (k * 53) % 700, level=10.0 ** (k % 7 - 3), seed=k) for k in range(36)
-    ]
+    cases = [make_closes(window + (k * 53) % 700, level=10.0 ** (k % 7 - 3), seed=k) for k in range(36)]
     wild = make_closes(300, seed=3)
     wild[-2] *= 1.6
     cases.append(wild)
@@ -52,5 +50,7 @@ def test_one_series_equals_its_row_of_a_batch_bit_for_bit(model: ForecasterV2) -
 def test_one_series_path_is_taken_for_ordinary_requests(model: ForecasterV2) -> None:
     plan = model._table_plan((80, 95))
     for n in (model.window, 64, 300):
-        assert model._forecast_one(make_closes(n, seed=n), 3, plan) is not None
-    assert model._forecast_one(np.full(model.window, 2.0), 1, plan) is None  # flat: the batch path words it
+        assert model._forecast_single(make_closes(n, seed=n), 3, plan) is not None
+    assert (
+        model._forecast_single(np.full(model.window, 2.0), 1, plan) is None
+    )  # flat: the batch path words it
