@@ -20,10 +20,12 @@ from fastapi import APIRouter, FastAPI
 
 from app.api.bodies import BatchParser
 from app.api.errors import register_error_handlers
+from app.api.fastpath import ForecastFastPath
 from app.api.middleware import BodyLimits, RequestMetrics
 from app.api.routes import backtest, forecast, health, metrics, models, train
 from app.background import Background, Supervised
 from app.config import Settings, get_settings
+from app.inference.batcher import Batcher
 from app.inference.holder import ModelHolder, watch_pointer
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
@@ -143,12 +145,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.jobs = JobRunner(settings, app.state.holder)  # starts in the lifespan
     app.state.batch_parser = BatchParser(settings.parse_nice)  # big batches parsed in a child process
+    app.state.batcher = Batcher(settings.batch_max_size, settings.batch_max_delay_us)  # joins /forecasts
     app.state.background = background_tasks(app)
     register_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     if settings.enable_noop:
         app.include_router(forecast.noop_router)
+    route = next(r for r in forecast.router.routes if getattr(r, "path", None) == "/forecast")
+    app.add_middleware(ForecastFastPath, route=route)  # /forecast without FastAPI's machinery (same bytes)
     app.add_middleware(BodyLimits, settings=settings)  # per route: limit, deadline, big-body slots
     plain_paths = frozenset(path for r in app.routes if "{" not in (path := getattr(r, "path", "{")))
     app.add_middleware(RequestMetrics, metrics=app_metrics, plain_paths=plain_paths)  # outermost: counts 413s

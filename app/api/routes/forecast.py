@@ -14,15 +14,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 from starlette.responses import Response
 
 from app.api.bodies import JSONBodyRoute
 from app.api.deps import ForecasterDep, SettingsDep
 from app.api.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
 from app.config import Settings
+from app.inference.batcher import Batcher
 from app.metrics import Metrics
 from closecast.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
-from closecast.forecaster import BatchForecast, SeriesForecast
+from closecast.forecaster import BatchForecast, Forecaster, SeriesForecast
 
 # JSONBodyRoute: bodies validated from their bytes in one pass, big batches in a child process (bodies.py)
 router = APIRouter(tags=["forecast"], route_class=JSONBodyRoute)
@@ -59,22 +61,21 @@ def _answer(item: SeriesForecast) -> dict[str, Any]:
     }
 
 
-def _record(request: Request, endpoint: str, result: BatchForecast) -> None:
+def _record(state: State, endpoint: str, result: BatchForecast) -> None:
     # The metrics come from the app state, not a dependency: each Depends costs tens of microseconds per
     # request in FastAPI's solver, more than the counting itself.
-    metrics: Metrics = request.app.state.metrics
+    metrics: Metrics = state.metrics
     warnings = [w.kind for item in result.items for w in item.warnings]
     metrics.observe_forecast(endpoint, result.inference_s, len(result.items), warnings)
 
 
-@router.post("/forecast", response_model=ForecastResponse, responses=_ERRORS)
-async def forecast(
-    body: ForecastRequest, model: ForecasterDep, settings: SettingsDep, request: Request
-) -> Response:
-    """Forecast the next closes of one series, with prediction intervals."""
-    check_limits(settings, body.horizon, [(("body", "closes"), len(body.closes))])
-    result = model.forecast([body.closes], body.horizon, body.level)
-    _record(request, "forecast", result)
+async def answer_one(body: ForecastRequest, model: Forecaster, state: State) -> Response:
+    """``/forecast``'s whole answer: the route's, and the same for the raw ASGI path (``fastpath.py``)."""
+    check_limits(state.settings, body.horizon, [(("body", "closes"), len(body.closes))])
+    model.check_lengths([body.closes], [("body", "closes")])  # before joining a batch it would fail
+    batcher: Batcher = state.batcher
+    result = await batcher.forecast(model, body.closes, body.horizon, body.level)
+    _record(state, "forecast", result)
     item = result.items[0]
     return _json(
         {
@@ -84,6 +85,12 @@ async def forecast(
             "warnings": [w.message for w in item.warnings],
         }
     )
+
+
+@router.post("/forecast", response_model=ForecastResponse, responses=_ERRORS)
+async def forecast(body: ForecastRequest, model: ForecasterDep, request: Request) -> Response:
+    """Forecast the next closes of one series, with prediction intervals."""
+    return await answer_one(body, model, request.app.state)
 
 
 @router.post("/forecast/batch", response_model=BatchForecastResponse, responses=_ERRORS)
@@ -102,7 +109,7 @@ async def forecast_batch(
         result = await run_in_threadpool(model.forecast, closes, body.horizon, body.level, locs)
     else:
         result = model.forecast(closes, body.horizon, body.level, locs)
-    _record(request, "forecast_batch", result)
+    _record(request.app.state, "forecast_batch", result)
     forecasts = [
         {
             "id": s.id,
