@@ -152,8 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     if settings.enable_noop:
         app.include_router(forecast.noop_router)
-    route = next(r for r in forecast.router.routes if getattr(r, "path", None) == "/forecast")
-    app.add_middleware(ForecastFastPath, route=route)  # /forecast without FastAPI's machinery (same bytes)
+    # /forecast and /forecast/batch without FastAPI's request machinery (same bytes; errors go through it)
+    app.add_middleware(ForecastFastPath, routes=forecast.router.routes)
     app.add_middleware(BodyLimits, settings=settings)  # per route: limit, deadline, big-body slots
     plain_paths = frozenset(path for r in app.routes if "{" not in (path := getattr(r, "path", "{")))
     app.add_middleware(RequestMetrics, metrics=app_metrics, plain_paths=plain_paths)  # outermost: counts 413s

@@ -42,6 +42,8 @@ class Batcher:
         self.max_size = max_size
         self.max_delay_s = max_delay_us / 1e6
         self._pending: dict[_Key, _Pending] = {}
+        self.batches = 0  # calls made and requests they answered (tests, and the bench's mean batch size)
+        self.requests = 0
 
     @property
     def enabled(self) -> bool:
@@ -76,6 +78,8 @@ class Batcher:
         del self._pending[key]
         if pending.timer is not None:
             pending.timer.cancel()
+        self.batches += 1
+        self.requests += len(pending.series)
         try:
             result = pending.model.forecast(pending.series, pending.horizon, pending.levels)
         except Exception:  # each request then gets its own answer or error

@@ -93,11 +93,9 @@ async def forecast(body: ForecastRequest, model: ForecasterDep, request: Request
     return await answer_one(body, model, request.app.state)
 
 
-@router.post("/forecast/batch", response_model=BatchForecastResponse, responses=_ERRORS)
-async def forecast_batch(
-    body: BatchForecastRequest, model: ForecasterDep, settings: SettingsDep, request: Request
-) -> Response:
-    """Forecast several series in one model call per step; answers come in the order sent."""
+async def answer_batch(body: BatchForecastRequest, model: Forecaster, state: State) -> Response:
+    """``/forecast/batch``'s whole answer: the route's, and the same for the raw ASGI path."""
+    settings: Settings = state.settings
     if len(body.series) > settings.max_batch_series:
         raise TooManySeries(len(body.series), settings.max_batch_series)
     locs: list[Loc] = [("body", "series", i, "closes") for i in range(len(body.series))]
@@ -109,17 +107,28 @@ async def forecast_batch(
         result = await run_in_threadpool(model.forecast, closes, body.horizon, body.level, locs)
     else:
         result = model.forecast(closes, body.horizon, body.level, locs)
-    _record(request.app.state, "forecast_batch", result)
+    _record(state, "forecast_batch", result)
+    keys = [(str(level), level) for level in body.level]  # once per request, not per series
     forecasts = [
         {
             "id": s.id,
-            **_answer(item),
+            "forecast": item.forecast,
+            "intervals": {
+                key: {"lower": item.intervals[level][0], "upper": item.intervals[level][1]}
+                for key, level in keys
+            },
             "last_close": item.last_close,
             "warnings": [w.message for w in item.warnings],
         }
         for s, item in zip(body.series, result.items, strict=True)
     ]
     return _json({"forecasts": forecasts, "model_version": model.version})
+
+
+@router.post("/forecast/batch", response_model=BatchForecastResponse, responses=_ERRORS)
+async def forecast_batch(body: BatchForecastRequest, model: ForecasterDep, request: Request) -> Response:
+    """Forecast several series in one model call per step; answers come in the order sent."""
+    return await answer_batch(body, model, request.app.state)
 
 
 @noop_router.post("/noop/forecast", response_model=ForecastResponse, responses=_ERRORS)
