@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     max_backtest_folds: int = Field(
         default=20, ge=1, le=MAX_BACKTEST_FOLDS_CEILING, description="folds per POST /backtest request"
     )
+    otel_telemetry: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry spans and metrics (needs an OpenTelemetry SDK, which the "
+        "image does not ship); off spares every request FastAPI's probe for configured providers",
+    )
     enable_noop: bool = Field(default=False, description="register POST /noop/forecast (benchmarks only)")
 
     # Admin and retraining jobs

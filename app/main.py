@@ -132,6 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=_version(),
         summary="Next-close forecasts from an LSTM over log returns, served by ONNX Runtime.",
         lifespan=lifespan,
+        # without an SDK (the image has only the API) FastAPI finds no provider, but it looks on every request
+        telemetry=None if settings.otel_telemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = app_metrics = Metrics()
