@@ -130,6 +130,9 @@ def start_server(
             raise SystemExit(f"{argv} exited with {server.returncode} before it was ready")
         try:
             get_json(f"http://127.0.0.1:{port}{ready_path}")
+            print(
+                f"{argv[-1]}: ready after {time.perf_counter() - started:.2f} s, {cpu_seconds(server.pid):.2f} CPU s"
+            )
             return server, time.perf_counter() - started
         except OSError:
             time.sleep(0.02)
@@ -175,6 +178,10 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80].strip()
 
 
 def children(pid: int) -> list[int]:
@@ -321,7 +328,7 @@ def main() -> None:
                 rows += compare(batches, c, args)
         helpers = children(served.pid)
         memory = f"API process RSS {rss_mb(served.pid):.0f} MB"
-        memory += "".join(f"; child {c} RSS {rss_mb(c):.0f} MB" for c in helpers) or "; no child process"
+        memory += "".join(f"; child `{cmdline(c)}` RSS {rss_mb(c):.0f} MB" for c in helpers) or "; no child"
     finally:
         for server in servers:
             server.send_signal(signal.SIGTERM)
