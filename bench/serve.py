@@ -130,9 +130,8 @@ def start_server(
             raise SystemExit(f"{argv} exited with {server.returncode} before it was ready")
         try:
             get_json(f"http://127.0.0.1:{port}{ready_path}")
-            print(
-                f"{argv[-1]}: ready after {time.perf_counter() - started:.2f} s, {cpu_seconds(server.pid):.2f} CPU s"
-            )
+            ready_s, cpu_s = time.perf_counter() - started, cpu_seconds(server.pid)
+            print(f"{' '.join(argv[1:4])}: ready after {ready_s:.2f} s, {cpu_s:.2f} CPU s")
             return server, time.perf_counter() - started
         except OSError:
             time.sleep(0.02)
