@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from closecast.forecaster import BatchForecast, Forecaster, SeriesLike
+from closecast.forecaster import BatchForecast, FeatureMap, Forecaster, SeriesLike
 
 _Key = tuple[int, int, tuple[int, ...]]  # id of the model, horizon, levels
 
@@ -50,12 +50,20 @@ class Batcher:
         return self.max_size > 1
 
     async def forecast(
-        self, model: Forecaster, closes: SeriesLike, horizon: int, levels: Sequence[int]
+        self,
+        model: Forecaster,
+        closes: SeriesLike,
+        horizon: int,
+        levels: Sequence[int],
+        features: FeatureMap | None = None,
     ) -> BatchForecast:
         """``model.forecast([closes], horizon, levels)``, computed with whatever joins it. The series must
-        already be checked (its length): a short one would fail the whole batch."""
-        if not self.enabled:
-            return model.forecast([closes], horizon, levels)
+        already be checked (its length and features): a bad one would fail the whole batch. Requests with
+        features (and models that read them) are answered alone for now."""
+        if not self.enabled or features is not None or model.features:
+            return model.forecast(
+                [closes], horizon, levels, None, [features] if features is not None else None
+            )
         key = (id(model), horizon, tuple(levels))
         pending = self._pending.get(key)
         if pending is None:

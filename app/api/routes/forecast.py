@@ -72,9 +72,11 @@ def _record(state: State, endpoint: str, result: BatchForecast) -> None:
 async def answer_one(body: ForecastRequest, model: Forecaster, state: State) -> Response:
     """``/forecast``'s whole answer: the route's, and the same for the raw ASGI path (``fastpath.py``)."""
     check_limits(state.settings, body.horizon, [(("body", "closes"), len(body.closes))])
-    model.check_lengths([body.closes], [("body", "closes")])  # before joining a batch it would fail
+    locs: list[Loc] = [("body", "closes")]
+    model.check_lengths([body.closes], locs)  # checked before joining a batch they would fail
+    model.check_features([body.closes], [body.features] if body.features is not None else None, locs)
     batcher: Batcher = state.batcher
-    result = await batcher.forecast(model, body.closes, body.horizon, body.level)
+    result = await batcher.forecast(model, body.closes, body.horizon, body.level, body.features)
     _record(state, "forecast", result)
     item = result.items[0]
     return _json(
@@ -103,10 +105,12 @@ async def answer_batch(body: BatchForecastRequest, model: Forecaster, state: Sta
         settings, body.horizon, [(loc, len(s.closes)) for loc, s in zip(locs, body.series, strict=True)]
     )
     closes = [s.closes for s in body.series]
+    sent = [s.features for s in body.series]
+    features = sent if any(f is not None for f in sent) else None
     if len(closes) > settings.inline_batch_threshold:  # large batches must not stall the event loop
-        result = await run_in_threadpool(model.forecast, closes, body.horizon, body.level, locs)
+        result = await run_in_threadpool(model.forecast, closes, body.horizon, body.level, locs, features)
     else:
-        result = model.forecast(closes, body.horizon, body.level, locs)
+        result = model.forecast(closes, body.horizon, body.level, locs, features)
     _record(state, "forecast_batch", result)
     keys = [(str(level), level) for level in body.level]  # once per request, not per series
     forecasts = [
