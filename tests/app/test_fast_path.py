@@ -50,6 +50,7 @@ def _bodies() -> list[tuple[str, dict[str, Any]]]:
     bad = [{"closes": [1.0, 2.0]}, {"closes": one[0], "horizon": 0}, {"closes": [1.0] * 20000}, {}]
     bodies += [("/forecast", b) for b in bad]
     bodies += [("/forecast/batch", {"series": [{"id": "x", "closes": [-1.0] * 30}]})]
+    bodies += [("/forecast", {"closes": one[0], "features": {"volume": [1.0] * 21}})]  # not read: refused
     return bodies
 
 
