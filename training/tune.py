@@ -114,7 +114,8 @@ def _pruning_hook(
 ) -> ProgressFn:
     """Report each epoch's validation loss, relative to the drift-only forecast's (so huber, mse and mae
     trials compare on one scale), and stop the trial when the pruner says so or its time is up."""
-    y = torch.from_numpy(pool([series], cfg.data).pooled("early_stop")[1]).float()
+    pooled = pool([series], cfg.data)
+    y = torch.from_numpy(pooled.dataset("early_stop").targets(pooled.scaler))
     zero_loss = float(make_loss(cfg.train)(torch.zeros_like(y), y)) or 1.0
 
     def hook(event: dict[str, Any]) -> None:

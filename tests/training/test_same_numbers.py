@@ -3,8 +3,7 @@
 ``tests/fixtures/pre_flat_memory.json`` holds what two tiny runs produced *before* windows became views
 (commit 0c1a47f): run this file as a script on a checkout to rewrite it (``python -m
 tests.training.test_same_numbers``). Both runs fit in one evaluation batch and one scaler chunk, where the
-batched code computes exactly what the old code did, so the figures must match to the last bit (within
-1e-12 relative for the float64 statistics, whose chunked sums may round differently).
+batched code computes exactly what the old code did, so the figures must match to the last bit.
 """
 
 from __future__ import annotations
@@ -33,8 +32,11 @@ def _scenarios() -> dict[str, tuple[list[Series], dict[str, Any], int]]:
     flat = make_closes(420, seed=2)
     flat[200:230] = flat[200]  # a flat stretch: windows left out of training and calibration
     return {
-        "one": ([_series(make_closes(300, level=100.0), "one")], {"window": 11, "hidden_size": 8,
-                                                                     "epochs": 3, "seed": 7}, 0),
+        "one": (
+            [_series(make_closes(300, level=100.0), "one")],
+            {"window": 11, "hidden_size": 8, "epochs": 3, "seed": 7},
+            0,
+        ),
         "many": (
             [_series(make_closes(400, seed=1), "a"), _series(flat, "b")],
             {"window": 16, "hidden_size": 6, "epochs": 2, "seed": 3, "batch_size": 32},
@@ -62,27 +64,12 @@ def run_scenario(name: str, out: Path) -> dict[str, Any]:
     return _figures(manifest, out)
 
 
-def _close(a: Any, b: Any, path: str = "") -> None:
-    if isinstance(a, dict):
-        assert sorted(a) == sorted(b), path
-        for k in a:
-            _close(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _close(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and isinstance(b, float):
-        assert a == pytest.approx(b, rel=1e-12, abs=1e-15), path
-    else:
-        assert a == b, path
-
-
 @pytest.mark.parametrize("name", ["one", "many"])
 def test_batched_windows_train_the_same_model_as_before(name: str, tmp_path: Path) -> None:
     expected = json.loads(FIXTURE.read_text())[name]
     got = json.loads(json.dumps(run_scenario(name, tmp_path / name)))
     assert got["history"] == expected["history"]  # the float32 training itself: bit for bit
-    _close(got, expected)
+    assert got == expected
 
 
 if __name__ == "__main__":
