@@ -39,9 +39,9 @@ def gather(values: F64, starts: I64, length: int) -> F64:
     return values[starts[:, np.newaxis] + np.arange(length)]
 
 
-def chunk_rows(n: int, length: int, elements: int = CHUNK_ELEMENTS) -> Iterator[slice]:
-    """Consecutive row ranges of at most ``elements`` values each (at least one row)."""
-    step = max(1, elements // max(1, length))
+def chunk_rows(n: int, length: int, elements: int | None = None) -> Iterator[slice]:
+    """Consecutive row ranges of at most ``elements`` (``CHUNK_ELEMENTS``) values each (at least one row)."""
+    step = max(1, (elements or CHUNK_ELEMENTS) // max(1, length))
     for lo in range(0, n, step):
         yield slice(lo, min(n, lo + step))
 
