@@ -60,9 +60,12 @@ def export_torchscript(model: torch.nn.Module, path: Path, seq_len: int, channel
 
 
 def onnx_session(path: Path) -> ort.InferenceSession:
+    """One thread, and no memory arena: the parity check feeds batches of varying size, and the arena keeps
+    a block for each size it has seen (hundreds of MB on a long test part)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
+    opts.enable_cpu_mem_arena = False
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

@@ -31,7 +31,7 @@ F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 CHUNK_ELEMENTS = 1 << 20  # values per chunk when a whole slice is scanned (8 MB of float64 per channel)
-EVAL_BATCH = 4096  # windows per forward pass outside training (LSTM outputs are [B, T, H] each)
+EVAL_BATCH = 1024  # windows per forward pass outside training (~40 MB of LSTM activations at T=63, H=32)
 
 
 def gather(values: F64, starts: I64, length: int) -> F64:
