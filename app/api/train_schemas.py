@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import MAX_CLOSES_CEILING
 from app.jobs.store import Job
@@ -46,7 +46,7 @@ class TrainParams(BaseModel):
     hidden_size: int | None = Field(default=None, description="LSTM hidden units, 1..1024")
     num_layers: int | None = Field(default=None, description="LSTM layers, 1..8")
     dropout: float | None = Field(default=None, description="dropout between LSTM layers, in [0, 1)")
-    bidirectional: StrictBool | None = Field(default=None, description="read each window both ways")
+    bidirectional: bool | None = Field(default=None, description="read each window both ways")
     epochs: int | None = Field(default=None, le=100_000, description="maximum epochs (>= 1)")
     batch_size: int | None = Field(default=None, le=1_000_000, description="mini-batch size (>= 1)")
     lr: float | None = Field(default=None, description="Adam learning rate, in (0, 1)")
