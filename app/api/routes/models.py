@@ -43,7 +43,7 @@ def _summary(bundle_dir: Path, current: str | None) -> ModelVersion:
 
 
 def _model_list(holder: ModelHolder) -> ModelList:
-    current = registry.read_current(holder.model_dir)
+    current = holder.pointers.current(holder.model)
     served = holder.current
     versions = [
         _summary(holder.model_dir / v, current) for v in reversed(registry.list_versions(holder.model_dir))
