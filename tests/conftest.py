@@ -14,7 +14,6 @@ import pytest
 from app.config import get_settings
 from tests.helpers import copy_registry
 
-
 REQUIRE_POSTGRES = os.environ.get("CLOSECAST_REQUIRE_POSTGRES") == "1"  # CI: a skip here is a failure
 
 

@@ -8,6 +8,7 @@ turns the skip into a failure, so CI cannot go green without them.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -84,10 +85,8 @@ class Cluster:
         return self.url(name)
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):
             self.stop("immediate")
-        except RuntimeError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 
