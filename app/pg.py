@@ -113,6 +113,7 @@ class Database:
             max_size=pool_size,
             timeout=timeout_s,
             kwargs={**connect_kwargs(timeout_s), "autocommit": True, "row_factory": dict_row},
+            check=ConnectionPool.check_connection,  # after a database restart, no request gets a dead one
             reconnect_timeout=0,  # keep trying for ever: the database comes back
             open=False,
             name="closecast",

@@ -133,11 +133,17 @@ def _job(server: Server, job_id: str) -> dict[str, Any]:
 
 
 def _ended(server: Server, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    ended: dict[str, Any] = wait_for(
-        lambda: (j := _job(server, job_id))["status"] in ("succeeded", "failed", "cancelled") and j,
-        timeout=timeout,
-        every=0.1,
-    )
+    """The job once it has ended, as ``server`` reports it (a 503 while it reconnects is asked again)."""
+
+    def look() -> dict[str, Any] | None:
+        response = httpx.get(f"{server.url}/train/{job_id}", headers=AUTH, timeout=10)
+        if response.status_code == 503:
+            return None
+        assert response.status_code == 200, response.text
+        job: dict[str, Any] = response.json()
+        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
+    ended: dict[str, Any] = wait_for(look, timeout=timeout, every=0.1)
     return ended
 
 
