@@ -5,7 +5,8 @@ API replicas and workers on any number of machines.
 workers claiming at once never wait on each other and never take the same row) and moves it to ``running``
 with the claimer's lease; the partial unique index ``one_running_job_per_model`` makes a second running job
 of a model impossible, so a claim that loses that race simply finds nothing. Leases are renewed with the
-database's clock (``heartbeat_at`` is ``clock_timestamp()``), so a worker's clock skew cannot age a lease.
+database's clock (``heartbeat_at`` is ``clock_timestamp()``): every lease carries one clock, compared with
+the recovering worker's (clocks kept in sync with NTP).
 
 A queued job's data (its CSV) is not in the database: it lives in the job's work dir on the shared models
 volume (``<model_dir>/.jobs/<id>/``) that every replica and worker mounts, as bundles do.
