@@ -44,9 +44,7 @@ def main() -> None:
 
     started = time.perf_counter()
     default = fit_and_score(series, Config.from_overrides(base), quiet=True)
-    print(
-        _line("defaults", default.test_scores, default.intervals.test_coverage, time.perf_counter() - started)
-    )
+    print(_line("defaults", default.test_scores, default.test_coverage, time.perf_counter() - started))
 
     with tempfile.TemporaryDirectory() as tmp:
         search = Search(

@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="CSV file with a header row, or a directory of *.csv; repeat for several series",
     )
+    tr.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        help="add N seeded synthetic GARCH series as training windows only (default 0)",
+    )
     dest = tr.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", type=Path, help="bundle directory to create")
     dest.add_argument(
@@ -138,6 +144,8 @@ def _train(args: argparse.Namespace) -> int:
     elif args.promote:
         raise ValueError("--promote needs --registry (a plain --out directory has no current pointer)")
     check_destination(args.out, args.force)
+    if not 0 <= args.synthetic <= 64:
+        raise ValueError(f"--synthetic is {args.synthetic}; it must be in [0, 64]")
     d = cfg.data
     series = load_many(
         args.csv, d.column, d.date_column, d.id_column, require_date_column=bool(args.date_column)
@@ -161,20 +169,38 @@ def _train(args: argparse.Namespace) -> int:
             with progress_path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(event) + "\n")
 
-    data = series[0] if len(series) == 1 else series
-    manifest = run_training(data, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress)
+    manifest = run_training(
+        series, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress, synthetic=args.synthetic
+    )
     if args.registry and args.promote:
         from closecast.registry import set_current
 
-        set_current(args.registry, args.out.name, "python -m training train --promote")
-    t = manifest["metrics"]["test"]
-    verdict = "beats" if manifest["metrics"]["beats_naive"] else "does NOT beat"
+        set_current(args.registry, args.out.name, reason="python -m training train --promote")
+    _print_summary(args.out, manifest)
+    return 0
+
+
+def _print_summary(out: Path, manifest: dict[str, Any]) -> None:
+    """Skill and interval coverage, pooled and per series; interval warnings on stderr."""
+    metrics = manifest["metrics"]
+    t = metrics["test"]
+    verdict = "beats" if metrics["beats_naive"] else "does NOT beat"
     print(
-        f"wrote {args.out}: test MAE {t['model']['mae']:.4f} vs naive {t['naive']['mae']:.4f}, "
-        f"skill {t['skill']:+.4f} ({verdict} the naive forecast), "
+        f"wrote {out}: test MAE {t['model']['mae']:.4g} vs naive {t['naive']['mae']:.4g}, "
+        f"skill {t['skill']:+.4f} ({verdict} the naive forecast), {_coverage(t)}, "
         f"{manifest['training']['epochs_run']} epochs in {manifest['training']['seconds']:.1f}s"
     )
-    return 0
+    per_series = metrics.get("series", {})
+    if len(per_series) > 1:
+        for name, m in per_series.items():
+            print(f"  {name}: skill {m['test']['skill']:+.4f}, {_coverage(m['test'])}, n {m['test']['n']}")
+    for warning in manifest["intervals"].get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _coverage(scores: dict[str, Any]) -> str:
+    held = scores.get("coverage", {})
+    return "intervals held " + " / ".join(f"{100 * v:.1f}% at {k}%" for k, v in held.items())
 
 
 def _score_bundle(args: argparse.Namespace) -> int:

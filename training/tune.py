@@ -29,7 +29,7 @@ from tqdm import tqdm
 from closecast.config import Config, DataConfig
 from closecast.series import DataError, Series, make_split, min_rows
 from training.folds import past_of
-from training.parts import prepare
+from training.parts import pool
 from training.pipeline import ScoredModel, fit_and_score
 from training.train import ProgressFn, make_loss
 
@@ -114,7 +114,7 @@ def _pruning_hook(
 ) -> ProgressFn:
     """Report each epoch's validation loss, relative to the drift-only forecast's (so huber, mse and mae
     trials compare on one scale), and stop the trial when the pruner says so or its time is up."""
-    y = torch.from_numpy(prepare(series, cfg.data).validation.y).float()
+    y = torch.from_numpy(pool([series], cfg.data).pooled("early_stop")[1]).float()
     zero_loss = float(make_loss(cfg.train)(torch.zeros_like(y), y)) or 1.0
 
     def hook(event: dict[str, Any]) -> None:
