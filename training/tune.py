@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 import torch
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from tqdm import tqdm
@@ -223,19 +223,28 @@ def run_search(series: Series, search: Search) -> optuna.Study:
 
 def rdb_storage(url: str) -> str | optuna.storages.RDBStorage:
     """A server database (PostgreSQL) gets trial heartbeats: a trial whose shard was killed is failed after
-    ``HEARTBEAT_GRACE_S`` and run again once (``RetryFailedTrialCallback``). ``postgresql://`` URLs use
-    psycopg 3 (the `pg` extra). A SQLite file (one process) is left as it was."""
+    ``HEARTBEAT_GRACE_S`` and run again once. ``postgresql://`` URLs use psycopg 3 (the `pg` extra). Optuna
+    creates its tables on first use, which races when shards start together ("relation studies already
+    exists"), so that happens under a PostgreSQL advisory lock. A SQLite file (one process) is left as is."""
     if url.startswith("sqlite"):
         return url
+    plain = url
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    with warnings.catch_warnings():  # heartbeats and the retry callback are marked experimental (Optuna 2.8)
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    elif url.startswith("postgresql+psycopg://"):
+        plain = "postgresql://" + url.split("://", 1)[1]
+    else:
+        return url  # another database: Optuna's defaults
+    import psycopg  # the `pg` extra; only for PostgreSQL studies
+
+    with warnings.catch_warnings(), psycopg.connect(plain, autocommit=True) as conn:
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: since Optuna 2.8
+        conn.execute("SELECT pg_advisory_lock(hashtext('closecast optuna schema'))")  # freed on close
         return optuna.storages.RDBStorage(
             url,
             heartbeat_interval=HEARTBEAT_S,
             grace_period=HEARTBEAT_GRACE_S,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
 
 

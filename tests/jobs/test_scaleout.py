@@ -41,14 +41,18 @@ RELOAD_S = 0.5
 CLOSES = [float(row["Close"]) for row in csv.DictReader(SYNTHETIC_CSV.read_text().splitlines())]
 
 FAKE_TRAINER = """
-import shutil, sys, time
+import os, shutil, sys, time
 args = dict(a.removeprefix("--").split("=", 1) for a in sys.argv[2:] if a.startswith("--") and "=" in a)
-out, runlog = args["out"], sys.argv[1]
+out, runlog, parent = args["out"], sys.argv[1], int(args["parent-pid"])
 with open(runlog, "a") as fh:
     fh.write(out.split("/")[-2] + "\\n")
 with open(args["progress-file"], "a") as fh:
     fh.write('{"epoch": 1, "epochs": 1, "train_loss": 0.1, "val_loss": 0.1}\\n')
-time.sleep(120 if int(args.get("epochs", "1")) >= 60 else 0.2)
+deadline = time.monotonic() + (120 if int(args.get("epochs", "1")) >= 60 else 0.2)
+while time.monotonic() < deadline:  # like the real CLI's --parent-pid: end soon after the worker died
+    if os.getppid() != parent:
+        sys.exit(125)
+    time.sleep(0.05)
 shutil.copytree(sys.argv[2], out)
 """
 
@@ -188,6 +192,7 @@ def _children(pid: int) -> list[int]:
 def test_a_worker_killed_mid_job_fails_its_job_and_the_other_goes_on(fleet: Fleet) -> None:
     long_job = _submit(fleet.a, epochs=60)
     wait_for(lambda: _job(fleet.a, long_job)["status"] == "running", timeout=30)
+    wait_for(lambda: long_job in fleet.runlog.read_text(), timeout=30)  # the trainer itself has started
     holder = wait_for(lambda: next((w for w in fleet.workers if _children(w.pid)), None), timeout=30)
     (trainer,) = _children(holder.pid)
     os.kill(holder.pid, signal.SIGKILL)

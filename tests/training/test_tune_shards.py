@@ -46,7 +46,18 @@ def test_two_shards_on_one_study_reach_the_budget_once(pg_url: str, tmp_path: Pa
     for proc in shards:
         err = proc.communicate(timeout=600)[1]
         assert proc.returncode == 0, err
-    study = optuna.load_study(study_name="shared", storage=rdb_storage(pg_url))  # created once, by one shard
+    storage = rdb_storage(pg_url)
+    assert not isinstance(storage, str)
+    try:
+        _check_study(storage, common, tiny, tmp_path)
+    finally:
+        storage.engine.dispose()  # no pooled connection left open at exit
+
+
+def _check_study(
+    storage: optuna.storages.RDBStorage, common: list[str], tiny: list[str], tmp_path: Path
+) -> None:
+    study = optuna.load_study(study_name="shared", storage=storage)  # created once, by one shard
     finished = study.get_trials(deepcopy=False, states=FINISHED)
     assert BUDGET <= len(finished) <= BUDGET + SHARDS - 1  # MaxTrialsCallback: overshoot up to K-1
     assert len(study.trials) == len(finished)  # nothing left running or failed
@@ -61,4 +72,4 @@ def test_two_shards_on_one_study_reach_the_budget_once(pg_url: str, tmp_path: Pa
         timeout=600,
     )
     assert late.returncode == 0, late.stderr
-    assert len(optuna.load_study(study_name="shared", storage=rdb_storage(pg_url)).trials) == len(finished)
+    assert len(optuna.load_study(study_name="shared", storage=storage).trials) == len(finished)
