@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas import Closes, Horizon
+from app.api.schemas import Closes, Features, Horizon, WholeNumber
 from app.config import MAX_BACKTEST_FOLDS_CEILING
 
 DEFAULT_MODEL = "default"  # named models come later; until then the served model answers to this name
@@ -24,6 +24,7 @@ Folds = Annotated[
         strict=True,
         description="expanding-window folds; at most CLOSECAST_MAX_BACKTEST_FOLDS (default 20)",
     ),
+    WholeNumber,  # 6.0 is the integer 6, as in JSON Schema
 ]
 
 
@@ -42,6 +43,7 @@ class BacktestRequest(BaseModel):
         description='the model to score; only "default" (the one served) for now',
     )
     closes: Closes
+    features: Features = None
     dates: list[Annotated[str, Field(max_length=40)]] | None = Field(
         default=None,
         description="optional ISO dates, one per close, ascending: folds are then dated and those inside "

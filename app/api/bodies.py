@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import email.message
+import functools
 import logging
 import multiprocessing
 import time
@@ -126,11 +127,12 @@ class BatchParser:
         kind, value = await self._run(batch_child.parse_batch, body)
         if kind == "invalid":
             raise RequestValidationError(with_utf8_position(value, body))
-        ids, flat, lengths, horizon, level = value
+        ids, flat, lengths, horizon, level, flat_features = value
         ends = np.cumsum(lengths).tolist()
+        features = batch_child.unflatten_features(flat_features, len(ids))
         series = [  # closes are views of the one array (the forecaster takes arrays as well as lists)
-            SeriesIn.model_construct(id=i, closes=flat[end - n : end])
-            for i, end, n in zip(ids, ends, lengths.tolist(), strict=True)
+            SeriesIn.model_construct(id=i, closes=flat[end - n : end], features=f)
+            for i, end, n, f in zip(ids, ends, lengths.tolist(), features, strict=True)
         ]
         return BatchForecastRequest.model_construct(series=series, horizon=horizon, level=level)
 
@@ -150,6 +152,7 @@ def with_utf8_position(errors: list[dict[str, Any]], body: bytes) -> list[dict[s
     return errors
 
 
+@functools.lru_cache(maxsize=256)  # parsing the header costs ~10 µs; clients send a handful of spellings
 def _is_json(content_type: str | None) -> bool:
     """FastAPI's own test: only such bodies are decoded as JSON (others reach the model as bytes -> 422)."""
     if not content_type:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from app.config import MAX_BATCH_SERIES_CEILING, MAX_CLOSES_CEILING, MAX_HORIZON_CEILING
@@ -26,6 +26,14 @@ def _examples(*payloads: Any) -> dict[str, JsonValue]:
     return {"examples": list(payloads)}
 
 
+def _whole(value: Any) -> Any:
+    """JSON Schema's `integer` includes 18.0: take a whole float as the integer it is (strict fields still
+    refuse 18.5, "18" and true)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = BeforeValidator(_whole)
+
 # Constraints pydantic-core checks without a Python call per close; closecast.errors words them for prices.
 Price = Annotated[
     float, Field(strict=True, gt=0, allow_inf_nan=False, description="a close price, finite and > 0")
@@ -35,8 +43,9 @@ Closes = Annotated[
     Field(
         min_length=2,
         max_length=MAX_CLOSES_CEILING,
-        description="closing prices, oldest first; at least the model's window (GET /models/current) and at "
-        "most CLOSECAST_MAX_CLOSES (default 10000); only the latest window is used",
+        description="closing prices, oldest first; at least the model's window (GET /models/current: "
+        "minItems 2 is only the floor, /openapi.json states the served model's window) and at most "
+        "CLOSECAST_MAX_CLOSES (default 10000); only the latest window is used",
     ),
 ]
 Horizon = Annotated[
@@ -47,8 +56,41 @@ Horizon = Annotated[
         strict=True,
         description="steps ahead, rolled out recursively; at most CLOSECAST_MAX_HORIZON (default 30)",
     ),
+    WholeNumber,  # after the bounds, so the schema states them as minimum/maximum
 ]
-Level = Annotated[int, Field(ge=1, le=99, strict=True, description="central interval coverage in percent")]
+Level = Annotated[
+    int, Field(ge=1, le=99, strict=True, description="central interval coverage in percent"), WholeNumber
+]
+FeatureName = Annotated[str, Field(pattern="^(high|low|open|volume)$")]  # typed str: Mapping keys
+# >= 0 is what all four share (a volume may be 0); a price of exactly 0 is refused by the core's check
+FeatureValue = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+# pydantic states the key pattern as patternProperties, which lets other keys through; say it exactly
+_FEATURE_VALUES_SCHEMA = {
+    "type": "array",
+    "items": {"type": "number", "minimum": 0},
+    "maxItems": MAX_CLOSES_CEILING,
+}
+FeatureMap = Annotated[
+    dict[FeatureName, Annotated[list[FeatureValue], Field(max_length=MAX_CLOSES_CEILING)]],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {name: _FEATURE_VALUES_SCHEMA for name in ("high", "low", "open", "volume")},
+            "additionalProperties": False,
+        }
+    ),
+]
+Features = Annotated[
+    FeatureMap | None,
+    Field(
+        default=None,
+        max_length=4,
+        description="OHLCV values aligned with `closes`, one per close, for a model that reads them (GET "
+        '/models/current `inputs`): {"high": [...], "low": [...], "open": [...], "volume": [...]}; prices '
+        "finite and > 0, volume finite and >= 0. A closes-only model refuses them. Multi-step horizons hold "
+        "them at their last value",
+    ),
+]
 
 
 def _unique_levels(levels: list[int]) -> list[int]:
@@ -64,7 +106,12 @@ def _unique_levels(levels: list[int]) -> list[int]:
 
 Levels = Annotated[
     list[Level],
-    Field(min_length=1, max_length=10, description="interval levels in percent, each 1..99, no duplicates"),
+    Field(
+        min_length=1,
+        max_length=10,
+        json_schema_extra={"uniqueItems": True},
+        description="interval levels in percent, each 1..99, no duplicates",
+    ),
     AfterValidator(_unique_levels),
 ]
 
@@ -82,6 +129,7 @@ class ForecastRequest(_Request):
     model_config = ConfigDict(json_schema_extra=_examples({"closes": _EXAMPLE_CLOSES, "horizon": 5}))
 
     closes: Closes
+    features: Features = None
 
 
 class SeriesIn(BaseModel):
@@ -91,6 +139,7 @@ class SeriesIn(BaseModel):
 
     id: str = Field(min_length=1, max_length=200, description="your name for the series, echoed back")
     closes: Closes
+    features: Features = None
 
 
 class BatchForecastRequest(_Request):
@@ -193,6 +242,11 @@ class ModelCard(BaseModel):
     created_at: str = Field(description="ISO 8601 UTC time the bundle was written")
     window: int = Field(description="closes a request must send at least")
     representation: str = Field(description="what the network sees: standardised log returns")
+    inputs: list[str] = Field(
+        default_factory=lambda: ["closes"],
+        description='what a request sends: "closes", then the features the model reads (send them as '
+        "`features`)",
+    )
     provider: str = Field(description="ONNX Runtime execution provider obtained")
     metrics: dict[str, Any] = Field(
         description="test/validation MAE, RMSE, MAPE of the model and the naive "

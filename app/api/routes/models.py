@@ -10,7 +10,8 @@ import anyio.to_thread
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 
-from app.api.deps import ForecasterDep, HolderDep, TrainerDep
+from app.api.deps import ForecasterDep, HolderDep, SeesAllDep, TrainerDep
+from app.api.responses import errors
 from app.api.schemas import ModelCard, ModelList, ModelVersion, Promoted
 from app.inference.holder import ModelHolder
 from app.jobs.errors import VersionNotFound, storage_failed
@@ -21,10 +22,18 @@ from closecast.errors import ClosecastError, InputInvalid, Problem
 
 router = APIRouter(tags=["models"])
 
-Version = Annotated[str, PathParam(max_length=200, description="a version listed by GET /models")]
+Version = Annotated[
+    str,
+    PathParam(
+        max_length=registry.VERSION_MAX_LENGTH,
+        # Documented, not enforced by pydantic: the handler refuses a bad name with a clearer message.
+        json_schema_extra={"pattern": registry.VERSION_PATTERN},
+        description="a version listed by GET /models",
+    ),
+]
 
 
-def _summary(bundle_dir: Path, current: str | None) -> ModelVersion:
+def _summary(bundle_dir: Path, current: str | None, sees_all: bool) -> ModelVersion:
     """A version's headline manifest fields (not verified: promotion verifies)."""
     name = bundle_dir.name
     try:
@@ -32,49 +41,75 @@ def _summary(bundle_dir: Path, current: str | None) -> ModelVersion:
     except ClosecastError as exc:
         return ModelVersion(version=name, current=name == current, problem=exc.message)
     data: dict[str, Any] = manifest.get("data", {})
+    shown = ("source", "date_start", "date_end", "rows_used") if sees_all else PUBLIC_DATA
     return ModelVersion(
         version=name,
         current=name == current,
         created_at=manifest.get("created_at"),
         window=manifest["input"].get("window"),
         metrics=manifest.get("metrics"),
-        data={k: data[k] for k in ("source", "date_start", "date_end", "rows_used") if k in data},
+        data={k: data[k] for k in shown if k in data},
     )
 
 
-def _model_list(holder: ModelHolder) -> ModelList:
+# What a caller without the key sees of a version's training data, when a key is set: not the `source`
+# (a job's name or upload file name says what someone trained on).
+PUBLIC_DATA = ("date_start", "date_end", "rows_used")
+
+
+def _public_versions(model_dir: Path, current: str | None, served: str | None) -> set[str]:
+    """The versions that were ever made current (the promotion history, the pointer, the one served)."""
+    return {p.version for p in registry.promotion_history(model_dir)} | {v for v in (current, served) if v}
+
+
+def _model_list(holder: ModelHolder, sees_all: bool) -> ModelList:
     current = holder.pointers.current(holder.model)
-    served = holder.current
-    versions = [
-        _summary(holder.model_dir / v, current) for v in reversed(registry.list_versions(holder.model_dir))
-    ]
-    return ModelList(current=current, served=served.version if served else None, versions=versions)
+    served = holder.current.version if holder.current else None
+    names = list(reversed(registry.list_versions(holder.model_dir)))
+    if not sees_all:
+        public = _public_versions(holder.model_dir, current, served)
+        names = [v for v in names if v in public]
+    versions = [_summary(holder.model_dir / v, current, sees_all) for v in names]
+    return ModelList(current=current, served=served, versions=versions)
 
 
-@router.get("/models/current", responses={503: {"description": "no verified model loaded yet"}})
-async def current_model(model: ForecasterDep) -> ModelCard:
+@router.get("/models/current", responses=errors(503, words={503: "no verified model loaded yet"}))
+async def current_model(model: ForecasterDep, sees_all: SeesAllDep) -> ModelCard:
     """The served model: version, window, test metrics against the naive forecast, data range, provider."""
-    return ModelCard(**model.card())
+    card = model.card()
+    if not sees_all:
+        card["data"] = {k: v for k, v in card.get("data", {}).items() if k != "source"}
+    return ModelCard(**card)
 
 
 @router.get("/models")
-async def list_models(holder: HolderDep) -> ModelList:
-    """Every stored version, newest first, with its test metrics; marks the one `current` names."""
-    return await anyio.to_thread.run_sync(_model_list, holder)
+async def list_models(holder: HolderDep, sees_all: SeesAllDep) -> ModelList:
+    """Every stored version, newest first, with its test metrics; marks the one `current` names.
+
+    With CLOSECAST_API_KEY set, a caller without the key sees only the versions that were ever current,
+    without their data `source`."""
+    return await anyio.to_thread.run_sync(_model_list, holder, sees_all)
 
 
 @router.post(
     "/models/{version}/promote",
     dependencies=[TrainerDep],
-    responses={
-        401: {"description": "the bearer key is missing or wrong"},
-        403: {"description": "no CLOSECAST_API_KEY is configured: training and promotion are off"},
-        404: {"description": "no such version"},
-        409: {"description": "the bundle failed verification; nothing changed"},
-        422: {"description": "not a valid version name"},
-        503: {"description": "the `current` pointer could not be written (e.g. a read-only model dir)"},
-        507: {"description": "no space left in the model dir for the `current` pointer"},
-    },
+    responses=errors(
+        401,
+        403,
+        404,
+        409,
+        422,
+        503,
+        507,
+        words={
+            404: "no such version",
+            409: "the bundle failed verification; nothing changed",
+            422: "not a valid version name",
+            503: "the `current` pointer could not be written (e.g. a read-only model dir)",
+            507: "no space left in the model dir for the `current` pointer",
+        },
+    ),
 )
 async def promote(version: Version, holder: HolderDep) -> Promoted:
     """Make a stored version current (a rollback too), after loading and verifying it in full."""
