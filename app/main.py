@@ -1,7 +1,8 @@
 """The ASGI app: ``uvicorn app.main:app`` (or ``python -m app``). Wiring only.
 
-``create_app`` builds the app without touching the disk; the lifespan loads and verifies the model (the
-process fails to start without one) and watches the registry pointer for hot swaps.
+``create_app`` builds the app without touching the disk; the lifespan migrates a flat-layout registry (or
+seeds an empty volume), loads and verifies the default model (the process fails to start without one) and
+watches the `current` pointers of the loaded models for hot swaps. Other models load on first use.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from fastapi import APIRouter, FastAPI
 
 from app.api.errors import register_error_handlers
 from app.api.middleware import BodySizeLimit, RequestMetrics
-from app.api.routes import forecast, health, metrics, models, train
+from app.api.routes import forecast, health, metrics, model_admin, models, train
 from app.config import Settings, get_settings
 from app.inference.holder import ModelHolder, watch_pointer
+from app.inference.models import LoadedModels, watch_models
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
 from closecast import registry
+from closecast.migrate import prepare_registry
 from closecast.providers import cuda_built, cuda_unavailable
 
 log = logging.getLogger("app")
@@ -33,6 +36,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     forecast.router,
     models.router,
+    model_admin.router,
     metrics.router,
     train.router,
 )
@@ -55,15 +59,24 @@ def _configure_logging(level: str) -> None:
         logger.addHandler(handler)
 
 
+def _prepare_registry(settings: Settings) -> None:
+    """Migrate a flat-layout registry and seed an empty volume, one process at a time (closecast.migrate)."""
+    try:
+        done = prepare_registry(settings.model_dir, settings.default_model, settings.default_model_dir)
+    except OSError as exc:
+        raise RuntimeError(
+            f"cannot bring the model dir into the named layout ({exc.strerror or exc}); make it writable "
+            "for one start, or move its versions into a directory named as CLOSECAST_DEFAULT_MODEL"
+        ) from exc
+    for what in done:
+        log.info("%s", what)
+
+
 async def _load_model(settings: Settings, holder: ModelHolder) -> None:
-    """Seed an empty volume from the default registry, then load, verify and serve the current model."""
-    if settings.default_model_dir is not None and not registry.list_versions(settings.model_dir):
-        await anyio.to_thread.run_sync(
-            registry.seed_model_dir, settings.model_dir, settings.default_model_dir
-        )
-        log.info("seeded the model dir from the default registry")
+    """Migrate or seed the registry, then load, verify and serve the default model."""
+    await anyio.to_thread.run_sync(_prepare_registry, settings)
     try:  # a registry from before the promotion history: its pointer becomes the first promotion
-        await anyio.to_thread.run_sync(registry.record_existing_pointer, settings.model_dir)
+        await anyio.to_thread.run_sync(registry.record_existing_pointer, holder.model_dir)
     except OSError as exc:  # a read-only model dir still serves; it just has no history to fall back to
         log.warning("cannot record the current pointer in the promotion history: %s", exc.strerror or exc)
     model = await anyio.to_thread.run_sync(holder.load_current)  # BundleInvalid here stops the process
@@ -92,6 +105,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(watch_pointer, holder, settings.reload_interval_s)
+            tasks.start_soon(watch_models, app.state.models, settings.reload_interval_s)
             await tasks.start(app.state.jobs.serve)  # retrain jobs; fails the jobs of dead workers first
             yield
             tasks.cancel_scope.cancel()
@@ -110,15 +124,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = app_metrics = Metrics()
-    app.state.holder = ModelHolder(
-        settings.model_dir,
-        settings.providers,
-        settings.ort_threads,
-        on_swap=app_metrics.model_swapped,
-        on_reload_failed=app_metrics.model_refused,
-        on_fallback=app_metrics.pointer_fell_back,
-    )
-    app.state.jobs = JobRunner(settings, app.state.holder)  # starts in the lifespan
+    app.state.models = LoadedModels(settings, app_metrics)  # every model name; the default always loaded
+    app.state.holder = app.state.models.default
+    app.state.jobs = JobRunner(settings, app.state.models)  # starts in the lifespan
     register_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -42,10 +42,10 @@ import anyio.to_thread
 from anyio.abc import TaskStatus
 
 from app.config import Settings
-from app.inference.holder import ModelHolder
+from app.inference.models import LoadedModels
 from app.jobs.errors import JobFinished, JobNotFound, JobsUnavailable, storage_failed
 from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
-from app.jobs.promotion import judge_and_register
+from app.jobs.promotion import RegistryRules, judge_and_register
 from app.jobs.store import Job, JobStore, Outcome, Owner
 from app.jobs.supervisor import Supervisor
 from app.jobs.validation import Prepare, job_closes
@@ -72,9 +72,10 @@ class JobRunner:
     # What `python -m training train` needs; looked up with find_spec, which does not import them.
     training_modules: tuple[str, ...] = ("torch", "onnx", "onnxscript", "matplotlib", "tqdm")
 
-    def __init__(self, settings: Settings, holder: ModelHolder, python: str = sys.executable) -> None:
+    def __init__(self, settings: Settings, models: LoadedModels, python: str = sys.executable) -> None:
         self.settings = settings
-        self.holder = holder
+        self.models = models
+        self.holder = models.default
         self.model_dir = settings.model_dir
         self.jobs_dir = settings.model_dir / JOBS_DIR
         self.store = JobStore(settings.model_dir / DB_FILE)
@@ -121,7 +122,14 @@ class JobRunner:
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        log.info("job %s queued: %s, %d closes, promote=%s", job.id, sub.name, sub.rows, sub.promote)
+        log.info(
+            "job %s queued: model %s, %s, %d closes, promote=%s",
+            job.id,
+            sub.model,
+            sub.name,
+            sub.rows,
+            sub.promote,
+        )
         return job
 
     def queue_has_room(self) -> bool:
@@ -300,15 +308,21 @@ class JobRunner:
         failure = await self.supervisor.wait(job, work)
         if failure is not None:
             return failure
+        rules = RegistryRules(self.models.default, self.settings.max_models, self.settings.keep_versions)
         judge = partial(
             judge_and_register,
-            self.holder,
+            self.models.holder_of(self.model_of(job)),
             out,
             job.promote,
             partial(self._job_closes, job, work),
             partial(self.store.cancel_requested, job.id),
+            rules,
         )
         return await anyio.to_thread.run_sync(judge)
+
+    def model_of(self, job: Job) -> str:
+        """The model a job trains (jobs from before named models train the default one)."""
+        return str(job.spec.get("model") or self.models.default_name)
 
     def _job_closes(self, job: Job, work: Path) -> F64:
         """The closes the job trained on, read back from its work dir (saying the owner is alive first)."""

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from app.api.errors import status_of
 from app.jobs.errors import storage_failed
 from closecast import registry
-from tests.helpers import FIXTURE_VERSION, copy_registry
+from tests.helpers import DEFAULT, FIXTURE_VERSION, copy_registry
 from tests.jobs.helpers import AUTH, KEY, build_app, trainer_settings
 from tests.synthetic import random_walk
 
@@ -278,14 +278,14 @@ def test_promoting_an_invalid_name_is_422(client: TestClient) -> None:
 
 
 def test_promoting_a_damaged_version_is_409_and_changes_nothing(client: TestClient, model_dir: Path) -> None:
-    damaged = model_dir / "20990101T000000Z-damaged0"
-    shutil.copytree(model_dir / FIXTURE_VERSION, damaged)
+    damaged = model_dir / DEFAULT / "20990101T000000Z-damaged0"
+    shutil.copytree(model_dir / DEFAULT / FIXTURE_VERSION, damaged)
     (damaged / "scaler.json").write_text("{}")
     try:
         response = client.post(f"/models/{damaged.name}/promote", headers=AUTH)
         assert response.status_code == 409
         assert "scaler.json is damaged" in response.json()["detail"]
-        assert registry.read_current(model_dir) == FIXTURE_VERSION
+        assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
         assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
     finally:
         shutil.rmtree(damaged)
@@ -294,8 +294,8 @@ def test_promoting_a_damaged_version_is_409_and_changes_nothing(client: TestClie
 def test_a_version_removed_while_it_is_promoted_is_404_and_changes_nothing(
     client: TestClient, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    vanishing = model_dir / "20990101T000000Z-vanish00"
-    shutil.copytree(model_dir / FIXTURE_VERSION, vanishing)
+    vanishing = model_dir / DEFAULT / "20990101T000000Z-vanish00"
+    shutil.copytree(model_dir / DEFAULT / FIXTURE_VERSION, vanishing)
     set_current = registry.set_current
 
     def removed_first(directory: Path, version: str, reason: str = "") -> None:
@@ -308,7 +308,7 @@ def test_a_version_removed_while_it_is_promoted_is_404_and_changes_nothing(
     assert response.json()["detail"] == (
         f"version {vanishing.name!r} is not in the registry; GET /models lists the versions"
     )
-    assert registry.read_current(model_dir) == FIXTURE_VERSION
+    assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
     assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
 
 
@@ -328,8 +328,8 @@ def test_a_pointer_that_cannot_be_written_is_503_or_507_and_changes_nothing(
     status: int,
     what_to_do: str,
 ) -> None:
-    other = model_dir / "20990101T000000Z-nowrite0"
-    shutil.copytree(model_dir / FIXTURE_VERSION, other)
+    other = model_dir / DEFAULT / "20990101T000000Z-nowrite0"
+    shutil.copytree(model_dir / DEFAULT / FIXTURE_VERSION, other)
 
     def cannot_write(directory: Path, version: str, reason: str = "") -> None:
         raise error
@@ -342,7 +342,7 @@ def test_a_pointer_that_cannot_be_written_is_503_or_507_and_changes_nothing(
             response.json()["detail"]
             == f"cannot make {other.name} current in {model_dir} ({error}); {what_to_do}"
         )
-        assert registry.read_current(model_dir) == FIXTURE_VERSION
+        assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
         assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
     finally:
         shutil.rmtree(other)
@@ -351,7 +351,7 @@ def test_a_pointer_that_cannot_be_written_is_503_or_507_and_changes_nothing(
 def test_a_version_with_an_unreadable_manifest_is_listed_with_the_problem(
     client: TestClient, model_dir: Path
 ) -> None:
-    broken = model_dir / "20990101T000000Z-broken00"
+    broken = model_dir / DEFAULT / "20990101T000000Z-broken00"
     broken.mkdir()
     (broken / "manifest.json").write_text("{")
     try:

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from closecast import registry
-from tests.helpers import FIXTURE_MODELS, FIXTURE_VERSION, copy_registry
+from tests.helpers import DEFAULT, FIXTURE_MODELS, FIXTURE_VERSION, copy_registry
 from tests.jobs.helpers import AUTH, build_app, job, submit, trainer_settings, wait_for, wait_status
 from tests.synthetic import random_walk
 
@@ -46,8 +46,8 @@ def niceness(pid: int) -> int:
 
 def assert_untouched(client: TestClient, model_dir: Path) -> None:
     """The fixture is still the only version, current and served; nothing half-written is left."""
-    assert registry.list_versions(model_dir) == [FIXTURE_VERSION]
-    assert registry.read_current(model_dir) == FIXTURE_VERSION
+    assert registry.list_versions(model_dir / DEFAULT) == [FIXTURE_VERSION]
+    assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
     body = {"closes": SERIES[-20:].tolist()}
     assert client.post("/forecast", json=body).json()["model_version"] == FIXTURE_VERSION
     assert [p.name for p in model_dir.iterdir() if p.name.startswith(".") and p.name != ".jobs"] == []

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from closecast import registry
-from tests.helpers import FIXTURE_VERSION, copy_registry
+from tests.helpers import DEFAULT, FIXTURE_VERSION, copy_registry
 from tests.jobs.helpers import AUTH, build_app, job, submit, trainer_settings, wait_for
 from tests.synthetic import random_walk
 
@@ -117,7 +117,7 @@ def test_forecasts_never_fail_during_training_and_promotion(run: Run) -> None:
 def test_new_version_is_registered_whole_and_the_work_dir_is_gone(run: Run) -> None:
     version = run.final["result"]["version"]
     assert registry.list_versions(run.model_dir) == sorted([FIXTURE_VERSION, version])
-    names = {p.name for p in (run.model_dir / version).iterdir()}
+    names = {p.name for p in (run.model_dir / DEFAULT / version).iterdir()}
     assert names == {"manifest.json", "model.onnx", "model.pt", "scaler.json", "report.png"}
     assert list((run.model_dir / ".jobs").iterdir()) == []
     assert not [p for p in run.model_dir.iterdir() if p.name.startswith((".tmp-", ".trash-"))]

@@ -16,9 +16,10 @@ from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app.api.deps import ForecasterDep, SettingsDep
+from app.api.deps import ForecasterDep, SettingsDep, forecasters_of
 from app.api.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
 from app.config import Settings
+from app.inference.models import forecast_per_model
 from app.metrics import Metrics
 from closecast.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
 from closecast.forecaster import BatchForecast, SeriesForecast
@@ -56,26 +57,27 @@ def _answer(item: SeriesForecast) -> dict[str, Any]:
     }
 
 
-def _record(request: Request, endpoint: str, result: BatchForecast) -> None:
+def _record(request: Request, endpoint: str, result: BatchForecast, model: str) -> None:
     # The metrics come from the app state, not a dependency: each Depends costs tens of microseconds per
     # request in FastAPI's solver, more than the counting itself.
     metrics: Metrics = request.app.state.metrics
     warnings = [w.kind for item in result.items for w in item.warnings]
-    metrics.observe_forecast(endpoint, result.inference_s, len(result.items), warnings)
+    metrics.observe_forecast(endpoint, result.inference_s, len(result.items), warnings, model)
 
 
 @router.post("/forecast", response_model=ForecastResponse, responses=_ERRORS)
-async def forecast(
-    body: ForecastRequest, model: ForecasterDep, settings: SettingsDep, request: Request
-) -> Response:
-    """Forecast the next closes of one series, with prediction intervals."""
+async def forecast(body: ForecastRequest, settings: SettingsDep, request: Request) -> Response:
+    """Forecast the next closes of one series with a model (default: the default model), with intervals."""
     check_limits(settings, body.horizon, [(("body", "closes"), len(body.closes))])
+    names, models = await forecasters_of(request, [body.model])
+    model = models[names[0]]
     result = model.forecast([body.closes], body.horizon, body.level)
-    _record(request, "forecast", result)
+    _record(request, "forecast", result, names[0])
     item = result.items[0]
     return _json(
         {
             **_answer(item),
+            "model": names[0],
             "model_version": model.version,
             "last_close": item.last_close,
             "warnings": [w.message for w in item.warnings],
@@ -84,10 +86,8 @@ async def forecast(
 
 
 @router.post("/forecast/batch", response_model=BatchForecastResponse, responses=_ERRORS)
-async def forecast_batch(
-    body: BatchForecastRequest, model: ForecasterDep, settings: SettingsDep, request: Request
-) -> Response:
-    """Forecast several series in one model call per step; answers come in the order sent."""
+async def forecast_batch(body: BatchForecastRequest, settings: SettingsDep, request: Request) -> Response:
+    """Forecast several series, one model call per step for each model named; answers in the order sent."""
     if len(body.series) > settings.max_batch_series:
         raise TooManySeries(len(body.series), settings.max_batch_series)
     locs: list[Loc] = [("body", "series", i, "closes") for i in range(len(body.series))]
@@ -95,21 +95,26 @@ async def forecast_batch(
         settings, body.horizon, [(loc, len(s.closes)) for loc, s in zip(locs, body.series, strict=True)]
     )
     closes = [s.closes for s in body.series]
+    names, models = await forecasters_of(request, [s.model or body.model for s in body.series])
+    args = (models, names, closes, body.horizon, body.level, locs)
     if len(closes) > settings.inline_batch_threshold:  # large batches must not stall the event loop
-        result = await run_in_threadpool(model.forecast, closes, body.horizon, body.level, locs)
+        items, results = await run_in_threadpool(forecast_per_model, *args)
     else:
-        result = model.forecast(closes, body.horizon, body.level, locs)
-    _record(request, "forecast_batch", result)
+        items, results = forecast_per_model(*args)
+    for name, result in results.items():
+        _record(request, "forecast_batch", result, name)
     forecasts = [
         {
             "id": s.id,
             **_answer(item),
+            "model": name,
+            "model_version": models[name].version,
             "last_close": item.last_close,
             "warnings": [w.message for w in item.warnings],
         }
-        for s, item in zip(body.series, result.items, strict=True)
+        for s, item, name in zip(body.series, items, names, strict=True)
     ]
-    return _json({"forecasts": forecasts, "model_version": model.version})
+    return _json({"forecasts": forecasts, "model_version": forecasts[0]["model_version"]})
 
 
 @noop_router.post("/noop/forecast", response_model=ForecastResponse, responses=_ERRORS)
@@ -122,6 +127,7 @@ async def noop_forecast(body: ForecastRequest, model: ForecasterDep, settings: S
         {
             "forecast": [last] * body.horizon,
             "intervals": {},
+            "model": body.model or settings.default_model,
             "model_version": model.version,
             "last_close": last,
             "warnings": [],

@@ -19,8 +19,8 @@ async def healthz() -> Status:
 
 @router.get("/readyz", responses={503: {"description": "no verified model loaded yet"}})
 async def readyz(holder: HolderDep) -> Status:
-    """Ready: a verified model is loaded and serving (503 before)."""
+    """Ready: the default model is verified, loaded and serving (503 before); other models load on use."""
     model = holder.current
     if model is None:
         raise ModelNotReady()
-    return Status(status="ready", model_version=model.version)
+    return Status(status="ready", model=holder.model, model_version=model.version)

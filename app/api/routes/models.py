@@ -1,5 +1,9 @@
-"""``/models``: the model serving now (its card), the stored versions, and making one of them current
-(promotion and rollback)."""
+"""``/models``: the named models, each one's card and stored versions (reads; ``model_admin.py``
+changes them).
+
+``GET /models/current`` stays the default model's card, as before named models (``current`` is a reserved
+name, so it never shadows a model).
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,33 @@ import anyio.to_thread
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 
-from app.api.deps import ForecasterDep, HolderDep, TrainerDep
-from app.api.schemas import ModelCard, ModelList, ModelVersion, Promoted
-from app.inference.holder import ModelHolder
-from app.jobs.errors import VersionNotFound, storage_failed
-from app.jobs.promotion import promote_version
+from app.api.deps import ForecasterDep, ModelsDep
+from app.api.schemas import ModelCard, ModelsOut, ModelSummary, ModelVersion, ModelVersions
+from app.inference.models import LoadedModels
 from closecast import registry
 from closecast.bundle import read_manifest
-from closecast.errors import ClosecastError, InputInvalid, Problem
+from closecast.errors import ClosecastError, InputInvalid, ModelNotFound, model_name_invalid
 
 router = APIRouter(tags=["models"])
 
-Version = Annotated[str, PathParam(max_length=200, description="a version listed by GET /models")]
+ModelPath = Annotated[
+    str,
+    PathParam(max_length=200, description="a model's name (GET /models lists them)", examples=["default"]),
+]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such model; the message lists known ones"},
+    422: {"description": "not a valid model name"},
+}
+
+
+def checked_model(models: LoadedModels, model: str) -> str:
+    """A path's model name, valid (else 422) and in the registry (else 404 naming a few known ones)."""
+    problem = registry.model_name_problem(model)
+    if problem is not None:
+        raise InputInvalid([model_name_invalid(("path", "model"), model, problem)])
+    if not models.exists(model):
+        raise ModelNotFound(model, models.names())
+    return model
 
 
 def _summary(bundle_dir: Path, current: str | None) -> ModelVersion:
@@ -42,60 +61,71 @@ def _summary(bundle_dir: Path, current: str | None) -> ModelVersion:
     )
 
 
-def _model_list(holder: ModelHolder) -> ModelList:
-    current = registry.read_current(holder.model_dir)
-    served = holder.current
-    versions = [
-        _summary(holder.model_dir / v, current) for v in reversed(registry.list_versions(holder.model_dir))
-    ]
-    return ModelList(current=current, served=served.version if served else None, versions=versions)
+def _versions(models: LoadedModels, model: str) -> ModelVersions:
+    model_dir = models.model_dir(model)
+    current = registry.read_current(model_dir)
+    served = models.loaded(model)
+    versions = [_summary(model_dir / v, current) for v in reversed(registry.list_versions(model_dir))]
+    return ModelVersions(
+        model=model, current=current, served=served.version if served else None, versions=versions
+    )
+
+
+def _model_summary(models: LoadedModels, model: str, loaded: set[str]) -> ModelSummary:
+    model_dir = models.model_dir(model)
+    current = registry.read_current(model_dir)
+    base = ModelSummary(
+        model=model,
+        default=model == models.default_name,
+        current_version=current,
+        loaded=model in loaded,
+        versions=len(registry.list_versions(model_dir)),
+    )
+    if current is None:
+        return base
+    try:
+        manifest = read_manifest(model_dir / current)
+    except ClosecastError as exc:
+        return base.model_copy(update={"problem": exc.message})
+    metrics: dict[str, Any] = manifest.get("metrics", {})
+    return base.model_copy(
+        update={
+            "created_at": manifest.get("created_at"),
+            "window": manifest.get("input", {}).get("window"),
+            "source": manifest.get("data", {}).get("source"),
+            "skill": metrics.get("test", {}).get("skill"),
+            "beats_naive": metrics.get("beats_naive"),
+            "coverage": manifest.get("intervals", {}).get("test_coverage"),
+        }
+    )
+
+
+def _model_list(models: LoadedModels) -> ModelsOut:
+    loaded = set(models.loaded_names())
+    return ModelsOut(models=[_model_summary(models, name, loaded) for name in models.names()])
 
 
 @router.get("/models/current", responses={503: {"description": "no verified model loaded yet"}})
-async def current_model(model: ForecasterDep) -> ModelCard:
-    """The served model: version, window, test metrics against the naive forecast, data range, provider."""
-    return ModelCard(**model.card())
+async def current_model(model: ForecasterDep, models: ModelsDep) -> ModelCard:
+    """The default model's card: version, window, test metrics against the naive forecast, data range."""
+    return ModelCard(model=models.default_name, **model.card())
 
 
 @router.get("/models")
-async def list_models(holder: HolderDep) -> ModelList:
-    """Every stored version, newest first, with its test metrics; marks the one `current` names."""
-    return await anyio.to_thread.run_sync(_model_list, holder)
+async def list_models(models: ModelsDep) -> ModelsOut:
+    """Every model name with its current version's test skill, interval coverage and data source."""
+    return await anyio.to_thread.run_sync(_model_list, models)
 
 
-@router.post(
-    "/models/{version}/promote",
-    dependencies=[TrainerDep],
-    responses={
-        401: {"description": "the bearer key is missing or wrong"},
-        403: {"description": "no CLOSECAST_API_KEY is configured: training and promotion are off"},
-        404: {"description": "no such version"},
-        409: {"description": "the bundle failed verification; nothing changed"},
-        422: {"description": "not a valid version name"},
-        503: {"description": "the `current` pointer could not be written (e.g. a read-only model dir)"},
-        507: {"description": "no space left in the model dir for the `current` pointer"},
-    },
-)
-async def promote(version: Version, holder: HolderDep) -> Promoted:
-    """Make a stored version current (a rollback too), after loading and verifying it in full."""
-    if not registry.is_valid_version(version):
-        raise InputInvalid(
-            [
-                Problem(
-                    ("path", "version"),
-                    f"version is {version!r}; a version is a directory name of letters, digits, "
-                    f"'.', '_' and '-' (GET /models lists them)",
-                    "version_invalid",
-                    version,
-                )
-            ]
-        )
-    if not (holder.model_dir / version / registry.MANIFEST).is_file():
-        raise VersionNotFound(version)
-    try:
-        previous = await anyio.to_thread.run_sync(promote_version, holder, version)
-    except OSError as exc:  # the pointer could not be written: a read-only or full volume
-        raise storage_failed(holder.model_dir, exc, f"make {version} current") from exc
-    except ValueError:  # set_current found no bundle: the version was removed after the check above
-        raise VersionNotFound(version) from None
-    return Promoted(version=version, previous=previous)
+@router.get("/models/{model}", responses=_NOT_FOUND)
+async def model_card(model: ModelPath, models: ModelsDep) -> ModelCard:
+    """A model's card (loads it when it is not in memory): the version it serves, its metrics and data."""
+    name = checked_model(models, model)
+    return ModelCard(model=name, **(await models.aforecaster_of(name)).card())
+
+
+@router.get("/models/{model}/versions", responses=_NOT_FOUND)
+async def list_versions(model: ModelPath, models: ModelsDep) -> ModelVersions:
+    """A model's stored versions, newest first, with their test metrics; marks the one `current` names."""
+    name = checked_model(models, model)
+    return await anyio.to_thread.run_sync(_versions, models, name)

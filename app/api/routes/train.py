@@ -18,10 +18,11 @@ from starlette.datastructures import UploadFile
 from app.api.deps import RunnerDep, SettingsDep, TrainerDep
 from app.api.train_schemas import JobAccepted, JobList, JobOut, TrainRequest, UploadForm, inline_schema
 from app.config import Settings
+from app.inference.models import LoadedModels
 from app.jobs.errors import QueueFull
 from app.jobs.runner import JobRunner
 from app.jobs.validation import Prepare, prepare_upload, prepare_values
-from closecast.errors import InputInvalid, Problem
+from closecast.errors import InputInvalid, Problem, TooManyModels
 
 JobId = Annotated[str, Path(max_length=64, description="the `job_id` POST /train answered")]
 
@@ -79,7 +80,19 @@ async def _from_json(request: Request, settings: Settings) -> Prepare:
         body = TrainRequest.model_validate(data)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    return await anyio.to_thread.run_sync(prepare_values, body, settings.train_threads)
+    model = await anyio.to_thread.run_sync(_model_with_room, request, body.model)
+    return await anyio.to_thread.run_sync(prepare_values, body, settings.train_threads, model)
+
+
+def _model_with_room(request: Request, model: str | None) -> str:
+    """The job's model (default: the default model); a new name only while fewer than CLOSECAST_MAX_MODELS
+    models exist (409 with the reason)."""
+    models: LoadedModels = request.app.state.models
+    name = model or models.default_name
+    names = models.names()
+    if name not in names and len(names) >= models.max_models:
+        raise TooManyModels(name, models.max_models)
+    return name
 
 
 async def _from_upload(request: Request, settings: Settings, runner: JobRunner) -> Prepare:
@@ -96,7 +109,8 @@ async def _from_upload(request: Request, settings: Settings, runner: JobRunner) 
             fields = UploadForm.model_validate({k: v for k, v in form.multi_items() if k != "file"})
         except ValidationError as exc:
             raise _invalid(exc) from None
-        return prepare_upload(fields, upload.filename, await upload.read(), settings.train_threads)
+        model = await anyio.to_thread.run_sync(_model_with_room, request, fields.model)
+        return prepare_upload(fields, upload.filename, await upload.read(), settings.train_threads, model)
 
 
 @router.post(
@@ -105,6 +119,7 @@ async def _from_upload(request: Request, settings: Settings, runner: JobRunner) 
     openapi_extra=_TRAIN_BODY,
     responses={
         **_AUTH_ERRORS,
+        409: {"description": "CLOSECAST_MAX_MODELS models exist and `model` would be a new one"},
         422: {"description": "invalid data or params, with the training CLI's own messages"},
         429: {"description": "CLOSECAST_JOB_QUEUE_SIZE jobs are already queued"},
         503: {"description": "the model dir cannot hold jobs (read-only, or the job store is unusable)"},
@@ -125,17 +140,19 @@ async def submit_job(
 
 @router.get("/train", responses=_AUTH_ERRORS)
 async def list_jobs(
-    runner: RunnerDep, limit: Annotated[int, Query(ge=1, le=200, description="jobs to list")] = 20
+    runner: RunnerDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=200, description="jobs to list")] = 20,
 ) -> JobList:
     """Recent jobs, newest first."""
     jobs = await anyio.to_thread.run_sync(runner.recent, limit)
-    return JobList(jobs=[JobOut.of(j) for j in jobs])
+    return JobList(jobs=[JobOut.of(j, settings.default_model) for j in jobs])
 
 
 @router.get("/train/{job_id}", responses={**_AUTH_ERRORS, 404: {"description": "no such job"}})
-async def get_job(job_id: JobId, runner: RunnerDep) -> JobOut:
+async def get_job(job_id: JobId, runner: RunnerDep, settings: SettingsDep) -> JobOut:
     """A job's status, progress per epoch and, once it ended, its result or error."""
-    return JobOut.of(await anyio.to_thread.run_sync(runner.get, job_id))
+    return JobOut.of(await anyio.to_thread.run_sync(runner.get, job_id), settings.default_model)
 
 
 @router.delete(
@@ -146,9 +163,9 @@ async def get_job(job_id: JobId, runner: RunnerDep) -> JobOut:
         409: {"description": "the job already ended"},
     },
 )
-async def cancel_job(job_id: JobId, runner: RunnerDep) -> JobOut:
+async def cancel_job(job_id: JobId, runner: RunnerDep, settings: SettingsDep) -> JobOut:
     """Cancel a queued or running job (a running one is killed; its bundle never appears)."""
     job = await anyio.to_thread.run_sync(runner.cancel, job_id)
     if not job.finished:
         job = await runner.wait_finished(job_id, timeout_s=10)
-    return JobOut.of(job)
+    return JobOut.of(job, settings.default_model)
