@@ -21,7 +21,7 @@ from app.config import Settings
 from closecast import registry
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FIXTURE_MODELS = FIXTURES / "models"  # a registry of one model, `default`: one version, its `current` pointer
+FIXTURE_MODELS = FIXTURES / "models"  # a registry: model `default` with one version and its `current`
 DEFAULT = "default"
 FIXTURE_VERSION = registry.read_current(FIXTURE_MODELS / DEFAULT) or "missing"
 FIXTURE_BUNDLE = FIXTURE_MODELS / DEFAULT / FIXTURE_VERSION

@@ -89,7 +89,11 @@ def test_a_missing_or_wrong_key_is_401(
 
 def test_listing_models_needs_no_key(keyless: TestClient) -> None:
     body = keyless.get("/models").json()
-    assert body["current"] == body["served"] == FIXTURE_VERSION
+    assert [(m["model"], m["current_version"], m["loaded"]) for m in body["models"]] == [
+        ("default", FIXTURE_VERSION, True)
+    ]
+    versions = keyless.get("/models/default/versions").json()
+    assert versions["current"] == versions["served"] == FIXTURE_VERSION
 
 
 # --- validation: the training CLI's own messages ----------------------------------------------------------
@@ -242,7 +246,8 @@ def test_upload_is_accepted_named_after_the_file_and_cancellable(client: TestCli
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
     job = client.get(response.headers["location"], headers=AUTH).json()
-    assert job["name"] == "my_prices__2_" and job["promote"] == "never"
+    assert job["source"] == "my_prices__2_" and job["promote"] == "never"
+    assert job["model"] == "default"
     assert job["params"] == {"window": 11, "epochs": 2}
     assert job["progress"] == {"epoch": 0, "epochs": 2, "train_loss": None, "val_loss": None}
     cancelled = client.delete(f"/train/{job_id}", headers=AUTH).json()
@@ -268,7 +273,7 @@ def test_openapi_documents_both_bodies_of_post_train(client: TestClient) -> None
 def test_promoting_an_unknown_version_is_404(client: TestClient) -> None:
     response = client.post("/models/20990101T000000Z-00000000/promote", headers=AUTH)
     assert response.status_code == 404
-    assert "GET /models lists the versions" in response.json()["detail"]
+    assert "GET /models/default/versions lists them" in response.json()["detail"]
 
 
 def test_promoting_an_invalid_name_is_422(client: TestClient) -> None:
@@ -306,7 +311,8 @@ def test_a_version_removed_while_it_is_promoted_is_404_and_changes_nothing(
     response = client.post(f"/models/{vanishing.name}/promote", headers=AUTH)
     assert response.status_code == 404, response.text
     assert response.json()["detail"] == (
-        f"version {vanishing.name!r} is not in the registry; GET /models lists the versions"
+        f"version {vanishing.name!r} is not a version of model 'default'; "
+        "GET /models/default/versions lists them"
     )
     assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
     assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
@@ -340,7 +346,7 @@ def test_a_pointer_that_cannot_be_written_is_503_or_507_and_changes_nothing(
         assert response.status_code == status, response.text
         assert (
             response.json()["detail"]
-            == f"cannot make {other.name} current in {model_dir} ({error}); {what_to_do}"
+            == f"cannot make {other.name} current in {model_dir / DEFAULT} ({error}); {what_to_do}"
         )
         assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
         assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
@@ -355,7 +361,7 @@ def test_a_version_with_an_unreadable_manifest_is_listed_with_the_problem(
     broken.mkdir()
     (broken / "manifest.json").write_text("{")
     try:
-        listed = client.get("/models").json()["versions"][0]
+        listed = client.get("/models/default/versions").json()["versions"][0]
         assert listed["version"] == broken.name and listed["current"] is False
         assert listed["problem"].startswith(f"{broken / 'manifest.json'} is not readable JSON")
     finally:

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from closecast import registry
-from tests.helpers import DEFAULT, FIXTURE_MODELS, FIXTURE_VERSION, copy_registry
+from tests.helpers import DEFAULT, FIXTURE_BUNDLE, FIXTURE_VERSION, copy_registry
 from tests.jobs.helpers import AUTH, build_app, job, submit, trainer_settings, wait_for, wait_status
 from tests.synthetic import random_walk
 
@@ -182,7 +182,7 @@ def test_damaged_candidate_bundle_is_discarded(model_dir: Path, tmp_path: Path) 
     (tmp_path / "fake_trainer.py").write_text(FAKE_TRAINER)
     python = wrapper(
         tmp_path / "python",
-        f'exec "{sys.executable}" "{tmp_path / "fake_trainer.py"}" "{FIXTURE_MODELS / FIXTURE_VERSION}" "$@"',
+        f'exec "{sys.executable}" "{tmp_path / "fake_trainer.py"}" "{FIXTURE_BUNDLE}" "$@"',
     )
     with TestClient(build_app(trainer_settings(model_dir), python=python)) as client:
         job_id = submit(client, SERIES, promote="always")

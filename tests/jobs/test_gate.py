@@ -23,7 +23,7 @@ from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.forecaster import Forecaster
 from closecast.series import load_csv
-from tests.helpers import DEFAULT, FIXTURE_MODELS, FIXTURE_VERSION, copy_registry
+from tests.helpers import DEFAULT, FIXTURE_BUNDLE, FIXTURE_VERSION, copy_registry
 from tests.jobs.helpers import AUTH, build_app, submit, trainer_settings, wait_status
 from tests.jobs.test_failures import wrapper
 from tests.synthetic import make_closes
@@ -54,7 +54,7 @@ def test_worse_candidate_is_registered_but_not_promoted(outcome: Outcome) -> Non
         assert f"{mae:.6g}" in result["reason"]
     assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
     assert result["version"] in registry.list_versions(model_dir / DEFAULT)
-    listed = {v["version"]: v for v in client.get("/models").json()["versions"]}
+    listed = {v["version"]: v for v in client.get("/models/default/versions").json()["versions"]}
     assert listed[result["version"]]["current"] is False and listed[FIXTURE_VERSION]["current"] is True
     assert listed[result["version"]]["data"]["source"] == "synthetic-seed1.csv"
     served = client.post("/forecast", json={"closes": SERIES[-20:].tolist()}).json()["model_version"]
@@ -74,7 +74,7 @@ def test_a_registered_candidate_can_still_be_promoted_by_hand(outcome: Outcome) 
 
 @pytest.fixture(scope="module")
 def fixture_model() -> Any:
-    return load_forecaster(FIXTURE_MODELS / FIXTURE_VERSION, "cpu")
+    return load_forecaster(FIXTURE_BUNDLE, "cpu")
 
 
 def _fixture_closes() -> np.ndarray:
@@ -140,7 +140,7 @@ def test_a_rollback_during_judging_stops_auto_but_not_always_promotion(
 ) -> None:
     # A stand-in trainer clones the fixture, which was trained on tests/fixtures/synthetic.csv: uploading that
     # file makes the real gate judge the clone (a tie with the fixture: "not worse", so `auto` promotes it).
-    trainer, fixture = tmp_path / "clone_trainer.py", FIXTURE_MODELS / FIXTURE_VERSION
+    trainer, fixture = tmp_path / "clone_trainer.py", FIXTURE_BUNDLE
     trainer.write_text(CLONE_TRAINER)
     python = wrapper(tmp_path / "python", f'exec "{sys.executable}" "{trainer}" "{fixture}" "$@"')
     shutil.copytree(model_dir / DEFAULT / FIXTURE_VERSION, model_dir / DEFAULT / ROLLED_BACK_TO)
@@ -177,5 +177,7 @@ def test_a_rollback_during_judging_stops_auto_but_not_always_promotion(
             f"not promoted: the current model changed from {FIXTURE_VERSION} to {ROLLED_BACK_TO} during the "
             f"job, so the candidate was never compared with {ROLLED_BACK_TO}; candidate MAE "
         )
-        assert result["reason"].endswith(f"POST /models/{result['version']}/promote makes it current")
+        assert result["reason"].endswith(
+            f"POST /models/default/versions/{result['version']}/promote makes it current"
+        )
         assert registry.read_current(model_dir / DEFAULT) == served == ROLLED_BACK_TO
