@@ -95,8 +95,18 @@ def seed(root: Path, default_dir: Path, model: str) -> bool:
     """
     if registry.list_models(root):
         return False
-    source = default_dir / model if (default_dir / model).is_dir() else default_dir
-    return registry.seed_model_dir(registry.FilePointers(root).model_dir_of(model), source)
+    return registry.seed_model_dir(
+        registry.FilePointers(root).model_dir_of(model), _source(default_dir, model)
+    )
+
+
+def _source(default_dir: Path, model: str) -> Path:
+    """The default model's directory in ``default_dir``: its own name, the flat layout, or its only model
+    (the image bakes ``default/``; a deployment may call its default model otherwise)."""
+    if (default_dir / model).is_dir() or registry.list_versions(default_dir):
+        return default_dir / model if (default_dir / model).is_dir() else default_dir
+    names = registry.list_models(default_dir)
+    return default_dir / names[0] if len(names) == 1 else default_dir / model
 
 
 def prepare_registry(root: Path, model: str, default_dir: Path | None = None) -> list[str]:

@@ -52,7 +52,9 @@ def test_bundle_is_complete_and_self_describing(tiny_bundle: Path) -> None:
     assert np.all(np.diff(q) >= 0) and q[0] < 0 < q[-1]
 
 
-@pytest.mark.parametrize("registry", [ROOT / "models", ROOT / "tests" / "fixtures" / "models"])
+@pytest.mark.parametrize(
+    "registry", [ROOT / "models" / "default", ROOT / "tests" / "fixtures" / "models" / "default"]
+)
 def test_new_manifest_has_the_fields_of_the_committed_bundles(tiny_bundle: Path, registry: Path) -> None:
     """The manifest is built in closecast/bundle.py now; old bundles and new ones must read alike."""
     committed = json.loads((registry / str(read_current(registry)) / "manifest.json").read_text())
@@ -138,6 +140,8 @@ def test_cli_registry_mode_writes_a_version_and_promotes(synthetic_csv: Path, tm
             str(synthetic_csv),
             "--registry",
             str(tmp_path),
+            "--model",
+            "aapl",
             "--promote",
             "--quiet",
             "--window",
@@ -149,8 +153,9 @@ def test_cli_registry_mode_writes_a_version_and_promotes(synthetic_csv: Path, tm
         ]
     )
     assert code == 0
-    versions = list_versions(tmp_path)
-    assert len(versions) == 1 and read_current(tmp_path) == versions[0]
+    versions = list_versions(tmp_path / "aapl")
+    assert len(versions) == 1 and read_current(tmp_path / "aapl") == versions[0]
+    assert list_versions(tmp_path) == []  # the named layout: nothing in the root itself
 
 
 def test_evaluate_scores_a_bundle_like_its_manifest(
