@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import app as _package
@@ -22,6 +22,7 @@ REPO_MODELS_DIR = Path(_package.__file__).resolve().parents[1] / "models"
 MAX_CLOSES_CEILING = 1_000_000
 MAX_HORIZON_CEILING = 365
 MAX_BATCH_SERIES_CEILING = 100_000
+MAX_BACKTEST_FOLDS_CEILING = 1000
 
 Providers = Literal["auto", "cpu", "cuda"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -83,7 +84,29 @@ class Settings(BaseSettings):
         default=1000, ge=1, le=MAX_BATCH_SERIES_CEILING, description="series per /forecast/batch request"
     )
     max_body_bytes: int = Field(
-        default=8 * 1024 * 1024, ge=1024, le=1024**3, description="request body limit"
+        default=8 * 1024 * 1024, ge=1024, le=1024**3, description="request body limit of /forecast/batch"
+    )
+    max_upload_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, le=4 * 1024**3, description="request body limit of POST /train"
+    )
+    body_timeout_s: float = Field(
+        default=30, gt=0, le=3600, description="a request body must arrive within this (408 after)"
+    )
+    big_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="bodies above this wait for a big-body slot; batches above it parse in a child process",
+    )
+    big_body_slots: int = Field(default=2, ge=1, le=64, description="big bodies read and parsed at once")
+    big_body_wait_s: float = Field(
+        default=30, gt=0, le=3600, description="a big body waits at most this for a slot (503 after)"
+    )
+    parse_nice: int = Field(
+        default=10, ge=0, le=19, description="niceness of the batch-parsing child process"
+    )
+    max_backtest_folds: int = Field(
+        default=20, ge=1, le=MAX_BACKTEST_FOLDS_CEILING, description="folds per POST /backtest request"
     )
     enable_noop: bool = Field(default=False, description="register POST /noop/forecast (benchmarks only)")
 
@@ -97,6 +120,18 @@ class Settings(BaseSettings):
     train_nice: int = Field(default=10, ge=0, le=19, description="niceness of the retrain subprocess")
     train_timeout_s: float = Field(
         default=3600, gt=0, le=7 * 24 * 3600, description="a retrain job is killed after this"
+    )
+    job_store_timeout_s: float = Field(
+        default=2.0, gt=0, le=30, description="longest wait on a locked job store before answering 503"
+    )
+    job_heartbeat_s: float = Field(
+        default=5.0, ge=0.05, le=600, description="a running job's worker renews its lease this often"
+    )
+    job_lease_s: float = Field(
+        default=60.0,
+        ge=0.2,
+        le=24 * 3600,
+        description="a running job whose lease was not renewed this long is failed as `worker lost`",
     )
 
     @field_validator("model_dir", "default_model_dir")
@@ -120,6 +155,16 @@ class Settings(BaseSettings):
         if len(value.get_secret_value()) < 16:
             raise ValueError("CLOSECAST_API_KEY must be at least 16 characters (use `openssl rand -hex 16`)")
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> Settings:
+        if self.job_lease_s < 3 * self.job_heartbeat_s:
+            raise ValueError(
+                f"CLOSECAST_JOB_LEASE_S is {self.job_lease_s:g} but must be at least 3 x "
+                f"CLOSECAST_JOB_HEARTBEAT_S ({3 * self.job_heartbeat_s:g}): one late heartbeat must not "
+                "lose a job; raise the lease or lower the heartbeat"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

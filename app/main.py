@@ -2,7 +2,8 @@
 
 ``create_app`` builds the app without touching the disk; the lifespan migrates a flat-layout registry (or
 seeds an empty volume), loads and verifies the default model (the process fails to start without one) and
-watches the `current` pointers of the loaded models for hot swaps. Other models load on first use.
+runs the background loops (``background_tasks``), each supervised on its own: the pointer watchers (hot swaps
+of the default model and of the other loaded models), the retrain job runner. Other models load on use.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import metadata
 
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 
+from app.api.bodies import BatchParser
 from app.api.errors import register_error_handlers
-from app.api.middleware import BodySizeLimit, RequestMetrics
-from app.api.routes import forecast, health, metrics, model_admin, models, train
+from app.api.middleware import BodyLimits, RequestMetrics
+from app.api.routes import backtest, forecast, health, metrics, model_admin, models, train
+from app.background import Background, Supervised
 from app.config import Settings, get_settings
 from app.inference.holder import ModelHolder, watch_pointer
 from app.inference.models import LoadedModels, watch_models
@@ -39,6 +43,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     model_admin.router,
     metrics.router,
     train.router,
+    backtest.router,
 )
 
 
@@ -92,9 +97,29 @@ async def _load_model(settings: Settings, holder: ModelHolder) -> None:
     )
 
 
+def background_tasks(app: FastAPI) -> Background:
+    """The worker's background loops; a new loop is one ``Supervised(name, fn)`` line here."""
+    settings: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    jobs: JobRunner = app.state.jobs
+    parser: BatchParser = app.state.batch_parser
+    loops = [
+        Supervised("pointer", partial(watch_pointer, app.state.holder, settings.reload_interval_s)),
+        Supervised("models", partial(watch_models, app.state.models, settings.reload_interval_s)),
+        Supervised("jobs", jobs.serve, waits_for_start=True, health=jobs.health),
+        Supervised("batch_parser", parser.serve, health=parser.health),  # owns the child; lists its crashes
+    ]
+    return Background(
+        loops,
+        on_change=lambda task: metrics.background_changed(task.name, task.up),
+        on_failure=lambda task: metrics.background_failed(task.name),
+    )
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model (the process fails to start without one), then watch the pointer until shutdown."""
+    """Load the model (the process fails to start without one), then run the background loops until
+    shutdown, each on its own (one that fails is restarted; the others never notice)."""
     settings: Settings = app.state.settings
     holder: ModelHolder = app.state.holder
     _configure_logging(settings.log_level)
@@ -103,12 +128,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # requests (64-series batch p99 32 ms -> 5 ms on one connection). Unfrozen at shutdown so nothing leaks.
     gc.freeze()
     try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(watch_pointer, holder, settings.reload_interval_s)
-            tasks.start_soon(watch_models, app.state.models, settings.reload_interval_s)
-            await tasks.start(app.state.jobs.serve)  # retrain jobs; fails the jobs of dead workers first
+        async with anyio.create_task_group() as group:
+            await app.state.background.start(group)  # the job runner first fails the jobs of gone workers
             yield
-            tasks.cancel_scope.cancel()
+            group.cancel_scope.cancel()
     finally:
         gc.unfreeze()
 
@@ -127,12 +150,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.models = LoadedModels(settings, app_metrics)  # every model name; the default always loaded
     app.state.holder = app.state.models.default
     app.state.jobs = JobRunner(settings, app.state.models)  # starts in the lifespan
+    app.state.batch_parser = BatchParser(settings.parse_nice)  # big batches parsed in a child process
+    app.state.background = background_tasks(app)
     register_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     if settings.enable_noop:
         app.include_router(forecast.noop_router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimits, settings=settings)  # per route: limit, deadline, big-body slots
     plain_paths = frozenset(path for r in app.routes if "{" not in (path := getattr(r, "path", "{")))
     app.add_middleware(RequestMetrics, metrics=app_metrics, plain_paths=plain_paths)  # outermost: counts 413s
     return app

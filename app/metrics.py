@@ -89,6 +89,18 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.background_failures = Counter(
+            "closecast_background_failures",
+            "Failures of a supervised background loop (each is restarted after a backoff), by task",
+            ["task"],
+            registry=r,
+        )
+        self.background_up = Gauge(
+            "closecast_background_up",
+            "1 while a supervised background loop runs, 0 while it waits to restart or has ended",
+            ["task"],
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._forecast_children: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
         self._info_labels: dict[str, tuple[str, str, str, str]] = {}  # the model_info child of each model
@@ -146,6 +158,12 @@ class Metrics:
 
     def pointer_fell_back(self, reason: str, model: str = "default") -> None:
         self.pointer_fallbacks.labels(model).inc()
+
+    def background_changed(self, task: str, up: bool) -> None:
+        self.background_up.labels(task).set(1 if up else 0)
+
+    def background_failed(self, task: str) -> None:
+        self.background_failures.labels(task).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -32,21 +32,22 @@ def _parse(recipe: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--csv", type=Path, default=ROOT / "data" / "sp500_daily.csv")
+    parser.add_argument("--csv", type=Path, action="append", help="repeat for several (default: S&P 500)")
+    parser.add_argument("--synthetic", type=int, default=0, help="synthetic GARCH training series")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--recipe", nargs="+", default=DEFAULT_RECIPES, help="overrides of the defaults")
     args = parser.parse_args()
-    series = load_csv(args.csv)
+    series = [load_csv(path) for path in args.csv or [ROOT / "data" / "sp500_daily.csv"]]
     for recipe in args.recipe:
         skills = []
         for seed in args.seeds:
             cfg = Config.from_overrides({**_parse(recipe), "seed": seed})
-            scored = fit_and_score(series, cfg, quiet=True)
-            s, fitted = scored.test_scores, scored.fitted
+            scored = fit_and_score(series, cfg, synthetic=args.synthetic, quiet=True)
+            s, fitted = scored.evaluation.metrics["test"], scored.fitted
             skills.append(s["skill"])
             print(
-                f"{recipe or 'defaults':<12} seed {seed}: test MAE {s['model']['mae']:.3f} vs naive "
-                f"{s['naive']['mae']:.3f}, skill {s['skill']:+.4f}, best epoch {fitted.best_epoch}, "
+                f"{recipe or 'defaults':<12} seed {seed}: test MAE {s['model']['mae']:.4g} vs naive "
+                f"{s['naive']['mae']:.4g}, skill {s['skill']:+.4f}, best epoch {fitted.best_epoch}, "
                 f"fit {fitted.seconds:.1f} s",
                 flush=True,
             )

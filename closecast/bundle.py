@@ -15,30 +15,26 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-import closecast
-from closecast.collection import data_section
-from closecast.config import Config
 from closecast.errors import BundleInvalid, ProviderUnavailable
 from closecast.forecaster import Forecaster
+from closecast.forecaster_v2 import TABLES, ForecasterV2
+from closecast.intervals import EWMA_LAMBDA, EWMA_MIN_RETURNS, EWMA_SPAN
 from closecast.providers import cuda_unavailable
-from closecast.representation import REPRESENTATION, Scaler
-from closecast.series import Series, Split
+from closecast.representation import Scaler, WindowScaler
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what training writes (closecast/manifest.py)
+KNOWN_FORMATS = (1, 2)  # what loads: format 1 (volatility of the training series) keeps serving as it did
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"  # the served network
 SCALER_FILE = "scaler.json"
@@ -63,10 +59,10 @@ def read_manifest(bundle_dir: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise BundleInvalid(f"{path} holds a {type(manifest).__name__}, expected a JSON object")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in KNOWN_FORMATS or isinstance(version, bool):
         raise BundleInvalid(
-            f"{path}: format_version is {version!r} but this service reads format_version {FORMAT_VERSION}; "
-            f"serve it with a matching closecast release"
+            f"{path}: format_version is {version!r} but this service reads format_version "
+            f"{' or '.join(map(str, KNOWN_FORMATS))}; serve it with a matching closecast release"
         )
     for key in ("files", "input", "intervals", "sample"):
         if not isinstance(manifest.get(key), dict):
@@ -106,10 +102,12 @@ def verify_files(bundle_dir: Path, manifest: dict[str, Any]) -> None:
             )
 
 
-def load_scaler(bundle_dir: Path) -> Scaler:
+def load_scaler(bundle_dir: Path, format_version: int = 1) -> Scaler | WindowScaler:
+    """``scaler.json`` of the bundle's format: format 1's ``Scaler`` or format 2's ``WindowScaler``."""
     path = bundle_dir / SCALER_FILE
+    kind = Scaler if format_version == 1 else WindowScaler
     try:
-        return Scaler.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return kind.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BundleInvalid(f"{bundle_dir.name}/{SCALER_FILE} is not a usable scaler: {exc}") from exc
 
@@ -196,28 +194,42 @@ def load_forecaster(bundle_dir: Path, providers: str = "auto", ort_threads: int 
     name = bundle_dir.name
     manifest = read_manifest(bundle_dir)
     verify_files(bundle_dir, manifest)
-    scaler = load_scaler(bundle_dir)
+    scaler = load_scaler(bundle_dir, manifest["format_version"])
     session = open_session(bundle_dir / MODEL_FILE, providers, ort_threads)
     check_contract(session, manifest, name)
-    _check_intervals(manifest["intervals"], name)
-    forecaster = Forecaster(session, scaler, manifest, version=name)
+    forecaster: Forecaster
+    if isinstance(scaler, WindowScaler):
+        _check_tables(manifest["intervals"], name)
+        forecaster = ForecasterV2(session, scaler, manifest, version=name)
+    else:
+        _check_intervals(manifest["intervals"], name)
+        forecaster = Forecaster(session, scaler, manifest, version=name)
     check_sample(forecaster, manifest, name)
     log.info("model %s verified; ONNX Runtime provider %s", name, forecaster.provider)
     return forecaster
 
 
-def _check_intervals(intervals: dict[str, Any], name: str) -> None:
-    """Interval quantiles the forecaster can interpolate: same length, increasing, finite, inside (0, 1)."""
+def _check_tables(intervals: dict[str, Any], name: str) -> None:
+    """Format 2: both quantile tables usable, and the interval scale the one this code computes."""
     try:
-        probabilities = np.asarray(intervals["probabilities"], dtype=np.float64)
-        quantiles = np.asarray(intervals["residual_quantiles"], dtype=np.float64)
+        tables = {table: intervals["tables"][table] for table in TABLES}
+        ewma = tables["ewma"]
+        recorded = (float(ewma["lambda"]), int(ewma["span"]), int(ewma["min_returns"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise BundleInvalid(f"{name}: manifest intervals are unusable: {exc!r}") from exc
-    if probabilities.ndim != 1 or probabilities.shape != quantiles.shape or len(probabilities) < 2:
+        raise BundleInvalid(f"{name}: manifest intervals.tables are unusable: {exc!r}") from exc
+    if recorded != (EWMA_LAMBDA, EWMA_SPAN, EWMA_MIN_RETURNS):
         raise BundleInvalid(
-            f"{name}: intervals.probabilities and residual_quantiles must be lists of one "
-            f"length >= 2; got shapes {list(probabilities.shape)} and {list(quantiles.shape)}"
+            f"{name}: the bundle's EWMA interval scale is (lambda, span, min_returns) = {recorded} but this "
+            f"service computes {(EWMA_LAMBDA, EWMA_SPAN, EWMA_MIN_RETURNS)}; serve it with its own release"
         )
+    for table, section in tables.items():
+        quantiles = section.get("residual_quantiles")
+        _check_quantiles(intervals.get("probabilities"), quantiles, f"{name}: {table}")
+
+
+def _check_intervals(intervals: dict[str, Any], name: str) -> None:
+    """Format 1: interval units and floor readable, and the quantiles usable."""
+    _check_quantiles(intervals.get("probabilities"), intervals.get("residual_quantiles"), name)
     units, floor = intervals.get("units", "log_return"), intervals.get("volatility_floor", 0.0)
     if units not in ("log_return", "window_volatility"):
         raise BundleInvalid(
@@ -225,6 +237,20 @@ def _check_intervals(intervals: dict[str, Any], name: str) -> None:
         )
     if not isinstance(floor, int | float) or not np.isfinite(floor) or floor < 0:
         raise BundleInvalid(f"{name}: intervals.volatility_floor is {floor!r}; expected a finite number >= 0")
+
+
+def _check_quantiles(probabilities_in: Any, quantiles_in: Any, name: str) -> None:
+    """Interval quantiles the forecaster can interpolate: same length, increasing, finite, inside (0, 1)."""
+    try:
+        probabilities = np.asarray(probabilities_in, dtype=np.float64)
+        quantiles = np.asarray(quantiles_in, dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleInvalid(f"{name}: manifest intervals are unusable: {exc!r}") from exc
+    if probabilities.ndim != 1 or probabilities.shape != quantiles.shape or len(probabilities) < 2:
+        raise BundleInvalid(
+            f"{name}: intervals.probabilities and residual_quantiles must be lists of one "
+            f"length >= 2; got shapes {list(probabilities.shape)} and {list(quantiles.shape)}"
+        )
     ordered = np.all(np.diff(probabilities) > 0) and np.all(np.diff(quantiles) >= 0)
     inside = np.isfinite(quantiles).all() and probabilities[0] > 0 and probabilities[-1] < 1
     if not (ordered and inside):
@@ -279,107 +305,7 @@ def write_bundle(out: Path, fill: Callable[[Path], dict[str, Any]], force: bool 
     return manifest
 
 
-def write_scaler(bundle_dir: Path, scaler: Scaler) -> None:
+def write_scaler(bundle_dir: Path, scaler: Scaler | WindowScaler) -> None:
     """``scaler.json``, the file ``load_scaler`` reads back."""
     text = json.dumps(scaler.to_dict(), indent=2) + "\n"
     (bundle_dir / SCALER_FILE).write_text(text, encoding="utf-8")
-
-
-# --- the manifest (every field is documented in models/README.md) -------------------------------------------
-
-
-@dataclass(frozen=True)
-class IntervalCalibration:
-    """One-step residual quantiles in units of each input window's volatility: ``manifest["intervals"]``."""
-
-    probabilities: list[float]
-    residual_quantiles: list[float]
-    volatility_floor: float  # the smallest window volatility divided by, in log-return units
-    n: int  # validation residuals the quantiles come from
-    test_coverage: dict[str, float]  # "80" -> share of test residuals inside the central 80% interval
-
-
-@dataclass(frozen=True)
-class FitSummary:
-    """How the fit went: ``manifest["training"]``."""
-
-    epochs_run: int
-    best_epoch: int
-    seconds: float
-    history: dict[str, list[float]]  # train_loss, val_loss, lr per epoch
-
-
-def build_manifest(
-    *,
-    config: Config,
-    libraries: Mapping[str, str],
-    series: Series | Sequence[Series],
-    split: Split | Sequence[Split],
-    test_scores: dict[str, Any],
-    validation_scores: dict[str, Any],
-    intervals: IntervalCalibration,
-    parity: Mapping[str, float | int],
-    fit: FitSummary,
-    sample_closes: np.ndarray,
-    sample_forecast: np.ndarray,
-) -> dict[str, Any]:
-    """The manifest of a new bundle, ``files`` aside (``write_bundle`` adds the hashes).
-
-    ``libraries`` are the versions of the packages that made the files (torch, onnx, onnxruntime); the
-    closecast and Python versions are added here. Scores are ``scoring.score_against_naive`` results.
-    """
-    return {
-        "format_version": FORMAT_VERSION,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": {"closecast": closecast.__version__, "python": platform.python_version(), **libraries},
-        "config": config.to_dict(),
-        "input": _input_section(config.data.window),
-        "data": data_section(
-            [series] if isinstance(series, Series) else series, [split] if isinstance(split, Split) else split
-        ),
-        "metrics": {
-            "test": test_scores,
-            "validation": validation_scores,
-            "beats_naive": bool(test_scores["skill"] > 0),
-        },
-        "intervals": _intervals_section(intervals),
-        "parity": dict(parity),
-        "training": {
-            "epochs_run": fit.epochs_run,
-            "best_epoch": fit.best_epoch,
-            "seconds": round(fit.seconds, 3),
-            "history": fit.history,
-        },
-        "sample": {
-            "closes": np.asarray(sample_closes).tolist(),
-            "forecast": np.asarray(sample_forecast).tolist(),
-            "tolerance": SAMPLE_TOLERANCE,
-        },
-    }
-
-
-def _input_section(window: int) -> dict[str, Any]:
-    """The tensor contract ``check_contract`` holds the ONNX graph to."""
-    return {
-        "window": window,
-        "name": INPUT_NAME,
-        "shape": ["batch", window - 1, 1],
-        "dtype": "float32",
-        "output_name": OUTPUT_NAME,
-        "output_shape": ["batch", 1],
-        "representation": REPRESENTATION,
-    }
-
-
-def _intervals_section(calibration: IntervalCalibration) -> dict[str, Any]:
-    """In the units ``Forecaster`` reads: window volatility, widened by sqrt(h) at step h."""
-    return {
-        "source": "validation",
-        "units": "window_volatility",
-        "volatility_floor": calibration.volatility_floor,
-        "horizon_scaling": "sqrt",
-        "n": calibration.n,
-        "probabilities": calibration.probabilities,
-        "residual_quantiles": calibration.residual_quantiles,
-        "test_coverage": calibration.test_coverage,
-    }

@@ -78,8 +78,18 @@ class Forecaster:
     def __init__(
         self, session: ort.InferenceSession, scaler: Scaler, manifest: dict[str, Any], version: str
     ) -> None:
-        self.session = session
+        self._setup(session, manifest, version)
         self.scaler = scaler
+        intervals = manifest["intervals"]
+        self._set_quantiles(intervals["probabilities"], intervals["residual_quantiles"])
+        # quantiles per unit of the input window's volatility, or (older bundles) in log-return units
+        self._per_volatility = intervals.get("units", "log_return") == "window_volatility"
+        self._volatility_floor = float(intervals.get("volatility_floor", 0.0))
+        self._plans: dict[tuple[int, ...], _LevelPlan] = {}
+
+    def _setup(self, session: ort.InferenceSession, manifest: dict[str, Any], version: str) -> None:
+        """What every bundle format has: the session, the manifest and the input contract."""
+        self.session = session
         self.manifest = manifest
         self.version = version
         contract = manifest["input"]
@@ -87,16 +97,14 @@ class Forecaster:
         self.input_name = str(contract["name"])
         self.output_name = str(contract["output_name"])
         self.provider = str(session.get_providers()[0])
-        intervals = manifest["intervals"]
-        self._probabilities = np.asarray(intervals["probabilities"], dtype=np.float64)
-        self._quantiles = np.asarray(intervals["residual_quantiles"], dtype=np.float64)
-        # quantiles per unit of the input window's volatility, or (older bundles) in log-return units
-        self._per_volatility = intervals.get("units", "log_return") == "window_volatility"
-        self._volatility_floor = float(intervals.get("volatility_floor", 0.0))
-        levels = range(1, 100)  # every level a request may ask for, computed once
+
+    def _set_quantiles(self, probabilities: Sequence[float], quantiles: Sequence[float]) -> None:
+        """The probability grid and (default) quantile table; every level a request may ask for, once."""
+        self._probabilities = np.asarray(probabilities, dtype=np.float64)
+        self._quantiles = np.asarray(quantiles, dtype=np.float64)
+        levels = range(1, 100)
         self._level_quantiles = {level: self._interpolate(level) for level in levels}
         self._level_warnings = {level: self._level_warning(level) for level in levels}
-        self._plans: dict[tuple[int, ...], _LevelPlan] = {}
 
     # --- the network ------------------------------------------------------------------------------------
 
@@ -278,11 +286,12 @@ class Forecaster:
         cached = self._level_quantiles.get(level)
         return cached if cached is not None else self._interpolate(level)
 
-    def _interpolate(self, level: int) -> tuple[float, float]:
+    def _interpolate(self, level: int, quantiles: F64 | None = None) -> tuple[float, float]:
         p_lo = (1 - level / 100) / 2
+        table = self._quantiles if quantiles is None else quantiles
         return (
-            float(np.interp(p_lo, self._probabilities, self._quantiles)),
-            float(np.interp(1 - p_lo, self._probabilities, self._quantiles)),
+            float(np.interp(p_lo, self._probabilities, table)),
+            float(np.interp(1 - p_lo, self._probabilities, table)),
         )
 
     def _level_note(self, level: int) -> InputWarning | None:

@@ -1,10 +1,19 @@
-"""The price representation shared by training and serving (numpy only).
+"""The price representations shared by training and serving (numpy only), one per bundle format.
 
-Prices are not stationary: a network fed raw or min-max-scaled prices sees test and live levels it never
-saw in training and fails badly there. closecast therefore feeds the LSTM **log returns**
-``log(c[t] / c[t-1])``, which do not depend on the price level, standardised by a ``Scaler`` whose
-statistics come from the training part only. A window of ``window`` closes becomes ``window - 1`` scaled
-returns; the model predicts the next scaled return, and the forecast is ``last_close * exp(return)``.
+Format 1 (``log_returns_standardized``): prices are not stationary: a network fed raw or min-max-scaled
+prices sees test and live levels it never saw in training and fails badly there. closecast therefore
+feeds the LSTM **log returns** ``log(c[t] / c[t-1])``, which do not depend on the price level,
+standardised by a ``Scaler`` whose statistics come from the training part only. A window of ``window``
+closes becomes ``window - 1`` scaled returns; the model predicts the next scaled return, and the forecast
+is ``last_close * exp(return)``.
+
+Format 2 (``log_returns_window_rms``): format 1 is free of the price level but not of volatility (a calm
+series read through the S&P 500's scaler looks like "a calm S&P month"). Each window's log returns are divided
+by that window's own RMS return ``s_w = sqrt(mean(r**2))`` (instance normalisation: multiplying every return
+by k multiplies ``s_w`` by k and leaves ``z = r / s_w`` unchanged), then standardised by a ``WindowScaler``
+fitted on the training windows' ``z``. The network predicts the next return in the same units, mapped back
+with the window's scale. A *flat* window (``s_w <= FLAT_EPS``: every return zero) has no scale: its forecast
+is the last close exactly; such windows are left out of training and calibration.
 
 Training imports this module too, so the two sides cannot drift apart.
 """
@@ -18,7 +27,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-REPRESENTATION = "log_returns_standardized"
+REPRESENTATION = "log_returns_standardized"  # format 1
+REPRESENTATION_V2 = "log_returns_window_rms"  # format 2
+FLAT_EPS = 1e-10  # a window RMS return at or below this is flat (float noise of identical closes)
 
 FloatArray = npt.NDArray[np.floating[Any]]
 
@@ -108,6 +119,78 @@ def model_inputs(closes: FloatArray, scaler: Scaler) -> npt.NDArray[np.float32]:
     """Closes ``[B, window]`` -> model input ``[B, window-1, 1]`` float32 in scaled units."""
     scaled = scaler.transform(log_returns(closes))
     return scaled[..., np.newaxis].astype(np.float32)
+
+
+def window_rms(returns: FloatArray) -> FloatArray:
+    """Each window's RMS log return ``[..., W-1] -> [...]`` (no mean subtracted, so a steady trend is not
+    flat and ``|z| <= sqrt(W-1)`` always)."""
+    r = np.asarray(returns, dtype=np.float64)
+    return np.sqrt(np.add.reduce(r * r, axis=-1) / r.shape[-1])  # = mean, without np.mean's overhead
+
+
+@dataclass(frozen=True)
+class WindowScaler:
+    """Format 2's fitted statistics (``scaler.json``): ``u = (r / s_w - mean) / std``, with an exact inverse.
+
+    ``flat_scale`` is the median RMS return of the training windows (log-return units): the interval scale
+    of last resort for a request whose every return is zero.
+    """
+
+    mean: float
+    std: float
+    n: int
+    flat_scale: float
+    kind: str = "window_rms"
+    representation: str = REPRESENTATION_V2
+
+    def scales(self, returns: FloatArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """``[N, W-1]`` returns -> each window's scale ``[N]`` (1 where flat, so nothing divides by 0) and
+        the flat mask ``[N]``."""
+        s = window_rms(returns)
+        flat = s <= FLAT_EPS
+        return np.where(flat, 1.0, s), flat
+
+    def transform(self, returns: FloatArray) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+        """Returns ``[N, W-1]`` -> model units ``[N, W-1]``, the window scales ``[N]`` and the flat mask."""
+        s, flat = self.scales(returns)
+        return (np.asarray(returns, dtype=np.float64) / s[:, np.newaxis] - self.mean) / self.std, s, flat
+
+    def inverse(self, scaled: FloatArray, scale: FloatArray) -> FloatArray:
+        """Model units ``[N]`` -> log returns ``[N]`` with each window's scale (exact inverse)."""
+        return (np.asarray(scaled, dtype=np.float64) * self.std + self.mean) * scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowScaler:
+        """Rebuild from ``scaler.json``; refuses what it cannot use rather than guessing."""
+        if data.get("kind") != "window_rms" or data.get("representation") != REPRESENTATION_V2:
+            raise ValueError(
+                f"scaler kind {data.get('kind')!r} with representation {data.get('representation')!r} "
+                f"is not supported by format 2; expected 'window_rms' over {REPRESENTATION_V2!r}"
+            )
+        std, flat_scale = float(data["std"]), float(data["flat_scale"])
+        for name, value in (("std", std), ("flat_scale", flat_scale)):
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"scaler {name} is {value}; it must be finite and > 0")
+        return cls(mean=float(data["mean"]), std=std, n=int(data["n"]), flat_scale=flat_scale)
+
+
+def fit_window_scaler(returns: FloatArray) -> WindowScaler:
+    """Fit on the training windows' returns ``[N, W-1]`` (flat windows are left out)."""
+    r = np.asarray(returns, dtype=np.float64)
+    s = window_rms(r)
+    keep = s > FLAT_EPS
+    if keep.sum() < 2:
+        raise ValueError(f"need at least 2 training windows that move, got {int(keep.sum())}")
+    z = r[keep] / s[keep, np.newaxis]
+    std = float(z.std())
+    if not np.isfinite(std) or std <= 0:
+        raise ValueError(f"the training windows' normalised returns have standard deviation {std}")
+    return WindowScaler(
+        mean=float(z.mean()), std=std, n=int(keep.sum()), flat_scale=float(np.median(s[keep]))
+    )
 
 
 def closes_sha256(closes: FloatArray) -> str:

@@ -45,3 +45,15 @@ def interval_coverage(
     lo, hi = np.interp([p_lo, 1 - p_lo], np.asarray(probabilities, dtype=np.float64), quantiles)
     r = np.asarray(residuals, dtype=np.float64)
     return float(np.mean((r >= lo) & (r <= hi)))
+
+
+def score_pooled(parts: Sequence[tuple[FloatArray, FloatArray, FloatArray]]) -> dict[str, Any]:
+    """Several series scored together: ``score_against_naive`` on errors relative to each last close.
+
+    Price errors of an index at 6000 and a stock at 20 cannot be added; relative ones can, and each series
+    then weighs by its number of forecasts and its volatility. ``parts`` are (actual, predicted, previous).
+    """
+    actual = np.concatenate([np.asarray(a, np.float64) / np.asarray(p, np.float64) for a, _, p in parts])
+    predicted = np.concatenate([np.asarray(f, np.float64) / np.asarray(p, np.float64) for _, f, p in parts])
+    previous = np.ones_like(actual)
+    return {**score_against_naive(actual, predicted, previous), "units": "relative_to_last_close"}

@@ -25,10 +25,24 @@ def test_committed_registry_points_at_a_verified_bundle(registry: Path) -> None:
 def test_default_model_states_its_skill_against_naive() -> None:
     registry = ROOT / "models"
     m = json.loads((registry / str(read_current(registry)) / "manifest.json").read_text())
-    test = m["metrics"]["test"]
-    assert m["data"]["source"] == "sp500_daily.csv" and test["n"] > 900
-    assert test["skill"] == pytest.approx(1 - test["model"]["mae"] / test["naive"]["mae"])
-    assert m["metrics"]["beats_naive"] == (test["skill"] > 0)
+    assert m["format_version"] == 2
+    assert [s["name"] for s in m["data"]["series"]] == ["sp500_daily", "msft_daily"]
+    for test in [m["metrics"]["test"], *(s["test"] for s in m["metrics"]["series"].values())]:
+        assert test["skill"] == pytest.approx(1 - test["model"]["mae"] / test["naive"]["mae"])
+        assert test["n"] > 900 and set(test["coverage"]) == {"80", "95"}
+    assert m["metrics"]["beats_naive"] == (m["metrics"]["test"]["skill"] > 0)
+
+
+def test_format_1_fixture_still_serves_with_its_own_representation() -> None:
+    """Bundles in users' volumes are format 1: they load into the format-1 forecaster, bit for bit as before
+    format 2 existed (the fixture's manifest sample is replayed at load)."""
+    from closecast.forecaster_v2 import ForecasterV2
+
+    registry = ROOT / "tests" / "fixtures" / "models"
+    forecaster = load_forecaster(registry / str(read_current(registry)), providers="cpu")
+    assert forecaster.manifest["format_version"] == 1 and not isinstance(forecaster, ForecasterV2)
+    sample = forecaster.manifest["sample"]
+    assert forecaster.predict_closes(np.array(sample["closes"]), 1)[:, 0].tolist() == sample["forecast"]
 
 
 def test_default_model_forecasts_sanely_above_6000_and_at_0_5() -> None:

@@ -1,5 +1,6 @@
 """``python -m training``: ``train`` a bundle from one or many series (CSV files, a directory, a long-format
-file with an id column), or ``evaluate`` (score) a bundle on them.
+file with an id column), ``evaluate`` (score) a bundle on them,
+``backtest`` it walk-forward, or ``tune`` hyperparameters (those two in ``training/commands.py``).
 
 Bad input exits with code 2 and one line naming the problem; nothing is left behind. ``train`` can be told
 to end itself (``training/guard.py``): ``--time-limit S`` exits with code 124 after S seconds, and
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from closecast.config import Config, DataConfig, ModelConfig, TrainConfig
+from training.commands import add_backtest, add_tune
 from training.guard import Stop, start_guard, stop_guard, write_stderr
 
 PROG = "python -m training"
@@ -75,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="CSV file with a header row, or a directory of *.csv; repeat for several series",
     )
+    tr.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        help="add N seeded synthetic GARCH series as training windows only (default 0)",
+    )
     dest = tr.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", type=Path, help="bundle directory to create")
     dest.add_argument(
@@ -118,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default): the test part of a training series, else the closes after the model's data; "
         "test: the test part only; all: every close with a full window before it",
     )
+    add_backtest(sub)
+    add_tune(sub, _hyperparameter_flags)
     return parser
 
 
@@ -151,6 +161,8 @@ def _train(args: argparse.Namespace) -> int:
     elif args.promote:
         raise ValueError("--promote needs --registry (a plain --out directory has no current pointer)")
     check_destination(args.out, args.force)
+    if not 0 <= args.synthetic <= 64:
+        raise ValueError(f"--synthetic is {args.synthetic}; it must be in [0, 64]")
     d = cfg.data
     series = load_many(
         args.csv, d.column, d.date_column, d.id_column, require_date_column=bool(args.date_column)
@@ -174,22 +186,40 @@ def _train(args: argparse.Namespace) -> int:
             with progress_path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(event) + "\n")
 
-    data = series[0] if len(series) == 1 else series
-    manifest = run_training(data, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress)
+    manifest = run_training(
+        series, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress, synthetic=args.synthetic
+    )
     if args.registry and args.promote:
         from closecast.registry import set_current
 
         set_current(
-            args.out.parent, args.out.name, f"python -m training train --model {args.model} --promote"
+            args.out.parent, args.out.name, reason=f"python -m training train --model {args.model} --promote"
         )
-    t = manifest["metrics"]["test"]
-    verdict = "beats" if manifest["metrics"]["beats_naive"] else "does NOT beat"
+    _print_summary(args.out, manifest)
+    return 0
+
+
+def _print_summary(out: Path, manifest: dict[str, Any]) -> None:
+    """Skill and interval coverage, pooled and per series; interval warnings on stderr."""
+    metrics = manifest["metrics"]
+    t = metrics["test"]
+    verdict = "beats" if metrics["beats_naive"] else "does NOT beat"
     print(
-        f"wrote {args.out}: test MAE {t['model']['mae']:.4f} vs naive {t['naive']['mae']:.4f}, "
-        f"skill {t['skill']:+.4f} ({verdict} the naive forecast), "
+        f"wrote {out}: test MAE {t['model']['mae']:.4g} vs naive {t['naive']['mae']:.4g}, "
+        f"skill {t['skill']:+.4f} ({verdict} the naive forecast), {_coverage(t)}, "
         f"{manifest['training']['epochs_run']} epochs in {manifest['training']['seconds']:.1f}s"
     )
-    return 0
+    per_series = metrics.get("series", {})
+    if len(per_series) > 1:
+        for name, m in per_series.items():
+            print(f"  {name}: skill {m['test']['skill']:+.4f}, {_coverage(m['test'])}, n {m['test']['n']}")
+    for warning in manifest["intervals"].get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _coverage(scores: dict[str, Any]) -> str:
+    held = scores.get("coverage", {})
+    return "intervals held " + " / ".join(f"{100 * v:.1f}% at {k}%" for k, v in held.items())
 
 
 def _score_bundle(args: argparse.Namespace) -> int:
@@ -209,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             start_guard(args.parent_pid, args.time_limit, f"{PROG} train")
             return _train(args)
+        if hasattr(args, "run"):  # backtest, tune (training/commands.py)
+            return int(args.run(args))
         return _score_bundle(args)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:  # DataError is a ValueError
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)

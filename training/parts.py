@@ -1,92 +1,136 @@
-"""The model-ready parts of a series: validated closes + config -> train, validation and test parts, each
-with its price windows, scaled model inputs and targets (the scaler fitted on the training part only)."""
+"""Format 2's training data: every series split into four slices, windows pooled across series.
+
+Slices by the index of the close being forecast (the target), per series: training ``[window, train_end)``,
+early stopping ``[train_end, cal_start)``, calibration ``[cal_start, val_end)``, test ``[val_end, n)``.
+``train_end``/``val_end`` come from ``closecast.collection.split_by_time``: one series (or several without
+dates) by position, 0.70 / 0.80 with the default 0.7 + 0.1; several with dates at common timestamps, so no
+test target is earlier than any training target in any series. ``cal_start`` halves each series'
+validation part (0.75). Early stopping and interval calibration thus never see the same residuals, so the
+calibration residuals are honest out-of-sample errors. Flat windows (every return zero) are left out of
+training, early stopping and calibration; the test slice keeps them (serving answers them too).
+
+Augmentation series (synthetic) give training windows only: they never early-stop, calibrate or score.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from closecast.collection import split_by_time
 from closecast.config import DataConfig
-from closecast.representation import Scaler, fit_scaler, log_returns, model_inputs
-from closecast.series import ConstantSeries, Series, Split, check_trainable, windows
+from closecast.representation import WindowScaler, fit_window_scaler, log_returns, window_rms
+from closecast.series import Series, Split, windows
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
+SLICES = ("train", "early_stop", "calibration", "test")
+
+
+def slice_bounds(split: Split, window: int) -> dict[str, tuple[int, int]]:
+    """Target ranges of the four slices; calibration is the second half of the validation part."""
+    cal_start = split.train_end + (split.val_end - split.train_end) // 2
+    return {
+        "train": (window, split.train_end),
+        "early_stop": (split.train_end, cal_start),
+        "calibration": (cal_start, split.val_end),
+        "test": (split.val_end, split.n),
+    }
 
 
 @dataclass(frozen=True)
-class Part:
-    """One part of the split: price windows, model inputs and targets."""
+class Windows:
+    """One slice of one series: input windows, targets, and each target's index in the series."""
 
-    closes: F64  # [N, window] the input closes
-    actual: F64  # [N] the close to forecast
-    x: F32  # [N, window-1, 1] scaled returns
-    y: F32  # [N, 1] scaled next return
+    closes: F64  # [N, W]
+    actual: F64  # [N]
+    target: npt.NDArray[np.int64]  # [N] index of each target close in the series
+    returns: F64  # [N, W-1]
+    flat: npt.NDArray[np.bool_]  # [N] windows whose every return is zero
 
     @property
     def last(self) -> F64:
         """The naive forecast: the last known close."""
         return self.closes[:, -1]
 
+    @property
+    def next_return(self) -> F64:
+        return np.log(self.actual / self.last)
+
+
+def make_windows(closes: F64, start: int, stop: int, window: int) -> Windows:
+    w, actual = windows(closes, start, stop, window)
+    w = np.ascontiguousarray(w)
+    returns = np.asarray(log_returns(w), dtype=np.float64)
+    first = max(start, window)
+    return Windows(w, actual, np.arange(first, first + len(actual)), returns, window_rms(returns) <= 1e-10)
+
 
 @dataclass(frozen=True)
-class Prepared:
-    """The three parts of one chronological split and the scaler fitted on the first."""
-
+class SeriesSlices:
+    name: str
+    closes: F64
     split: Split
-    scaler: Scaler
-    train: Part
-    validation: Part
-    test: Part
-    splits: list[Split] = field(default_factory=list)  # one per series, in the order given
+    slices: dict[str, Windows]
 
 
-def _part(closes: F64, start: int, stop: int, window: int, scaler: Scaler) -> Part:
-    w, actual = windows(closes, start, stop, window)
-    y = scaler.transform(np.log(actual / w[:, -1]))[:, np.newaxis].astype(np.float32)
-    return Part(closes=np.ascontiguousarray(w), actual=actual, x=model_inputs(w, scaler), y=y)
+@dataclass(frozen=True)
+class Pooled:
+    """All series' slices and the scaler fitted on the pooled training windows."""
+
+    scaler: WindowScaler
+    series: list[SeriesSlices]
+    augment: list[SeriesSlices]
+
+    def inputs(self, part: Windows) -> tuple[F32, F32]:
+        """Model input ``[N, W-1, 1]`` and target ``[N, 1]`` of a slice's non-flat windows."""
+        keep = ~part.flat
+        u, scale, _ = self.scaler.transform(part.returns[keep])
+        y = (part.next_return[keep] / scale - self.scaler.mean) / self.scaler.std
+        return u[..., np.newaxis].astype(np.float32), y[:, np.newaxis].astype(np.float32)
+
+    def pooled(self, name: str, with_augment: bool = False) -> tuple[F32, F32]:
+        """One slice of every series (and of the augmentation series when asked), concatenated."""
+        pairs = [self.inputs(s.slices[name]) for s in self.series]
+        if with_augment:
+            pairs += [self.inputs(s.slices[name]) for s in self.augment]
+        return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
 
-def prepare(series: Series | Sequence[Series], cfg: DataConfig) -> Prepared:
-    """Split chronologically, fit the scaler on the training closes only, and build the windows.
-
-    Several series are split by time together (``closecast.collection.split_by_time``) and their windows
-    pooled, each part in series order; one series splits exactly as it always did.
-    """
-    many = [series] if isinstance(series, Series) else list(series)
-    if len(many) == 1:
-        split, scaler = check_trainable(many[0], cfg)  # scaler fitted on the training part only
-        splits = [split]
-    else:
-        splits = split_by_time(many, cfg)
-        train_returns = [log_returns(s.closes[: sp.train_end]) for s, sp in zip(many, splits, strict=True)]
-        try:
-            scaler = fit_scaler(np.concatenate(train_returns))
-        except ValueError as exc:
-            raise ConstantSeries(str(exc)) from None
-    pieces = [_parts(s.closes, sp, cfg.window, scaler) for s, sp in zip(many, splits, strict=True)]
-    train, validation, test = (_pooled([p[i] for p in pieces]) for i in range(3))
-    return Prepared(splits[0], scaler, train, validation, test, splits)
+def _slices(name: str, closes: F64, split: Split, window: int) -> SeriesSlices:
+    bounds = slice_bounds(split, window)
+    parts = {k: make_windows(closes, lo, hi, window) for k, (lo, hi) in bounds.items()}
+    return SeriesSlices(name, closes, split, parts)
 
 
-def _parts(closes: F64, split: Split, window: int, scaler: Scaler) -> tuple[Part, Part, Part]:
-    return (
-        _part(closes, 0, split.train_end, window, scaler),
-        _part(closes, split.train_end, split.val_end, window, scaler),
-        _part(closes, split.val_end, split.n, window, scaler),
-    )
+def series_name(s: Series, index: int) -> str:
+    """A series' name in the manifest, its metrics and messages: its own name (file stem or id value, as
+    ``closecast.collection.data_section`` lists it), else its position."""
+    return s.name or f"series{index}"
 
 
-def _pooled(parts: list[Part]) -> Part:
-    if len(parts) == 1:
-        return parts[0]
-    return Part(
-        closes=np.concatenate([p.closes for p in parts]),
-        actual=np.concatenate([p.actual for p in parts]),
-        x=np.concatenate([p.x for p in parts]),
-        y=np.concatenate([p.y for p in parts]),
-    )
+def pool(series: Sequence[Series], cfg: DataConfig, augment: Sequence[F64] = ()) -> Pooled:
+    """Split the series by time (``split_by_time``), build the four slices of each, and fit the scaler on all
+    training windows (augmentation included: the scaler describes what the network is trained on)."""
+    window = cfg.window
+    names = [series_name(s, i) for i, s in enumerate(series)]
+    if len(set(names)) < len(names):  # names key the per-series metrics; load_many refuses these already
+        raise ValueError(f"series names {names} repeat; give every series its own name")
+    real = [
+        _slices(name, s.closes, split, window)
+        for name, s, split in zip(names, series, split_by_time(series, cfg), strict=True)
+    ]
+    extra = []
+    for i, closes in enumerate(augment):
+        n = closes.size
+        split = Split(n=n, train_end=int(n * cfg.train_frac), val_end=int(n * cfg.train_frac))
+        extra.append(_slices(f"synthetic{i}", closes, split, window))
+    train_returns = np.concatenate([s.slices["train"].returns for s in real + extra])
+    try:
+        scaler = fit_window_scaler(train_returns)
+    except ValueError as exc:
+        raise ValueError(f"the training parts cannot be scaled: {exc}") from None
+    return Pooled(scaler, real, extra)

@@ -1,13 +1,15 @@
-"""One training run in two steps: ``fit_and_score`` (parts -> fit -> metrics vs naive -> interval calibration,
-no files) and ``export_bundle`` (ONNX + TorchScript -> parity -> the core's bundle writer).
+"""One training run in two steps: ``fit_and_score`` (series -> pooled slices -> fit -> scores and
+split-conformal intervals, no files) and ``export_bundle`` (ONNX + TorchScript -> parity -> bundle).
 
-``bench/skill.py`` runs the first step alone to compare recipes; ``run_training`` runs both.
+Training writes format-2 bundles (``closecast/representation.py``): returns in units of each window's own
+RMS, so one network reads calm and wild series alike and can learn from many at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,153 +25,169 @@ from closecast.bundle import (
     OUTPUT_NAME,
     REPORT_FILE,
     TORCHSCRIPT_FILE,
-    FitSummary,
-    IntervalCalibration,
-    build_manifest,
     write_bundle,
     write_scaler,
 )
+from closecast.collection import data_section
 from closecast.config import Config
-from closecast.representation import Scaler, window_volatility
-from closecast.scoring import interval_coverage, score_against_naive
+from closecast.manifest import build_manifest
 from closecast.series import Series
+from training.calibration import Evaluation, evaluate
 from training.export import check_parity, export_onnx, export_torchscript, onnx_session
-from training.parts import Part, Prepared, prepare
-from training.report import write_report
+from training.parts import Pooled, pool
+from training.report import Panel, write_report
+from training.synthetic import LENGTH, synthetic_series
 from training.train import FitResult, ProgressFn, fit, predict_scaled
 
-INTERVAL_PROBABILITIES = [round(p, 3) for p in np.arange(0.005, 1.0, 0.005)]
-INTERVAL_LEVELS = (80, 95)  # the test coverage recorded in the manifest
-VOLATILITY_FLOOR = 0.25  # of the training returns' std: a flat input window still gets a real interval
 SAMPLE_WINDOWS = 3
+REPORT_PANELS = 4  # report.png shows the first few series
 
 
 @dataclass(frozen=True)
 class ScoredModel:
-    """A fitted network with its metrics and interval calibration: everything a bundle needs but its files."""
+    """A fitted network with its scores and intervals: everything a bundle needs but its files."""
 
-    series: Series | Sequence[Series]  # several: pooled, split by time (closecast.collection)
+    series: list[Series]
     config: Config
-    parts: Prepared
+    pooled: Pooled
     fitted: FitResult
-    test_forecast: np.ndarray  # [N_test] one-step forecasts in price units
-    test_scores: dict[str, Any]  # score_against_naive on the test part
-    validation_scores: dict[str, Any]
-    intervals: IntervalCalibration
+    evaluation: Evaluation
+    augment: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def test_scores(self) -> dict[str, Any]:
+        """Test scores against naive (price units for one series, pooled relative errors for several)."""
+        scores: dict[str, Any] = self.evaluation.metrics["test"]
+        return scores
+
+    @property
+    def test_coverage(self) -> dict[str, float]:
+        """Share of test closes inside the 80% and 95% intervals, pooled over the series."""
+        coverage: dict[str, float] = self.test_scores["coverage"]
+        return coverage
 
 
-def forecast_prices(model: torch.nn.Module, part: Part, scaler: Scaler) -> np.ndarray:
-    """One-step forecasts of a part's targets in price units, from the torch model (one forward pass)."""
-    return part.last * np.exp(scaler.inverse(predict_scaled(model, part.x)))
+def as_list(series: Series | Sequence[Series]) -> list[Series]:
+    return [series] if isinstance(series, Series) else list(series)
 
 
 def fit_and_score(
     series: Series | Sequence[Series],
     config: Config,
     *,
+    synthetic: int = 0,
     progress: ProgressFn | None = None,
     quiet: bool = False,
 ) -> ScoredModel:
-    """Fit on the training part, early-stop on validation, score both held-out parts against naive, and
-    calibrate prediction intervals on validation residuals (checked on the test part). Writes nothing."""
-    parts = prepare(series, config.data)
-    train, validation, test = parts.train, parts.validation, parts.test
-    fitted = fit(config, train.x, train.y, validation.x, validation.y, progress, quiet)
-    test_forecast = forecast_prices(fitted.model, test, parts.scaler)
-    validation_forecast = forecast_prices(fitted.model, validation, parts.scaler)
-    return ScoredModel(
-        series=series,
-        config=config,
-        parts=parts,
-        fitted=fitted,
-        test_forecast=test_forecast,
-        test_scores=score_against_naive(test.actual, test_forecast, test.last),
-        validation_scores=score_against_naive(validation.actual, validation_forecast, validation.last),
-        intervals=calibrate_intervals(fitted.model, parts),
-    )
+    """Fit on the pooled training slices (plus ``synthetic`` seeded GARCH series), early-stop on the pooled
+    early-stopping slices, calibrate intervals on the calibration slices and score the test slices."""
+    series_list = as_list(series)
+    pooled = pool(series_list, config.data, synthetic_series(synthetic, seed=config.train.seed))
+    x, y = pooled.pooled("train", with_augment=True)
+    xv, yv = pooled.pooled("early_stop")
+    fitted = fit(config, x, y, xv, yv, progress, quiet)
+    evaluation = evaluate(pooled, partial(predict_scaled, fitted.model))
+    augment = {"synthetic_series": synthetic, "length": LENGTH if synthetic else 0, "seed": config.train.seed}
+    return ScoredModel(series_list, config, pooled, fitted, evaluation, augment)
 
 
-def calibrate_intervals(model: torch.nn.Module, parts: Prepared) -> IntervalCalibration:
-    """Residual quantiles on the validation part; their coverage on the test part is the honest check."""
-    floor = VOLATILITY_FLOOR * parts.scaler.std
-    quantiles = np.quantile(_residuals(model, parts.validation, parts.scaler, floor), INTERVAL_PROBABILITIES)
-    test_residuals = _residuals(model, parts.test, parts.scaler, floor)
-    return IntervalCalibration(
-        probabilities=INTERVAL_PROBABILITIES,
-        residual_quantiles=quantiles.tolist(),
-        volatility_floor=floor,
-        n=len(parts.validation.actual),
-        test_coverage={
-            str(level): interval_coverage(test_residuals, INTERVAL_PROBABILITIES, quantiles, level)
-            for level in INTERVAL_LEVELS
-        },
-    )
+def export_bundle(
+    scored: ScoredModel,
+    out: Path,
+    *,
+    force: bool = False,
+    tuning: Mapping[str, Any] | None = None,
+    write_extra: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
+    """Export, prove parity, and write the bundle to ``out``; returns the manifest.
 
-
-def _residuals(model: torch.nn.Module, part: Part, scaler: Scaler, floor: float) -> np.ndarray:
-    """Actual minus predicted next log return, per unit of the input window's volatility."""
-    residuals = np.log(part.actual / part.last) - scaler.inverse(predict_scaled(model, part.x))
-    return residuals / window_volatility(part.closes, floor)
-
-
-def export_bundle(scored: ScoredModel, out: Path, *, force: bool = False) -> dict[str, Any]:
-    """Export, prove parity, and write the bundle to ``out`` with the core's writer; returns the manifest.
-
+    ``tuning`` and ``write_extra`` (more files into the bundle) come from a search (``training/tune.py``).
     Raises before anything is visible at ``out`` if the exports disagree (``ParityError``)."""
-    return write_bundle(out, partial(_write_files, scored), force=force)
-
-
-def _write_files(scored: ScoredModel, tmp: Path) -> dict[str, Any]:
-    """Every file of the bundle into ``tmp``; the manifest for them (``write_bundle`` adds the hashes)."""
-    parts, fitted = scored.parts, scored.fitted
-    seq_len = scored.config.data.window - 1
-    export_onnx(fitted.model, tmp / MODEL_FILE, seq_len)
-    export_torchscript(fitted.model, tmp / TORCHSCRIPT_FILE, seq_len)
-    parity = check_parity(fitted.model, tmp / MODEL_FILE, tmp / TORCHSCRIPT_FILE, parts.test.x)
-    write_scaler(tmp, parts.scaler)
-    write_report(
-        tmp / REPORT_FILE,
-        fitted.history,
-        fitted.best_epoch,
-        parts.test.actual,
-        scored.test_forecast,
-        scored.test_scores["skill"],
-    )
-    sample_closes, sample_forecast = _sample(onnx_session(tmp / MODEL_FILE), parts)
-    return build_manifest(
-        config=scored.config,
-        libraries={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
-        series=scored.series,
-        split=parts.splits or parts.split,
-        test_scores=scored.test_scores,
-        validation_scores=scored.validation_scores,
-        intervals=scored.intervals,
-        parity=parity,
-        fit=FitSummary(fitted.epochs_run, fitted.best_epoch, fitted.seconds, fitted.history),
-        sample_closes=sample_closes,
-        sample_forecast=sample_forecast,
-    )
-
-
-def _sample(session: ort.InferenceSession, parts: Prepared) -> tuple[np.ndarray, np.ndarray]:
-    """The last test windows and the served computation's forecasts: the bundle's self-check."""
-    closes, x = parts.test.closes[-SAMPLE_WINDOWS:], parts.test.x[-SAMPLE_WINDOWS:]
-    z = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0][:, 0].astype(np.float64)
-    return closes, closes[:, -1] * np.exp(parts.scaler.inverse(z))
+    return write_bundle(out, partial(_write_files, scored, tuning, write_extra), force=force)
 
 
 def run_training(
     series: Series | Sequence[Series],
-    config: Config,
+    cfg: Config,
     out: Path,
     *,
     force: bool = False,
     quiet: bool = False,
     progress: ProgressFn | None = None,
+    synthetic: int = 0,
 ) -> dict[str, Any]:
-    """Train on ``series`` (one, or several pooled and split by time) and write the bundle to ``out``;
-    returns the manifest.
-
-    Raises before anything is visible at ``out`` if the data are unusable or the exports disagree."""
-    scored = fit_and_score(series, config, progress=progress, quiet=quiet)
+    """Train on one or several series and write the bundle to ``out``; returns the manifest."""
+    scored = fit_and_score(series, cfg, synthetic=synthetic, progress=progress, quiet=quiet)
     return export_bundle(scored, out, force=force)
+
+
+def _write_files(
+    scored: ScoredModel,
+    tuning: Mapping[str, Any] | None,
+    write_extra: Callable[[Path], None] | None,
+    tmp: Path,
+) -> dict[str, Any]:
+    """Every file of the bundle into ``tmp``; the manifest for them (``write_bundle`` adds the hashes)."""
+    if write_extra is not None:
+        write_extra(tmp)
+    pooled, fitted = scored.pooled, scored.fitted
+    seq_len = scored.config.data.window - 1
+    export_onnx(fitted.model, tmp / MODEL_FILE, seq_len)
+    export_torchscript(fitted.model, tmp / TORCHSCRIPT_FILE, seq_len)
+    x_test, _ = pooled.pooled("test")
+    parity = check_parity(fitted.model, tmp / MODEL_FILE, tmp / TORCHSCRIPT_FILE, x_test)
+    write_scaler(tmp, pooled.scaler)
+    write_report(tmp / REPORT_FILE, fitted.history, fitted.best_epoch, _panels(scored))
+    sample_closes, sample_forecast = _sample(onnx_session(tmp / MODEL_FILE), pooled)
+    return build_manifest(
+        config=scored.config,
+        libraries={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        data={
+            **data_section(scored.series, [s.split for s in pooled.series]),
+            "augmentation": scored.augment,  # synthetic series: training windows only
+        },
+        metrics=scored.evaluation.metrics,
+        intervals=scored.evaluation.intervals,
+        parity=parity,
+        training={
+            "epochs_run": fitted.epochs_run,
+            "best_epoch": fitted.best_epoch,
+            "seconds": round(fitted.seconds, 3),
+            "history": fitted.history,
+            "windows": {"train": len(pooled.pooled("train", with_augment=True)[0])},
+        },
+        sample_closes=sample_closes,
+        sample_forecast=sample_forecast,
+        tuning=tuning,
+    )
+
+
+def _sample(session: ort.InferenceSession, pooled: Pooled) -> tuple[np.ndarray, np.ndarray]:
+    """The first series' last test windows and the served computation's forecasts: the self-check."""
+    test = pooled.series[0].slices["test"]
+    closes = test.closes[-SAMPLE_WINDOWS:]
+    u, scale, flat = pooled.scaler.transform(test.returns[-SAMPLE_WINDOWS:])
+    z = session.run([OUTPUT_NAME], {INPUT_NAME: u[..., np.newaxis].astype(np.float32)})[0][:, 0]
+    predicted = np.where(flat, 0.0, pooled.scaler.inverse(z.astype(np.float64), scale))
+    return closes, closes[:, -1] * np.exp(predicted)
+
+
+def _panels(scored: ScoredModel) -> list[Panel]:
+    """The test forecasts and 80%/95% bands of the first few series, with dates when there are any."""
+    panels = []
+    for s, series in list(zip(scored.pooled.series, scored.series, strict=True))[:REPORT_PANELS]:
+        test = scored.evaluation.tests[s.name]
+        target = test.windows.target
+        dates = series.dates
+        x: list[Any] = [datetime.fromisoformat(dates[t]) for t in target] if dates else target.tolist()
+        panels.append(
+            Panel(
+                name=s.name,
+                x=x,
+                actual=test.windows.actual,
+                forecast=test.forecast,
+                bands=scored.evaluation.bands[s.name],
+                metrics=scored.evaluation.metrics["series"][s.name]["test"],
+            )
+        )
+    return panels

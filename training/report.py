@@ -1,8 +1,12 @@
-"""``report.png``: the loss curves and the test forecast against the actual closes, for a human to look at."""
+"""``report.png``: the loss curves, then per series (the first few) the test forecasts with their 80% and 95%
+bands against the actual closes on a time axis, so a reader sees where the intervals failed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -11,26 +15,56 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def write_report(
-    path: Path,
-    history: dict[str, list[float]],
-    best_epoch: int,
-    actual: np.ndarray,
-    forecast: np.ndarray,
-    skill: float,
-) -> None:
-    fig, (ax_loss, ax_fc) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=80)
-    epochs = np.arange(1, len(history["train_loss"]) + 1)
-    ax_loss.plot(epochs, history["train_loss"], label="train")
-    ax_loss.plot(epochs, history["val_loss"], label="validation")
-    if best_epoch:
-        ax_loss.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
-    ax_loss.set(title="loss (scaled log returns)", xlabel="epoch")
-    ax_loss.legend()
-    ax_fc.plot(actual, label="actual close", linewidth=1)
-    ax_fc.plot(forecast, label="one-step forecast", linewidth=1, alpha=0.8)
-    ax_fc.set(title=f"test part: skill vs naive {skill:+.4f}", xlabel="test day")
-    ax_fc.legend()
+@dataclass(frozen=True)
+class Panel:
+    """One series' test part: ``x`` dates (or target indices), closes, forecasts and bands per level."""
+
+    name: str
+    x: Sequence[Any]
+    actual: np.ndarray
+    forecast: np.ndarray
+    bands: dict[int, tuple[np.ndarray, np.ndarray]]  # level -> (lower, upper)
+    metrics: dict[str, Any]  # skill, coverage
+
+
+def write_report(path: Path, history: dict[str, list[float]], best_epoch: int, panels: list[Panel]) -> None:
+    fig, axes = plt.subplots(1 + len(panels), 1, figsize=(12, 3.2 * (1 + len(panels))), dpi=80, squeeze=False)
+    _losses(axes[0, 0], history, best_epoch)
+    for ax, panel in zip(axes[1:, 0], panels, strict=True):
+        _panel(ax, panel)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _losses(ax: Any, history: dict[str, list[float]], best_epoch: int) -> None:
+    epochs = np.arange(1, len(history["train_loss"]) + 1)
+    ax.plot(epochs, history["train_loss"], label="train")
+    ax.plot(epochs, history["val_loss"], label="early stopping")
+    if best_epoch:
+        ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
+    ax.set(title="loss (scaled returns)", xlabel="epoch")
+    ax.legend()
+
+
+def _panel(ax: Any, p: Panel) -> None:
+    for level, alpha in ((95, 0.15), (80, 0.3)):
+        lower, upper = p.bands[level]
+        share = p.metrics.get("coverage", {}).get(str(level), float("nan"))
+        ax.fill_between(
+            p.x,
+            lower,
+            upper,
+            color="tab:orange",
+            alpha=alpha,
+            linewidth=0,
+            label=f"{level}% ({share:.1%} held)",
+        )
+    ax.plot(p.x, p.actual, color="black", linewidth=0.8, label="actual close")
+    ax.plot(p.x, p.forecast, color="tab:orange", linewidth=0.6, label="one-step forecast")
+    outside = (p.actual < p.bands[95][0]) | (p.actual > p.bands[95][1])
+    ax.scatter(
+        np.asarray(p.x, dtype=object)[outside], p.actual[outside], s=6, color="red", label="outside 95%"
+    )
+    ax.set(title=f"{p.name}: test part, skill vs naive {p.metrics['skill']:+.4f}")
+    ax.legend(fontsize="small", loc="upper left")

@@ -1,10 +1,11 @@
 """``python -m training evaluate``: score a finished bundle's one-step forecasts per series, as served.
 
-The bundle is loaded and verified by the service's own loader and run through ONNX Runtime, so the
-figures describe what users get, not what PyTorch got. Which closes are scored matters as much: scoring a
-model on the closes it trained on flatters it. So by default a series the model was trained on (same
-``closes_sha256``) is scored on its test part only, and any other series on its closes after the model's
-data (``data.date_end``); only when neither applies is the whole file scored, with a warning.
+The bundle (format 1 or 2) is loaded and verified by the service's own loader and run through ONNX
+Runtime, so the figures describe what users get, not what PyTorch got. Which closes are scored matters as
+much: scoring a model on the closes it trained on flatters it. So by default a series the model was
+trained on (same ``closes_sha256``) is scored on its test part only, and any other series on its closes
+after the model's data (``data.date_end``); only when neither applies is the whole file scored, with a
+warning.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import numpy as np
 from closecast.bundle import load_forecaster
 from closecast.errors import BundleInvalid
 from closecast.forecaster import Forecaster
+from closecast.intervals import EWMA_SPAN
 from closecast.scoring import score_against_naive
-from closecast.series import DataError, Series, load_many, windows
+from closecast.series import DataError, Series, load_many
 
 LEVELS = (80, 95)
 
@@ -101,12 +103,14 @@ def choose(s: Series, manifest: dict[str, Any], part: str, window: int) -> Choic
 
 
 def _score(forecaster: Forecaster, s: Series, choice: Choice) -> dict[str, Any]:
-    window = forecaster.window
-    inputs, actual = windows(s.closes, choice.start, s.closes.size, window)
-    # The service's own batch path: one ONNX Runtime call, the very intervals users are sent.
-    items = forecaster.forecast(list(inputs), 1, LEVELS).items
+    # Each target gets the request a user would send: its window, and for format 2 up to a year of history
+    # for the interval scale (EWMA). The service's own batch path: the very intervals users are sent.
+    keep = max(forecaster.window, EWMA_SPAN + 1)
+    requests = [s.closes[max(0, t - keep) : t] for t in range(choice.start, s.closes.size)]
+    actual = s.closes[choice.start :]
+    items = forecaster.forecast(requests, 1, LEVELS).items
     predicted = np.array([item.forecast[0] for item in items])
-    scores = score_against_naive(actual, predicted, inputs[:, -1])
+    scores = score_against_naive(actual, predicted, s.closes[choice.start - 1 : -1])
     coverage = {}
     for level in LEVELS:
         lower = np.array([item.intervals[level][0][0] for item in items])

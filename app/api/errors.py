@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from app.api.bodies import ParserCrashed
 from app.jobs.errors import (
     AuthFailed,
     JobFinished,
@@ -59,6 +60,7 @@ STATUS: tuple[tuple[type[ClosecastError], int], ...] = (
     (StorageFailed, 503),
     (JobsUnavailable, 503),
     (ModelNotReady, 503),
+    (ParserCrashed, 503),
     (ProviderUnavailable, 503),
 )
 RETRY_AFTER = {503: "5", 429: "30"}
@@ -69,10 +71,24 @@ def status_of(exc: ClosecastError) -> int:
     return next((status for cls, status in STATUS if isinstance(exc, cls)), 500)
 
 
+def _json_message(loc: Loc, error: str) -> str:
+    """A body that is not JSON, in words. ``loc`` ends in a character offset where ``json.loads`` found the
+    problem (``/train``); pydantic-core's parser (the forecast routes) puts line and column in ``error``."""
+    if isinstance(loc[-1], int):
+        return f"body is not valid JSON ({error} at character {loc[-1]}); send a JSON object"
+    if "recursion limit" in error:
+        return f"body is nested too deeply ({error}); send closes as a flat list of numbers"
+    if "number out of range" in error:
+        return f"body has a number with too many digits ({error}); send prices as plain decimals"
+    if "UTF-8" in error:
+        return f"body is not valid JSON ({error}); send it encoded as UTF-8"
+    return f"body is not valid JSON ({error}); send a JSON object"
+
+
 def _message(kind: str, loc: Loc, value: Any, reason: str, ctx: dict[str, Any]) -> str:
     path = format_loc(loc)
     if kind == "json_invalid":
-        return f"body is not valid JSON ({ctx.get('error', '')} at character {loc[-1]}); send a JSON object"
+        return _json_message(loc, str(ctx.get("error", "")))
     if kind == "missing":
         return f"{path} is required" if path != "body" else "body is required; send a JSON object"
     if kind == "extra_forbidden":
@@ -99,6 +115,8 @@ def describe_validation_error(error: dict[str, Any]) -> dict[str, Any]:
     reason = str(error.get("msg", "is invalid"))
     if len(loc) >= 2 and loc[-2] == "closes" and kind in _PRICE_ERRORS:
         kind, reason = _PRICE_ERRORS[kind]
+        if kind == "price_not_finite" and isinstance(value, int):  # an integer too big for a float
+            kind, reason = "price_out_of_range", "prices must be at most 1.8e308"
     msg = _message(kind, loc, value, reason, error.get("ctx") or {})
     shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return Problem(loc, msg, kind, shown).as_dict()

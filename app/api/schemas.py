@@ -212,6 +212,14 @@ class Status(BaseModel):
     model_version: str | None = Field(default=None, description="version served, once loaded")
 
 
+class Readiness(Status):
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="parts that do not work now, each `task: reason` (e.g. a locked job store); "
+        "forecasts are still served",
+    )
+
+
 class ModelCard(BaseModel):
     """What is served and how good it is, straight from the bundle's manifest."""
 

@@ -160,11 +160,11 @@ class JobOut(BaseModel):
     error: str | None = Field(default=None, description="why the job failed or was cancelled")
 
     @classmethod
-    def of(cls, job: Job, default_model: str = "default") -> JobOut:
+    def of(cls, job: Job) -> JobOut:
         return cls(
             job_id=job.id,
             status=job.status,  # type: ignore[arg-type]  # the store's CHECK constraint guarantees it
-            model=job.spec.get("model") or default_model,
+            model=job.model,
             source=job.name,
             promote=job.promote,  # type: ignore[arg-type]
             params=job.spec.get("params", {}),

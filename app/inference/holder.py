@@ -174,10 +174,11 @@ class ModelHolder:
 
 
 async def watch_pointer(holder: ModelHolder, interval_s: float) -> None:
-    """Run until cancelled: every ``interval_s`` reload the model off the event loop if the pointer moved."""
+    """Run until cancelled: every ``interval_s`` reload the model off the event loop if the pointer moved.
+
+    An unexpected error ends the loop: it runs supervised (``app/background.py``), which logs and counts the
+    failure, shows it on ``/readyz`` and starts the watcher again after a backoff.
+    """
     while True:
         await anyio.sleep(interval_s)
-        try:
-            await anyio.to_thread.run_sync(holder.reload_if_changed)
-        except Exception:  # never let the watcher die: the next tick retries
-            log.exception("checking the model pointer in %s failed", holder.model_dir)
+        await anyio.to_thread.run_sync(holder.reload_if_changed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 from sqlite3 import SQLITE_FULL
+from typing import ClassVar
 
 from closecast.errors import ClosecastError
 
@@ -90,3 +91,23 @@ def storage_failed(model_dir: Path, exc: Exception, action: str = "store the job
     if full_disk or full_db:
         return StorageFull(model_dir, exc, "free some space", action)
     return StorageFailed(model_dir, exc, action=action)
+
+
+class JobStoreUnavailable(JobsUnavailable):
+    """The job store cannot be used now, and why (``kind``: locked, read-only, missing, damaged, failed).
+
+    Answered 503 at once: the lock wait is short (CLOSECAST_JOB_STORE_TIMEOUT_S), and the message names the
+    store (``jobs.sqlite``), never its path.
+    """
+
+    WHAT_TO_DO: ClassVar[dict[str, str]] = {
+        "locked": "is locked by another process; retry in a moment, or end the process holding the lock",
+        "read-only": "is read-only; make CLOSECAST_MODEL_DIR and the store writable by the service",
+        "missing": "is missing or was deleted; it is created again on the next try",
+        "damaged": "is damaged; move it aside (the service creates a new, empty one)",
+        "failed": "cannot be used",
+    }
+
+    def __init__(self, kind: str, store: str, detail: str) -> None:
+        self.kind = kind
+        super().__init__(f"the job store {store} {self.WHAT_TO_DO[kind]} ({detail})")

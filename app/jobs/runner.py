@@ -8,17 +8,21 @@
 A job runs ``python -m training train`` exactly as a user would, in its own process group at a lower
 priority with a timeout (``supervisor.py``, ``process.py``); the service process never imports torch. Its
 stderr comes back through a pipe (a full disk must not hide the error that says so); a failed job's error is
-its last line. The new bundle is loaded and verified in full, judged by the promotion gate, renamed into
-``<model_dir>/<version>`` (registered), and made current if the gate says so (``promotion.py``). Anything
-that goes wrong before that rename leaves the registry and the served model as they were, and the job
-``failed`` with the reason.
+its last line. The new bundle is verified in full, judged by the promotion gate, renamed into
+``<model_dir>/<model>/<version>`` (registered) and made current if the gate says so (``promotion.py``).
+Anything that goes wrong before that rename leaves the registry and the served models as they were.
 
-Every worker runs a ``JobRunner``; they share the queue through SQLite and claim jobs atomically, so one job
-runs at a time across workers. A job whose worker died is marked failed ("interrupted by restart") by
-whichever worker looks next, and its orphaned training process is killed. On the same host and boot a worker
-is dead when its pid is gone or now belongs to a process that started at another time (pids are recycled,
-and a restarted container hands out the same ones); a worker elsewhere (another container on a shared
-volume) is dead once its heartbeat is older than ``OWNER_SILENT_S``.
+Every worker runs a ``JobRunner`` (a supervised background loop, ``app/background.py``); they share the
+queue through the job store (``app/jobs/store.py``) and claim jobs atomically, so one job per model runs at a
+time across workers. A running job holds a lease its runner renews every ``CLOSECAST_JOB_HEARTBEAT_S``. A job
+whose worker is gone is failed by whichever runner looks next, and its orphaned training process is killed:
+"interrupted by restart" when its process died (same host and boot: the pid is gone or belongs to a process
+started at another time; pids are recycled), "worker lost" when its runner stopped inside a live process or
+its lease was not renewed for ``CLOSECAST_JOB_LEASE_S`` (any host). A runner that finds its lease taken over
+kills its training and records nothing; one that finds its row gone (the store was deleted) puts it back.
+
+Job store problems (locked, read-only, deleted) never end the loop: it notes them (``health``, shown in
+``/readyz``'s ``degraded``) and looks again at the next tick.
 """
 
 from __future__ import annotations
@@ -34,19 +38,22 @@ import sys
 import time
 import uuid
 from contextlib import suppress
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
+from anyio import CancelScope
 from anyio.abc import TaskStatus
 
 from app.config import Settings
 from app.inference.models import LoadedModels
-from app.jobs.errors import JobFinished, JobNotFound, JobsUnavailable, storage_failed
+from app.jobs.errors import JobFinished, JobNotFound, JobStoreUnavailable, JobsUnavailable, storage_failed
 from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
 from app.jobs.promotion import RegistryRules, judge_and_register
-from app.jobs.store import Job, JobStore, Outcome, Owner
+from app.jobs.sqlite_store import SQLiteJobStore
+from app.jobs.store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
 from app.jobs.supervisor import Supervisor
 from app.jobs.validation import Prepare, job_closes
 from closecast import registry
@@ -58,8 +65,6 @@ DB_FILE = "jobs.sqlite"
 JOBS_DIR = ".jobs"
 IDLE_S = 1.0  # between looks at the queue when it was empty (jobs queued by other workers)
 STRAY_AFTER_S = 3600  # a work dir without a job row is removed after this (a request that crashed)
-OWNER_SILENT_S = 120.0  # a running job's owner is taken for dead after this long without a heartbeat
-# (other hosts only; the supervisor beats every HEARTBEAT_S)
 
 SHUTDOWN = "interrupted: the service shut down while this job was running; submit it again"
 
@@ -74,16 +79,16 @@ class JobRunner:
 
     def __init__(self, settings: Settings, models: LoadedModels, python: str = sys.executable) -> None:
         self.settings = settings
-        self.models = models
-        self.holder = models.default
+        self.models = models  # a job promotes through its model's holder (the loaded one, when loaded)
         self.model_dir = settings.model_dir
         self.jobs_dir = settings.model_dir / JOBS_DIR
-        self.store = JobStore(settings.model_dir / DB_FILE)
+        self.store: JobStore = SQLiteJobStore(settings.model_dir / DB_FILE, settings.job_store_timeout_s)
         self.python = python  # interpreter for `-m training`; tests put a wrapper here
         self.token = secrets.token_hex(8)
         self._owner: Owner | None = None  # built in `serve`, in the worker process that runs the jobs
         self._store_seen = False  # this process has opened the store (and recovered what it held)
         self.unavailable: str | None = "the job runner has not started yet; retry in a moment"
+        self.problem: str | None = None  # what is wrong with the job store now, as the loop last saw it
         self._wake: anyio.Event | None = None
         self.supervisor = Supervisor(settings, self.store)
 
@@ -105,16 +110,16 @@ class JobRunner:
         self.check_available()
         job_id = uuid.uuid4().hex
         work = self.work_dir(job_id)
+        self.store.open()  # idempotent and cheap once open; the first job creates the store
         try:
-            self.store.open()  # idempotent; the first job creates the store
             work.mkdir(parents=True)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise storage_failed(self.model_dir, exc) from exc
         try:
             sub = prepare(work)
             progress = {"epoch": 0, "epochs": sub.epochs, "train_loss": None, "val_loss": None}
             job = self.store.enqueue(
-                job_id, sub.name, sub.promote, sub.spec(), progress, self.settings.job_queue_size
+                job_id, sub.name, sub.promote, sub.spec(), progress, self.settings.job_queue_size, sub.model
             )
         except (OSError, sqlite3.Error) as exc:  # e.g. a full disk while writing the data or the row
             shutil.rmtree(work, ignore_errors=True)
@@ -122,19 +127,12 @@ class JobRunner:
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        log.info(
-            "job %s queued: model %s, %s, %d closes, promote=%s",
-            job.id,
-            sub.model,
-            sub.name,
-            sub.rows,
-            sub.promote,
-        )
+        log.info("job %s queued: %s on %s, %d closes, %s", job.id, sub.model, sub.name, sub.rows, sub.promote)
         return job
 
     def queue_has_room(self) -> bool:
         """A cheap look before reading an upload (``submit`` checks again, atomically)."""
-        return not self.store.path.exists() or self.store.count("queued") < self.settings.job_queue_size
+        return not self.store.exists() or self.store.count("queued") < self.settings.job_queue_size
 
     def wake(self) -> None:
         """Look at the queue now rather than at the next tick (call on the event loop)."""
@@ -143,14 +141,14 @@ class JobRunner:
 
     def get(self, job_id: str) -> Job:
         self.check_available()
-        job = self.store.get(job_id) if self.store.path.exists() else None
+        job = self.store.get(job_id) if self.store.exists() else None
         if job is None:
             raise JobNotFound(job_id)
         return job
 
     def recent(self, limit: int) -> list[Job]:
         self.check_available()
-        return self.store.recent(limit) if self.store.path.exists() else []
+        return self.store.recent(limit) if self.store.exists() else []
 
     def cancel(self, job_id: str) -> Job:
         """Blocking: cancel a queued job now, or ask the worker running it to kill it (``wait_finished``)."""
@@ -174,11 +172,12 @@ class JobRunner:
     # --- the worker side ---------------------------------------------------------------------------------
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run until cancelled: recover what a dead worker left, then run queued jobs one at a time.
+        """Run until cancelled: recover what gone workers left, then run queued jobs one at a time.
 
-        Start it with ``await task_group.start(runner.serve)``: that returns once it has looked at the store
-        (which the first job creates) and failed the jobs of dead workers. With a store that cannot be used it
-        logs why and returns; serving goes on and ``/train`` answers 503 with the reason.
+        Supervised (``app/background.py``): started with ``task_status``, it reports started once it has
+        looked at the store (which the first job creates) and failed the jobs of gone workers. A store that
+        cannot be used is noted (``health``) and looked at again every tick; an unexpected error ends the run
+        and the supervisor starts a new one (with a new token: a job of the ended run counts as lost).
         """
         missing = [name for name in self.training_modules if importlib.util.find_spec(name) is None]
         if missing:  # the serve-only image, or an install without the `train` extra
@@ -189,24 +188,16 @@ class JobRunner:
             log.warning("%s", self.unavailable)
             task_status.started()
             return
-        try:
-            await anyio.to_thread.run_sync(self._look_at_store)
-        except (OSError, sqlite3.Error) as exc:
-            self.unavailable = (
-                f"retraining is unavailable: the job store {self.store.path} cannot be used ({exc}); "
-                f"make CLOSECAST_MODEL_DIR writable and restart"
-            )
-            log.error("%s", self.unavailable)
-            task_status.started()
-            return
-        self._wake = anyio.Event()
+        self.token = secrets.token_hex(8)
         self._owner = Owner(os.getpid(), HOST_AND_BOOT, process_start(os.getpid()), self.token)
+        self._wake = anyio.Event()
         _LIVE_TOKENS.add(self.token)
-        self.unavailable = None
-        task_status.started()
         try:
+            await self._look(claim=False)
+            self.unavailable = None
+            task_status.started()
             while True:
-                job = await self._next_job()
+                job = await self._look(claim=True)
                 if job is None:
                     with anyio.move_on_after(IDLE_S):
                         await self._wake.wait()
@@ -215,53 +206,73 @@ class JobRunner:
                     await self._run(job)
         finally:
             _LIVE_TOKENS.discard(self.token)
-            self.unavailable = "the job runner has stopped"
+            self.supervisor.stop()  # a run that failed mid-job leaves no training process behind
 
-    def _look_at_store(self) -> bool:
-        """Whether the store exists; the first time it does, open it and recover what dead workers left."""
-        if not self._store_seen and self.store.path.exists():
+    def health(self) -> str | None:
+        """What is wrong with the job store now (for ``/readyz``'s ``degraded``), or None."""
+        return self.problem
+
+    def _note(self, problem: str | None) -> None:
+        """Remember the store's state; log when it changes (not once per tick)."""
+        if problem != self.problem:
+            if problem is None:
+                log.info("the job store is usable again")
+            else:
+                log.warning("job runner: %s", problem)
+        self.problem = problem
+
+    async def _look(self, claim: bool) -> Job | None:
+        """Recover gone workers' jobs and, with ``claim``, start the next queued job; None on trouble."""
+        try:
+            job = await anyio.to_thread.run_sync(self._look_blocking, claim)
+        except JobStoreUnavailable as exc:
+            self._note(exc.message)
+            return None
+        except sqlite3.Error as exc:  # a full disk: nothing to claim until there is room again
+            self._note(f"the job store {self.store.name} cannot be written ({exc})")
+            return None
+        self._note(None)
+        return job
+
+    def _look_blocking(self, claim: bool) -> Job | None:
+        if not self._store_seen:  # the first job creates the store; until then there is nothing to do
+            if not self.store.exists():
+                return None
             self.store.open()
-            self._reap()
+            self._recover()
             self._sweep_work_dirs()
             self._store_seen = True
-        return self._store_seen
+        self._recover()
+        assert self._owner is not None
+        return claim_any(self.store, self._owner) if claim else None
 
-    async def _next_job(self) -> Job | None:
-        def look() -> Job | None:
-            if not self._look_at_store():
-                return None
-            self._reap()
-            assert self._owner is not None
-            return self.store.claim(self._owner)
-
-        try:
-            return await anyio.to_thread.run_sync(look)
-        except sqlite3.Error:  # e.g. locked longer than the timeout: look again at the next tick
-            log.exception("could not look at the job queue in %s", self.store.path)
-            return None
-
-    @staticmethod
-    def _owner_alive(job: Job) -> bool:
+    def _gone(self, job: Job) -> str | None:
+        """Why ``job``'s owner counts as gone (the job's error), or None while it holds its lease."""
         owner = job.owner
         if owner is None:
-            return False
-        if owner.host != HOST_AND_BOOT:  # another machine, container or boot: only its heartbeat can tell
-            return time.time() - (job.heartbeat_at or 0.0) < OWNER_SILENT_S
-        if owner.pid == os.getpid():  # ours, or a dead worker's whose pid this process reuses
-            return owner.token in _LIVE_TOKENS
-        return process_alive(owner.pid, owner.started)
-
-    def _reap(self) -> None:
-        """Fail the running jobs whose worker died, and kill the training processes they left behind."""
-        for job in self.store.with_status("running"):
-            if self._owner_alive(job):
-                continue
-            pid = job.owner.pid if job.owner else None
-            message = (
-                f"interrupted by restart: the worker process {pid} that ran this job is gone; submit it again"
+            return "worker lost: the job was running without an owner; submit it again"
+        here = owner.host == HOST_AND_BOOT
+        if here and owner.pid == os.getpid():  # ours, or a dead worker's whose pid this process reuses
+            if owner.token in _LIVE_TOKENS:
+                return None
+            return f"worker lost: the job runner of worker process {owner.pid} stopped; submit it again"
+        if here and not process_alive(owner.pid, owner.started):
+            return (
+                f"interrupted by restart: the worker process {owner.pid} that ran this job is gone; "
+                "submit it again"
             )
-            if self.store.finish(job.id, "failed", error=message):
-                log.warning("job %s: %s", job.id, message)
+        silent = time.time() - (job.heartbeat_at or 0.0)
+        if silent > self.settings.job_lease_s:
+            return (
+                f"worker lost: worker process {owner.pid} did not renew its lease for {silent:.0f} s "
+                f"(CLOSECAST_JOB_LEASE_S is {self.settings.job_lease_s:g}); submit it again"
+            )
+        return None
+
+    def _recover(self) -> None:
+        """Fail the running jobs whose worker is gone, and kill the training processes they left behind."""
+        for job, reason in recover_stale_all(self.store, self._gone):
+            log.warning("job %s: %s", job.id, reason)
             here = job.owner is not None and job.owner.host == HOST_AND_BOOT
             if here and job.child_pid and command_line_mentions(job.child_pid, str(self.work_dir(job.id))):
                 with suppress(ProcessLookupError, PermissionError):
@@ -279,25 +290,87 @@ class JobRunner:
                 shutil.rmtree(path, ignore_errors=True)
 
     async def _run(self, job: Job) -> None:
+        """Train, judge and record ``job`` while a companion task keeps its lease."""
         log.info("job %s running", job.id)
         work = self.work_dir(job.id)
+        lost: list[str] = []
+        outcome: Outcome | None = None
         try:
-            outcome = await self._train_and_promote(job, work)
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._keep_lease, job, group.cancel_scope, lost)
+                outcome = await self._outcome(job, work)
+                group.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():  # shutdown: never leave a job running behind us
             self.supervisor.stop()
-            self.store.finish(job.id, "failed", error=SHUTDOWN)
+            with suppress(JobStoreUnavailable, sqlite3.Error):
+                self.store.finish(job.id, "failed", error=SHUTDOWN)
             shutil.rmtree(work, ignore_errors=True)
             raise
+        if outcome is None:  # the lease was taken over: the job is no longer ours to record
+            self.supervisor.stop()
+            shutil.rmtree(work, ignore_errors=True)
+            log.warning("job %s: %s; its training was stopped", job.id, lost[0] if lost else "lease lost")
+            return
+        await self._record(job, work, outcome)
+
+    async def _outcome(self, job: Job, work: Path) -> Outcome:
+        try:
+            return await self._train_and_promote(job, work)
+        except JobStoreUnavailable as exc:
+            self.supervisor.stop()
+            return Outcome("failed", error=f"the job store failed while the job ran: {exc.message}")
         except Exception as exc:  # a bug here must not stop the queue
             log.exception("job %s failed inside the runner", job.id)
             self.supervisor.stop()
-            outcome = Outcome("failed", error=f"internal error while running the job: {exc!r}")
-        await anyio.to_thread.run_sync(self._record, job, work, outcome)
+            return Outcome("failed", error=f"internal error while running the job: {exc!r}")
 
-    def _record(self, job: Job, work: Path, outcome: Outcome) -> None:
-        self.store.finish(job.id, outcome.status, result=outcome.result, error=outcome.error)
-        shutil.rmtree(work, ignore_errors=True)
+    async def _keep_lease(self, job: Job, scope: CancelScope, lost: list[str]) -> None:
+        """Renew the lease every heartbeat; put the row back if the store lost it; stop the job if lost."""
+        assert self._owner is not None
+        while True:
+            await anyio.sleep(self.settings.job_heartbeat_s)
+            try:
+                lease = await anyio.to_thread.run_sync(self._renew, job)
+            except JobStoreUnavailable as exc:  # locked or gone for now: training goes on, retry next beat
+                self._note(exc.message)
+                continue
+            self._note(None)
+            if lease != "held":
+                lost.append(f"lease {lease}: another worker took the job over, or the job store lost it")
+                scope.cancel()
+                return
+
+    def _renew(self, job: Job) -> str:
+        assert self._owner is not None
+        lease = self.store.heartbeat(job.id, self._owner)
+        if lease == "missing" and self.store.restore(job):  # the store was recreated: the job is still ours
+            log.warning("job %s: the job store lost this running job; it was put back", job.id)
+            lease = self.store.heartbeat(job.id, self._owner)
+        return lease
+
+    async def _record(self, job: Job, work: Path, outcome: Outcome) -> None:
+        """Write how the job ended, retrying a locked store for up to a lease (then the run ends: lost)."""
+        deadline = anyio.current_time() + self.settings.job_lease_s
+        try:
+            while True:
+                try:
+                    await anyio.to_thread.run_sync(self._record_blocking, job, outcome)
+                    break
+                except JobStoreUnavailable as exc:
+                    self._note(exc.message)
+                    if anyio.current_time() > deadline:
+                        raise
+                    await anyio.sleep(self.settings.job_heartbeat_s)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         log.info("job %s %s%s", job.id, outcome.status, f": {outcome.error}" if outcome.error else "")
+
+    def _record_blocking(self, job: Job, outcome: Outcome) -> None:
+        status, result, error = outcome.status, outcome.result, outcome.error
+        written = self.store.finish(job.id, status, result=result, error=error)
+        if not written and self.store.get(job.id) is None:
+            ended = replace(job, status=status, result=result, error=error, finished_at=now_iso())
+            self.store.restore(ended)  # the store was recreated meanwhile: the job goes back, ended
 
     async def _train_and_promote(self, job: Job, work: Path) -> Outcome:
         out = work / registry.new_version_id(job.id.encode())
@@ -311,7 +384,7 @@ class JobRunner:
         rules = RegistryRules(self.models.default, self.settings.max_models, self.settings.keep_versions)
         judge = partial(
             judge_and_register,
-            self.models.holder_of(self.model_of(job)),
+            self.models.holder_of(job.model),
             out,
             job.promote,
             partial(self._job_closes, job, work),
@@ -320,12 +393,7 @@ class JobRunner:
         )
         return await anyio.to_thread.run_sync(judge)
 
-    def model_of(self, job: Job) -> str:
-        """The model a job trains (jobs from before named models train the default one)."""
-        return str(job.spec.get("model") or self.models.default_name)
-
-    def _job_closes(self, job: Job, work: Path) -> F64:
-        """The closes the job trained on, read back from its work dir (saying the owner is alive first)."""
-        self.store.beat(job.id)
-        spec = job.spec
-        return job_closes(work / spec["csv"], spec["column"], spec.get("date_column"))
+    @staticmethod
+    def _job_closes(job: Job, work: Path) -> F64:
+        """The closes the job trained on, read back from its work dir."""
+        return job_closes(work / job.spec["csv"], job.spec["column"], job.spec.get("date_column"))

@@ -1,5 +1,6 @@
-"""Supervising one job's training process: start the CLI niced, relay its progress and the owner's heartbeat
-into the store, honour cancel requests and the timeout, and kill its whole process group when it must stop.
+"""Supervising one job's training process: start the CLI niced, relay its progress into the store (the
+runner keeps the job's lease), honour cancel requests and the timeout, and kill its whole process group
+when it must stop.
 
 The process itself (command line, environment, stderr tail) is ``app/jobs/process.py``; the queue that
 decides which job runs is ``app/jobs/runner.py``.
@@ -11,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import time
 from contextlib import suppress
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import anyio
 import anyio.to_thread
 
 from app.config import Settings
+from app.jobs.errors import JobStoreUnavailable
 from app.jobs.process import TrainingProcess, describe_exit, last_line
 from app.jobs.store import CANCELLED, Job, JobStore, Outcome
 
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_FILE = "progress.jsonl"  # the CLI appends one JSON line per epoch here, in the job's work dir
 POLL_S = 0.25  # while a job runs: progress, cancel requests, timeout
-HEARTBEAT_S = 5.0  # a running job's owner says it is alive this often
 
 
 class Supervisor:
@@ -36,7 +36,6 @@ class Supervisor:
         self.settings = settings
         self.store = store
         self.child: TrainingProcess | None = None
-        self._last_beat = 0.0
 
     def start(self, python: str, job: Job, work: Path, out: Path) -> None:
         """Blocking: start the CLI on the job's data, the params as flags and the service's thread count,
@@ -91,18 +90,19 @@ class Supervisor:
         return Outcome("failed", error=describe_exit(proc.returncode, training.last_stderr_line()))
 
     def _tick(self, job: Job, work: Path, seen: str | None) -> tuple[str | None, bool]:
-        """Copy a new progress line into the store, say the owner is alive; report whether to cancel."""
-        if time.monotonic() - self._last_beat >= HEARTBEAT_S:
-            self.store.beat(job.id)
-            self._last_beat = time.monotonic()
+        """Copy a new progress line into the store; report whether to cancel. A store that is locked or gone
+        for now skips the tick: training goes on (the runner's lease keeper notes the problem)."""
         line = last_line(work / PROGRESS_FILE)
-        if line and line != seen:
-            with suppress(ValueError, TypeError):  # a line still being written: take it next tick
-                event = json.loads(line)
-                keys = ("epoch", "epochs", "train_loss", "val_loss")
-                self.store.set_progress(job.id, {k: event.get(k) for k in keys})
-                seen = line
-        return seen, self.store.cancel_requested(job.id)
+        try:
+            if line and line != seen:
+                with suppress(ValueError, TypeError):  # a line still being written: take it next tick
+                    event = json.loads(line)
+                    keys = ("epoch", "epochs", "train_loss", "val_loss")
+                    self.store.set_progress(job.id, {k: event.get(k) for k in keys})
+                    seen = line
+            return seen, self.store.cancel_requested(job.id)
+        except JobStoreUnavailable:
+            return seen, False
 
     async def _kill(self) -> None:
         if self.child is not None:

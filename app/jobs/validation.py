@@ -45,7 +45,6 @@ class Submission:
             "date_column": self.date_column,
             "rows": self.rows,
             "params": self.params,
-            "model": self.model,
         }
 
 

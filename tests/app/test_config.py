@@ -55,6 +55,16 @@ def test_settings_refuse_an_unknown_provider() -> None:
         Settings(providers="tpu")  # type: ignore[arg-type]
 
 
+def test_settings_defaults_of_the_job_store_and_leases() -> None:
+    s = Settings()
+    assert (s.job_store_timeout_s, s.job_heartbeat_s, s.job_lease_s) == (2.0, 5.0, 60.0)
+
+
+def test_settings_refuse_a_lease_shorter_than_three_heartbeats() -> None:
+    with pytest.raises(ValidationError, match="CLOSECAST_JOB_LEASE_S is 10 but must be at least 3 x"):
+        Settings(job_heartbeat_s=5, job_lease_s=10)
+
+
 def test_settings_refuse_a_short_api_key() -> None:
     with pytest.raises(ValidationError, match="CLOSECAST_API_KEY must be at least 16 characters"):
         Settings(api_key="secret")  # type: ignore[arg-type]

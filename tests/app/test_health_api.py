@@ -41,7 +41,12 @@ def test_readyz_is_503_before_the_model_is_loaded() -> None:
 def test_readyz_is_200_once_the_model_is_loaded(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "model": "default", "model_version": FIXTURE_BUNDLE.name}
+    assert response.json() == {
+        "status": "ready",
+        "model": "default",
+        "model_version": FIXTURE_BUNDLE.name,
+        "degraded": [],
+    }
 
 
 def test_models_current_describes_the_served_bundle(client: TestClient) -> None:

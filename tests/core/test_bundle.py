@@ -89,8 +89,10 @@ def test_load_refuses_a_file_outside_the_bundle(bundle: Path) -> None:
 
 
 def test_load_refuses_an_unknown_format_version(bundle: Path) -> None:
-    _edit_manifest(bundle, lambda m: m.__setitem__("format_version", 2))
-    with pytest.raises(BundleInvalid, match="format_version is 2 but this service reads format_version 1;"):
+    _edit_manifest(bundle, lambda m: m.__setitem__("format_version", 3))
+    with pytest.raises(
+        BundleInvalid, match="format_version is 3 but this service reads format_version 1 or 2;"
+    ):
         load_forecaster(bundle, "cpu")
 
 

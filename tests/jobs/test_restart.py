@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.config import Settings
 from app.jobs.process import HOST_AND_BOOT, process_start
-from app.jobs.runner import DB_FILE, OWNER_SILENT_S
-from app.jobs.store import JobStore, Owner
+from app.jobs.runner import DB_FILE
+from app.jobs.sqlite_store import SQLiteJobStore
+from app.jobs.store import Owner
 from closecast import registry
 from tests.helpers import DEFAULT
 from tests.jobs.helpers import AUTH, build_app, job, submit, trainer_settings, wait_for, wait_status
@@ -25,6 +27,7 @@ from tests.jobs.test_failures import training_pids
 from tests.synthetic import random_walk
 
 ROOT = Path(__file__).resolve().parents[2]
+LEASE_S: float = Settings.model_fields["job_lease_s"].default  # the lease the test apps run with
 FORGED_SPEC: dict[str, Any] = {
     "csv": "x.csv",
     "column": "Close",
@@ -85,7 +88,7 @@ def test_after_a_crash_the_running_job_fails_its_training_is_killed_and_the_queu
 
 def test_a_running_job_of_a_live_worker_blocks_the_queue_until_that_worker_dies(model_dir: Path) -> None:
     other_worker = subprocess.Popen(["sleep", "60"])
-    store = JobStore(model_dir / DB_FILE)
+    store = SQLiteJobStore(model_dir / DB_FILE)
     store.open()
     store.enqueue("busy", "elsewhere", "auto", FORGED_SPEC, {"epoch": 0, "epochs": 3}, limit=4)
     its_owner = Owner(other_worker.pid, HOST_AND_BOOT, process_start(other_worker.pid), "its-runner")
@@ -108,7 +111,7 @@ def test_a_running_job_of_a_live_worker_blocks_the_queue_until_that_worker_dies(
 
 
 def _forge_running(model_dir: Path, owner: Owner, heartbeat_age_s: float = 0.0) -> None:
-    store = JobStore(model_dir / DB_FILE)
+    store = SQLiteJobStore(model_dir / DB_FILE)
     store.open()
     store.enqueue("forged", "elsewhere", "auto", FORGED_SPEC, {"epoch": 0, "epochs": 3}, limit=4)
     assert store.claim(owner) is not None
@@ -123,7 +126,7 @@ def _forge_running(model_dir: Path, owner: Owner, heartbeat_age_s: float = 0.0) 
         (Owner(os.getpid(), HOST_AND_BOOT, process_start(os.getpid()), "a-dead-runner"), 0.0, "failed"),
         # live pid, other start time
         (Owner(1, HOST_AND_BOOT, "12345", "init-was-never-a-worker"), 0.0, "failed"),
-        (Owner(1, "another-container/boot", None, "t"), OWNER_SILENT_S + 1, "failed"),  # silent too long
+        (Owner(1, "another-container/boot", None, "t"), LEASE_S + 1, "failed"),  # silent too long
         (Owner(1, "another-container/boot", None, "t"), 1.0, "running"),  # recent heartbeat: alive
     ],
     ids=["same-pid-other-runner", "recycled-pid", "other-host-silent", "other-host-beating"],

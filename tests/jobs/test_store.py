@@ -13,29 +13,30 @@ from typing import Any
 import pytest
 
 from app.jobs.errors import QueueFull
-from app.jobs.store import Job, JobStore, Owner
+from app.jobs.sqlite_store import SQLiteJobStore
+from app.jobs.store import Job, Owner
 
 SPEC: dict[str, Any] = {"csv": "x.csv", "column": "Close", "date_column": None, "rows": 300, "params": {}}
 PROGRESS = {"epoch": 0, "epochs": 3, "train_loss": None, "val_loss": None}
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    s = JobStore(tmp_path / "jobs.sqlite")
+def store(tmp_path: Path) -> SQLiteJobStore:
+    s = SQLiteJobStore(tmp_path / "jobs.sqlite")
     s.open()
     return s
 
 
-def add(store: JobStore, job_id: str, limit: int = 10) -> Job:
+def add(store: SQLiteJobStore, job_id: str, limit: int = 10) -> Job:
     return store.enqueue(job_id, "name", "auto", SPEC, PROGRESS, limit)
 
 
-def test_store_is_in_wal_mode(store: JobStore) -> None:
+def test_store_is_in_wal_mode(store: SQLiteJobStore) -> None:
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_jobs_are_claimed_oldest_first_and_one_at_a_time(store: JobStore) -> None:
+def test_jobs_are_claimed_oldest_first_and_one_at_a_time(store: SQLiteJobStore) -> None:
     for job_id in ("a", "b"):
         add(store, job_id)
     owner = Owner(1, "h", None, "t")
@@ -48,7 +49,7 @@ def test_jobs_are_claimed_oldest_first_and_one_at_a_time(store: JobStore) -> Non
     assert second is not None and second.id == "b"
 
 
-def test_queue_is_bounded(store: JobStore) -> None:
+def test_queue_is_bounded(store: SQLiteJobStore) -> None:
     add(store, "a", limit=2)
     add(store, "b", limit=2)
     with pytest.raises(QueueFull):
@@ -56,7 +57,7 @@ def test_queue_is_bounded(store: JobStore) -> None:
     assert store.get("c") is None
 
 
-def test_a_job_ends_once(store: JobStore) -> None:
+def test_a_job_ends_once(store: SQLiteJobStore) -> None:
     add(store, "a")
     assert store.finish("a", "failed", error="boom")
     assert not store.finish("a", "succeeded")
@@ -64,7 +65,7 @@ def test_a_job_ends_once(store: JobStore) -> None:
     assert job is not None and job.status == "failed" and job.error == "boom" and job.finished_at
 
 
-def test_cancel_ends_a_queued_job_and_flags_a_running_one(store: JobStore) -> None:
+def test_cancel_ends_a_queued_job_and_flags_a_running_one(store: SQLiteJobStore) -> None:
     add(store, "a")
     add(store, "b")
     store.claim(Owner(1, "h", None, "t"))
@@ -74,7 +75,7 @@ def test_cancel_ends_a_queued_job_and_flags_a_running_one(store: JobStore) -> No
     assert queued is not None and queued.status == "cancelled" and queued.error == "cancelled by request"
 
 
-def test_a_second_running_job_is_impossible(store: JobStore) -> None:
+def test_a_second_running_job_is_impossible(store: SQLiteJobStore) -> None:
     add(store, "a")
     add(store, "b")
     store.claim(Owner(1, "h", None, "t"))
@@ -85,8 +86,9 @@ def test_a_second_running_job_is_impossible(store: JobStore) -> None:
 CLAIMER = """
 import json, os, sys, time
 from pathlib import Path
-from app.jobs.store import JobStore, Owner
-store, go = JobStore(Path(sys.argv[1])), Path(sys.argv[2])
+from app.jobs.sqlite_store import SQLiteJobStore
+from app.jobs.store import Owner
+store, go = SQLiteJobStore(Path(sys.argv[1])), Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.001)
 job = store.claim(Owner(os.getpid(), "host", None, "token"))
@@ -94,7 +96,7 @@ print(json.dumps(job.id if job else None))
 """
 
 
-def test_concurrent_workers_claim_one_job_between_them(store: JobStore, tmp_path: Path) -> None:
+def test_concurrent_workers_claim_one_job_between_them(store: SQLiteJobStore, tmp_path: Path) -> None:
     for job_id in ("a", "b", "c"):
         add(store, job_id)
     go = tmp_path / "go"

@@ -8,38 +8,52 @@ import numpy as np
 import pytest
 
 from closecast.config import Config, DataConfig
-from closecast.representation import Scaler, fit_scaler, log_returns, model_inputs
+from closecast.representation import (
+    Scaler,
+    WindowScaler,
+    fit_scaler,
+    fit_window_scaler,
+    log_returns,
+    model_inputs,
+)
 from closecast.series import DataError, Series, check_length, load_csv, min_rows, series_from_values, windows
 from tests.synthetic import make_closes, write_csv
-from training.parts import prepare
+from training.parts import SLICES, pool
 
 
 def _series(closes: np.ndarray) -> Series:
     return Series(closes, None, "test", "Close", None, closes.size, 0)
 
 
-def test_split_parts_are_chronological_and_disjoint() -> None:
+def test_slices_are_chronological_and_disjoint() -> None:
     cfg = DataConfig(window=11)
-    prep = prepare(_series(make_closes(300)), cfg)
-    s = prep.split
-    assert s.sizes == {"train": 210, "validation": 30, "test": 60}
-    train_targets = prep.train.actual
-    # every target belongs to exactly one part, in time order, with nothing skipped after the first window
     closes = make_closes(300)
-    np.testing.assert_array_equal(
-        np.concatenate([train_targets, prep.validation.actual, prep.test.actual]), closes[cfg.window :]
-    )
-    assert prep.validation.actual.size == 30 and prep.test.actual.size == 60
+    (one,) = pool([_series(closes)], cfg).series
+    assert one.split.sizes == {"train": 210, "validation": 30, "test": 60}
+    # every target belongs to exactly one slice, in time order, with nothing skipped after the first window
+    targets = np.concatenate([one.slices[k].actual for k in SLICES])
+    np.testing.assert_array_equal(targets, closes[cfg.window :])
+    assert [one.slices[k].actual.size for k in SLICES] == [199, 15, 15, 60]
 
 
 def test_scaler_ignores_validation_and_test_prices() -> None:
     closes = make_closes(300)
     changed = closes.copy()
     changed[210:] *= np.linspace(1, 50, 90)  # wild future: must not move the scaler
-    a = prepare(_series(closes), DataConfig(window=11)).scaler
-    b = prepare(_series(changed), DataConfig(window=11)).scaler
+    a = pool([_series(closes)], DataConfig(window=11)).scaler
+    b = pool([_series(changed)], DataConfig(window=11)).scaler
     assert a == b
-    assert a == fit_scaler(log_returns(closes[:210]))
+    train_windows = np.lib.stride_tricks.sliding_window_view(closes[:209], 11)
+    assert a == fit_window_scaler(log_returns(train_windows))
+
+
+def test_window_scaler_round_trip_is_exact() -> None:
+    returns = log_returns(np.lib.stride_tricks.sliding_window_view(make_closes(200), 11))
+    scaler = fit_window_scaler(returns)
+    u, scale, flat = scaler.transform(returns)
+    assert not flat.any()
+    np.testing.assert_allclose(scaler.inverse(u[:, -1], scale), returns[:, -1], rtol=1e-14)
+    assert WindowScaler.from_dict(scaler.to_dict()) == scaler
 
 
 def test_scaler_round_trip_is_exact() -> None:

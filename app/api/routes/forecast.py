@@ -16,6 +16,7 @@ from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from app.api.bodies import JSONBodyRoute
 from app.api.deps import ForecasterDep, SettingsDep, forecasters_of
 from app.api.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
 from app.config import Settings
@@ -24,11 +25,13 @@ from app.metrics import Metrics
 from closecast.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
 from closecast.forecaster import BatchForecast, SeriesForecast
 
-router = APIRouter(tags=["forecast"])
-noop_router = APIRouter(tags=["benchmark"])
+# JSONBodyRoute: bodies validated from their bytes in one pass, big batches in a child process (bodies.py)
+router = APIRouter(tags=["forecast"], route_class=JSONBodyRoute)
+noop_router = APIRouter(tags=["benchmark"], route_class=JSONBodyRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    413: {"description": "body larger than CLOSECAST_MAX_BODY_BYTES or too many series"},
+    408: {"description": "the body did not arrive within CLOSECAST_BODY_TIMEOUT_S"},
+    413: {"description": "body larger than the route accepts, or too many series"},
     422: {"description": "invalid input; each `detail[].msg` names the field and quotes the value"},
     503: {"description": "no verified model loaded yet"},
 }

@@ -141,18 +141,17 @@ async def submit_job(
 @router.get("/train", responses=_AUTH_ERRORS)
 async def list_jobs(
     runner: RunnerDep,
-    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=200, description="jobs to list")] = 20,
 ) -> JobList:
     """Recent jobs, newest first."""
     jobs = await anyio.to_thread.run_sync(runner.recent, limit)
-    return JobList(jobs=[JobOut.of(j, settings.default_model) for j in jobs])
+    return JobList(jobs=[JobOut.of(j) for j in jobs])
 
 
 @router.get("/train/{job_id}", responses={**_AUTH_ERRORS, 404: {"description": "no such job"}})
-async def get_job(job_id: JobId, runner: RunnerDep, settings: SettingsDep) -> JobOut:
+async def get_job(job_id: JobId, runner: RunnerDep) -> JobOut:
     """A job's status, progress per epoch and, once it ended, its result or error."""
-    return JobOut.of(await anyio.to_thread.run_sync(runner.get, job_id), settings.default_model)
+    return JobOut.of(await anyio.to_thread.run_sync(runner.get, job_id))
 
 
 @router.delete(
@@ -163,9 +162,9 @@ async def get_job(job_id: JobId, runner: RunnerDep, settings: SettingsDep) -> Jo
         409: {"description": "the job already ended"},
     },
 )
-async def cancel_job(job_id: JobId, runner: RunnerDep, settings: SettingsDep) -> JobOut:
+async def cancel_job(job_id: JobId, runner: RunnerDep) -> JobOut:
     """Cancel a queued or running job (a running one is killed; its bundle never appears)."""
     job = await anyio.to_thread.run_sync(runner.cancel, job_id)
     if not job.finished:
         job = await runner.wait_finished(job_id, timeout_s=10)
-    return JobOut.of(job, settings.default_model)
+    return JobOut.of(job)

@@ -1,0 +1,85 @@
+"""Request and response bodies of ``POST /backtest`` (shown in the OpenAPI docs at ``/docs``).
+
+Bounds here are the hard ceilings; the deployment's limits (``CLOSECAST_MAX_CLOSES``,
+``CLOSECAST_MAX_HORIZON``, ``CLOSECAST_MAX_BACKTEST_FOLDS``) and what the model's window needs are checked at
+request time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.schemas import Closes, Horizon, ModelName
+from app.config import MAX_BACKTEST_FOLDS_CEILING
+
+Folds = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_BACKTEST_FOLDS_CEILING,
+        strict=True,
+        description="expanding-window folds; at most CLOSECAST_MAX_BACKTEST_FOLDS (default 20)",
+    ),
+]
+
+
+class BacktestRequest(BaseModel):
+    """A series to score the served model on, walk-forward: no retraining, every origin of a fold at once."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"closes": [100.0 + i % 7 for i in range(200)], "folds": 3}]},
+    )
+
+    model: ModelName | None = Field(
+        default=None, description="the model to score (GET /models lists them); default: the default model"
+    )
+    closes: Closes
+    dates: list[Annotated[str, Field(max_length=40)]] | None = Field(
+        default=None,
+        description="optional ISO dates, one per close, ascending: folds are then dated and those inside "
+        "the model's own training data are flagged `in_sample`",
+    )
+    folds: Folds = 5
+    horizon: Horizon = 1
+
+
+class Errors(BaseModel):
+    mae: float
+    rmse: float
+    mape: float = Field(description="percent")
+
+
+class FoldScores(BaseModel):
+    model: Errors
+    naive: Errors = Field(description='"tomorrow = today": the last close of each origin')
+    skill: float = Field(description="1 - MAE(model) / MAE(naive); > 0 beats naive")
+    n: int = Field(description="forecasts scored: origins × horizon steps")
+    coverage: dict[str, float] = Field(description="share of actual closes inside the 80% and 95% intervals")
+
+
+class FoldOut(FoldScores):
+    fold: int
+    start: int = Field(description="index in `closes` of the fold's first target")
+    stop: int = Field(description="index after its last target")
+    date_start: str | None
+    date_end: str | None
+    origins: int = Field(description="forecast origins in the fold")
+    in_sample: bool | None = Field(
+        description="the fold starts on or before the last date of the model's training data (null: no dates)"
+    )
+    model_version: str
+
+
+class Overall(FoldScores):
+    folds: int
+    folds_beating_naive: int
+
+
+class BacktestResponse(BaseModel):
+    folds: list[FoldOut]
+    overall: Overall = Field(description="pooled over every scored forecast of every fold")
+    model: str
+    model_version: str

@@ -1,0 +1,68 @@
+"""POST /backtest: the served model scored walk-forward on the caller's series (``closecast/backtest.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic_core import to_json
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from app.api.backtest_schemas import BacktestRequest, BacktestResponse
+from app.api.deps import SettingsDep, forecasters_of
+from app.api.routes.forecast import check_limits
+from closecast.backtest import backtest
+from closecast.errors import InputInvalid, Problem
+from closecast.series import DataError, series_from_values
+
+router = APIRouter(tags=["backtest"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no model of that name; the message lists known ones"},
+    413: {"description": "body larger than CLOSECAST_MAX_BODY_BYTES"},
+    422: {"description": "invalid input, too few closes for the folds asked, or too many folds"},
+    503: {"description": "no verified model loaded yet"},
+}
+
+
+def _dates(body: BacktestRequest) -> list[str] | None:
+    """The dates checked by the training rules (ISO, one per close, ascending)."""
+    if body.dates is None:
+        return None
+    try:
+        series = series_from_values(body.closes, body.dates)
+    except DataError as exc:
+        raise InputInvalid([Problem(("body", "dates"), str(exc), "dates_invalid", None)]) from None
+    if series.notes:  # newest first would reorder the closes the caller meant
+        raise InputInvalid(
+            [Problem(("body", "dates"), "dates are newest first; send closes and dates oldest first",
+                     "dates_not_ascending", None)]
+        )  # fmt: skip
+    return series.dates
+
+
+@router.post("/backtest", response_model=BacktestResponse, responses=_ERRORS)
+async def run_backtest(body: BacktestRequest, settings: SettingsDep, request: Request) -> Response:
+    """Score a model (default: the default model) walk-forward on a series: per fold and overall, vs naive."""
+    names, models = await forecasters_of(request, [body.model])
+    model = models[names[0]]
+    check_limits(settings, body.horizon, [(("body", "closes"), len(body.closes))])
+    if body.folds > settings.max_backtest_folds:
+        raise InputInvalid(
+            [Problem(("body", "folds"), f"folds is {body.folds}; at most {settings.max_backtest_folds} are "
+                     "run (CLOSECAST_MAX_BACKTEST_FOLDS); ask for fewer", "too_many_folds", body.folds)]
+        )  # fmt: skip
+    dates = _dates(body)
+    result = await run_in_threadpool(
+        backtest,
+        body.closes,
+        lambda _start: model,
+        model.window,
+        folds=body.folds,
+        horizon=body.horizon,
+        dates=dates,
+        trained_until=model.manifest.get("data", {}).get("date_end"),
+    )
+    content = {**result, "model": names[0], "model_version": model.version}
+    return Response(to_json(content, inf_nan_mode="null"), media_type="application/json")

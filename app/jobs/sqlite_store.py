@@ -1,0 +1,368 @@
+"""The job store in SQLite (stdlib ``sqlite3``), shared by every worker process that serves one model dir.
+
+    <model_dir>/jobs.sqlite        one row per job (WAL mode: readers never wait for the writer)
+
+Every change is one short transaction on its own connection, so the store is safe from any thread and any
+process. ``claim`` takes SQLite's write lock first (``BEGIN IMMEDIATE``) and checks that no job of the model
+is running, so two workers never start two; a partial unique index on ``model`` where ``status = 'running'``
+makes a second running row impossible even for a careless caller.
+
+Locks are waited on for ``timeout_s`` only (2 s by default), then ``JobStoreUnavailable`` says the store is
+locked; the old 30 s wait hung ``POST /train`` and then blamed permissions. A store deleted under a running
+service is created again on the next use (stale ``-wal``/``-shm`` files removed first, so they cannot replay
+into the new file); the runner puts its running job back with ``restore``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from app.jobs.errors import JobStoreUnavailable, QueueFull
+from app.jobs.store import DEFAULT_MODEL, KEEP_FINISHED, TERMINAL, Job, Lease, Owner, now_iso
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT    NOT NULL UNIQUE,
+    status           TEXT    NOT NULL
+                     CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    name             TEXT    NOT NULL,
+    promote          TEXT    NOT NULL,
+    spec             TEXT    NOT NULL,  -- JSON: csv, column, date_column, rows, params
+    progress         TEXT,              -- JSON: epoch, epochs, train_loss, val_loss
+    result           TEXT,              -- JSON: version, metrics, promoted, reason
+    error            TEXT,
+    created_at       TEXT    NOT NULL,
+    started_at       TEXT,
+    finished_at      TEXT,
+    owner_pid        INTEGER,           -- the lease: the worker process running the job ...
+    owner_host       TEXT,              -- ... on this host and boot (pids mean nothing elsewhere),
+    owner_started    TEXT,              -- ... started at this time (a recycled pid is another process),
+    owner_token      TEXT,              -- ... in this runner run (a restarted runner or process reuses pids)
+    heartbeat_at     REAL,              -- unix time the owner last renewed the lease
+    child_pid        INTEGER,           -- the training subprocess (leader of its own process group)
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    model            TEXT    NOT NULL DEFAULT 'default'  -- the model name the job trains
+);
+"""
+_INDEXES = """
+DROP INDEX IF EXISTS one_running_job;
+CREATE UNIQUE INDEX IF NOT EXISTS one_running_job_per_model ON jobs (model) WHERE status = 'running';
+"""
+_COLUMNS = (
+    "id, status, name, promote, spec, progress, result, error, created_at, started_at, finished_at, "
+    "owner_pid, owner_host, owner_started, owner_token, heartbeat_at, child_pid, cancel_requested, model"
+)
+
+
+def _job(row: sqlite3.Row) -> Job:
+    def load(text: str | None) -> Any:
+        return None if text is None else json.loads(text)
+
+    return Job(
+        id=row["id"],
+        status=row["status"],
+        name=row["name"],
+        promote=row["promote"],
+        spec=load(row["spec"]),
+        progress=load(row["progress"]),
+        result=load(row["result"]),
+        error=row["error"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        owner=None
+        if row["owner_pid"] is None
+        else Owner(row["owner_pid"], row["owner_host"], row["owner_started"], row["owner_token"]),
+        heartbeat_at=row["heartbeat_at"],
+        child_pid=row["child_pid"],
+        cancel_requested=bool(row["cancel_requested"]),
+        model=row["model"],
+    )
+
+
+def _row(job: Job) -> tuple[Any, ...]:
+    def dump(value: Any) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    owner = job.owner
+    return (
+        *(job.id, job.status, job.name, job.promote, dump(job.spec), dump(job.progress), dump(job.result)),
+        *(job.error, job.created_at, job.started_at, job.finished_at),
+        *((owner.pid, owner.host, owner.started, owner.token) if owner else (None,) * 4),
+        *(job.heartbeat_at, job.child_pid, int(job.cancel_requested), job.model),
+    )
+
+
+def failure_kind(exc: BaseException) -> str:
+    """What is wrong with the store, from an ``sqlite3`` or ``OSError``: locked, read-only, missing, ..."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # primary result code
+    text = str(exc).lower()
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text or "busy" in text:
+        return "locked"
+    oserr = getattr(exc, "errno", None) if isinstance(exc, OSError) else None
+    if code == sqlite3.SQLITE_READONLY or "readonly" in text or oserr in (errno.EROFS, errno.EACCES):
+        return "read-only"
+    if code == sqlite3.SQLITE_CANTOPEN or "no such table" in text or "unable to open" in text:
+        return "missing"
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    damaged = "malformed" in text or "not a database" in text
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or damaged:
+        return "damaged"
+    return "failed"
+
+
+class SQLiteJobStore:
+    """The job table of one model dir (implements ``JobStore``). Cheap to build; ``open()`` creates it."""
+
+    def __init__(self, path: Path, timeout_s: float = 2.0) -> None:
+        self.path = path
+        self.name = path.name
+        self.timeout_s = timeout_s
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file this store opened
+
+    def unavailable(self, exc: BaseException) -> JobStoreUnavailable:
+        """The domain error for ``exc`` (its text carries no path: ``strerror`` for an ``OSError``)."""
+        detail = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+        return JobStoreUnavailable(failure_kind(exc), self.name, detail)
+
+    @contextmanager
+    def _connect(self, reopen: bool = True) -> Iterator[sqlite3.Connection]:
+        if reopen:
+            self._reopen_if_replaced()
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)  # autocommit
+        except sqlite3.Error as exc:
+            raise self.unavailable(exc) from exc
+        conn.row_factory = sqlite3.Row
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_FULL:
+                raise  # a full disk is the caller's 507, with the rest of its storage errors
+            raise self.unavailable(exc) from exc
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds SQLite's write lock from its first statement."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def _reopen_if_replaced(self) -> None:
+        """Once opened: a store deleted (or replaced) under the service is created again, and said so."""
+        if self._identity is not None and self._stat() != self._identity:
+            log.warning("the job store %s was deleted or replaced; opening a new one", self.name)
+            self._identity = None
+            self.open()
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def open(self) -> None:
+        """Create the database and its schema if needed (idempotent, safe from several processes)."""
+        if self._identity is not None and self._identity == self._stat():
+            return  # opened already, and still the same file
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():  # journals of a deleted store must not replay into a new one
+                for suffix in ("-wal", "-shm", "-journal"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        except OSError as exc:
+            raise self.unavailable(exc) from exc
+        with self._connect(reopen=False) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+            if "model" not in columns:  # a store from before named models
+                conn.execute("ALTER TABLE jobs ADD COLUMN model TEXT NOT NULL DEFAULT 'default'")
+            conn.executescript(_INDEXES)
+        self._identity = self._stat()
+
+    # --- reading -----------------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _job(row)
+
+    def recent(self, limit: int = 20) -> list[Job]:
+        """Newest first."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+        return [_job(r) for r in rows]
+
+    def with_status(self, status: str, model: str | None = None) -> list[Job]:
+        """Oldest first; every model's unless ``model`` is given."""
+        query = "SELECT * FROM jobs WHERE status = ? AND (? IS NULL OR model = ?) ORDER BY seq"
+        with self._connect() as conn:
+            rows = conn.execute(query, (status, model, model)).fetchall()
+        return [_job(r) for r in rows]
+
+    def count(self, status: str) -> int:
+        with self._connect() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0])
+
+    # --- writing -----------------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        job_id: str,
+        name: str,
+        promote: str,
+        spec: dict[str, Any],
+        progress: dict[str, Any],
+        limit: int,
+        model: str = DEFAULT_MODEL,
+    ) -> Job:
+        """Add a queued job, or raise ``QueueFull`` when ``limit`` jobs are already waiting."""
+        with self._transaction() as conn:
+            waiting = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+            if waiting >= limit:
+                raise QueueFull(limit)
+            conn.execute(
+                "INSERT INTO jobs (id, status, name, promote, spec, progress, created_at, model) "
+                "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
+                (job_id, name, promote, json.dumps(spec), json.dumps(progress), now_iso(), model),
+            )
+            conn.execute(
+                "DELETE FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') AND seq NOT IN "
+                "(SELECT seq FROM jobs ORDER BY seq DESC LIMIT ?)",
+                (KEEP_FINISHED,),
+            )
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row)
+
+    def claim(self, owner: Owner, model: str = DEFAULT_MODEL) -> Job | None:
+        """Start the oldest queued job of ``model`` for ``owner``, unless one of its jobs runs (atomic)."""
+        with self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM jobs WHERE status = 'running' AND model = ?", (model,)).fetchone():
+                return None
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE status = 'queued' AND model = ? ORDER BY seq LIMIT 1", (model,)
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET status = 'running', started_at = ?, heartbeat_at = ?, owner_pid = ?, "
+                "owner_host = ?, owner_started = ?, owner_token = ? WHERE id = ?",
+                (now_iso(), time.time(), owner.pid, owner.host, owner.started, owner.token, row["id"]),
+            )
+            claimed = conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+        return _job(claimed)
+
+    def heartbeat(self, job_id: str, owner: Owner) -> Lease:
+        """Renew ``owner``'s lease on its running job: held, lost (taken over) or missing (store new)."""
+        with self._connect() as conn:
+            renewed = conn.execute(
+                "UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND status = 'running' AND owner_token = ?",
+                (time.time(), job_id, owner.token),
+            ).rowcount
+            if renewed:
+                return "held"
+            found = conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return "lost" if found else "missing"
+
+    def restore(self, job: Job) -> bool:
+        """Put back a job this store lost; False when another job of its model runs (or it is back)."""
+        with self._transaction() as conn:
+            try:
+                cursor = conn.execute(
+                    f"INSERT OR IGNORE INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 19)})", _row(job)
+                )
+            except sqlite3.IntegrityError:  # the partial unique index: another job of the model runs
+                return False
+            return cursor.rowcount == 1
+
+    def recover_stale(self, model: str, gone: Callable[[Job], str | None]) -> list[tuple[Job, str]]:
+        """Fail the running jobs of ``model`` whose owner ``gone`` says is gone, with its reason as the error.
+
+        A job is failed only if its lease did not change meanwhile (same owner token, same heartbeat), so an
+        owner that renewed its lease after the look keeps its job.
+        """
+        recovered = []
+        for job in self.with_status("running", model):
+            reason = gone(job)
+            if reason is None:
+                continue
+            token = job.owner.token if job.owner else None
+            with self._connect() as conn:
+                changed = conn.execute(
+                    "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ? "
+                    "AND status = 'running' AND owner_token IS ? AND heartbeat_at IS ?",
+                    (reason, now_iso(), job.id, token, job.heartbeat_at),
+                ).rowcount
+            if changed:
+                recovered.append((job, reason))
+        return recovered
+
+    def set_child(self, job_id: str, pid: int) -> None:
+        with self._connect() as conn:
+            conn.execute("UPDATE jobs SET child_pid = ? WHERE id = ?", (pid, job_id))
+
+    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        with self._connect() as conn:
+            conn.execute("UPDATE jobs SET progress = ? WHERE id = ?", (json.dumps(progress), job_id))
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self._connect() as conn:
+            row = conn.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row[0])
+
+    def request_cancel(self, job_id: str) -> Job | None:
+        """A queued job is cancelled at once; a running one is flagged for its owner to kill."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = 'cancelled by request' "
+                "WHERE id = ? AND status = 'queued'",
+                (now_iso(), job_id),
+            )
+            conn.execute(
+                "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'", (job_id,)
+            )
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _job(row)
+
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record the end of an active job; False (and no change) when it had already ended or is gone."""
+        if status not in TERMINAL:
+            raise ValueError(f"status {status!r} is not one a job ends in; use one of {TERMINAL}")
+        with self._connect() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET status = ?, result = ?, error = ?, finished_at = ? "
+                "WHERE id = ? AND status IN ('queued', 'running')",
+                (status, None if result is None else json.dumps(result), error, now_iso(), job_id),
+            )
+            return cursor.rowcount == 1

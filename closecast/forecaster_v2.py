@@ -1,0 +1,191 @@
+"""The served forecaster of format-2 bundles: free of the price level *and* of volatility (numpy + ORT).
+
+Closes -> the last ``EWMA_SPAN`` log returns of each series ``[N, EWMA_SPAN]`` (one vectorised pass over
+all closes) -> the window's returns divided by the window's RMS and standardised ``[N, W-1, 1]`` -> one
+ONNX Runtime call per step for the whole batch -> next return in log-return units. Horizons roll out
+recursively: the predicted return joins the window, whose scale is recomputed. Intervals multiply the
+bundle's conformal quantiles by an interval scale (``closecast/intervals.py``): the EWMA of the history sent
+when there is enough of it, else the window's RMS.
+
+One series runs through the same arrays as a batch (each row's arithmetic does not depend on the others),
+so ``forecast([s])`` equals ``forecast([s, ...]).items[0]`` bit for bit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from closecast.errors import Loc
+from closecast.forecaster import (
+    F64,
+    BatchForecast,
+    Forecaster,
+    InputWarning,
+    SeriesForecast,
+    SeriesLike,
+    _sqrt_steps,
+)
+from closecast.intervals import (
+    EWMA_MIN_RETURNS,
+    all_returns_rms,
+    ewma_scale,
+    history_matrix,
+    is_flat,
+)
+from closecast.representation import FloatArray, WindowScaler, log_returns
+
+TABLES = ("ewma", "window")
+_SQRT_STEPS = _sqrt_steps(1024)
+_MAX_PLANS = 1024
+
+
+@dataclass(frozen=True)
+class _TablePlan:
+    """A request's ``level`` list in both tables: ``[1+2L, 1]`` each (0 first: the forecast)."""
+
+    ewma: F64
+    window: F64
+    rows: tuple[tuple[int, int], ...]
+    notes: list[InputWarning]
+
+
+class ForecasterV2(Forecaster):
+    """A verified format-2 bundle in memory. Build it with ``closecast.bundle.load_forecaster``."""
+
+    scaler: WindowScaler  # type: ignore[assignment]  # format 2's scaler in place of format 1's
+
+    def __init__(
+        self, session: ort.InferenceSession, scaler: WindowScaler, manifest: dict[str, Any], version: str
+    ) -> None:
+        self._setup(session, manifest, version)
+        self.scaler = scaler
+        intervals = manifest["intervals"]
+        tables = intervals["tables"]
+        self._tables = {name: np.asarray(tables[name]["residual_quantiles"], np.float64) for name in TABLES}
+        self._set_quantiles(intervals["probabilities"], tables["window"]["residual_quantiles"])
+        self._table_plans: dict[tuple[int, ...], _TablePlan] = {}
+
+    # --- the network ------------------------------------------------------------------------------------
+
+    def _step(self, returns: F64) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
+        """Window returns ``[N, W-1]`` -> next log return ``[N]`` (exactly 0 for a flat window), the window
+        scales ``[N]`` (1 where flat) and the flat mask ``[N]``."""
+        u, scale, flat = self.scaler.transform(returns)
+        z = self.next_returns(u[..., np.newaxis].astype(np.float32))
+        return np.where(flat, 0.0, self.scaler.inverse(z, scale)), np.asarray(scale, np.float64), flat
+
+    def _roll(self, returns: F64, horizon: int) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
+        """``[N, W-1]`` -> cumulative predicted log returns ``[N, horizon]``, the first window's scales and
+        flat mask; each step's return joins the window and the oldest leaves."""
+        nxt, scale, flat = self._step(returns)
+        steps = [nxt]
+        for _ in range(1, horizon):
+            returns = np.concatenate([returns[:, 1:], nxt[:, np.newaxis]], axis=1)
+            nxt, _, _ = self._step(returns)
+            steps.append(nxt)
+        cumulative = steps[0][:, np.newaxis] if horizon == 1 else np.add.accumulate(np.stack(steps, 1), 1)
+        return cumulative, scale, flat
+
+    def rollout(self, windows: FloatArray, horizon: int) -> F64:
+        """Closes ``[N, W]`` -> cumulative predicted log returns ``[N, horizon]``."""
+        return self._roll(np.asarray(log_returns(windows), dtype=np.float64), horizon)[0]
+
+    # --- the service ------------------------------------------------------------------------------------
+
+    def forecast(
+        self,
+        series: Sequence[SeriesLike],
+        horizon: int = 1,
+        levels: Sequence[int] = (80, 95),
+        locs: Sequence[Loc] | None = None,
+    ) -> BatchForecast:
+        """Forecast every series together; ``locs`` name them in error messages (default ``closes``).
+
+        Raises ``InputInvalid`` listing every series shorter than the window or whose forecast overflows.
+        """
+        locs = locs if locs is not None else [("body", "closes")] * len(series)
+        self.check_lengths(series, locs)
+        plan = self._table_plan(levels)
+        history, counts = history_matrix(series)  # [N, EWMA_SPAN], [N]
+        returns = np.ascontiguousarray(history[:, -(self.window - 1) :])  # the input windows' returns
+        started = time.perf_counter()
+        cumulative, window_scale, flat = self._roll(returns, horizon)  # [N, H], [N], [N]
+        inference_s = time.perf_counter() - started
+        use_ewma = counts >= EWMA_MIN_RETURNS
+        window_scale = np.where(
+            flat, 0.0, window_scale
+        )  # a flat window's true RMS (0), not the 1 used to divide
+        scale = (
+            np.where(use_ewma, ewma_scale(history, counts), window_scale) if use_ewma.any() else window_scale
+        )
+        warnings: list[list[InputWarning]] = [[] for _ in series]
+        if flat.any() or is_flat(scale).any():  # rare: identical closes
+            scale = self._flat_fallback(series, flat, scale, warnings)
+        quantiles = np.where(use_ewma[:, np.newaxis, np.newaxis], plan.ewma, plan.window)  # [N, 1+2L, 1]
+        steps = _SQRT_STEPS[:horizon] if horizon <= len(_SQRT_STEPS) else _sqrt_steps(horizon)
+        lasts = [float(s[-1]) for s in series]
+        last = np.array(lasts, dtype=np.float64)[:, np.newaxis, np.newaxis]
+        widen = scale[:, np.newaxis, np.newaxis] * steps  # [N, 1, H]
+        prices = self._prices(last, cumulative, widen, quantiles)  # [N, 1+2L, H]
+        self._check_finite(prices, lasts, locs)
+        rows = prices.tolist()
+        items = [
+            SeriesForecast(
+                forecast=row[0],
+                intervals={level: (row[k], row[k + 1]) for k, level in plan.rows},
+                last_close=lasts[i],
+                warnings=warnings[i] + plan.notes,
+            )
+            for i, row in enumerate(rows)
+        ]
+        return BatchForecast(items, inference_s)
+
+    def _flat_fallback(
+        self,
+        series: Sequence[SeriesLike],
+        flat: npt.NDArray[np.bool_],
+        scale: F64,
+        warnings: list[list[InputWarning]],
+    ) -> F64:
+        """Flat windows forecast the last close; a zero interval scale becomes the RMS of all the returns
+        sent, else the bundle's ``flat_scale``. Each case is said in a warning."""
+        scale = scale.copy()
+        for i in np.flatnonzero(flat | is_flat(scale)).tolist():
+            words = []
+            if flat[i]:
+                words.append(f"the last {self.window} closes are all equal; the forecast is the last close")
+            if is_flat(scale[i]):
+                rms = all_returns_rms(series[i])
+                source = "the returns sent" if rms > 0 else "the model's typical move"
+                scale[i] = rms if rms > 0 else self.scaler.flat_scale
+                words.append(f"the intervals are sized by {source} ({scale[i]:.3g} per step)")
+            warnings[i].append(InputWarning("flat_window", "; ".join(words)))
+        return scale
+
+    def _table_plan(self, levels: Sequence[int]) -> _TablePlan:
+        """Both tables' quantiles for these levels, computed once per distinct ``levels``."""
+        key = tuple(levels)
+        plan = self._table_plans.get(key)
+        if plan is None:
+            if len(self._table_plans) >= _MAX_PLANS:
+                self._table_plans.clear()
+            columns = {
+                name: np.array(
+                    [0.0] + [q for level in key for q in self._interpolate(level, table)], np.float64
+                ).reshape(-1, 1)
+                for name, table in self._tables.items()
+            }
+            plan = self._table_plans[key] = _TablePlan(
+                ewma=columns["ewma"],
+                window=columns["window"],
+                rows=tuple((1 + 2 * k, level) for k, level in enumerate(key)),
+                notes=[w for w in map(self._level_note, key) if w is not None],
+            )
+        return plan

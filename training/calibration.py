@@ -1,0 +1,246 @@
+"""Format 2's scores and prediction intervals: metrics per series and pooled, split-conformal quantile tables
+from the calibration slices, and their coverage on the test slices, per series and pooled.
+
+Each one-step forecast is scored with the interval scale serving would use for it (``closecast/intervals``):
+the EWMA of the history before the target when there are ``EWMA_MIN_RETURNS`` returns of it, else the input
+window's RMS; a zero scale falls back to the RMS of all earlier returns, then to the scaler's
+``flat_scale``, as in serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from closecast.intervals import (
+    EWMA_LAMBDA,
+    EWMA_MIN_RETURNS,
+    EWMA_SPAN,
+    MIN_CALIBRATION,
+    PROBABILITIES,
+    calibrate,
+    ewma_along,
+    is_flat,
+)
+from closecast.representation import window_rms
+from closecast.scoring import score_against_naive, score_pooled
+from training.parts import Pooled, SeriesSlices, Windows
+
+F64 = npt.NDArray[np.float64]
+PredictFn = Callable[[npt.NDArray[np.float32]], F64]  # model input [N, W-1, 1] -> scaled next return [N]
+LEVELS = (80, 95)
+COVERAGE_TOLERANCE = 0.05  # a warning when test coverage is further than this from the level
+TABLES = ("ewma", "window")
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One slice of one series, forecast: the next log return, and each target's served interval scale."""
+
+    windows: Windows
+    predicted: F64  # [N] predicted next log return (0 for a flat window)
+    scales: dict[str, F64]  # "ewma", "window": [N] scale per target (0 where unusable)
+    served: F64  # [N] the scale serving uses (with the zero fallbacks)
+    use_ewma: npt.NDArray[np.bool_]  # [N] serving would use the EWMA table
+
+    @property
+    def forecast(self) -> F64:
+        return self.windows.last * np.exp(self.predicted)
+
+    def residuals(self, table: str) -> F64:
+        """Residuals in ``table``'s scale units, only where that table applies and the window moves."""
+        keep = ~self.windows.flat & ~is_flat(self.scales[table])
+        if table == "ewma":
+            keep &= self.use_ewma
+        return ((self.windows.next_return - self.predicted) / np.where(keep, self.scales[table], 1.0))[keep]
+
+
+def score_slice(pooled: Pooled, s: SeriesSlices, name: str, predict: PredictFn) -> Scored:
+    w = s.slices[name]
+    u, scale, flat = pooled.scaler.transform(w.returns)
+    predicted = np.where(
+        flat, 0.0, pooled.scaler.inverse(predict(u[..., np.newaxis].astype(np.float32)), scale)
+    )
+    all_returns = np.diff(np.log(s.closes))
+    last = w.target - 2  # index of the input window's last return in all_returns
+    ewma = ewma_along(all_returns)[last]
+    use_ewma = np.minimum(w.target - 1, EWMA_SPAN) >= EWMA_MIN_RETURNS
+    served = np.where(use_ewma, ewma, window_rms(w.returns))
+    zero = is_flat(served)
+    if zero.any():
+        history_rms = np.sqrt(np.cumsum(all_returns**2)[last] / (last + 1))
+        fallback = np.where(is_flat(history_rms), pooled.scaler.flat_scale, history_rms)
+        served = np.where(zero, fallback, served)
+    window = np.asarray(window_rms(w.returns), dtype=np.float64)
+    return Scored(w, predicted, {"ewma": ewma, "window": window}, served, use_ewma)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the manifest and ``report.png`` need: metrics, the intervals section, test bands per series."""
+
+    metrics: dict[str, Any]
+    intervals: dict[str, Any]
+    tests: dict[str, Scored]
+    bands: dict[str, dict[int, tuple[F64, F64]]]  # series -> level -> (lower, upper) test prices
+    warnings: list[str]
+
+
+def evaluate(pooled: Pooled, predict: PredictFn) -> Evaluation:
+    """Score every series, calibrate both tables on the pooled calibration residuals, check the test."""
+    scored = {
+        s.name: {
+            k: score_slice(pooled, s, k, predict) for k in ("train", "calibration", "early_stop", "test")
+        }
+        for s in pooled.series
+    }
+    tables = {}
+    for table in TABLES:
+        cal = np.concatenate([v["calibration"].residuals(table) for v in scored.values()])
+        train = np.concatenate([v["train"].residuals(table) for v in scored.values()])
+        quantiles, method, n = calibrate(cal, train)
+        tables[table] = {"quantiles": quantiles, "method": method, "n": n}
+    tests = {name: v["test"] for name, v in scored.items()}
+    coverages = {name: _coverage(t, tables) for name, t in tests.items()}
+    everything = _coverage_pooled(list(tests.values()), tables)
+    warnings = _coverage_warnings(everything) + _method_warnings(tables)
+    metrics = _metrics(scored, coverages, everything)
+    return Evaluation(
+        metrics=metrics,
+        intervals=_section(tables, pooled.scaler.flat_scale, everything, coverages, warnings),
+        tests=tests,
+        bands={name: _bands(t, tables) for name, t in tests.items()},
+        warnings=warnings,
+    )
+
+
+def _served_quantiles(t: Scored, tables: dict[str, Any], level: int) -> tuple[F64, F64]:
+    p_lo = (1 - level / 100) / 2
+    bounds = {k: np.interp([p_lo, 1 - p_lo], PROBABILITIES, v["quantiles"]) for k, v in tables.items()}
+    lo = np.where(t.use_ewma, bounds["ewma"][0], bounds["window"][0])
+    hi = np.where(t.use_ewma, bounds["ewma"][1], bounds["window"][1])
+    return lo, hi
+
+
+def _inside(t: Scored, tables: dict[str, Any], level: int) -> npt.NDArray[np.bool_]:
+    lo, hi = _served_quantiles(t, tables, level)
+    e = (t.windows.next_return - t.predicted) / t.served
+    return (e >= lo) & (e <= hi)
+
+
+def _coverage(t: Scored, tables: dict[str, Any]) -> dict[str, float]:
+    return {str(level): float(np.mean(_inside(t, tables, level))) for level in LEVELS}
+
+
+def _coverage_pooled(tests: list[Scored], tables: dict[str, Any]) -> dict[str, float]:
+    return {
+        str(level): float(np.mean(np.concatenate([_inside(t, tables, level) for t in tests])))
+        for level in LEVELS
+    }
+
+
+def _bands(t: Scored, tables: dict[str, Any]) -> dict[int, tuple[F64, F64]]:
+    out = {}
+    for level in LEVELS:
+        lo, hi = _served_quantiles(t, tables, level)
+        base = t.windows.last * np.exp(t.predicted)
+        out[level] = (base * np.exp(lo * t.served), base * np.exp(hi * t.served))
+    return out
+
+
+def _coverage_warnings(pooled: dict[str, float]) -> list[str]:
+    return [
+        f"the {level}% intervals held on {100 * share:.1f}% of the test closes, more than "
+        f"{100 * COVERAGE_TOLERANCE:.0f} points from {level}%; treat them with care"
+        for level, share in ((int(k), v) for k, v in pooled.items())
+        if abs(share - level / 100) > COVERAGE_TOLERANCE
+    ]
+
+
+def _method_warnings(tables: dict[str, Any]) -> list[str]:
+    return [
+        f"the {name} interval table was made from {t['method']} ({t['n']} residuals; fewer than "
+        f"{MIN_CALIBRATION} calibration residuals)"
+        for name, t in tables.items()
+        if t["method"] != "conformal"
+    ]
+
+
+def _metrics(
+    scored: dict[str, dict[str, Scored]], coverages: dict[str, dict[str, float]], pooled: dict[str, float]
+) -> dict[str, Any]:
+    """Test and validation (early stopping + calibration) scores per series and pooled."""
+    per_series = {}
+    for name, v in scored.items():
+        per_series[name] = {
+            "test": {**_score(v["test"]), "coverage": coverages[name]},
+            "validation": score_against_naive(*_join(v["early_stop"], v["calibration"])),
+        }
+    tests = [_triple(v["test"]) for v in scored.values()]
+    validations = [_join(v["early_stop"], v["calibration"]) for v in scored.values()]
+    single = len(scored) == 1
+    first = next(iter(scored.values()))["test"]
+    scores = {**_score(first), "units": "price"} if single else score_pooled(tests)
+    test = {**scores, "coverage": pooled}
+    return {
+        "test": test,
+        "validation": {**score_against_naive(*validations[0]), "units": "price"}
+        if single
+        else score_pooled(validations),
+        "beats_naive": bool(test["skill"] > 0),
+        "series": per_series,
+    }
+
+
+def _triple(t: Scored) -> tuple[F64, F64, F64]:
+    return t.windows.actual, t.forecast, t.windows.last
+
+
+def _score(t: Scored) -> dict[str, Any]:
+    return score_against_naive(*_triple(t))
+
+
+def _join(a: Scored, b: Scored) -> tuple[F64, F64, F64]:
+    return (
+        np.concatenate([a.windows.actual, b.windows.actual]),
+        np.concatenate([a.forecast, b.forecast]),
+        np.concatenate([a.windows.last, b.windows.last]),
+    )
+
+
+def _section(
+    tables: dict[str, Any],
+    flat_scale: float,
+    pooled: dict[str, float],
+    per_series: dict[str, dict[str, float]],
+    warnings: list[str],
+) -> dict[str, Any]:
+    scales: dict[str, dict[str, Any]] = {
+        "ewma": {"scale": "ewma", "lambda": EWMA_LAMBDA, "span": EWMA_SPAN, "min_returns": EWMA_MIN_RETURNS},
+        "window": {"scale": "window_rms"},
+    }
+    return {
+        "method": "split_conformal",
+        "source": "calibration",
+        "units": "interval_scale",
+        "horizon_scaling": "sqrt",
+        "probabilities": PROBABILITIES,
+        "tables": {
+            name: {
+                **scales[name],
+                "method": t["method"],
+                "fallback": t["method"] != "conformal",
+                "n": t["n"],
+                "residual_quantiles": t["quantiles"].tolist(),
+            }
+            for name, t in tables.items()
+        },
+        "flat_scale": flat_scale,
+        "test_coverage": pooled,
+        "test_coverage_by_series": per_series,
+        "warnings": warnings,
+    }

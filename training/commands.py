@@ -1,0 +1,154 @@
+"""``python -m training backtest`` and ``python -m training tune``: their flags and what they run.
+
+Kept apart from ``__main__.py`` (which only registers them) so the train command's module stays small.
+Bad input raises ``ValueError`` (a ``DataError`` or the core's ``InputInvalid`` reworded), which the CLI
+turns into exit code 2 and one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from closecast.errors import InputInvalid
+
+HYPERPARAMETERS = (
+    "window",
+    "train_frac",
+    "val_frac",
+    "hidden_size",
+    "num_layers",
+    "dropout",
+    "epochs",
+    "batch_size",
+    "lr",
+    "loss",
+    "patience",
+    "seed",
+    "threads",
+)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def add_backtest(sub: Any) -> None:
+    bt = sub.add_parser("backtest", help="walk-forward (rolling-origin) backtest of a bundle on a CSV")
+    bt.add_argument("--bundle", type=Path, required=True)
+    bt.add_argument("--csv", type=Path, required=True)
+    bt.add_argument("--column", default="Close")
+    bt.add_argument("--date-column", default=None)
+    bt.add_argument("--folds", type=_count, default=5, help="expanding-window folds (default %(default)s)")
+    bt.add_argument("--horizon", type=_count, default=1, help="steps scored per origin (default %(default)s)")
+    bt.add_argument(
+        "--refit", action="store_true", help="retrain the bundle's config on each fold's past (slow, honest)"
+    )
+    bt.add_argument("--json", action="store_true", help="print only one JSON object on stdout")
+    bt.set_defaults(run=run_backtest_command)
+
+
+def add_tune(sub: Any, hyperparameter_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+    tu = sub.add_parser("tune", help="Optuna search; the best trial refitted and written as a bundle")
+    tu.add_argument("--csv", type=Path, required=True, help="CSV file with a header row")
+    dest = tu.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", type=Path, help="bundle directory to create")
+    dest.add_argument("--registry", type=Path, help="model directory: write a new version there")
+    tu.add_argument("--promote", action="store_true", help="with --registry: make the new version current")
+    tu.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+    tu.add_argument("--trials", type=_count, default=20, help="trials to run now (default %(default)s)")
+    tu.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds")
+    tu.add_argument("--trial-timeout", type=float, metavar="S", help="prune a trial running over S seconds")
+    tu.add_argument("--folds", type=_count, default=3, help="walk-forward folds (default %(default)s)")
+    tu.add_argument("--storage", help="Optuna storage URL (default: a SQLite file beside the bundle)")
+    tu.add_argument("--study", help="study name; the same name resumes (default closecast-<csv name>)")
+    tu.add_argument("--quiet", action="store_true", help="no progress bar")
+    hyperparameter_flags(tu)  # each flag given fixes that parameter
+    tu.set_defaults(run=run_tune_command)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from closecast.series import load_csv
+
+    return load_csv(
+        args.csv, args.column, args.date_column or "Date", require_date_column=bool(args.date_column)
+    )
+
+
+def run_backtest_command(args: argparse.Namespace) -> int:
+    from training.folds import run_backtest
+
+    try:
+        result = run_backtest(
+            args.bundle, _load(args), folds=args.folds, horizon=args.horizon, refit=args.refit
+        )
+    except InputInvalid as exc:
+        raise ValueError(exc.message) from None
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(format_backtest(result))
+    return 0
+
+
+def format_backtest(result: dict[str, Any]) -> str:
+    """A fold-by-fold table and the overall line, for a human."""
+    lines = [f"{'fold':>4} {'from':>10} {'to':>10} {'n':>6} {'MAE':>10} {'naive':>10} {'skill':>8} "
+             f"{'cov80':>6} {'cov95':>6}  in_sample"]  # fmt: skip
+    rows = [*result["folds"], {**result["overall"], "fold": "all", "in_sample": ""}]
+    for r in rows:
+        cov = r["coverage"]
+        lines.append(
+            f"{r['fold']!s:>4} {r.get('date_start') or r.get('start', ''):>10} "
+            f"{r.get('date_end') or r.get('stop', ''):>10} {r['n']:>6} {r['model']['mae']:>10.4f} "
+            f"{r['naive']['mae']:>10.4f} {r['skill']:>+8.4f} {cov['80']:>6.1%} {cov['95']:>6.1%}  "
+            f"{r['in_sample']}"
+        )
+    return "\n".join(lines)
+
+
+def run_tune_command(args: argparse.Namespace) -> int:
+    from closecast.bundle import check_destination
+    from closecast.config import Config
+    from training.tune import Search, default_storage, tune
+
+    base = {name: getattr(args, name) for name in HYPERPARAMETERS if getattr(args, name) is not None}
+    Config.from_overrides(base)  # refuse bad fixed values before reading the data
+    if args.registry:
+        from closecast.registry import new_version_id
+
+        args.out = args.registry / new_version_id(args.csv.name.encode())
+    elif args.promote:
+        raise ValueError("--promote needs --registry (a plain --out directory has no current pointer)")
+    check_destination(args.out, args.force)
+    series = _load(args)
+    study = args.study or f"closecast-{args.csv.stem}"
+    where = args.registry / ".tuning" if args.registry else args.out.resolve().parent
+    search = Search(
+        base=base,
+        trials=args.trials,
+        timeout=args.timeout,
+        trial_timeout=args.trial_timeout,
+        folds=args.folds,
+        storage=args.storage or default_storage(where, study),
+        study=study,
+        quiet=args.quiet,
+    )
+    manifest = tune(series, search, args.out, force=args.force)
+    if args.registry and args.promote:
+        from closecast.registry import set_current
+
+        set_current(args.registry, args.out.name)
+    t, tuning = manifest["metrics"]["test"], manifest["tuning"]
+    print(
+        f"wrote {args.out}: {tuning['n_trials']} trials ({tuning['n_pruned']} pruned) in "
+        f"{tuning['search_seconds']:.0f}s, best objective {tuning['best_value']:.4f} "
+        f"{json.dumps(tuning['best_params'])}; test skill {t['skill']:+.4f}"
+    )
+    return 0

@@ -1,0 +1,273 @@
+"""``python -m training tune``: an Optuna search over the hyperparameters, judged by walk-forward folds of
+the training + validation part only; the best trial is refitted on the whole series and written as an
+ordinary bundle whose manifest gains a ``tuning`` section (and ``tuning.png``, the optimisation history).
+
+The test part of the series (the last ``1 - train_frac - val_frac``) is never given to the objective: it
+stays untouched for the final bundle's report, the only honest figure left after a search.
+
+Folds are nested prefixes of the development part (``closes[:val_end]``): the largest is the whole part,
+each smaller one ends where its larger neighbour's test part starts, so their test parts are adjacent,
+non-overlapping blocks walking forward in time. Each fold is one ``fit_and_score`` (its own split, scaler,
+early stopping) of that prefix; the objective is the mean over folds of MAE(model) / MAE(naive) on the
+prefix's own test part: 1.0 is the naive forecast, lower is better.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import optuna
+import torch
+from tqdm import tqdm
+
+from closecast.config import Config, DataConfig
+from closecast.series import DataError, Series, make_split, min_rows
+from training.folds import past_of
+from training.parts import pool
+from training.pipeline import ScoredModel, fit_and_score
+from training.train import ProgressFn, make_loss
+
+OBJECTIVE = (
+    "mean over walk-forward folds of the training + validation part (never the test part) of the one-step "
+    "MAE of the model divided by that of the naive forecast; 1.0 = naive, lower is better"
+)
+WINDOW_RANGE = (11, 121)
+SEARCH_SPACE: dict[str, Any] = {  # documented in README "Tuning"; a CLI flag fixes a parameter instead
+    "window": list(WINDOW_RANGE),
+    "hidden_size": [16, 128],
+    "num_layers": [1, 3],
+    "dropout": [0.0, 0.3],  # only with num_layers > 1 (torch ignores it otherwise)
+    "lr": [1e-4, 1e-2, "log"],
+    "batch_size": [32, 64, 128],
+    "loss": ["huber", "mse", "mae"],
+}
+
+
+@dataclass(frozen=True)
+class Search:
+    """What a search is asked to do: the fixed parameters (flags), budget and study location."""
+
+    base: dict[str, Any]  # every hyperparameter flag given: fixed, never searched
+    trials: int
+    timeout: float | None
+    trial_timeout: float | None
+    folds: int
+    storage: str
+    study: str
+    quiet: bool = False
+
+
+def dev_folds(n_dev: int, cfg: DataConfig, folds: int) -> list[int]:
+    """Prefix lengths of the development part, ascending; each one's test part ends where the next starts."""
+    sizes = [n_dev]
+    for _ in range(folds - 1):
+        sizes.append(make_split(sizes[-1], cfg).val_end)
+    return sizes[::-1]
+
+
+def window_bound(smallest: int, cfg: DataConfig, fixed_window: int | None) -> int:
+    """The largest window the smallest fold can train with (at most 121), or a DataError saying why."""
+    if fixed_window is not None:
+        candidates = [fixed_window]
+    else:
+        candidates = list(range(WINDOW_RANGE[1], WINDOW_RANGE[0] - 1, -1))
+    for window in candidates:
+        if min_rows(DataConfig(window=window, train_frac=cfg.train_frac, val_frac=cfg.val_frac)) <= smallest:
+            return window
+    w = candidates[-1]
+    need = min_rows(DataConfig(window=w, train_frac=cfg.train_frac, val_frac=cfg.val_frac))
+    raise DataError(
+        f"the smallest walk-forward fold has {smallest} closes but window {w} needs {need}; "
+        "send a longer series or ask for fewer --folds"
+    )
+
+
+def suggest(
+    trial: optuna.Trial | optuna.trial.FixedTrial, base: dict[str, Any], max_window: int
+) -> dict[str, Any]:
+    """The trial's hyperparameters: flags given on the command line are fixed, the rest are searched."""
+    params = dict(base)
+
+    def pick(name: str, draw: Callable[[], Any]) -> Any:
+        if params.get(name) is None:
+            params[name] = draw()
+        return params[name]
+
+    pick("window", lambda: trial.suggest_int("window", WINDOW_RANGE[0], max_window))
+    pick("hidden_size", lambda: trial.suggest_int("hidden_size", 16, 128, log=True))
+    layers = pick("num_layers", lambda: trial.suggest_int("num_layers", 1, 3))
+    pick("dropout", lambda: trial.suggest_float("dropout", 0.0, 0.3) if layers > 1 else 0.0)
+    pick("lr", lambda: trial.suggest_float("lr", 1e-4, 1e-2, log=True))
+    pick("batch_size", lambda: trial.suggest_categorical("batch_size", [32, 64, 128]))
+    pick("loss", lambda: trial.suggest_categorical("loss", ["huber", "mse", "mae"]))
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _pruning_hook(
+    trial: optuna.Trial | optuna.trial.FixedTrial, fold: int, cfg: Config, series: Series, deadline: float
+) -> ProgressFn:
+    """Report each epoch's validation loss, relative to the drift-only forecast's (so huber, mse and mae
+    trials compare on one scale), and stop the trial when the pruner says so or its time is up."""
+    y = torch.from_numpy(pool([series], cfg.data).pooled("early_stop")[1]).float()
+    zero_loss = float(make_loss(cfg.train)(torch.zeros_like(y), y)) or 1.0
+
+    def hook(event: dict[str, Any]) -> None:
+        step = fold * cfg.train.epochs + int(event["epoch"])
+        trial.report(float(event["val_loss"]) / zero_loss, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at fold {fold} epoch {event['epoch']}")
+        if time.monotonic() > deadline:
+            trial.set_user_attr("timed_out", True)
+            raise optuna.TrialPruned(f"over --trial-timeout at fold {fold} epoch {event['epoch']}")
+
+    return hook
+
+
+def fold_ratio(scored: ScoredModel) -> float:
+    """MAE of the model / MAE of naive on a fold's test part (1 - skill)."""
+    test = scored.test_scores
+    return float(test["model"]["mae"] / test["naive"]["mae"])
+
+
+def make_objective(series: Series, search: Search) -> Callable[[Any], float]:
+    """The objective over ``series``'s development part only (its test part is cut off here, once)."""
+    data = Config.from_overrides(search.base).data
+    dev = past_of(series, make_split(series.closes.size, data).val_end)  # the test part goes no further
+    prefixes = dev_folds(dev.closes.size, data, search.folds)
+    fixed_window = search.base.get("window")
+    max_window = window_bound(prefixes[0], data, fixed_window)
+
+    def objective(trial: optuna.Trial | optuna.trial.FixedTrial) -> float:
+        params = suggest(trial, search.base, max_window)
+        trial.set_user_attr("params", params)
+        cfg = Config.from_overrides(params)
+        deadline = time.monotonic() + (search.trial_timeout or math.inf)
+        ratios = []
+        for k, n in enumerate(prefixes):
+            fold = past_of(dev, n)
+            hook = _pruning_hook(trial, k, cfg, fold, deadline)
+            ratios.append(fold_ratio(fit_and_score(fold, cfg, progress=hook, quiet=True)))
+        trial.set_user_attr("fold_ratios", ratios)
+        return float(sum(ratios) / len(ratios))
+
+    return objective
+
+
+def redact(storage: str) -> str:
+    """A storage URL without its password (``postgresql://user:***@host/db``)."""
+    parts = urlsplit(storage)
+    if parts.password is None:
+        return storage
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _progress_bar(total: int, quiet: bool) -> tuple[tqdm[Any], Callable[[Any, Any], None]]:
+    bar: tqdm[Any] = tqdm(total=total, desc="trials", unit="trial", disable=quiet)
+
+    def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        bar.update(1)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        pruned = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
+        best = f"{min(t.value for t in done if t.value is not None):.4f}" if done else "-"
+        bar.set_postfix(best=best, pruned=pruned)
+
+    return bar, on_trial
+
+
+def run_search(series: Series, search: Search) -> optuna.Study:
+    """Run (or resume: same study name and storage) the search; returns the study."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objective = make_objective(series, search)  # refuses unusable data before the first trial
+    seed = int(search.base.get("seed") or 0)
+    study = optuna.create_study(
+        study_name=search.study,
+        storage=search.storage,
+        direction="minimize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed + len_trials(search)),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+    )
+    bar, on_trial = _progress_bar(search.trials, search.quiet)
+    try:
+        study.optimize(objective, n_trials=search.trials, timeout=search.timeout, callbacks=[on_trial])
+    finally:
+        bar.close()
+    return study
+
+
+def len_trials(search: Search) -> int:
+    """Trials already in the study (so a resumed search does not replay the same random start)."""
+    try:
+        return len(optuna.load_study(study_name=search.study, storage=search.storage).trials)
+    except KeyError:
+        return 0
+
+
+def tuning_section(study: optuna.Study, search: Search, seconds: float) -> dict[str, Any]:
+    """The bundle's ``manifest["tuning"]``."""
+    states = [t.state for t in study.trials]
+    complete = states.count(optuna.trial.TrialState.COMPLETE)
+    pruned = states.count(optuna.trial.TrialState.PRUNED)
+    best = study.best_trial
+    return {
+        "n_trials": complete + pruned,
+        "n_complete": complete,
+        "n_pruned": pruned,
+        "best_trial": best.number,
+        "best_value": best.value,
+        "best_params": best.user_attrs["params"],
+        "best_fold_ratios": best.user_attrs.get("fold_ratios"),
+        "objective": OBJECTIVE,
+        "folds": search.folds,
+        "fixed": sorted(k for k, v in search.base.items() if v is not None),
+        "search_space": SEARCH_SPACE,
+        "sampler": "TPE",
+        "pruner": "median, on per-epoch validation loss relative to the drift-only forecast",
+        "study": search.study,
+        "storage": redact(search.storage),
+        "search_seconds": round(seconds, 3),
+    }
+
+
+def best_config(study: optuna.Study) -> Config:
+    """The best trial's whole configuration, or a ValueError when no trial completed."""
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        pruned = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
+        raise ValueError(
+            f"no trial of study {study.study_name!r} completed ({pruned} pruned); "
+            "give the search more --trials, --timeout or --trial-timeout"
+        )
+    return Config.from_overrides(study.best_trial.user_attrs["params"])
+
+
+def tune(series: Series, search: Search, out: Path, *, force: bool = False) -> dict[str, Any]:
+    """Search, refit the best configuration on the whole series, write the bundle; returns its manifest."""
+    from training.pipeline import export_bundle
+    from training.tune_report import write_history
+
+    started = time.perf_counter()
+    study = run_search(series, search)
+    seconds = time.perf_counter() - started
+    config = best_config(study)
+    scored = fit_and_score(series, config, quiet=search.quiet)
+    return export_bundle(
+        scored,
+        out,
+        force=force,
+        tuning=tuning_section(study, search, seconds),
+        write_extra=lambda tmp: write_history(tmp / "tuning.png", study),
+    )
+
+
+def default_storage(out_dir: Path, study: str) -> str:
+    """A SQLite file in ``out_dir``: the study survives the process and resumes under its name."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(out_dir / f'{study}.optuna.sqlite3').resolve()}"
