@@ -150,8 +150,8 @@ def test_a_model_path_that_is_no_slug_is_422(client: TestClient) -> None:
     response = client.get("/models/AAPL/versions")
     assert response.status_code == 422
     assert detail_msgs(response) == [
-        'path.model is "AAPL"; a model name is 1 to 64 lowercase letters, digits, '.', '_' or '-', starting with "
-        "a letter or digit"
+        "path.model is \"AAPL\"; a model name is 1 to 64 lowercase letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit"
     ]
 
 
