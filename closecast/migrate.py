@@ -140,3 +140,12 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def new_version_dir(root: Path, model: str, salt: bytes, default_model: str = "default") -> Path:
+    """Where the training CLI writes a new version of ``model``: ``root/<model>/<new id>`` (the directory is
+    created; a flat-layout ``root`` is migrated first, as the service does). ValueError for a bad name."""
+    model_dir = registry.FilePointers(root).model_dir_of(model)
+    prepare_registry(root, default_model)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    return model_dir / registry.new_version_id(salt)

@@ -142,13 +142,12 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _registry_out(args: argparse.Namespace) -> Path:
     """``REGISTRY/MODEL/<new version>``; a flat-layout registry is migrated first, as the service does."""
-    from closecast.migrate import prepare_registry
-    from closecast.registry import FilePointers, new_version_id
+    from closecast.migrate import new_version_dir
 
-    model_dir = FilePointers(args.registry).model_dir_of(args.model)  # ValueError for a name that is no slug
-    prepare_registry(args.registry, os.environ.get("CLOSECAST_DEFAULT_MODEL", "default"))
-    model_dir.mkdir(parents=True, exist_ok=True)
-    return model_dir / new_version_id(b"\0".join(p.name.encode() for p in args.csv))
+    salt = b"\0".join(p.name.encode() for p in args.csv)
+    return new_version_dir(
+        args.registry, args.model, salt, os.environ.get("CLOSECAST_DEFAULT_MODEL", "default")
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
