@@ -244,7 +244,7 @@ class JobRunner:
             self._store_seen = True
         self._recover()
         assert self._owner is not None
-        return claim_any(self.store, self._owner) if claim else None
+        return claim_any(self.store, self._owner, self.models.default_name) if claim else None
 
     def _gone(self, job: Job) -> str | None:
         """Why ``job``'s owner counts as gone (the job's error), or None while it holds its lease."""
@@ -271,7 +271,7 @@ class JobRunner:
 
     def _recover(self) -> None:
         """Fail the running jobs whose worker is gone, and kill the training processes they left behind."""
-        for job, reason in recover_stale_all(self.store, self._gone):
+        for job, reason in recover_stale_all(self.store, self._gone, self.models.default_name):
             log.warning("job %s: %s", job.id, reason)
             here = job.owner is not None and job.owner.host == HOST_AND_BOOT
             if here and job.child_pid and command_line_mentions(job.child_pid, str(self.work_dir(job.id))):
