@@ -13,12 +13,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from closecast import registry
-from tests.helpers import DEFAULT, FIXTURE_BUNDLE, FIXTURE_VERSION, copy_registry, detail_msgs, make_settings
+from tests.helpers import (
+    DEFAULT,
+    FIXTURE_BUNDLE,
+    FIXTURE_VERSION,
+    copy_registry,
+    detail_msgs,
+    make_settings,
+    running_server,
+    wait_for,
+)
 from tests.synthetic import calm_walk
 
 KEY = "named-models-key-0123456789"
@@ -295,3 +305,31 @@ def test_no_request_fails_while_a_model_is_promoted_back_and_forth(client: TestC
     by_model = {(model, version) for _, model, version in answers}
     assert {v for m, v in by_model if m == "aapl"} == {A1, A2}
     assert {v for m, v in by_model if m != "aapl"} == {FIXTURE_VERSION, M1}
+
+
+def test_a_real_server_follows_pointer_moves_of_a_named_model_without_a_failed_request(root: Path) -> None:
+    """`python -m app`: another worker (here, the test) moves aapl's pointer; this one follows within the
+    reload interval, while traffic to aapl and the default never sees an error."""
+    with running_server(root, reload_interval_s="0.05") as server:
+        stop = threading.Event()
+        answers: list[tuple[int, str]] = []
+
+        def traffic(model: str) -> None:
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                while not stop.is_set():
+                    r = http.post("/forecast", json={"closes": calm_walk(), "model": model})
+                    answers.append((r.status_code, r.json().get("model_version", r.text)))
+
+        threads = [threading.Thread(target=traffic, args=(m,)) for m in ("aapl", "default")]
+        for t in threads:
+            t.start()
+        try:
+            for version in (A1, A2, A1):
+                registry.set_current(root / "aapl", version, "another worker")
+                wait_for(lambda v=version: v in [a[1] for a in answers[-4:]], timeout=30)  # type: ignore[misc]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    assert answers and all(status == 200 for status, _ in answers), answers[:5]
+    assert {v for _, v in answers} == {A1, A2, FIXTURE_VERSION}
