@@ -14,7 +14,7 @@ data are flagged ``in_sample``), or, for ``--refit``, one trained on ``closes[:s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,9 +88,25 @@ def _fold_paths(closes: F64, fold: Fold, window: int, horizon: int) -> tuple[F64
     return inputs, actual
 
 
-def score_paths(model: Forecaster, inputs: F64, actual: F64, horizon: int) -> dict[str, Any]:
-    """Forecast every origin together (one ONNX Runtime call per step); score every step against naive."""
-    items = model.forecast(list(inputs), horizon, LEVELS).items
+def _fold_features(
+    features: Mapping[str, Sequence[float]] | None, fold: Fold, window: int, horizon: int
+) -> list[dict[str, F64]] | None:
+    """Each origin's feature windows (aligned with its closes' window), or None without features."""
+    if not features:
+        return None
+    columns = {
+        name: _fold_paths(np.asarray(v, np.float64), fold, window, horizon)[0] for name, v in features.items()
+    }
+    count = len(next(iter(columns.values())))
+    return [{name: w[i] for name, w in columns.items()} for i in range(count)]
+
+
+def score_paths(
+    model: Forecaster, inputs: F64, actual: F64, horizon: int, features: list[dict[str, F64]] | None = None
+) -> dict[str, Any]:
+    """Forecast every origin together (one ONNX Runtime call per step); score every step against naive.
+    ``features[i]`` are origin i's feature windows, for a model that reads them."""
+    items = model.forecast(list(inputs), horizon, LEVELS, None, features).items
     predicted = np.array([item.forecast for item in items], dtype=np.float64)  # [N, H]
     naive = np.repeat(inputs[:, -1:], horizon, axis=1)
     scores = score_against_naive(actual.ravel(), predicted.ravel(), naive.ravel())
@@ -119,6 +135,7 @@ def backtest(
     dates: Sequence[str] | None = None,
     trained_until: str | None = None,
     min_past: int = 0,
+    features: Mapping[str, Sequence[float]] | None = None,
 ) -> dict[str, Any]:
     """``{"folds": [...], "overall": {...}}`` for ``closes`` (oldest first, validated by the caller).
 
@@ -132,7 +149,7 @@ def backtest(
     for fold in plan_folds(c.size, window, folds, horizon, min_past):
         model = model_for(fold.start)
         inputs, actual = _fold_paths(c, fold, window, horizon)
-        row = score_paths(model, inputs, actual, horizon)
+        row = score_paths(model, inputs, actual, horizon, _fold_features(features, fold, window, horizon))
         rows.append(_fold_row(fold, row, dates, trained_until, model.version))
     return {"folds": rows, "overall": _overall(rows)}
 

@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from closecast.errors import BundleInvalid, ProviderUnavailable
+from closecast.features import FeatureScaler, parse_names
 from closecast.forecaster import Forecaster
 from closecast.forecaster_v2 import TABLES, ForecasterV2
 from closecast.intervals import EWMA_LAMBDA, EWMA_MIN_RETURNS, EWMA_SPAN
@@ -112,6 +113,26 @@ def load_scaler(bundle_dir: Path, format_version: int = 1) -> Scaler | WindowSca
         raise BundleInvalid(f"{bundle_dir.name}/{SCALER_FILE} is not a usable scaler: {exc}") from exc
 
 
+def load_feature_scaler(bundle_dir: Path, manifest: dict[str, Any]) -> FeatureScaler | None:
+    """``scaler.json``'s ``features`` section, for the features ``input.features`` lists (in that order)."""
+    names = contract_features(manifest, bundle_dir.name)
+    if not names:
+        return None
+    path = bundle_dir / SCALER_FILE
+    try:
+        features = FeatureScaler.from_dict(json.loads(path.read_text(encoding="utf-8"))["features"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BundleInvalid(
+            f"{bundle_dir.name}/{SCALER_FILE} has no usable features section: {exc!r}"
+        ) from exc
+    if features.names != names:
+        raise BundleInvalid(
+            f"{bundle_dir.name}: {SCALER_FILE} has features {list(features.names)} but input.features is "
+            f"{list(names)}"
+        )
+    return features
+
+
 def open_session(model_path: Path, providers: str = "auto", threads: int = 1) -> ort.InferenceSession:
     """An ONNX Runtime session on the providers the setting asks for (CUDA first, CPU fallback)."""
     options = ort.SessionOptions()
@@ -155,13 +176,27 @@ def check_contract(session: ort.InferenceSession, manifest: dict[str, Any], name
         raise BundleInvalid(
             f"{name}: model.onnx has inputs {sorted(inputs)} but the manifest names {contract.get('name')!r}"
         )
+    channels = 1 + len(contract_features(manifest, name))
     shape = inputs[contract["name"]]
-    if len(shape) != 3 or shape[1:] != [window - 1, 1]:
-        raise BundleInvalid(f"{name}: model.onnx input shape is {shape}; expected ['batch', {window - 1}, 1]")
+    if len(shape) != 3 or shape[1:] != [window - 1, channels]:
+        raise BundleInvalid(
+            f"{name}: model.onnx input shape is {shape}; expected ['batch', {window - 1}, {channels}]"
+        )
     if contract.get("output_name") not in outputs:
         raise BundleInvalid(
             f"{name}: model.onnx has outputs {outputs} but the manifest names {contract.get('output_name')!r}"
         )
+
+
+def contract_features(manifest: dict[str, Any], name: str) -> tuple[str, ...]:
+    """``input.features``: the OHLCV channels after the returns, in order (none for closes-only models)."""
+    try:
+        features = parse_names(manifest["input"].get("features", []))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise BundleInvalid(f"{name}: input.features is unusable: {exc}") from exc
+    if features and manifest.get("format_version") == 1:
+        raise BundleInvalid(f"{name}: a format-1 bundle cannot read features {list(features)}")
+    return features
 
 
 def check_sample(forecaster: Forecaster, manifest: dict[str, Any], name: str) -> None:
@@ -178,7 +213,15 @@ def check_sample(forecaster: Forecaster, manifest: dict[str, Any], name: str) ->
             f"{name}: manifest sample closes have shape {list(closes.shape)} and forecast "
             f"{len(expected)} values; expected [k, {forecaster.window}] and k"
         )
-    actual = forecaster.predict_closes(closes, 1)[:, 0]
+    try:
+        features = {k: np.asarray(sample.get("features", {})[k], np.float64) for k in forecaster.features}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleInvalid(f"{name}: manifest sample features are unusable: {exc!r}") from exc
+    if any(v.shape != closes.shape for v in features.values()):
+        raise BundleInvalid(
+            f"{name}: manifest sample features do not have the closes' shape {list(closes.shape)}"
+        )
+    actual = forecaster.predict_closes(closes, 1, features)[:, 0]
     relative = np.abs(actual - expected) / np.maximum(np.abs(expected), np.finfo(np.float64).tiny)
     worst = int(np.argmax(relative))
     if not np.isfinite(relative).all() or relative[worst] > tolerance:
@@ -200,7 +243,7 @@ def load_forecaster(bundle_dir: Path, providers: str = "auto", ort_threads: int 
     forecaster: Forecaster
     if isinstance(scaler, WindowScaler):
         _check_tables(manifest["intervals"], name)
-        forecaster = ForecasterV2(session, scaler, manifest, version=name)
+        forecaster = ForecasterV2(session, scaler, manifest, name, load_feature_scaler(bundle_dir, manifest))
     else:
         _check_intervals(manifest["intervals"], name)
         forecaster = Forecaster(session, scaler, manifest, version=name)
@@ -305,7 +348,10 @@ def write_bundle(out: Path, fill: Callable[[Path], dict[str, Any]], force: bool 
     return manifest
 
 
-def write_scaler(bundle_dir: Path, scaler: Scaler | WindowScaler) -> None:
-    """``scaler.json``, the file ``load_scaler`` reads back."""
-    text = json.dumps(scaler.to_dict(), indent=2) + "\n"
+def write_scaler(
+    bundle_dir: Path, scaler: Scaler | WindowScaler, features: FeatureScaler | None = None
+) -> None:
+    """``scaler.json``, the file ``load_scaler`` (and ``load_feature_scaler``) reads back."""
+    content = scaler.to_dict() if features is None else {**scaler.to_dict(), "features": features.to_dict()}
+    text = json.dumps(content, indent=2) + "\n"
     (bundle_dir / SCALER_FILE).write_text(text, encoding="utf-8")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from closecast.features import parse_names
+
 LossName = Literal["mse", "huber", "mae"]
 
 
@@ -22,8 +24,10 @@ class DataConfig:
     window: int = 21  # closes per input: 20 daily returns, about a trading month
     train_frac: float = 0.7
     val_frac: float = 0.1  # the test part is what remains (0.2 by default)
+    features: tuple[str, ...] = ()  # OHLCV columns read besides the closes, in order (closecast/features.py)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "features", parse_names(self.features))  # a list from JSON, a CLI string
         if not 3 <= self.window <= 1000:
             raise ValueError(f"window is {self.window}; it must be in [3, 1000] closes")
         if not 0.3 <= self.train_frac <= 0.95:

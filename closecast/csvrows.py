@@ -13,9 +13,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from closecast.timeaxis import TimestampError, check_one_kind, is_date_only, iso_texts, parse_timestamp
+
+T = TypeVar("T")  # what order_by_date reorders: closes, or their row indices
 
 
 class DataError(ValueError):
@@ -42,9 +44,28 @@ def parse_close(text: str, where: str) -> float:
     return value
 
 
+def parse_feature(feature: str, text: str, where: str) -> float:
+    """A high/low/open cell is a price (> 0); a volume cell is finite and >= 0 (a day without trades is 0)."""
+    if feature != "volume":
+        return parse_close(text, where) if text else _empty(where)
+    if not text:
+        _empty(where)
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where} is {text!r}; expected a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise DataError(f"{where} is {text!r}; a volume must be finite and >= 0")
+    return value
+
+
+def _empty(where: str) -> float:
+    raise DataError(f"{where} is empty; every row with a close needs each feature (or drop --features)")
+
+
 def order_by_date(
-    closes: list[float], dates: list[datetime], places: list[str]
-) -> tuple[list[float], list[datetime], list[str]]:
+    closes: list[T], dates: list[datetime], places: list[str]
+) -> tuple[list[T], list[datetime], list[str]]:
     """Refuse duplicates (on the full timestamp) and a mix of zoned and plain times; accept ascending or
     newest-first (reversed, and noted); refuse any other order.
 
@@ -79,6 +100,7 @@ class _Layout:
     close: int
     date: int | None
     ident: int | None
+    features: tuple[tuple[str, int, str], ...] = ()  # (feature, column index, column name as written)
 
 
 def _columns(
@@ -88,8 +110,10 @@ def _columns(
     date_column: str | None,
     id_column: str | None,
     require_date_column: bool,
+    features: Sequence[str] = (),
 ) -> _Layout:
-    """Indices of the close, date and id columns; refuses a missing close or id column, listing them all."""
+    """Indices of the close, date, id and feature columns (features matched case-insensitively: ``high``
+    reads ``High``); refuses a missing close, id or feature column, listing them all."""
     if not header:
         raise DataError(f"{path.name} is empty; expected a header row with a {column!r} column")
     names = [h.strip() for h in header]
@@ -100,10 +124,17 @@ def _columns(
         raise DataError(f"id column {id_column!r} not found in {path.name}; columns are: {listing}")
     if date_column and date_column not in names and require_date_column:
         raise DataError(f"date column {date_column!r} not found in {path.name}; columns are: {listing}")
+    lowered = [n.lower() for n in names]
+    for feature in features:
+        if feature not in lowered:
+            raise DataError(
+                f"feature column {feature!r} (any case) not found in {path.name}; columns are: {listing}"
+            )
     return _Layout(
         close=names.index(column),
         date=names.index(date_column) if date_column in names else None,
         ident=names.index(id_column) if id_column else None,
+        features=tuple((f, lowered.index(f), names[lowered.index(f)]) for f in features),
     )
 
 
@@ -135,6 +166,7 @@ class Rows:
     lines: list[int] = field(default_factory=list)
     read: int = 0
     dropped: int = 0
+    features: dict[str, list[float]] = field(default_factory=dict)
 
     def add(
         self, row: list[str], line: int, layout: _Layout, column: str, date_column: str, prefix: str
@@ -147,13 +179,22 @@ class Rows:
             return
         self.closes.append(parse_close(cell, f"{prefix}line {line}: {column}"))
         self.lines.append(line)
+        for feature, index, name in layout.features:
+            text = row[index].strip() if index < len(row) else ""
+            where = f"{prefix}line {line}: {name}"
+            self.features.setdefault(feature, []).append(parse_feature(feature, text, where))
         if layout.date is not None:
             text = row[layout.date] if layout.date < len(row) else ""
             self.dates.append(parse_date(text, f"{prefix}line {line}: {date_column}"))
 
 
 def read_groups(
-    path: Path, column: str, date_column: str | None, id_column: str | None, require_date_column: bool
+    path: Path,
+    column: str,
+    date_column: str | None,
+    id_column: str | None,
+    require_date_column: bool,
+    features: Sequence[str] = (),
 ) -> tuple[dict[str, Rows], _Layout]:
     """The rows of ``path`` grouped by id value (one group ``""`` without an id column)."""
     if not path.is_file():
@@ -161,7 +202,8 @@ def read_groups(
     groups: dict[str, Rows] = {}
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
-        layout = _columns(_next_row(reader, path), path, column, date_column, id_column, require_date_column)
+        header = _next_row(reader, path)
+        layout = _columns(header, path, column, date_column, id_column, require_date_column, features)
         for line, row in enumerate(_rows(reader, path), start=2):
             if not any(cell.strip() for cell in row):
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence, Sized
+from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -20,10 +20,13 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from closecast.errors import InputInvalid, Loc, Problem, forecast_overflow, series_too_short
+from closecast.features import check_batch
 from closecast.representation import FloatArray, Scaler, log_returns, model_inputs
 
 F64 = npt.NDArray[np.float64]
 SeriesLike = Sequence[float] | FloatArray  # closes, oldest first
+FeatureMap = Mapping[str, SeriesLike]  # one series' features by name, aligned with its closes
+FeatureWindows = Mapping[str, FloatArray]  # each feature's windows [N, W]
 
 _TINY = float(np.finfo(np.float64).tiny)  # below it (subnormal) prices lose their precision
 
@@ -97,6 +100,7 @@ class Forecaster:
         self.input_name = str(contract["name"])
         self.output_name = str(contract["output_name"])
         self.provider = str(session.get_providers()[0])
+        self.features: tuple[str, ...] = tuple(contract.get("features", ()))  # the OHLCV channels
 
     def _set_quantiles(self, probabilities: Sequence[float], quantiles: Sequence[float]) -> None:
         """The probability grid and (default) quantile table; every level a request may ask for, once."""
@@ -113,8 +117,8 @@ class Forecaster:
         (out,) = self.session.run([self.output_name], {self.input_name: inputs})
         return np.asarray(out, dtype=np.float32).reshape(len(inputs))
 
-    def rollout(self, windows: FloatArray, horizon: int) -> F64:
-        """Closes ``[N, W]`` -> cumulative predicted log returns ``[N, horizon]`` (one call per step)."""
+    def rollout(self, windows: FloatArray, horizon: int, features: FeatureWindows | None = None) -> F64:
+        """Closes ``[N, W]`` -> cumulative log returns ``[N, horizon]`` (format 1 reads no features)."""
         return self._cumulative(self._steps(model_inputs(windows, self.scaler), horizon))
 
     def _steps(self, x: npt.NDArray[np.float32], horizon: int) -> list[npt.NDArray[np.float32]]:
@@ -131,11 +135,13 @@ class Forecaster:
         """Scaled returns per step ``H x [N]`` -> cumulative log returns ``[N, H]``, summed step by step."""
         return np.add.accumulate(np.asarray(self.scaler.inverse(np.stack(steps, axis=1)), np.float64), axis=1)
 
-    def predict_closes(self, windows: FloatArray, horizon: int = 1) -> F64:
-        """Closes ``[N, W]`` -> forecast closes ``[N, horizon]``: point forecasts only, no checks (scoring,
-        verification, the promotion gate); ``forecast`` is the service's checked answer with intervals."""
+    def predict_closes(
+        self, windows: FloatArray, horizon: int = 1, features: FeatureWindows | None = None
+    ) -> F64:
+        """Closes (and feature windows) ``[N, W]`` -> forecast closes ``[N, horizon]``: point forecasts, no
+        checks (scoring, verification, the gate); ``forecast`` is the checked answer with intervals."""
         w = np.asarray(windows, dtype=np.float64)
-        return w[:, -1:] * np.exp(self.rollout(w, horizon))
+        return w[:, -1:] * np.exp(self.rollout(w, horizon, features))
 
     # --- the service ------------------------------------------------------------------------------------
 
@@ -145,14 +151,17 @@ class Forecaster:
         horizon: int = 1,
         levels: Sequence[int] = (80, 95),
         locs: Sequence[Loc] | None = None,
+        features: Sequence[FeatureMap | None] | None = None,
     ) -> BatchForecast:
         """The service's answer for every series together: checked lengths, point forecasts, intervals and
-        warnings; ``locs`` name the series in error messages (default ``closes``).
+        warnings; ``locs`` name the series in error messages (default ``closes``). Format 1 reads closes
+        only: ``features`` sent to it are refused.
 
         Raises ``InputInvalid`` listing every series shorter than the window or whose forecast overflows.
         """
         locs = locs if locs is not None else [("body", "closes")] * len(series)
         self.check_lengths(series, locs)
+        self.check_features(series, features, locs)
         plan = self._plan(levels)
         if len(series) == 1:  # most requests: the same arithmetic on Python floats, bit for bit
             return self._forecast_one(series[0], horizon, plan, locs[0])
@@ -217,6 +226,13 @@ class Forecaster:
         ]
         if short:
             raise InputInvalid(short)
+
+    def check_features(
+        self, series: Sequence[Sized], features: Sequence[FeatureMap | None] | None, locs: Sequence[Loc]
+    ) -> None:
+        """Raise ``InputInvalid`` naming every feature missing, unused, of the wrong length or invalid."""
+        if features is not None or self.features:
+            check_batch(self.features, [len(s) for s in series], features, locs, self.version)
 
     def _plan(self, levels: Sequence[int]) -> _LevelPlan:
         """The quantiles and notes of these levels, computed once per distinct ``levels`` (bounded cache)."""
@@ -357,6 +373,7 @@ class Forecaster:
             "created_at": str(m.get("created_at", "")),
             "window": self.window,
             "representation": str(m["input"].get("representation", self.scaler.representation)),
+            "inputs": ["closes", *self.features],
             "provider": self.provider,
             "metrics": metrics,
             "beats_naive": metrics.get("beats_naive"),

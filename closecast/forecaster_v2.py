@@ -23,9 +23,12 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from closecast.errors import Loc
+from closecast.features import FeatureScaler, held, raw_channels
 from closecast.forecaster import (
     F64,
     BatchForecast,
+    FeatureMap,
+    FeatureWindows,
     Forecaster,
     InputWarning,
     SeriesForecast,
@@ -62,10 +65,16 @@ class ForecasterV2(Forecaster):
     scaler: WindowScaler  # type: ignore[assignment]  # format 2's scaler in place of format 1's
 
     def __init__(
-        self, session: ort.InferenceSession, scaler: WindowScaler, manifest: dict[str, Any], version: str
+        self,
+        session: ort.InferenceSession,
+        scaler: WindowScaler,
+        manifest: dict[str, Any],
+        version: str,
+        feature_scaler: FeatureScaler | None = None,
     ) -> None:
         self._setup(session, manifest, version)
         self.scaler = scaler
+        self.feature_scaler = feature_scaler  # set exactly when ``self.features`` is not empty
         intervals = manifest["intervals"]
         tables = intervals["tables"]
         self._tables = {name: np.asarray(tables[name]["residual_quantiles"], np.float64) for name in TABLES}
@@ -74,28 +83,44 @@ class ForecasterV2(Forecaster):
 
     # --- the network ------------------------------------------------------------------------------------
 
-    def _step(self, returns: F64) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
-        """Window returns ``[N, W-1]`` -> next log return ``[N]`` (exactly 0 for a flat window), the window
-        scales ``[N]`` (1 where flat) and the flat mask ``[N]``."""
+    def _step(self, returns: F64, raw: F64 | None) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
+        """Window returns ``[N, W-1]`` (and raw feature channels ``[N, W-1, F]``) -> next log return ``[N]``
+        (exactly 0 for a flat window), the window scales ``[N]`` (1 where flat) and the flat mask ``[N]``."""
         u, scale, flat = self.scaler.transform(returns)
-        z = self.next_returns(u[..., np.newaxis].astype(np.float32))
+        x = u[..., np.newaxis]
+        if self.feature_scaler is not None and raw is not None:
+            x = np.concatenate([x, self.feature_scaler.transform(raw, scale)], axis=-1)  # [N, W-1, 1+F]
+        z = self.next_returns(x.astype(np.float32))
         return np.where(flat, 0.0, self.scaler.inverse(z, scale)), np.asarray(scale, np.float64), flat
 
-    def _roll(self, returns: F64, horizon: int) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
+    def _roll(self, returns: F64, raw: F64 | None, horizon: int) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
         """``[N, W-1]`` -> cumulative predicted log returns ``[N, horizon]``, the first window's scales and
-        flat mask; each step's return joins the window and the oldest leaves."""
-        nxt, scale, flat = self._step(returns)
+        flat mask; each step's return joins the window and the oldest leaves. Features are held at their
+        last value (``closecast/features.py``)."""
+        nxt, scale, flat = self._step(returns, raw)
         steps = [nxt]
         for _ in range(1, horizon):
             returns = np.concatenate([returns[:, 1:], nxt[:, np.newaxis]], axis=1)
-            nxt, _, _ = self._step(returns)
+            if raw is not None:
+                raw = np.concatenate([raw[:, 1:], held(raw, self.features)[:, np.newaxis]], axis=1)
+            nxt, _, _ = self._step(returns, raw)
             steps.append(nxt)
         cumulative = steps[0][:, np.newaxis] if horizon == 1 else np.add.accumulate(np.stack(steps, 1), 1)
         return cumulative, scale, flat
 
-    def rollout(self, windows: FloatArray, horizon: int) -> F64:
-        """Closes ``[N, W]`` -> cumulative predicted log returns ``[N, horizon]``."""
-        return self._roll(np.asarray(log_returns(windows), dtype=np.float64), horizon)[0]
+    def _raw(self, windows: FloatArray, features: FeatureWindows | None) -> F64 | None:
+        """Raw feature channels ``[N, W-1, F]`` of closes ``[N, W]`` and feature windows, or None."""
+        if not self.features:
+            return None
+        if features is None or any(name not in features for name in self.features):
+            raise ValueError(f"model {self.version} reads features {list(self.features)}; pass each")
+        return raw_channels(windows, features, self.features)
+
+    def rollout(self, windows: FloatArray, horizon: int, features: FeatureWindows | None = None) -> F64:
+        """Closes ``[N, W]`` (and feature windows ``[N, W]``) -> cumulative predicted log returns
+        ``[N, horizon]``."""
+        w = np.asarray(windows, dtype=np.float64)
+        return self._roll(np.asarray(log_returns(w), dtype=np.float64), self._raw(w, features), horizon)[0]
 
     # --- the service ------------------------------------------------------------------------------------
 
@@ -105,18 +130,23 @@ class ForecasterV2(Forecaster):
         horizon: int = 1,
         levels: Sequence[int] = (80, 95),
         locs: Sequence[Loc] | None = None,
+        features: Sequence[FeatureMap | None] | None = None,
     ) -> BatchForecast:
-        """Forecast every series together; ``locs`` name them in error messages (default ``closes``).
+        """Forecast every series together; ``locs`` name them in error messages (default ``closes``);
+        ``features[i]`` are series i's features, aligned with its closes, for a model that reads them.
 
-        Raises ``InputInvalid`` listing every series shorter than the window or whose forecast overflows.
+        Raises ``InputInvalid`` listing every series shorter than the window or whose forecast overflows,
+        and every feature missing, unused or invalid.
         """
         locs = locs if locs is not None else [("body", "closes")] * len(series)
         self.check_lengths(series, locs)
+        self.check_features(series, features, locs)
         plan = self._table_plan(levels)
         history, counts = history_matrix(series)  # [N, EWMA_SPAN], [N]
         returns = np.ascontiguousarray(history[:, -(self.window - 1) :])  # the input windows' returns
+        raw = self._request_raw(series, features)
         started = time.perf_counter()
-        cumulative, window_scale, flat = self._roll(returns, horizon)  # [N, H], [N], [N]
+        cumulative, window_scale, flat = self._roll(returns, raw, horizon)  # [N, H], [N], [N]
         inference_s = time.perf_counter() - started
         use_ewma = counts >= EWMA_MIN_RETURNS
         window_scale = np.where(
@@ -146,6 +176,19 @@ class ForecasterV2(Forecaster):
             for i, row in enumerate(rows)
         ]
         return BatchForecast(items, inference_s)
+
+    def _request_raw(
+        self, series: Sequence[SeriesLike], features: Sequence[FeatureMap | None] | None
+    ) -> F64 | None:
+        """The raw feature channels ``[N, W-1, F]`` of the last window of each (checked) series."""
+        if not self.features or features is None:
+            return None
+        w = self.window
+        closes = np.array([s[-w:] for s in series], dtype=np.float64)
+        columns = {
+            n: np.array([f[n][-w:] for f in features if f is not None], np.float64) for n in self.features
+        }
+        return raw_channels(closes, columns, self.features)
 
     def _flat_fallback(
         self,

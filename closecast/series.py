@@ -9,7 +9,7 @@ turns it into exit code 2 and the ``/train`` endpoint into a 422.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -19,7 +19,16 @@ import numpy as np
 import numpy.typing as npt
 
 from closecast.config import DataConfig
-from closecast.csvrows import DataError, Rows, csv_files, order_by_date, parse_close, parse_date, read_groups
+from closecast.csvrows import (
+    DataError,
+    Rows,
+    csv_files,
+    order_by_date,
+    parse_close,
+    parse_date,
+    parse_feature,
+    read_groups,
+)
 from closecast.representation import Scaler, closes_sha256, fit_scaler, log_returns, sliding_windows
 from closecast.timeaxis import infer_frequency, iso_texts
 
@@ -48,6 +57,7 @@ class Series:
     notes: list[str] = field(default_factory=list)
     name: str = ""  # the file's stem, or the id value in a long-format file
     id_column: str | None = None
+    features: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)  # name -> one per close
 
     def sha256(self) -> str:
         """Hash of the float64 closes actually used (little-endian bytes)."""
@@ -124,11 +134,13 @@ def _series(
     rows: Rows, path: Path, column: str, date_column: str | None, name: str, id_column: str | None
 ) -> Series:
     """Order the rows by date (when there is a date column) and note what was done."""
-    closes, dates = rows.closes, rows.dates
+    order, dates = list(range(len(rows.closes))), rows.dates
     notes: list[str] = []
     if date_column:
         places = [f"line {line}: {date_column}" for line in rows.lines]
-        closes, dates, notes = order_by_date(closes, dates, places)
+        order, dates, notes = order_by_date(order, dates, places)
+    closes = [rows.closes[i] for i in order]
+    features = {k: np.asarray(v, dtype=np.float64)[order] for k, v in rows.features.items()}
     if rows.dropped:
         notes.append(f"dropped {rows.dropped} rows with an empty {column}")
     return Series(
@@ -142,18 +154,23 @@ def _series(
         notes=notes,
         name=name,
         id_column=id_column,
+        features=features,
     )
 
 
 def load_csv(
-    path: Path, column: str = "Close", date_column: str | None = "Date", require_date_column: bool = False
+    path: Path,
+    column: str = "Close",
+    date_column: str | None = "Date",
+    require_date_column: bool = False,
+    features: Sequence[str] = (),
 ) -> Series:
     """Read and validate a CSV of closes. Empty close cells are dropped and counted; anything else is refused.
 
     ``date_column`` is optional by default (a file without it is taken in file order); pass
     ``require_date_column`` when the user named it explicitly.
     """
-    groups, layout = read_groups(path, column, date_column, None, require_date_column)
+    groups, layout = read_groups(path, column, date_column, None, require_date_column, features)
     used_date_column = date_column if layout.date is not None else None
     return _series(groups.get("", Rows()), path, column, used_date_column, path.stem, None)
 
@@ -168,6 +185,7 @@ def load_many(
     date_column: str | None = "Date",
     id_column: str | None = None,
     require_date_column: bool = False,
+    features: Sequence[str] = (),
 ) -> list[Series]:
     """Every series in ``paths`` (files or directories of ``*.csv``), each named by its file's stem or, with
     ``id_column``, by its id value (long format: one row per id and date), sorted by id within a file.
@@ -180,11 +198,11 @@ def load_many(
     for path in files:
         if id_column is None:
             try:
-                found.append(load_csv(path, column, date_column, require_date_column))
+                found.append(load_csv(path, column, date_column, require_date_column, features))
             except DataError as exc:
                 raise exc if len(files) == 1 else _prefixed(path.stem, exc) from None
             continue
-        groups, layout = read_groups(path, column, date_column, id_column, require_date_column)
+        groups, layout = read_groups(path, column, date_column, id_column, require_date_column, features)
         used = date_column if layout.date is not None else None
         for key in sorted(groups):
             try:
@@ -219,6 +237,26 @@ def check_length(series: Series, cfg: DataConfig) -> Split:
     return make_split(n, cfg)
 
 
+class MissingFeature(DataError):
+    """A feature the model is to read was not sent (or not with one value per close)."""
+
+
+def require_features(series: Series, names: Sequence[str]) -> None:
+    """Every feature the model is to read is there, one value per close."""
+    for name in names:
+        values = series.features.get(name)
+        if values is None:
+            who = series.name or series.source
+            raise MissingFeature(
+                f"{who}: no {name} values; send features.{name} (JSON) or a {name} column (CSV), or drop it "
+                "from features"
+            )
+        if len(values) != series.closes.size:
+            raise MissingFeature(
+                f"{series.name}: {name} has {len(values)} values for {series.closes.size} closes"
+            )
+
+
 class ConstantSeries(DataError):
     """The training part does not move, so its returns cannot be standardised."""
 
@@ -230,6 +268,7 @@ def check_trainable(series: Series, cfg: DataConfig) -> tuple[Split, Scaler]:
     training itself, so all three refuse the same data with the same words.
     """
     split = check_length(series, cfg)
+    require_features(series, cfg.features)
     try:
         scaler = fit_scaler(log_returns(series.closes[: split.train_end]))  # no look-ahead
     except ValueError as exc:
@@ -238,21 +277,27 @@ def check_trainable(series: Series, cfg: DataConfig) -> tuple[Split, Scaler]:
 
 
 def series_from_values(
-    closes: list[float], dates: list[str] | None = None, source: str = "request"
+    closes: list[float],
+    dates: list[str] | None = None,
+    source: str = "request",
+    features: Mapping[str, Sequence[float]] | None = None,
 ) -> Series:
-    """Validate closes sent as JSON (``/train``) with the same rules and messages as the CSV reader."""
+    """Validate closes (and features, one value per close) sent as JSON (``/train``) with the same rules and
+    messages as the CSV reader."""
     values = [parse_close(str(v), f"closes[{i}]") for i, v in enumerate(closes)]
+    extra = _feature_values(features or {}, len(values))
     if dates is None:
-        return Series(np.asarray(values), None, source, "closes", None, len(values), 0, name=source)
+        return Series(np.asarray(values), None, source, "closes", None, len(values), 0, name=source,
+                      features=extra)  # fmt: skip
     if len(dates) != len(values):
         raise DataError(
             f"dates has {len(dates)} values but closes has {len(values)}; send one date per close"
         )
     parsed = [parse_date(d, f"dates[{i}]") for i, d in enumerate(dates)]
     places = [f"dates[{i}]" for i in range(len(values))]
-    ordered, ordered_dates, notes = order_by_date(values, parsed, places)
+    order, ordered_dates, notes = order_by_date(list(range(len(values))), parsed, places)
     return Series(
-        np.asarray(ordered),
+        np.asarray(values)[order],
         iso_texts(ordered_dates),
         source,
         "closes",
@@ -261,4 +306,19 @@ def series_from_values(
         0,
         notes,
         source,
+        features={k: v[order] for k, v in extra.items()},
     )
+
+
+def _feature_values(features: Mapping[str, Sequence[float]], n: int) -> dict[str, npt.NDArray[np.float64]]:
+    """``features.high`` etc. checked cell by cell like a CSV's columns, one value per close."""
+    out = {}
+    for name, values in features.items():
+        if len(values) != n:
+            raise DataError(
+                f"features.{name} has {len(values)} values but closes has {n}; send one {name} per close"
+            )
+        out[name] = np.asarray(
+            [parse_feature(name, str(v), f"features.{name}[{i}]") for i, v in enumerate(values)], np.float64
+        )
+    return out

@@ -67,3 +67,25 @@ def write_long_csv(path: Path, rows: list[tuple[str, str, float]], id_column: st
         w.writerow([id_column, "Date", "Close"])
         w.writerows([i, d, f"{c:.6f}"] for i, d, c in rows)
     return path
+
+
+def write_ohlcv_csv(
+    path: Path, n: int = 300, level: float = 100.0, seed: int = 3, scale: float = 1.0
+) -> Path:
+    """``Date,Open,High,Low,Close,Volume`` rows: ``make_closes`` (log returns times ``scale``), highs and lows
+    around each close (log ranges times ``scale`` too), and volumes (some zero)."""
+    rng = np.random.default_rng(seed)
+    returns = np.diff(np.log(make_closes(n, 1.0, seed)))
+    close = level * np.exp(scale * np.concatenate([[0.0], np.cumsum(returns)]))
+    high = close * np.exp(scale * np.abs(rng.normal(0, 0.004, n)))
+    low = close * np.exp(-scale * np.abs(rng.normal(0, 0.004, n)))
+    open_ = close * np.exp(scale * rng.normal(0, 0.002, n))
+    volume = np.round(1e6 * np.exp(rng.normal(0, 0.4, n)))
+    volume[::50] = 0
+    dates = np.datetime64("2020-01-01") + np.arange(n)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["Date", "Open", "High", "Low", "Close", "Volume"])
+        for row in zip(dates.astype(str), open_, high, low, close, volume, strict=True):
+            writer.writerow([row[0], *(repr(float(v)) for v in row[1:])])
+    return path

@@ -47,6 +47,11 @@ def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--val-frac", type=float, help=f"validation share; test is the rest (default {d.val_frac})"
     )
+    p.add_argument(
+        "--features",
+        help="OHLCV columns to read besides the closes, comma-separated, among high,low,open,volume "
+        "(matched case-insensitively; default none)",
+    )
     p.add_argument("--hidden-size", type=int, help=f"LSTM hidden units (default {m.hidden_size})")
     p.add_argument("--num-layers", type=int, help=f"LSTM layers (default {m.num_layers})")
     p.add_argument("--dropout", type=float, help=f"dropout between layers (default {m.dropout})")
@@ -164,7 +169,12 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--synthetic is {args.synthetic}; it must be in [0, 64]")
     d = cfg.data
     series = load_many(
-        args.csv, d.column, d.date_column, d.id_column, require_date_column=bool(args.date_column)
+        args.csv,
+        d.column,
+        d.date_column,
+        d.id_column,
+        require_date_column=bool(args.date_column),
+        features=d.features,
     )
     # refuse short or flat data before paying for the torch import
     if len(series) == 1:

@@ -31,7 +31,7 @@ from closecast.scoring import score_against_naive, score_pooled
 from training.parts import Pooled, SeriesSlices, Windows
 
 F64 = npt.NDArray[np.float64]
-PredictFn = Callable[[npt.NDArray[np.float32]], F64]  # model input [N, W-1, 1] -> scaled next return [N]
+PredictFn = Callable[[npt.NDArray[np.float32]], F64]  # model input [N, W-1, 1+F] -> scaled next return [N]
 LEVELS = (80, 95)
 COVERAGE_TOLERANCE = 0.05  # a warning when test coverage is further than this from the level
 TABLES = ("ewma", "window")
@@ -61,10 +61,8 @@ class Scored:
 
 def score_slice(pooled: Pooled, s: SeriesSlices, name: str, predict: PredictFn) -> Scored:
     w = s.slices[name]
-    u, scale, flat = pooled.scaler.transform(w.returns)
-    predicted = np.where(
-        flat, 0.0, pooled.scaler.inverse(predict(u[..., np.newaxis].astype(np.float32)), scale)
-    )
+    x, scale, flat = pooled.model_input(w)
+    predicted = np.where(flat, 0.0, pooled.scaler.inverse(predict(x), scale))
     all_returns = np.diff(np.log(s.closes))
     last = w.target - 2  # index of the input window's last return in all_returns
     ewma = ewma_along(all_returns)[last]

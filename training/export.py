@@ -25,9 +25,9 @@ class ParityError(RuntimeError):
     """The exported models do not compute what the trained one computes."""
 
 
-def export_onnx(model: torch.nn.Module, path: Path, seq_len: int) -> None:
+def export_onnx(model: torch.nn.Module, path: Path, seq_len: int, channels: int = 1) -> None:
     """Single-file ONNX with a dynamic batch axis (the sequence length is the model's contract)."""
-    example = torch.zeros(2, seq_len, 1)
+    example = torch.zeros(2, seq_len, channels)
     batch = torch.export.Dim("batch", min=1, max=1_000_000)
     quiet_logger = logging.getLogger("torch.onnx")
     level = quiet_logger.level
@@ -49,8 +49,8 @@ def export_onnx(model: torch.nn.Module, path: Path, seq_len: int) -> None:
     program.save(str(path), external_data=False)
 
 
-def export_torchscript(model: torch.nn.Module, path: Path, seq_len: int) -> None:
-    example = torch.zeros(2, seq_len, 1)
+def export_torchscript(model: torch.nn.Module, path: Path, seq_len: int, channels: int = 1) -> None:
+    example = torch.zeros(2, seq_len, channels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript is deprecated upstream; the file is for torch users
         traced = torch.jit.trace(model, example)

@@ -16,10 +16,10 @@ class CloseLSTM(nn.Module):
     from that baseline for the better on the validation part.
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, input_size: int = 1) -> None:
         super().__init__()
         self.lstm = nn.LSTM(
-            input_size=1,
+            input_size=input_size,  # 1 + the OHLCV feature channels
             hidden_size=cfg.hidden_size,
             num_layers=cfg.num_layers,
             dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
@@ -30,5 +30,5 @@ class CloseLSTM(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, returns: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(returns)  # [B, T, 1] -> [B, T, H]
+        out, _ = self.lstm(returns)  # [B, T, 1+F] -> [B, T, H]
         return self.head(out[:, -1, :])  # [B, H] -> [B, 1]

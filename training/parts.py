@@ -15,15 +15,17 @@ Augmentation series (synthetic) give training windows only: they never early-sto
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from closecast.collection import split_by_time
 from closecast.config import DataConfig
+from closecast.features import FeatureScaler, fit_feature_scaler, raw_channels
 from closecast.representation import WindowScaler, fit_window_scaler, log_returns, window_rms
-from closecast.series import Series, Split, windows
+from closecast.series import Series, Split, require_features, windows
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -50,6 +52,7 @@ class Windows:
     target: npt.NDArray[np.int64]  # [N] index of each target close in the series
     returns: F64  # [N, W-1]
     flat: npt.NDArray[np.bool_]  # [N] windows whose every return is zero
+    raw: F64  # [N, W-1, F] feature channels before the window scale (F = 0 without features)
 
     @property
     def last(self) -> F64:
@@ -61,12 +64,17 @@ class Windows:
         return np.log(self.actual / self.last)
 
 
-def make_windows(closes: F64, start: int, stop: int, window: int) -> Windows:
+def make_windows(
+    closes: F64, start: int, stop: int, window: int, features: dict[str, F64], names: Sequence[str] = ()
+) -> Windows:
     w, actual = windows(closes, start, stop, window)
     w = np.ascontiguousarray(w)
     returns = np.asarray(log_returns(w), dtype=np.float64)
     first = max(start, window)
-    return Windows(w, actual, np.arange(first, first + len(actual)), returns, window_rms(returns) <= 1e-10)
+    feature_windows = {name: windows(features[name], start, stop, window)[0] for name in names}
+    raw = raw_channels(w, feature_windows, names)
+    flat = window_rms(returns) <= 1e-10
+    return Windows(w, actual, np.arange(first, first + len(actual)), returns, flat, raw)
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class SeriesSlices:
     closes: F64
     split: Split
     slices: dict[str, Windows]
+    features: dict[str, F64] = field(default_factory=dict)  # the feature columns read (one per close)
 
 
 @dataclass(frozen=True)
@@ -84,13 +93,26 @@ class Pooled:
     scaler: WindowScaler
     series: list[SeriesSlices]
     augment: list[SeriesSlices]
+    features: FeatureScaler | None = None  # the OHLCV channels' statistics (closecast/features.py)
+
+    def model_input(
+        self, part: Windows, keep: npt.NDArray[Any] | None = None
+    ) -> tuple[F32, F64, npt.NDArray[np.bool_]]:
+        """Model input ``[N, W-1, 1+F]`` of a slice's windows (``keep`` of them), their scales and flat
+        mask ``[N]``: the returns in window-RMS units, then each feature channel."""
+        returns, raw = (part.returns, part.raw) if keep is None else (part.returns[keep], part.raw[keep])
+        u, scale, flat = self.scaler.transform(returns)
+        x = u[..., np.newaxis]
+        if self.features is not None:
+            x = np.concatenate([x, self.features.transform(raw, scale)], axis=-1)
+        return x.astype(np.float32), np.asarray(scale, np.float64), np.asarray(flat, np.bool_)
 
     def inputs(self, part: Windows) -> tuple[F32, F32]:
-        """Model input ``[N, W-1, 1]`` and target ``[N, 1]`` of a slice's non-flat windows."""
+        """Model input ``[N, W-1, 1+F]`` and target ``[N, 1]`` of a slice's non-flat windows."""
         keep = ~part.flat
-        u, scale, _ = self.scaler.transform(part.returns[keep])
+        x, scale, _ = self.model_input(part, keep)
         y = (part.next_return[keep] / scale - self.scaler.mean) / self.scaler.std
-        return u[..., np.newaxis].astype(np.float32), y[:, np.newaxis].astype(np.float32)
+        return x, y[:, np.newaxis].astype(np.float32)
 
     def pooled(self, name: str, with_augment: bool = False) -> tuple[F32, F32]:
         """One slice of every series (and of the augmentation series when asked), concatenated."""
@@ -100,10 +122,12 @@ class Pooled:
         return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
 
-def _slices(name: str, closes: F64, split: Split, window: int) -> SeriesSlices:
+def _slices(
+    name: str, closes: F64, split: Split, window: int, features: dict[str, F64], names: Sequence[str] = ()
+) -> SeriesSlices:
     bounds = slice_bounds(split, window)
-    parts = {k: make_windows(closes, lo, hi, window) for k, (lo, hi) in bounds.items()}
-    return SeriesSlices(name, closes, split, parts)
+    parts = {k: make_windows(closes, lo, hi, window, features, names) for k, (lo, hi) in bounds.items()}
+    return SeriesSlices(name, closes, split, parts, {k: features[k] for k in names})
 
 
 def series_name(s: Series, index: int) -> str:
@@ -115,22 +139,33 @@ def series_name(s: Series, index: int) -> str:
 def pool(series: Sequence[Series], cfg: DataConfig, augment: Sequence[F64] = ()) -> Pooled:
     """Split the series by time (``split_by_time``), build the four slices of each, and fit the scaler on all
     training windows (augmentation included: the scaler describes what the network is trained on)."""
-    window = cfg.window
+    window, wanted = cfg.window, cfg.features
+    if wanted and augment:
+        raise ValueError(
+            f"synthetic series have closes only; drop --synthetic or --features {','.join(wanted)}"
+        )
     names = [series_name(s, i) for i, s in enumerate(series)]
+    for s in series:
+        require_features(s, wanted)
     if len(set(names)) < len(names):  # names key the per-series metrics; load_many refuses these already
         raise ValueError(f"series names {names} repeat; give every series its own name")
     real = [
-        _slices(name, s.closes, split, window)
+        _slices(name, s.closes, split, window, s.features, wanted)
         for name, s, split in zip(names, series, split_by_time(series, cfg), strict=True)
     ]
     extra = []
     for i, closes in enumerate(augment):
         n = closes.size
         split = Split(n=n, train_end=int(n * cfg.train_frac), val_end=int(n * cfg.train_frac))
-        extra.append(_slices(f"synthetic{i}", closes, split, window))
+        extra.append(_slices(f"synthetic{i}", closes, split, window, {}))
     train_returns = np.concatenate([s.slices["train"].returns for s in real + extra])
     try:
         scaler = fit_window_scaler(train_returns)
     except ValueError as exc:
         raise ValueError(f"the training parts cannot be scaled: {exc}") from None
-    return Pooled(scaler, real, extra)
+    if not wanted:
+        return Pooled(scaler, real, extra)
+    train = [s.slices["train"] for s in real]
+    moving = np.concatenate([w.returns[~w.flat] for w in train])
+    raw = np.concatenate([w.raw[~w.flat] for w in train])
+    return Pooled(scaler, real, extra, fit_feature_scaler(raw, scaler.scales(moving)[0], wanted))

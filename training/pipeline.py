@@ -131,14 +131,14 @@ def _write_files(
     if write_extra is not None:
         write_extra(tmp)
     pooled, fitted = scored.pooled, scored.fitted
-    seq_len = scored.config.data.window - 1
-    export_onnx(fitted.model, tmp / MODEL_FILE, seq_len)
-    export_torchscript(fitted.model, tmp / TORCHSCRIPT_FILE, seq_len)
+    seq_len, channels = scored.config.data.window - 1, 1 + len(scored.config.data.features)
+    export_onnx(fitted.model, tmp / MODEL_FILE, seq_len, channels)
+    export_torchscript(fitted.model, tmp / TORCHSCRIPT_FILE, seq_len, channels)
     x_test, _ = pooled.pooled("test")
     parity = check_parity(fitted.model, tmp / MODEL_FILE, tmp / TORCHSCRIPT_FILE, x_test)
-    write_scaler(tmp, pooled.scaler)
+    write_scaler(tmp, pooled.scaler, pooled.features)
     write_report(tmp / REPORT_FILE, fitted.history, fitted.best_epoch, _panels(scored))
-    sample_closes, sample_forecast = _sample(onnx_session(tmp / MODEL_FILE), pooled)
+    sample_closes, sample_forecast, sample_features = _sample(onnx_session(tmp / MODEL_FILE), pooled)
     return build_manifest(
         config=scored.config,
         libraries={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
@@ -158,18 +158,27 @@ def _write_files(
         },
         sample_closes=sample_closes,
         sample_forecast=sample_forecast,
+        sample_features=sample_features,
         tuning=tuning,
     )
 
 
-def _sample(session: ort.InferenceSession, pooled: Pooled) -> tuple[np.ndarray, np.ndarray]:
-    """The first series' last test windows and the served computation's forecasts: the self-check."""
-    test = pooled.series[0].slices["test"]
+def _sample(session: ort.InferenceSession, pooled: Pooled) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The first series' last test windows (closes and features) and the served computation's forecasts:
+    the self-check."""
+    first = pooled.series[0]
+    test = first.slices["test"]
     closes = test.closes[-SAMPLE_WINDOWS:]
-    u, scale, flat = pooled.scaler.transform(test.returns[-SAMPLE_WINDOWS:])
-    z = session.run([OUTPUT_NAME], {INPUT_NAME: u[..., np.newaxis].astype(np.float32)})[0][:, 0]
+    keep = np.arange(len(test.actual))[-SAMPLE_WINDOWS:]
+    x, scale, flat = pooled.model_input(test, keep)
+    z = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0][:, 0]
     predicted = np.where(flat, 0.0, pooled.scaler.inverse(z.astype(np.float64), scale))
-    return closes, closes[:, -1] * np.exp(predicted)
+    window = closes.shape[1]
+    features = {
+        name: np.stack([first.features[name][t - window : t] for t in test.target[keep]]).tolist()
+        for name in (pooled.features.names if pooled.features else ())
+    }
+    return closes, closes[:, -1] * np.exp(predicted), features
 
 
 def _panels(scored: ScoredModel) -> list[Panel]:

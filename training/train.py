@@ -86,7 +86,7 @@ def fit(
     """Train on scaled windows ``[N, T, 1]`` / targets ``[N, 1]``; return the weights best on validation."""
     tc = cfg.train
     seed_everything(tc.seed, tc.threads)
-    model = CloseLSTM(cfg.model)
+    model = CloseLSTM(cfg.model, input_size=1 + len(cfg.data.features))
     loss_fn = make_loss(tc)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=tc.lr_factor, patience=tc.lr_patience)

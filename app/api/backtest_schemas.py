@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas import Closes, Horizon, ModelName
+from app.api.schemas import Closes, Features, Horizon, ModelName
 from app.config import MAX_BACKTEST_FOLDS_CEILING
 
 Folds = Annotated[
@@ -37,6 +37,7 @@ class BacktestRequest(BaseModel):
         default=None, description="the model to score (GET /models lists them); default: the default model"
     )
     closes: Closes
+    features: Features = None
     dates: list[Annotated[str, Field(max_length=40)]] | None = Field(
         default=None,
         description="optional ISO dates, one per close, ascending: folds are then dated and those inside "

@@ -126,11 +126,12 @@ class BatchParser:
         kind, value = await self._run(batch_child.parse_batch, body)
         if kind == "invalid":
             raise RequestValidationError(with_utf8_position(value, body))
-        ids, flat, lengths, horizon, level = value
+        ids, flat, lengths, horizon, level, flat_features = value
         ends = np.cumsum(lengths).tolist()
+        features = batch_child.unflatten_features(flat_features, len(ids))
         series = [  # closes are views of the one array (the forecaster takes arrays as well as lists)
-            SeriesIn.model_construct(id=i, closes=flat[end - n : end])
-            for i, end, n in zip(ids, ends, lengths.tolist(), strict=True)
+            SeriesIn.model_construct(id=i, closes=flat[end - n : end], features=f)
+            for i, end, n, f in zip(ids, ends, lengths.tolist(), features, strict=True)
         ]
         return BatchForecastRequest.model_construct(series=series, horizon=horizon, level=level)
 

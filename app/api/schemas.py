@@ -49,6 +49,21 @@ Horizon = Annotated[
         description="steps ahead, rolled out recursively; at most CLOSECAST_MAX_HORIZON (default 30)",
     ),
 ]
+Features = Annotated[
+    dict[
+        Annotated[str, Field(max_length=20)],
+        Annotated[list[Annotated[float, Field(strict=True)]], Field(max_length=MAX_CLOSES_CEILING)],
+    ]
+    | None,
+    Field(
+        default=None,
+        max_length=4,
+        description="OHLCV values aligned with `closes`, one per close, for a model that reads them (GET "
+        '/models/current `inputs`): {"high": [...], "low": [...], "open": [...], "volume": [...]}; prices '
+        "finite and > 0, volume finite and >= 0. A closes-only model refuses them. Multi-step horizons hold "
+        "them at their last value",
+    ),
+]
 Level = Annotated[int, Field(ge=1, le=99, strict=True, description="central interval coverage in percent")]
 
 
@@ -107,6 +122,7 @@ class ForecastRequest(_Request):
     model_config = ConfigDict(json_schema_extra=_examples({"closes": _EXAMPLE_CLOSES, "horizon": 5}))
 
     closes: Closes
+    features: Features = None
 
 
 class SeriesIn(BaseModel):
@@ -119,6 +135,7 @@ class SeriesIn(BaseModel):
         default=None, description="the model for this series (default: the batch's)"
     )
     closes: Closes
+    features: Features = None
 
 
 class BatchForecastRequest(_Request):
@@ -229,6 +246,11 @@ class ModelCard(BaseModel):
     created_at: str = Field(description="ISO 8601 UTC time the bundle was written")
     window: int = Field(description="closes a request must send at least")
     representation: str = Field(description="what the network sees: standardised log returns")
+    inputs: list[str] = Field(
+        default_factory=lambda: ["closes"],
+        description='what a request sends: "closes", then the features the model reads (send them as '
+        "`features`)",
+    )
     provider: str = Field(description="ONNX Runtime execution provider obtained")
     metrics: dict[str, Any] = Field(
         description="test/validation MAE, RMSE, MAPE of the model and the naive "

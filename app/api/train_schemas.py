@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.schemas import ModelName
 from app.config import MAX_CLOSES_CEILING
 from app.jobs.store import Job
 
 PromoteMode = Literal["auto", "always", "never"]
+FeatureName = Literal["high", "low", "open", "volume"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -61,6 +62,18 @@ class TrainParams(BaseModel):
         default=None, ge=1, le=100_000, description="early-stopping patience in epochs"
     )
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="random seed")
+    features: list[FeatureName] | None = Field(
+        default=None,
+        max_length=4,
+        description="OHLCV features the model reads besides the closes, in order (`--features`): the JSON "
+        "body's `features` or the CSV's columns (any case); a form field takes `high,low,volume`",
+    )
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """A form field (and the CLI) say ``high,low``; JSON says ``["high", "low"]``."""
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
     def overrides(self) -> dict[str, Any]:
         """The parameters that were set, by name."""
@@ -86,6 +99,11 @@ class TrainRequest(BaseModel):
         default=None,
         max_length=MAX_CLOSES_CEILING,
         description="optional ISO dates, one per close, unique and sorted (newest first is reversed)",
+    )
+    features: dict[FeatureName, Annotated[list[float], Field(max_length=MAX_CLOSES_CEILING)]] | None = Field(
+        default=None,
+        description='OHLCV values aligned with `closes`: {"high": [...], "low": [...], "volume": [...]}; '
+        "name the ones to train on in `params.features`",
     )
     model: ModelName | None = _MODEL_FIELD
     source: Source | None = None

@@ -26,7 +26,7 @@ from app.inference.holder import ModelHolder
 from app.metrics import Metrics
 from closecast import registry
 from closecast.errors import InputInvalid, Loc, ModelNotFound, ModelNotReady, Problem
-from closecast.forecaster import BatchForecast, Forecaster, SeriesForecast, SeriesLike
+from closecast.forecaster import BatchForecast, FeatureMap, Forecaster, SeriesForecast, SeriesLike
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,7 @@ def forecast_per_model(
     horizon: int,
     levels: Sequence[int],
     locs: Sequence[Loc],
+    features: Sequence[FeatureMap | None] | None = None,
 ) -> tuple[list[SeriesForecast], dict[str, BatchForecast]]:
     """A batch whose series name their models: one ``Forecaster.forecast`` (one ONNX Runtime call per step)
     per model, answers put back in the order sent. Every series' length problem is reported, whatever its
@@ -203,8 +204,13 @@ def forecast_per_model(
     items: list[SeriesForecast | None] = [None] * len(series)
     results: dict[str, BatchForecast] = {}
     for name, members in groups.items():
+        sent = [features[i] for i in members] if features is not None else None
         result = forecasters[name].forecast(
-            [series[i] for i in members], horizon, levels, [locs[i] for i in members]
+            [series[i] for i in members],
+            horizon,
+            levels,
+            [locs[i] for i in members],
+            sent if sent is not None and any(f is not None for f in sent) else None,
         )
         results[name] = result
         for i, item in zip(members, result.items, strict=True):

@@ -14,6 +14,7 @@ import os
 import signal
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -47,7 +48,7 @@ class Supervisor:
             "date-column": job.spec.get("date_column"),
             "progress-file": work / PROGRESS_FILE,
             "threads": self.settings.train_threads,
-            **{name.replace("_", "-"): value for name, value in job.spec["params"].items()},
+            **{name.replace("_", "-"): _flag(value) for name, value in job.spec["params"].items()},
         }
         training = TrainingProcess.start(
             python, flags, work, self.settings.train_threads, self.settings.train_timeout_s
@@ -115,3 +116,8 @@ class Supervisor:
             with suppress(ProcessLookupError):
                 os.killpg(training.popen.pid, signal.SIGKILL)
             training.popen.wait(timeout=10)
+
+
+def _flag(value: Any) -> Any:
+    """A list param (``features``) as the CLI's comma-separated value."""
+    return ",".join(map(str, value)) if isinstance(value, list) else value

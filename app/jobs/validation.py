@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,14 @@ import numpy.typing as npt
 from app.api.train_schemas import TrainRequest, UploadForm
 from closecast.config import Config
 from closecast.errors import InputInvalid, Loc, Problem
-from closecast.series import ConstantSeries, Series, check_trainable, load_csv, series_from_values
+from closecast.series import (
+    ConstantSeries,
+    MissingFeature,
+    Series,
+    check_trainable,
+    load_csv,
+    series_from_values,
+)
 
 
 @dataclass(frozen=True)
@@ -66,12 +73,22 @@ def training_config(
         raise _invalid(("body", "params"), ValueError(str(exc)), "param_invalid") from None
 
 
-def series_of_values(closes: list[float], dates: list[str] | None, cfg: Config) -> Series:
-    """Closes sent as JSON, validated and length-checked like a CSV."""
+def series_of_values(
+    closes: list[float],
+    dates: list[str] | None,
+    cfg: Config,
+    features: Mapping[str, list[float]] | None = None,
+) -> Series:
+    """Closes (and features) sent as JSON, validated and length-checked like a CSV."""
+    unused = sorted(set(features or {}) - set(cfg.data.features))
+    if unused:
+        raise _invalid(("body", "features", unused[0]), ValueError(
+            f"features.{unused[0]} is sent but params.features is {list(cfg.data.features)}; name it there "
+            "to train on it, or drop it"), "feature_not_used")  # fmt: skip
     try:
-        series = series_from_values(closes, dates)
+        series = series_from_values(closes, dates, features=features)
     except ValueError as exc:
-        field = "dates" if str(exc).startswith("dates") else "closes"
+        field = next((f for f in ("dates", "features") if str(exc).startswith(f)), "closes")
         raise _invalid(("body", field), exc, "data_invalid") from None
     return _long_enough(series, cfg, ("body", "closes"))
 
@@ -79,7 +96,9 @@ def series_of_values(closes: list[float], dates: list[str] | None, cfg: Config) 
 def series_of_csv(path: Path, cfg: Config, date_column_named: bool) -> Series:
     """An uploaded CSV, read by the CLI's reader with the same column arguments the job will pass it."""
     try:
-        series = load_csv(path, cfg.data.column, cfg.data.date_column, require_date_column=date_column_named)
+        series = load_csv(
+            path, cfg.data.column, cfg.data.date_column, date_column_named, features=cfg.data.features
+        )
     except ValueError as exc:
         raise _invalid(("body", "file"), exc, "data_invalid") from None
     return _long_enough(series, cfg, ("body", "file"))
@@ -91,6 +110,10 @@ def _long_enough(series: Series, cfg: Config, loc: Loc) -> Series:
         check_trainable(series, cfg.data)
     except ConstantSeries as exc:
         raise _invalid(loc, exc, "series_constant") from None
+    except MissingFeature as exc:
+        raise _invalid(
+            ("body", "features") if loc[-1] == "closes" else loc, exc, "features_missing"
+        ) from None
     except ValueError as exc:
         raise _invalid(loc, exc, "series_too_short") from None
     return series
@@ -98,20 +121,25 @@ def _long_enough(series: Series, cfg: Config, loc: Loc) -> Series:
 
 def write_series_csv(path: Path, series: Series) -> None:
     """``Date,Close`` (or ``Close``) rows in chronological order; ``repr`` keeps every float bit."""
+    names = list(series.features)
+    columns = [series.closes, *(series.features[n] for n in names)]
+    rows = ([repr(float(v)) for v in row] for row in zip(*columns, strict=True))
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         if series.dates is None:
-            writer.writerow(["Close"])
-            writer.writerows([repr(float(c))] for c in series.closes)
+            writer.writerow(["Close", *names])
+            writer.writerows(rows)
         else:
-            writer.writerow(["Date", "Close"])
-            writer.writerows([d, repr(float(c))] for d, c in zip(series.dates, series.closes, strict=True))
+            writer.writerow(["Date", "Close", *names])
+            writer.writerows([d, *row] for d, row in zip(series.dates, rows, strict=True))
 
 
 def prepare_values(body: TrainRequest, threads: int, model: str) -> Prepare:
     """Validate JSON closes now; the returned step writes them as the job's CSV."""
     cfg = training_config(body.params.overrides(), threads)
-    series = series_of_values(body.closes, body.dates, cfg)
+    series = series_of_values(
+        body.closes, body.dates, cfg, {str(k): v for k, v in (body.features or {}).items()}
+    )
     source = body.source_label()
 
     def prepare(work: Path) -> Submission:

@@ -53,6 +53,7 @@ async def run_backtest(body: BacktestRequest, settings: SettingsDep, request: Re
             [Problem(("body", "folds"), f"folds is {body.folds}; at most {settings.max_backtest_folds} are "
                      "run (CLOSECAST_MAX_BACKTEST_FOLDS); ask for fewer", "too_many_folds", body.folds)]
         )  # fmt: skip
+    model.check_features([body.closes], [body.features], [("body", "closes")])
     dates = _dates(body)
     result = await run_in_threadpool(
         backtest,
@@ -63,6 +64,7 @@ async def run_backtest(body: BacktestRequest, settings: SettingsDep, request: Re
         horizon=body.horizon,
         dates=dates,
         trained_until=model.manifest.get("data", {}).get("date_end"),
+        features=body.features,
     )
     content = {**result, "model": names[0], "model_version": model.version}
     return Response(to_json(content, inf_nan_mode="null"), media_type="application/json")

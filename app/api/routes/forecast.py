@@ -74,7 +74,8 @@ async def forecast(body: ForecastRequest, settings: SettingsDep, request: Reques
     check_limits(settings, body.horizon, [(("body", "closes"), len(body.closes))])
     names, models = await forecasters_of(request, [body.model])
     model = models[names[0]]
-    result = model.forecast([body.closes], body.horizon, body.level)
+    features = [body.features] if body.features is not None else None
+    result = model.forecast([body.closes], body.horizon, body.level, None, features)
     _record(request, "forecast", result, names[0])
     item = result.items[0]
     return _json(
@@ -99,7 +100,9 @@ async def forecast_batch(body: BatchForecastRequest, settings: SettingsDep, requ
     )
     closes = [s.closes for s in body.series]
     names, models = await forecasters_of(request, [s.model or body.model for s in body.series])
-    args = (models, names, closes, body.horizon, body.level, locs)
+    sent = [s.features for s in body.series]
+    features = sent if any(f is not None for f in sent) else None
+    args = (models, names, closes, body.horizon, body.level, locs, features)
     if len(closes) > settings.inline_batch_threshold:  # large batches must not stall the event loop
         items, results = await run_in_threadpool(forecast_per_model, *args)
     else:
