@@ -31,7 +31,11 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 class Settings(BaseSettings):
     """Service configuration; each field is the environment variable ``CLOSECAST_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="CLOSECAST_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting is named but its value never printed (a short API key is a
+    # secret all the same); the messages below say what is expected instead.
+    model_config = SettingsConfigDict(
+        env_prefix="CLOSECAST_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # Model registry
     model_dir: Path = Field(
@@ -73,6 +77,20 @@ class Settings(BaseSettings):
         le=MAX_BATCH_SERIES_CEILING,
         description="batches larger than this run off the event loop",
     )
+    batch_max_size: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="concurrent single-series /forecast requests run as one ONNX Runtime call, at most this "
+        "many (1 = off)",
+    )
+    batch_max_delay_us: int = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="longest a /forecast request waits for others to join its call; 0 = only those "
+        "already waiting on the event loop",
+    )
     reload_interval_s: float = Field(
         default=2.0, ge=0.05, le=3600, description="how often each worker checks the `current` pointer"
     )
@@ -108,12 +126,21 @@ class Settings(BaseSettings):
     max_backtest_folds: int = Field(
         default=20, ge=1, le=MAX_BACKTEST_FOLDS_CEILING, description="folds per POST /backtest request"
     )
+    otel_telemetry: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry spans and metrics (needs an OpenTelemetry SDK, which the "
+        "image does not ship); off spares every request FastAPI's probe for configured providers",
+    )
     enable_noop: bool = Field(default=False, description="register POST /noop/forecast (benchmarks only)")
 
     # Admin and retraining jobs
     api_key: SecretStr | None = Field(
         default=None,
         description="bearer key for /train and promotion (`Authorization: Bearer <key>`); unset = disabled",
+    )
+    protect_reads: bool = Field(
+        default=False,
+        description="put /models*, /train*, /metrics, /docs, /redoc and /openapi.json behind the key too",
     )
     job_queue_size: int = Field(default=4, ge=1, le=1000, description="retrain jobs waiting at most")
     train_threads: int = Field(default=1, ge=1, le=64, description="torch threads of a retrain job")
@@ -155,6 +182,15 @@ class Settings(BaseSettings):
         if len(value.get_secret_value()) < 16:
             raise ValueError("CLOSECAST_API_KEY must be at least 16 characters (use `openssl rand -hex 16`)")
         return value
+
+    @model_validator(mode="after")
+    def _reads_need_a_key(self) -> Settings:
+        if self.protect_reads and self.api_key is None:
+            raise ValueError(
+                "CLOSECAST_PROTECT_READS=true needs CLOSECAST_API_KEY (16+ characters) to check callers "
+                "against; set the key, or leave reads open with CLOSECAST_PROTECT_READS=false"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> Settings:

@@ -50,12 +50,14 @@ PROVIDER_CHOICES: dict[str, list[str]] = {"auto": [CUDA, CPU], "cuda": [CUDA, CP
 
 def read_manifest(bundle_dir: Path) -> dict[str, Any]:
     """``manifest.json`` as a dict, refused unless its ``format_version`` is one this loader knows."""
-    path = bundle_dir / MANIFEST
+    path = f"{bundle_dir.name}/{MANIFEST}"  # messages reach HTTP answers: no absolute paths
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads((bundle_dir / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise BundleInvalid(f"{path} does not exist; {bundle_dir.name} is not a model bundle") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:  # its str() would name the absolute path
+        raise BundleInvalid(f"{path} is not readable: {exc.strerror or type(exc).__name__}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleInvalid(f"{path} is not readable JSON: {exc}") from exc
     if not isinstance(manifest, dict):
         raise BundleInvalid(f"{path} holds a {type(manifest).__name__}, expected a JSON object")
@@ -110,7 +112,8 @@ def load_scaler(bundle_dir: Path, format_version: int = 1) -> Scaler | WindowSca
     try:
         return kind.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise BundleInvalid(f"{bundle_dir.name}/{SCALER_FILE} is not a usable scaler: {exc}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) else exc  # an OSError's str() names the full path
+        raise BundleInvalid(f"{bundle_dir.name}/{SCALER_FILE} is not a usable scaler: {reason}") from exc
 
 
 def load_feature_scaler(bundle_dir: Path, manifest: dict[str, Any]) -> FeatureScaler | None:
@@ -150,9 +153,9 @@ def open_session(model_path: Path, providers: str = "auto", threads: int = 1) ->
     try:
         session = ort.InferenceSession(str(model_path), sess_options=options, providers=wanted)
     except Exception as exc:  # ONNX Runtime raises its own untyped errors for unreadable models
-        raise BundleInvalid(
-            f"ONNX Runtime cannot open {model_path.parent.name}/{model_path.name}: {exc}"
-        ) from exc
+        shown = f"{model_path.parent.name}/{model_path.name}"  # ORT names the full path; answers must not
+        reason = str(exc).replace(str(model_path), shown)
+        raise BundleInvalid(f"ONNX Runtime cannot open {shown}: {reason}") from exc
     obtained = session.get_providers()[0]
     if providers == "cuda" and obtained != CUDA:
         raise ProviderUnavailable(

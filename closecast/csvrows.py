@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,21 @@ T = TypeVar("T")  # what order_by_date reorders: closes, or their row indices
 
 class DataError(ValueError):
     """The input data cannot be trained on; the message says why and what to do."""
+
+
+# C0 and C1 control characters and DEL: never part of a column name, and a NUL cannot even pass through a
+# command line (a job's CLI arguments), so a header holding one is refused before anything is queued.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_column_name(name: str, where: str) -> None:
+    """Refuse a column name holding control characters; ``where`` names it in the message."""
+    bad = _CONTROL.search(name)
+    if bad:
+        raise DataError(
+            f"{where} is {name[:60]!r}, which holds the control character {bad.group()!r}; "
+            "column names must be printable text, fix the header"
+        )
 
 
 def parse_date(text: str, where: str) -> datetime:
@@ -116,6 +132,8 @@ def _columns(
     reads ``High``); refuses a missing close, id or feature column, listing them all."""
     if not header:
         raise DataError(f"{path.name} is empty; expected a header row with a {column!r} column")
+    for number, name in enumerate(header, start=1):
+        check_column_name(name, f"{path.name} line 1: column {number}")
     names = [h.strip() for h in header]
     listing = ", ".join(names)
     if column not in names:

@@ -45,7 +45,9 @@ CURRENT_POINTER = "current"
 PROMOTIONS = "promotions.jsonl"
 MANIFEST = "manifest.json"
 _POINTER_MAX_BYTES = 256  # a version name is at most 128 characters; more is not a pointer
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+VERSION_MAX_LENGTH = 128
+VERSION_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{VERSION_MAX_LENGTH - 1}}}$"
+_VERSION_RE = re.compile(VERSION_PATTERN)
 _MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MODEL_NAME_RULE = (
     "a model name is 1 to 64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas import Closes, Features, Horizon, ModelName
+from app.api.schemas import Closes, Features, Horizon, ModelName, WholeNumber
 from app.config import MAX_BACKTEST_FOLDS_CEILING
 
 Folds = Annotated[
@@ -22,6 +22,7 @@ Folds = Annotated[
         strict=True,
         description="expanding-window folds; at most CLOSECAST_MAX_BACKTEST_FOLDS (default 20)",
     ),
+    WholeNumber,  # 6.0 is the integer 6, as in JSON Schema
 ]
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.api.protect import bearer_matches
 from app.config import Settings
 from app.inference.holder import ModelHolder
 from app.inference.models import LoadedModels
@@ -23,6 +24,9 @@ async def get_settings_of_app(request: Request) -> Settings:
     """The settings this app was created with (not the environment: tests pass their own)."""
     settings: Settings = request.app.state.settings
     return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
 
 
 async def get_holder(request: Request) -> ModelHolder:
@@ -73,6 +77,15 @@ async def require_trainer(
         raise AuthFailed()
 
 
+async def caller_sees_all(request: Request, settings: SettingsDep) -> bool:
+    """Whether the caller may read everything on ``/models``: no key is configured (an open deployment), or
+    the request carries it. Read from the header itself, not ``HTTPBearer``: the route stays open to all
+    (OpenAPI must not declare a key it does not demand), it only shows the others less."""
+    if settings.api_key is None:
+        return True
+    return bearer_matches(settings.api_key, request.headers.get("authorization"))
+
+
 async def get_runner(request: Request) -> JobRunner:
     """This worker's job runner, once it can take jobs (else 503 with the reason)."""
     runner: JobRunner | None = getattr(request.app.state, "jobs", None)
@@ -82,10 +95,10 @@ async def get_runner(request: Request) -> JobRunner:
     return runner
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 ModelsDep = Annotated[LoadedModels, Depends(get_models)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ForecasterDep = Annotated[Forecaster, Depends(get_forecaster)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+SeesAllDep = Annotated[bool, Depends(caller_sees_all)]
 TrainerDep = Depends(require_trainer)  # for `dependencies=[TrainerDep]`: it yields nothing to the handler

@@ -8,13 +8,17 @@ class in ``STATUS`` it is an instance of, and ``{"detail": message}``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from app.api.bodies import ParserCrashed
+from app.api.openapi import operations_at
 from app.jobs.errors import (
     AuthFailed,
     JobFinished,
@@ -102,9 +106,20 @@ def _message(kind: str, loc: Loc, value: Any, reason: str, ctx: dict[str, Any]) 
 
 # A close fails pydantic-core's own constraints (fast: no Python call per value); say it in price terms.
 _PRICE_ERRORS = {
+    "float_type": ("price_not_number", "prices must be numbers"),
+    "float_parsing": ("price_not_number", "prices must be numbers"),
     "greater_than": ("price_not_positive", "prices must be > 0"),
     "finite_number": ("price_not_finite", "prices must be finite numbers"),
 }
+
+
+_FEATURE_ERRORS = {"float_type", "float_parsing", "greater_than_equal", "finite_number"}
+
+
+def _feature_rule(name: str) -> str:
+    return (
+        "a volume must be finite and >= 0" if name == "volume" else f"a {name} price must be finite and > 0"
+    )
 
 
 def describe_validation_error(error: dict[str, Any]) -> dict[str, Any]:
@@ -113,10 +128,13 @@ def describe_validation_error(error: dict[str, Any]) -> dict[str, Any]:
     kind = str(error.get("type", "value_error"))
     value = error.get("input")
     reason = str(error.get("msg", "is invalid"))
-    if len(loc) >= 2 and loc[-2] == "closes" and kind in _PRICE_ERRORS:
+    not_a_number = kind in ("float_type", "float_parsing") and (type(value) is int)  # a number, too big
+    if len(loc) >= 2 and loc[-2] == "closes" and kind in _PRICE_ERRORS and not not_a_number:
         kind, reason = _PRICE_ERRORS[kind]
         if kind == "price_not_finite" and isinstance(value, int):  # an integer too big for a float
             kind, reason = "price_out_of_range", "prices must be at most 1.8e308"
+    if len(loc) >= 3 and loc[-3] == "features" and kind in _FEATURE_ERRORS and not not_a_number:
+        kind, reason = "feature_invalid", _feature_rule(str(loc[-2]))  # the core's words for the same rule
     msg = _message(kind, loc, value, reason, error.get("ctx") or {})
     shown = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return Problem(loc, msg, kind, shown).as_dict()
@@ -130,6 +148,12 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": [describe_validation_error(e) for e in exc.errors()]}, status_code=422)
 
 
+def without_paths(text: str, model_dir: Path) -> str:
+    """``text`` with the model dir's absolute path replaced by its setting's name: the last line of defence,
+    for messages built from errors that name the files they failed on."""
+    return text.replace(str(model_dir), "CLOSECAST_MODEL_DIR")
+
+
 async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ClosecastError)
     if isinstance(exc, InputInvalid):
@@ -138,10 +162,36 @@ async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
     headers = {"Retry-After": RETRY_AFTER[status]} if status in RETRY_AFTER else {}
     if isinstance(exc, AuthFailed):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"detail": exc.message}, status_code=status, headers=headers or None)
+    detail = without_paths(exc.message, request.app.state.settings.model_dir)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method the API serves at ``path`` (Starlette names only the first matching route's), as
+    OpenAPI documents them; HEAD wherever GET is."""
+    methods = set(operations_at(app, path))
+    return sorted(methods | {"HEAD"} if "GET" in methods else methods)
+
+
+async def _http_handler(request: Request, exc: Exception) -> Any:
+    """FastAPI's own answer, with a complete ``Allow`` header on a 405."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        # FastAPI's answer to a JSON body it could not decode (bytes that are not UTF-8): a 422 like any
+        # other bad body, in the 422 shape the API promises
+        error = {"error": "the body is not UTF-8 JSON"}
+        problem = {"type": "json_invalid", "loc": ("body", 0), "msg": "", "input": {}, "ctx": error}
+        return await _validation_handler(request, RequestValidationError([problem]))
+    if exc.status_code == 405:
+        allow = allowed_methods(request.app, request.url.path)
+        if allow:  # else a route outside the API (/docs): Starlette's header is complete
+            exc = HTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(allow)})
+    return await http_exception_handler(request, exc)
 
 
 def register_error_handlers(app: FastAPI) -> None:
-    """Install the handlers: domain errors by ``STATUS``, 422s in the message format above."""
+    """Install the handlers: domain errors by ``STATUS``, 422s in the message format above, and 405s that
+    list every method of the path."""
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(ClosecastError, _domain_handler)
+    app.add_exception_handler(HTTPException, _http_handler)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from app.config import MAX_BATCH_SERIES_CEILING, MAX_CLOSES_CEILING, MAX_HORIZON_CEILING
@@ -27,6 +27,14 @@ def _examples(*payloads: Any) -> dict[str, JsonValue]:
     return {"examples": list(payloads)}
 
 
+def _whole(value: Any) -> Any:
+    """JSON Schema's `integer` includes 18.0: take a whole float as the integer it is (strict fields still
+    refuse 18.5, "18" and true)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = BeforeValidator(_whole)
+
 # Constraints pydantic-core checks without a Python call per close; closecast.errors words them for prices.
 Price = Annotated[
     float, Field(strict=True, gt=0, allow_inf_nan=False, description="a close price, finite and > 0")
@@ -36,8 +44,9 @@ Closes = Annotated[
     Field(
         min_length=2,
         max_length=MAX_CLOSES_CEILING,
-        description="closing prices, oldest first; at least the model's window (GET /models/current) and at "
-        "most CLOSECAST_MAX_CLOSES (default 10000); only the latest window is used",
+        description="closing prices, oldest first; at least the model's window (GET /models/current: "
+        "minItems 2 is only the floor, /openapi.json states the served model's window) and at most "
+        "CLOSECAST_MAX_CLOSES (default 10000); only the latest window is used",
     ),
 ]
 Horizon = Annotated[
@@ -48,13 +57,32 @@ Horizon = Annotated[
         strict=True,
         description="steps ahead, rolled out recursively; at most CLOSECAST_MAX_HORIZON (default 30)",
     ),
+    WholeNumber,  # after the bounds, so the schema states them as minimum/maximum
+]
+Level = Annotated[
+    int, Field(ge=1, le=99, strict=True, description="central interval coverage in percent"), WholeNumber
+]
+FeatureName = Annotated[str, Field(pattern="^(high|low|open|volume)$")]  # typed str: Mapping keys
+# >= 0 is what all four share (a volume may be 0); a price of exactly 0 is refused by the core's check
+FeatureValue = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+# pydantic states the key pattern as patternProperties, which lets other keys through; say it exactly
+_FEATURE_VALUES_SCHEMA = {
+    "type": "array",
+    "items": {"type": "number", "minimum": 0},
+    "maxItems": MAX_CLOSES_CEILING,
+}
+FeatureMap = Annotated[
+    dict[FeatureName, Annotated[list[FeatureValue], Field(max_length=MAX_CLOSES_CEILING)]],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {name: _FEATURE_VALUES_SCHEMA for name in ("high", "low", "open", "volume")},
+            "additionalProperties": False,
+        }
+    ),
 ]
 Features = Annotated[
-    dict[
-        Annotated[str, Field(max_length=20)],
-        Annotated[list[Annotated[float, Field(strict=True)]], Field(max_length=MAX_CLOSES_CEILING)],
-    ]
-    | None,
+    FeatureMap | None,
     Field(
         default=None,
         max_length=4,
@@ -64,7 +92,6 @@ Features = Annotated[
         "them at their last value",
     ),
 ]
-Level = Annotated[int, Field(ge=1, le=99, strict=True, description="central interval coverage in percent")]
 
 
 def _unique_levels(levels: list[int]) -> list[int]:
@@ -100,7 +127,12 @@ ModelName = Annotated[
 
 Levels = Annotated[
     list[Level],
-    Field(min_length=1, max_length=10, description="interval levels in percent, each 1..99, no duplicates"),
+    Field(
+        min_length=1,
+        max_length=10,
+        json_schema_extra={"uniqueItems": True},
+        description="interval levels in percent, each 1..99, no duplicates",
+    ),
     AfterValidator(_unique_levels),
 ]
 

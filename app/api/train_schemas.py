@@ -11,10 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.api.schemas import ModelName
+from app.api.schemas import ModelName, WholeNumber
 from app.config import MAX_CLOSES_CEILING
 from app.jobs.store import Job
 
+WholeOrNone = Annotated[int | None, WholeNumber]  # 21.0 is the integer 21, as in JSON Schema
 PromoteMode = Literal["auto", "always", "never"]
 FeatureName = Literal["high", "low", "open", "volume"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -48,20 +49,20 @@ class TrainParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    window: int | None = Field(default=None, le=100_000, description="closes per input window (>= 3)")
+    window: WholeOrNone = Field(default=None, le=100_000, description="closes per input window (>= 3)")
     train_frac: float | None = Field(default=None, description="chronological training share, in (0, 1)")
     val_frac: float | None = Field(default=None, description="validation share, in (0, 1); test is the rest")
-    hidden_size: int | None = Field(default=None, description="LSTM hidden units, 1..1024")
-    num_layers: int | None = Field(default=None, description="LSTM layers, 1..8")
+    hidden_size: WholeOrNone = Field(default=None, description="LSTM hidden units, 1..1024")
+    num_layers: WholeOrNone = Field(default=None, description="LSTM layers, 1..8")
     dropout: float | None = Field(default=None, description="dropout between LSTM layers, in [0, 1)")
-    epochs: int | None = Field(default=None, le=100_000, description="maximum epochs (>= 1)")
-    batch_size: int | None = Field(default=None, le=1_000_000, description="mini-batch size (>= 1)")
+    epochs: WholeOrNone = Field(default=None, le=100_000, description="maximum epochs (>= 1)")
+    batch_size: WholeOrNone = Field(default=None, le=1_000_000, description="mini-batch size (>= 1)")
     lr: float | None = Field(default=None, description="Adam learning rate, in (0, 1)")
     loss: Literal["mse", "huber", "mae"] | None = Field(default=None, description="training loss")
-    patience: int | None = Field(
+    patience: WholeOrNone = Field(
         default=None, ge=1, le=100_000, description="early-stopping patience in epochs"
     )
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="random seed")
+    seed: WholeOrNone = Field(default=None, ge=0, le=2**32 - 1, description="random seed")
     features: list[FeatureName] | None = Field(
         default=None,
         max_length=4,
@@ -85,6 +86,7 @@ class TrainRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # JSON types as declared: `true` or "100.5" is not a price, "21" not a window
         json_schema_extra={
             "examples": [{"closes": [100.0, 100.4, 99.8, "..."], "params": {"epochs": 20}, "promote": "auto"}]
         },

@@ -67,6 +67,13 @@ class JobsUnavailable(ClosecastError):
     """The job store could not be opened (e.g. a read-only model dir); serving goes on without training."""
 
 
+def os_reason(exc: Exception) -> str:
+    """An error without the file it names: answers and logs never show absolute paths."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 class StorageFailed(ClosecastError):
     """The job's data, the job store or the ``current`` pointer could not be written into the model dir."""
 
@@ -77,7 +84,8 @@ class StorageFailed(ClosecastError):
         what_to_do: str = "make it writable by the service",
         action: str = "store the job",
     ):
-        super().__init__(f"cannot {action} in {model_dir} ({exc}); {what_to_do}")
+        where = "the model dir (CLOSECAST_MODEL_DIR)"  # never its absolute path: this is an HTTP answer
+        super().__init__(f"cannot {action} in {where}: {os_reason(exc)}; {what_to_do}")
 
 
 class StorageFull(StorageFailed):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.inference.holder import ModelHolder
+from app.jobs.errors import os_reason
 from app.jobs.store import CANCELLED, Outcome
 from closecast import registry, retention
 from closecast.bundle import load_forecaster
@@ -317,7 +318,7 @@ def _promote_registered(
         return Outcome(
             "failed",
             result=result,
-            error=f"registered {candidate.version} but could not make it current: {exc}",
+            error=f"registered {candidate.version} but could not make it current: {os_reason(exc)}",
         )
     return Outcome("succeeded", result={**result, "promoted": True})
 

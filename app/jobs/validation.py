@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from app.api.train_schemas import TrainRequest, UploadForm
 from closecast.config import Config
+from closecast.csvrows import check_column_name
 from closecast.errors import InputInvalid, Loc, Problem
 from closecast.series import (
     ConstantSeries,
@@ -66,6 +67,11 @@ def training_config(
     params: dict[str, Any], threads: int, column: str = "Close", date_column: str | None = None
 ) -> Config:
     """The configuration the CLI will build from the same flags; bad values as 422 with its messages."""
+    for field, name in (("column", column), ("date_column", date_column)):
+        try:
+            check_column_name(name or "", field)
+        except ValueError as exc:
+            raise _invalid(("body", field), exc, "column_invalid") from None
     overrides = {**params, "threads": threads, "column": column, "date_column": date_column or "Date"}
     try:
         return Config.from_overrides(overrides)

@@ -60,7 +60,7 @@ def test_huge_integer_close_is_422(client: TestClient) -> None:
 
 def test_string_close_is_422(client: TestClient) -> None:
     response = client.post("/forecast", json={"closes": [1.0, "2.0", 3.0]})
-    assert detail_msgs(response) == ['closes[1] is "2.0"; input should be a valid number']
+    assert detail_msgs(response) == ['closes[1] is "2.0"; prices must be numbers']
 
 
 def test_closes_of_wrong_type_is_422(client: TestClient) -> None:

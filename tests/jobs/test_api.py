@@ -346,7 +346,8 @@ def test_a_pointer_that_cannot_be_written_is_503_or_507_and_changes_nothing(
         assert response.status_code == status, response.text
         assert (
             response.json()["detail"]
-            == f"cannot make {other.name} current in {model_dir / DEFAULT} ({error}); {what_to_do}"
+            == f"cannot make {other.name} current in the model dir (CLOSECAST_MODEL_DIR): {error.strerror}; "
+            f"{what_to_do}"
         )
         assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
         assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
@@ -361,9 +362,9 @@ def test_a_version_with_an_unreadable_manifest_is_listed_with_the_problem(
     broken.mkdir()
     (broken / "manifest.json").write_text("{")
     try:
-        listed = client.get("/models/default/versions").json()["versions"][0]
+        listed = client.get("/models/default/versions", headers=AUTH).json()["versions"][0]
         assert listed["version"] == broken.name and listed["current"] is False
-        assert listed["problem"].startswith(f"{broken / 'manifest.json'} is not readable JSON")
+        assert listed["problem"].startswith(f"{broken.name}/manifest.json is not readable JSON")
     finally:
         shutil.rmtree(broken)
 
@@ -377,7 +378,9 @@ def test_a_model_dir_that_cannot_take_the_job_is_503_and_queues_nothing(tmp_path
     with TestClient(build_app(trainer_settings(model_dir))) as client:
         response = post(client)
         assert response.status_code == 503
-        assert response.json()["detail"].startswith(f"cannot store the job in {model_dir} (")
+        assert response.json()["detail"].startswith(
+            "cannot store the job in the model dir (CLOSECAST_MODEL_DIR): Not a directory"
+        )
         assert response.json()["detail"].endswith("; make it writable by the service")
         assert client.get("/train", headers=AUTH).json() == {"jobs": []}
 

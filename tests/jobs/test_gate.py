@@ -54,7 +54,11 @@ def test_worse_candidate_is_registered_but_not_promoted(outcome: Outcome) -> Non
         assert f"{mae:.6g}" in result["reason"]
     assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
     assert result["version"] in registry.list_versions(model_dir / DEFAULT)
-    listed = {v["version"]: v for v in client.get("/models/default/versions").json()["versions"]}
+    listed = {
+        v["version"]: v for v in client.get("/models/default/versions", headers=AUTH).json()["versions"]
+    }
+    public = [v["version"] for v in client.get("/models/default/versions").json()["versions"]]
+    assert result["version"] not in public  # never promoted: hidden from callers without the key
     assert listed[result["version"]]["current"] is False and listed[FIXTURE_VERSION]["current"] is True
     assert listed[result["version"]]["data"]["source"] == "synthetic-seed1.csv"
     served = client.post("/forecast", json={"closes": SERIES[-20:].tolist()}).json()["model_version"]

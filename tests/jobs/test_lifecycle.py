@@ -124,7 +124,7 @@ def test_new_version_is_registered_whole_and_the_work_dir_is_gone(run: Run) -> N
 
 
 def test_models_lists_versions_newest_first_and_marks_current(run: Run) -> None:
-    body = run.client.get("/models/default/versions").json()
+    body = run.client.get("/models/default/versions", headers=AUTH).json()
     version = run.final["result"]["version"]
     assert body["current"] == body["served"] == version
     assert [v["version"] for v in body["versions"]] == [version, FIXTURE_VERSION]

@@ -14,27 +14,35 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 from starlette.responses import Response
 
 from app.api.bodies import JSONBodyRoute
 from app.api.deps import ForecasterDep, SettingsDep, forecasters_of
+from app.api.responses import errors
 from app.api.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
 from app.config import Settings
+from app.inference.batcher import Batcher
 from app.inference.models import forecast_per_model
 from app.metrics import Metrics
 from closecast.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
-from closecast.forecaster import BatchForecast, SeriesForecast
+from closecast.forecaster import BatchForecast, Forecaster, SeriesForecast
 
 # JSONBodyRoute: bodies validated from their bytes in one pass, big batches in a child process (bodies.py)
 router = APIRouter(tags=["forecast"], route_class=JSONBodyRoute)
 noop_router = APIRouter(tags=["benchmark"], route_class=JSONBodyRoute)
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    408: {"description": "the body did not arrive within CLOSECAST_BODY_TIMEOUT_S"},
-    413: {"description": "body larger than the route accepts, or too many series"},
-    422: {"description": "invalid input; each `detail[].msg` names the field and quotes the value"},
-    503: {"description": "no verified model loaded yet"},
-}
+_ERRORS = errors(
+    408,
+    413,
+    422,
+    503,
+    words={
+        408: "the body did not arrive within CLOSECAST_BODY_TIMEOUT_S",
+        413: "body larger than the route accepts, or too many series",
+        503: "no verified model loaded yet",
+    },
+)
 
 
 def check_limits(settings: Settings, horizon: int, series: Sequence[tuple[Loc, int]]) -> None:
@@ -60,28 +68,32 @@ def _answer(item: SeriesForecast) -> dict[str, Any]:
     }
 
 
-def _record(request: Request, endpoint: str, result: BatchForecast, model: str) -> None:
+def _record(state: State, endpoint: str, result: BatchForecast, model: str) -> None:
     # The metrics come from the app state, not a dependency: each Depends costs tens of microseconds per
     # request in FastAPI's solver, more than the counting itself.
-    metrics: Metrics = request.app.state.metrics
+    metrics: Metrics = state.metrics
     warnings = [w.kind for item in result.items for w in item.warnings]
     metrics.observe_forecast(endpoint, result.inference_s, len(result.items), warnings, model)
 
 
-@router.post("/forecast", response_model=ForecastResponse, responses=_ERRORS)
-async def forecast(body: ForecastRequest, settings: SettingsDep, request: Request) -> Response:
-    """Forecast the next closes of one series with a model (default: the default model), with intervals."""
-    check_limits(settings, body.horizon, [(("body", "closes"), len(body.closes))])
-    names, models = await forecasters_of(request, [body.model])
-    model = models[names[0]]
-    features = [body.features] if body.features is not None else None
-    result = model.forecast([body.closes], body.horizon, body.level, None, features)
-    _record(request, "forecast", result, names[0])
+async def answer_one(
+    body: ForecastRequest, model: Forecaster, state: State, name: str | None = None
+) -> Response:
+    """``/forecast``'s whole answer: the route's, and the same for the raw ASGI path (``fastpath.py``), which
+    serves the default model only (a body naming another model raises here and goes on to the route)."""
+    name = name or _default_only(state, [body.model])
+    check_limits(state.settings, body.horizon, [(("body", "closes"), len(body.closes))])
+    locs: list[Loc] = [("body", "closes")]
+    model.check_lengths([body.closes], locs)  # checked before joining a batch they would fail
+    model.check_features([body.closes], [body.features] if body.features is not None else None, locs)
+    batcher: Batcher = state.batcher
+    result = await batcher.forecast(model, body.closes, body.horizon, body.level, body.features)
+    _record(state, "forecast", result, name)
     item = result.items[0]
     return _json(
         {
             **_answer(item),
-            "model": names[0],
+            "model": name,
             "model_version": model.version,
             "last_close": item.last_close,
             "warnings": [w.message for w in item.warnings],
@@ -89,9 +101,34 @@ async def forecast(body: ForecastRequest, settings: SettingsDep, request: Reques
     )
 
 
-@router.post("/forecast/batch", response_model=BatchForecastResponse, responses=_ERRORS)
-async def forecast_batch(body: BatchForecastRequest, settings: SettingsDep, request: Request) -> Response:
-    """Forecast several series, one model call per step for each model named; answers in the order sent."""
+@router.post("/forecast", response_model=ForecastResponse, responses=_ERRORS)
+async def forecast(body: ForecastRequest, request: Request) -> Response:
+    """Forecast the next closes of one series with a model (default: the default model), with intervals."""
+    names, models = await forecasters_of(request, [body.model])
+    return await answer_one(body, models[names[0]], request.app.state, names[0])
+
+
+def _default_only(state: State, names: list[str | None]) -> str:
+    """The raw path's model: the default one; any other name is resolved by the route (``forecasters_of``)."""
+    default: str = state.settings.default_model
+    if any(name not in (None, default) for name in names):
+        raise LookupError("a named model: answered by the route, which resolves it")
+    return default
+
+
+async def answer_batch(
+    body: BatchForecastRequest,
+    model: Forecaster,
+    state: State,
+    resolved: tuple[list[str], dict[str, Forecaster]] | None = None,
+) -> Response:
+    """``/forecast/batch``'s whole answer: the route's (``resolved``: each series' model), and the same for
+    the raw ASGI path (the default model only)."""
+    if resolved is None:
+        default = _default_only(state, [body.model, *(s.model for s in body.series)])
+        resolved = ([default] * len(body.series), {default: model})
+    names, models = resolved
+    settings: Settings = state.settings
     if len(body.series) > settings.max_batch_series:
         raise TooManySeries(len(body.series), settings.max_batch_series)
     locs: list[Loc] = [("body", "series", i, "closes") for i in range(len(body.series))]
@@ -99,7 +136,6 @@ async def forecast_batch(body: BatchForecastRequest, settings: SettingsDep, requ
         settings, body.horizon, [(loc, len(s.closes)) for loc, s in zip(locs, body.series, strict=True)]
     )
     closes = [s.closes for s in body.series]
-    names, models = await forecasters_of(request, [s.model or body.model for s in body.series])
     sent = [s.features for s in body.series]
     features = sent if any(f is not None for f in sent) else None
     args = (models, names, closes, body.horizon, body.level, locs, features)
@@ -108,11 +144,16 @@ async def forecast_batch(body: BatchForecastRequest, settings: SettingsDep, requ
     else:
         items, results = forecast_per_model(*args)
     for name, result in results.items():
-        _record(request, "forecast_batch", result, name)
+        _record(state, "forecast_batch", result, name)
+    keys = [(str(level), level) for level in body.level]  # once per request, not per series
     forecasts = [
         {
             "id": s.id,
-            **_answer(item),
+            "forecast": item.forecast,
+            "intervals": {
+                key: {"lower": item.intervals[level][0], "upper": item.intervals[level][1]}
+                for key, level in keys
+            },
             "model": name,
             "model_version": models[name].version,
             "last_close": item.last_close,
@@ -121,6 +162,14 @@ async def forecast_batch(body: BatchForecastRequest, settings: SettingsDep, requ
         for s, item, name in zip(body.series, items, names, strict=True)
     ]
     return _json({"forecasts": forecasts, "model_version": forecasts[0]["model_version"]})
+
+
+@router.post("/forecast/batch", response_model=BatchForecastResponse, responses=_ERRORS)
+async def forecast_batch(body: BatchForecastRequest, request: Request) -> Response:
+    """Forecast several series, one model call per step for each model named; answers in the order sent."""
+    resolved = await forecasters_of(request, [s.model or body.model for s in body.series])
+    model = next(iter(resolved[1].values()))
+    return await answer_batch(body, model, request.app.state, resolved)
 
 
 @noop_router.post("/noop/forecast", response_model=ForecastResponse, responses=_ERRORS)

@@ -5,14 +5,13 @@ default model.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter
-from fastapi import Path as PathParam
 
 from app.api.deps import ModelsDep, SettingsDep, TrainerDep
-from app.api.routes.models import ModelPath, checked_model
+from app.api.routes.models import ModelPath, Version, checked_model
 from app.api.schemas import Deleted, Promoted
 from app.inference.models import LoadedModels
 from app.jobs.errors import VersionNotFound, storage_failed
@@ -21,10 +20,6 @@ from closecast import registry, retention
 from closecast.errors import InputInvalid, Problem
 
 router = APIRouter(tags=["models"], dependencies=[TrainerDep])
-
-Version = Annotated[
-    str, PathParam(max_length=200, description="a version listed by GET /models/{model}/versions")
-]
 
 _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"description": "the bearer key is missing or wrong"},

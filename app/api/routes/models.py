@@ -14,12 +14,13 @@ import anyio.to_thread
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 
-from app.api.deps import ForecasterDep, ModelsDep
+from app.api.deps import ForecasterDep, ModelsDep, SeesAllDep
 from app.api.schemas import ModelCard, ModelsOut, ModelSummary, ModelVersion, ModelVersions
 from app.inference.models import LoadedModels
 from closecast import registry
 from closecast.bundle import read_manifest
 from closecast.errors import ClosecastError, InputInvalid, ModelNotFound, model_name_invalid
+from closecast.forecaster import Forecaster
 
 router = APIRouter(tags=["models"])
 
@@ -43,7 +44,22 @@ def checked_model(models: LoadedModels, model: str) -> str:
     return model
 
 
-def _summary(bundle_dir: Path, current: str | None) -> ModelVersion:
+Version = Annotated[
+    str,
+    PathParam(
+        max_length=registry.VERSION_MAX_LENGTH,
+        # Documented, not enforced by pydantic: the handler refuses a bad name with a clearer message.
+        json_schema_extra={"pattern": registry.VERSION_PATTERN},
+        description="a version listed by GET /models/{model}/versions",
+    ),
+]
+
+# What a caller without the key sees of a version's training data, when a key is set: not the `source`
+# (a job's name or upload file name says what someone trained on).
+PUBLIC_DATA = ("date_start", "date_end", "rows_used")
+
+
+def _summary(bundle_dir: Path, current: str | None, sees_all: bool) -> ModelVersion:
     """A version's headline manifest fields (not verified: promotion verifies)."""
     name = bundle_dir.name
     try:
@@ -51,27 +67,33 @@ def _summary(bundle_dir: Path, current: str | None) -> ModelVersion:
     except ClosecastError as exc:
         return ModelVersion(version=name, current=name == current, problem=exc.message)
     data: dict[str, Any] = manifest.get("data", {})
+    shown = ("source", "date_start", "date_end", "rows_used") if sees_all else PUBLIC_DATA
     return ModelVersion(
         version=name,
         current=name == current,
         created_at=manifest.get("created_at"),
         window=manifest["input"].get("window"),
         metrics=manifest.get("metrics"),
-        data={k: data[k] for k in ("source", "date_start", "date_end", "rows_used") if k in data},
+        data={k: data[k] for k in shown if k in data},
     )
 
 
-def _versions(models: LoadedModels, model: str) -> ModelVersions:
+def _versions(models: LoadedModels, model: str, sees_all: bool) -> ModelVersions:
     model_dir = models.model_dir(model)
     current = registry.read_current(model_dir)
     served = models.loaded(model)
-    versions = [_summary(model_dir / v, current) for v in reversed(registry.list_versions(model_dir))]
+    names = list(reversed(registry.list_versions(model_dir)))
+    if not sees_all:  # only the versions that were ever current (history, pointer, served)
+        public = {p.version for p in registry.promotion_history(model_dir)}
+        public |= {v for v in (current, served.version if served else None) if v}
+        names = [v for v in names if v in public]
+    versions = [_summary(model_dir / v, current, sees_all) for v in names]
     return ModelVersions(
         model=model, current=current, served=served.version if served else None, versions=versions
     )
 
 
-def _model_summary(models: LoadedModels, model: str, loaded: set[str]) -> ModelSummary:
+def _model_summary(models: LoadedModels, model: str, loaded: set[str], sees_all: bool) -> ModelSummary:
     model_dir = models.model_dir(model)
     current = registry.read_current(model_dir)
     base = ModelSummary(
@@ -92,7 +114,7 @@ def _model_summary(models: LoadedModels, model: str, loaded: set[str]) -> ModelS
         update={
             "created_at": manifest.get("created_at"),
             "window": manifest.get("input", {}).get("window"),
-            "source": manifest.get("data", {}).get("source"),
+            "source": manifest.get("data", {}).get("source") if sees_all else None,
             "skill": metrics.get("test", {}).get("skill"),
             "beats_naive": metrics.get("beats_naive"),
             "coverage": manifest.get("intervals", {}).get("test_coverage"),
@@ -100,32 +122,39 @@ def _model_summary(models: LoadedModels, model: str, loaded: set[str]) -> ModelS
     )
 
 
-def _model_list(models: LoadedModels) -> ModelsOut:
+def _model_list(models: LoadedModels, sees_all: bool) -> ModelsOut:
     loaded = set(models.loaded_names())
-    return ModelsOut(models=[_model_summary(models, name, loaded) for name in models.names()])
+    return ModelsOut(models=[_model_summary(models, name, loaded, sees_all) for name in models.names()])
+
+
+def _card(model: str, forecaster: Forecaster, sees_all: bool) -> ModelCard:
+    card = forecaster.card()
+    if not sees_all:  # the data's `source` is for the key holder (see PUBLIC_DATA)
+        card["data"] = {k: v for k, v in card.get("data", {}).items() if k != "source"}
+    return ModelCard(model=model, **card)
 
 
 @router.get("/models/current", responses={503: {"description": "no verified model loaded yet"}})
-async def current_model(model: ForecasterDep, models: ModelsDep) -> ModelCard:
+async def current_model(model: ForecasterDep, models: ModelsDep, sees_all: SeesAllDep) -> ModelCard:
     """The default model's card: version, window, test metrics against the naive forecast, data range."""
-    return ModelCard(model=models.default_name, **model.card())
+    return _card(models.default_name, model, sees_all)
 
 
 @router.get("/models")
-async def list_models(models: ModelsDep) -> ModelsOut:
+async def list_models(models: ModelsDep, sees_all: SeesAllDep) -> ModelsOut:
     """Every model name with its current version's test skill, interval coverage and data source."""
-    return await anyio.to_thread.run_sync(_model_list, models)
+    return await anyio.to_thread.run_sync(_model_list, models, sees_all)
 
 
 @router.get("/models/{model}", responses=_NOT_FOUND)
-async def model_card(model: ModelPath, models: ModelsDep) -> ModelCard:
+async def model_card(model: ModelPath, models: ModelsDep, sees_all: SeesAllDep) -> ModelCard:
     """A model's card (loads it when it is not in memory): the version it serves, its metrics and data."""
     name = checked_model(models, model)
-    return ModelCard(model=name, **(await models.aforecaster_of(name)).card())
+    return _card(name, await models.aforecaster_of(name), sees_all)
 
 
 @router.get("/models/{model}/versions", responses=_NOT_FOUND)
-async def list_versions(model: ModelPath, models: ModelsDep) -> ModelVersions:
+async def list_versions(model: ModelPath, models: ModelsDep, sees_all: SeesAllDep) -> ModelVersions:
     """A model's stored versions, newest first, with their test metrics; marks the one `current` names."""
     name = checked_model(models, model)
-    return await anyio.to_thread.run_sync(_versions, models, name)
+    return await anyio.to_thread.run_sync(_versions, models, name, sees_all)

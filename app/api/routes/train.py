@@ -7,7 +7,7 @@ key of ``CLOSECAST_API_KEY``; without a configured key they answer 403 and say h
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -16,11 +16,14 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from app.api.deps import RunnerDep, SettingsDep, TrainerDep
+from app.api.errors import without_paths
+from app.api.responses import errors
 from app.api.train_schemas import JobAccepted, JobList, JobOut, TrainRequest, UploadForm, inline_schema
 from app.config import Settings
 from app.inference.models import LoadedModels
 from app.jobs.errors import QueueFull
 from app.jobs.runner import JobRunner
+from app.jobs.store import Job
 from app.jobs.validation import Prepare, prepare_upload, prepare_values
 from closecast.errors import InputInvalid, Problem, TooManyModels
 
@@ -28,10 +31,7 @@ JobId = Annotated[str, Path(max_length=64, description="the `job_id` POST /train
 
 router = APIRouter(tags=["training"], dependencies=[TrainerDep])
 
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "the bearer key is missing or wrong"},
-    403: {"description": "no CLOSECAST_API_KEY is configured: training and promotion are off"},
-}
+_AUTH = (401, 403)
 _FORM_SCHEMA = inline_schema(UploadForm)
 _TRAIN_BODY = {
     "requestBody": {
@@ -51,6 +51,14 @@ _TRAIN_BODY = {
         },
     }
 }
+
+
+def _out(job: Job, settings: Settings) -> JobOut:
+    """A job as answered: its error (a training process's last line may name its files) without paths."""
+    out = JobOut.of(job)
+    if out.error:
+        out.error = without_paths(out.error, settings.model_dir)
+    return out
 
 
 def _invalid(exc: ValidationError, prefix: tuple[str, ...] = ("body",)) -> RequestValidationError:
@@ -77,7 +85,7 @@ async def _from_json(request: Request, settings: Settings) -> Prepare:
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise _json_invalid(exc) from None
     try:
-        body = TrainRequest.model_validate(data)
+        body = TrainRequest.model_validate(data, strict=True)  # like /forecast: no "100.5" or true as a price
     except ValidationError as exc:
         raise _invalid(exc) from None
     model = await anyio.to_thread.run_sync(_model_with_room, request, body.model)
@@ -117,14 +125,22 @@ async def _from_upload(request: Request, settings: Settings, runner: JobRunner) 
     "/train",
     status_code=202,
     openapi_extra=_TRAIN_BODY,
-    responses={
-        **_AUTH_ERRORS,
-        409: {"description": "CLOSECAST_MAX_MODELS models exist and `model` would be a new one"},
-        422: {"description": "invalid data or params, with the training CLI's own messages"},
-        429: {"description": "CLOSECAST_JOB_QUEUE_SIZE jobs are already queued"},
-        503: {"description": "the model dir cannot hold jobs (read-only, or the job store is unusable)"},
-        507: {"description": "no space left in the model dir for the job's data"},
-    },
+    responses=errors(
+        *_AUTH,
+        409,
+        413,
+        422,
+        429,
+        503,
+        507,
+        words={
+            409: "CLOSECAST_MAX_MODELS models exist and `model` would be a new one",
+            422: "invalid data or params, with the training CLI's own messages",
+            429: "CLOSECAST_JOB_QUEUE_SIZE jobs are already queued",
+            503: "the model dir cannot hold jobs (read-only, or the job store is unusable)",
+            507: "no space left in the model dir for the job's data",
+        },
+    ),
 )
 async def submit_job(
     request: Request, response: Response, runner: RunnerDep, settings: SettingsDep
@@ -138,33 +154,30 @@ async def submit_job(
     return JobAccepted(job_id=job.id, status="queued")
 
 
-@router.get("/train", responses=_AUTH_ERRORS)
+@router.get("/train", responses=errors(*_AUTH, 422, 503))
 async def list_jobs(
     runner: RunnerDep,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=200, description="jobs to list")] = 20,
 ) -> JobList:
     """Recent jobs, newest first."""
     jobs = await anyio.to_thread.run_sync(runner.recent, limit)
-    return JobList(jobs=[JobOut.of(j) for j in jobs])
+    return JobList(jobs=[_out(j, settings) for j in jobs])
 
 
-@router.get("/train/{job_id}", responses={**_AUTH_ERRORS, 404: {"description": "no such job"}})
-async def get_job(job_id: JobId, runner: RunnerDep) -> JobOut:
+@router.get("/train/{job_id}", responses=errors(*_AUTH, 404, 422, 503, words={404: "no such job"}))
+async def get_job(job_id: JobId, runner: RunnerDep, settings: SettingsDep) -> JobOut:
     """A job's status, progress per epoch and, once it ended, its result or error."""
-    return JobOut.of(await anyio.to_thread.run_sync(runner.get, job_id))
+    return _out(await anyio.to_thread.run_sync(runner.get, job_id), settings)
 
 
 @router.delete(
     "/train/{job_id}",
-    responses={
-        **_AUTH_ERRORS,
-        404: {"description": "no such job"},
-        409: {"description": "the job already ended"},
-    },
+    responses=errors(*_AUTH, 404, 409, 422, 503, words={404: "no such job", 409: "the job already ended"}),
 )
-async def cancel_job(job_id: JobId, runner: RunnerDep) -> JobOut:
+async def cancel_job(job_id: JobId, runner: RunnerDep, settings: SettingsDep) -> JobOut:
     """Cancel a queued or running job (a running one is killed; its bundle never appears)."""
     job = await anyio.to_thread.run_sync(runner.cancel, job_id)
     if not job.finished:
         job = await runner.wait_finished(job_id, timeout_s=10)
-    return JobOut.of(job)
+    return _out(job, settings)

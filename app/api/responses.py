@@ -1,0 +1,57 @@
+"""The error answers every route declares in OpenAPI, so the schema says what the server really returns.
+
+``app/api/errors.py`` writes them: ``{"detail": "message"}`` for every status but 422, and FastAPI's item
+list ``{"detail": [{"loc", "msg", "type", "input"}]}`` for 422. A route lists its statuses with ``errors``:
+``@router.get(..., responses=errors(401, 404, words={404: "no such job"}))``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+# What each status means on any route; a route may word its own (``words=``).
+MEANING: dict[int, str] = {
+    401: "the bearer key is missing or wrong",
+    403: "no CLOSECAST_API_KEY is configured: training and promotion are off",
+    404: "not found",
+    408: "the body did not arrive in time; send it faster or smaller",
+    409: "conflict with the current state; nothing changed",
+    413: "body larger than the route accepts (CLOSECAST_MAX_BODY_BYTES) or too many series",
+    422: "invalid input; each `detail[].msg` names the field and quotes the value",
+    429: "too many requests queued; retry after `Retry-After` seconds",
+    503: "not available yet or now (`Retry-After` says when to retry); the detail says why",
+    507: "no space left in the model dir",
+}
+
+
+class ErrorDetail(BaseModel):
+    """Every error answer but 422: one message that says what went wrong and what to do."""
+
+    detail: str = Field(description="what went wrong and what to do")
+
+
+class ProblemItem(BaseModel):
+    loc: list[str | int] = Field(description='where: ["body", "closes", 3]')
+    msg: str = Field(description="`PATH is VALUE; WHAT TO DO`")
+    type: str = Field(description="a stable machine-readable kind, e.g. `price_not_positive`")
+    input: Any = Field(default=None, description="the value refused (non-finite numbers as strings)")
+
+
+class ValidationProblems(BaseModel):
+    """A 422: every problem found, each naming its field."""
+
+    detail: list[ProblemItem]
+
+
+def errors(*statuses: int, words: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for ``statuses``, each with its body schema and description."""
+    words = words or {}
+    return {
+        status: {
+            "model": ValidationProblems if status == 422 else ErrorDetail,
+            "description": words.get(status, MEANING[status]),
+        }
+        for status in statuses
+    }
