@@ -58,6 +58,13 @@ RESERVED_MODEL_NAMES = frozenset(
 )
 
 
+# The rule as one regular expression for the OpenAPI docs (the server checks with the messages below).
+MODEL_NAME_PATTERN = (
+    r"^(?!(current|promotions\.jsonl|manifest\.json|jobs\.sqlite(-wal|-shm)?|readme\.md)$)"
+    r"[a-z0-9][a-z0-9._-]{0,63}$"
+)
+
+
 def model_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a model name, or None when it can."""
     if not _MODEL_RE.fullmatch(name):

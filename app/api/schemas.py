@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from app.config import MAX_BATCH_SERIES_CEILING, MAX_CLOSES_CEILING, MAX_HORIZON_CEILING
-from closecast.registry import model_name_problem
+from closecast.registry import MODEL_NAME_PATTERN, model_name_problem
 
 _EXAMPLE_CLOSES = [
     4766.18, 4796.56, 4793.54, 4700.58, 4696.05, 4677.03, 4670.29, 4713.07, 4726.35, 4659.03,
@@ -120,6 +120,8 @@ ModelName = Annotated[
         description="a model's name (GET /models lists them): lowercase letters, digits, `._-`, at most 64; "
         "default: the default model (CLOSECAST_DEFAULT_MODEL)",
         examples=["default"],
+        # Documented, not enforced by pydantic: the validator below refuses a bad name with the rule in words.
+        json_schema_extra={"pattern": MODEL_NAME_PATTERN},
     ),
     AfterValidator(_model_name),
 ]

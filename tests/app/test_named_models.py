@@ -170,7 +170,7 @@ def test_a_model_path_that_is_no_slug_is_422(client: TestClient) -> None:
 
 def test_models_lists_every_model_with_its_current_version(client: TestClient) -> None:
     forecast(client, "msft")
-    models = {m["model"]: m for m in client.get("/models").json()["models"]}
+    models = {m["model"]: m for m in client.get("/models", headers=AUTH).json()["models"]}
     assert list(models) == ["aapl", "default", "msft"]
     assert models["default"]["default"] is True and models["aapl"]["default"] is False
     assert [models[m]["current_version"] for m in models] == [A2, FIXTURE_VERSION, M1]
@@ -183,7 +183,8 @@ def test_model_card_and_versions_of_a_named_model(client: TestClient) -> None:
     card = client.get("/models/aapl").json()
     assert (card["model"], card["version"]) == ("aapl", A2)
     assert client.get("/models/current").json()["model"] == "default"
-    versions = client.get("/models/aapl/versions").json()
+    assert client.get("/models/aapl").json()["data"].get("source") is None  # not for callers without the key
+    versions = client.get("/models/aapl/versions", headers=AUTH).json()
     assert versions["model"] == "aapl" and versions["current"] == A2 and versions["served"] == A2
     assert [v["version"] for v in versions["versions"]] == [UNPROMOTED, A2, A1]
 

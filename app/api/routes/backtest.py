@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
@@ -11,6 +9,7 @@ from starlette.responses import Response
 
 from app.api.backtest_schemas import BacktestRequest, BacktestResponse
 from app.api.deps import SettingsDep, forecasters_of
+from app.api.responses import errors
 from app.api.routes.forecast import check_limits
 from closecast.backtest import backtest
 from closecast.errors import InputInvalid, Problem
@@ -18,12 +17,20 @@ from closecast.series import DataError, series_from_values
 
 router = APIRouter(tags=["backtest"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "no model of that name; the message lists known ones"},
-    413: {"description": "body larger than CLOSECAST_MAX_BODY_BYTES"},
-    422: {"description": "invalid input, too few closes for the folds asked, or too many folds"},
-    503: {"description": "no verified model loaded yet"},
-}
+_ERRORS = errors(
+    404,
+    408,
+    413,
+    422,
+    503,
+    words={
+        404: "no model of that name; the message lists known ones",
+        408: "the body did not arrive within CLOSECAST_BODY_TIMEOUT_S",
+        413: "body larger than CLOSECAST_MAX_BODY_BYTES",
+        422: "invalid input, too few closes for the folds asked, or too many folds",
+        503: "no verified model loaded yet",
+    },
+)
 
 
 def _dates(body: BacktestRequest) -> list[str] | None:

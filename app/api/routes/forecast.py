@@ -33,11 +33,13 @@ router = APIRouter(tags=["forecast"], route_class=JSONBodyRoute)
 noop_router = APIRouter(tags=["benchmark"], route_class=JSONBodyRoute)
 
 _ERRORS = errors(
+    404,
     408,
     413,
     422,
     503,
     words={
+        404: "no model of that name; the message lists known ones",
         408: "the body did not arrive within CLOSECAST_BODY_TIMEOUT_S",
         413: "body larger than the route accepts, or too many series",
         503: "no verified model loaded yet",

@@ -5,12 +5,11 @@ default model.
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio.to_thread
 from fastapi import APIRouter
 
 from app.api.deps import ModelsDep, SettingsDep, TrainerDep
+from app.api.responses import errors
 from app.api.routes.models import ModelPath, Version, checked_model
 from app.api.schemas import Deleted, Promoted
 from app.inference.models import LoadedModels
@@ -21,19 +20,32 @@ from closecast.errors import InputInvalid, Problem
 
 router = APIRouter(tags=["models"], dependencies=[TrainerDep])
 
-_AUTH: dict[int | str, dict[str, Any]] = {
-    401: {"description": "the bearer key is missing or wrong"},
-    403: {"description": "no CLOSECAST_API_KEY is configured: training and promotion are off"},
-    404: {"description": "no such model or version"},
-    422: {"description": "not a valid model or version name"},
-    503: {"description": "the registry could not be written (e.g. a read-only model dir)"},
-    507: {"description": "no space left in the model dir"},
+_WORDS = {
+    404: "no such model or version",
+    422: "not a valid model or version name",
+    503: "the registry could not be written (e.g. a read-only model dir)",
+    507: "no space left in the model dir",
 }
-_PROMOTE = {**_AUTH, 409: {"description": "the bundle failed verification; nothing changed"}}
-_DELETE = {
-    **_AUTH,
-    409: {"description": "the version is current or was promoted, or the model is the default one"},
-}
+_PROMOTE = errors(
+    401,
+    403,
+    404,
+    409,
+    422,
+    503,
+    507,
+    words={**_WORDS, 409: "the bundle failed verification; nothing changed"},
+)
+_DELETE = errors(
+    401,
+    403,
+    404,
+    409,
+    422,
+    503,
+    507,
+    words={**_WORDS, 409: "the version is current or was promoted, or the model is the default one"},
+)
 
 
 def _checked_version(models: LoadedModels, model: str, version: str) -> str:

@@ -13,8 +13,10 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter
 from fastapi import Path as PathParam
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.deps import ForecasterDep, ModelsDep, SeesAllDep
+from app.api.responses import errors
 from app.api.schemas import ModelCard, ModelsOut, ModelSummary, ModelVersion, ModelVersions
 from app.inference.models import LoadedModels
 from closecast import registry
@@ -26,12 +28,17 @@ router = APIRouter(tags=["models"])
 
 ModelPath = Annotated[
     str,
-    PathParam(max_length=200, description="a model's name (GET /models lists them)", examples=["default"]),
+    PathParam(
+        max_length=64,
+        # Documented, not enforced by pydantic: `checked_model` refuses a bad name with the rule in words.
+        json_schema_extra={"pattern": registry.MODEL_NAME_PATTERN},
+        description="a model's name (GET /models lists them)",
+        examples=["default"],
+    ),
 ]
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "no such model; the message lists known ones"},
-    422: {"description": "not a valid model name"},
-}
+_NOT_FOUND = errors(
+    404, 422, words={404: "no such model; the message lists known ones", 422: "not a valid model name"}
+)
 
 
 def checked_model(models: LoadedModels, model: str) -> str:
@@ -138,6 +145,13 @@ def _card(model: str, forecaster: Forecaster, sees_all: bool) -> ModelCard:
 async def current_model(model: ForecasterDep, models: ModelsDep, sees_all: SeesAllDep) -> ModelCard:
     """The default model's card: version, window, test metrics against the naive forecast, data range."""
     return _card(models.default_name, model, sees_all)
+
+
+@router.api_route("/models/current", methods=["DELETE"], include_in_schema=False)
+async def current_is_not_a_model() -> None:
+    """``/models/current`` is the default model's card (GET only), never a model to delete: 405 as for any
+    method a path does not have, not the 401/422 ``DELETE /models/{model}`` would answer."""
+    raise StarletteHTTPException(405, "Method Not Allowed")
 
 
 @router.get("/models")
