@@ -94,7 +94,7 @@ def test_concurrent_forecasts_are_batched_and_equal_unbatched_bit_for_bit(
 
 @pytest.fixture(scope="module")
 def model() -> Forecaster:
-    return load_forecaster(MODELS / str(read_current(MODELS)), providers="cpu")
+    return load_forecaster(MODELS / "default" / str(read_current(MODELS / "default")), providers="cpu")
 
 
 def test_batcher_answers_each_request_as_alone_bit_for_bit(model: Forecaster) -> None:

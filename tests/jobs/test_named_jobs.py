@@ -63,7 +63,7 @@ def test_named_models_serve_side_by_side_with_the_default(trained: Trained) -> N
     assert _forecast(trained.client) == ("default", FIXTURE_VERSION)
     assert _forecast(trained.client, "aapl") == ("aapl", versions["aapl"])
     assert _forecast(trained.client, "msft") == ("msft", versions["msft"])
-    models = {m["model"]: m for m in trained.client.get("/models").json()["models"]}
+    models = {m["model"]: m for m in trained.client.get("/models", headers=AUTH).json()["models"]}
     assert models["aapl"]["source"] == "aapl-daily.csv" and models["msft"]["source"] == "msft-daily.csv"
     assert registry.read_current(trained.root / DEFAULT) == FIXTURE_VERSION
 
