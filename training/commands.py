@@ -23,6 +23,7 @@ HYPERPARAMETERS = (
     "hidden_size",
     "num_layers",
     "dropout",
+    "bidirectional",
     "epochs",
     "batch_size",
     "lr",
@@ -30,6 +31,7 @@ HYPERPARAMETERS = (
     "patience",
     "seed",
     "threads",
+    "device",
 )
 
 

@@ -39,8 +39,9 @@ class Supervisor:
         self.child: TrainingProcess | None = None
 
     def start(self, python: str, job: Job, work: Path, out: Path) -> None:
-        """Blocking: start the CLI on the job's data, the params as flags and the service's thread count,
-        niced, writing its bundle to ``out``; raises ``OSError`` when it cannot be started."""
+        """Blocking: start the CLI on the job's data, the params as flags and the service's thread count and
+        device (``CLOSECAST_TRAIN_DEVICE``), niced, writing its bundle to ``out``; raises ``OSError`` when it
+        cannot be started."""
         flags = {
             "csv": work / job.spec["csv"],
             "out": out,
@@ -48,6 +49,7 @@ class Supervisor:
             "date-column": job.spec.get("date_column"),
             "progress-file": work / PROGRESS_FILE,
             "threads": self.settings.train_threads,
+            "device": self.settings.train_device,
             **{name.replace("_", "-"): _flag(value) for name, value in job.spec["params"].items()},
         }
         training = TrainingProcess.start(
