@@ -34,15 +34,17 @@ COPY training ./training
 RUN pip wheel --no-deps --no-cache-dir --disable-pip-version-check --wheel-dir /dist .
 
 
-# ---- default-model: only the version models/current names, readable by the non-root user ------------------
+# ---- default-model: only the version models/default/current names, readable by the non-root user ----------
 FROM ${PYTHON_IMAGE} AS default-model
 COPY models /src/models
-# A checkout may hold local experiments next to the default: only the current version is baked in,
-# made readable by the non-root user whatever the modes in the checkout.
-RUN version="$(cat /src/models/current)" \
-    && test -f "/src/models/${version}/manifest.json" \
-    && mkdir /out \
-    && cp -R "/src/models/${version}" /src/models/current /src/models/README.md /out/ \
+# A checkout may hold local experiments and other models next to the default: only the default model's
+# current version is baked in (named layout, /out/default/), readable by the non-root user whatever the
+# modes in the checkout.
+RUN version="$(cat /src/models/default/current)" \
+    && test -f "/src/models/default/${version}/manifest.json" \
+    && mkdir -p /out/default \
+    && cp -R "/src/models/default/${version}" /src/models/default/current /out/default/ \
+    && cp /src/models/README.md /out/ \
     && chmod -R u=rwX,go=rX /out
 
 

@@ -15,7 +15,8 @@ from functools import partial
 from pathlib import Path
 
 from app.config import Settings
-from app.inference.holder import ModelHolder, watch_pointer
+from app.inference.holder import watch_pointer
+from app.inference.models import LoadedModels
 from app.jobs.runner import DB_FILE
 from app.jobs.sqlite_store import SQLiteJobStore
 from app.jobs.store import JobStore
@@ -44,9 +45,13 @@ def embedded_store(model_dir: Path, timeout_s: float) -> SQLiteJobStore:
     return SQLiteJobStore(model_dir / DB_FILE, timeout_s)
 
 
-def build_backends(settings: Settings, holder: ModelHolder) -> Backends:
-    """The backends ``settings`` ask for; sets ``holder.pointers`` to the database's when there is one."""
+def build_backends(settings: Settings, models: LoadedModels) -> Backends:
+    """The backends ``settings`` ask for; with a database, every model's holder reads its pointers there.
+
+    The watcher follows the default model (notified by the database, or polling the files); the other
+    loaded models poll their pointers through the same store (``watch_models``)."""
     interval = settings.reload_interval_s
+    holder = models.default
     if settings.database_url is None:
         return Backends(
             kind="embedded",
@@ -56,17 +61,16 @@ def build_backends(settings: Settings, holder: ModelHolder) -> Backends:
     from app.jobs.pg_store import PostgresJobStore  # psycopg only when asked for
     from app.pg import Database
     from app.pg_pointers import PostgresPointers, follow_promotions
-    from closecast.registry import FilePointers
 
     db = Database(
         settings.database_url.get_secret_value(), settings.db_pool_size, settings.job_store_timeout_s
     )
-    pointers = PostgresPointers(db, FilePointers(settings.model_dir))
-    holder.pointers = pointers
+    pointers = PostgresPointers(db, models.files)
+    models.use_pointers(pointers)
 
     def open_database() -> None:
         db.open()
-        pointers.seed([holder.model])
+        pointers.seed(models.names())
 
     def close_database() -> None:
         pointers.close()

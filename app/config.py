@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import app as _package
+from closecast.registry import model_name_problem
 
 REPO_MODELS_DIR = Path(_package.__file__).resolve().parents[1] / "models"
 
@@ -38,7 +39,21 @@ class Settings(BaseSettings):
 
     # Model registry
     model_dir: Path = Field(
-        default=REPO_MODELS_DIR, description="registry served: version dirs + `current` pointer"
+        default=REPO_MODELS_DIR, description="registry served: one dir per model name, each with versions"
+    )
+    default_model: str = Field(
+        default="default",
+        description="the model a request without `model` gets; always loaded; /readyz is about it",
+    )
+    max_models: int = Field(default=100, ge=1, le=10_000, description="model names the registry may hold")
+    max_loaded_models: int = Field(
+        default=16, ge=1, le=10_000, description="models kept loaded (LRU; the default model always is)"
+    )
+    keep_versions: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="per model, prune never-promoted versions beyond the newest N (unset: keep all)",
     )
     default_model_dir: Path | None = Field(
         default=None,
@@ -161,6 +176,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("default_model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        problem = model_name_problem(value)
+        if problem is not None:
+            raise ValueError(f"CLOSECAST_DEFAULT_MODEL is {value!r}; {problem}")
+        return value
 
     @field_validator("api_key")
     @classmethod

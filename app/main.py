@@ -1,8 +1,9 @@
 """The ASGI app: ``uvicorn app.main:app`` (or ``python -m app``). Wiring only.
 
-``create_app`` builds the app without touching the disk; the lifespan loads and verifies the model (the
-process fails to start without one) and runs the background loops (``background_tasks``), each supervised on
-its own: the registry pointer watcher (hot swaps) and the retrain job runner.
+``create_app`` builds the app without touching the disk; the lifespan migrates a flat-layout registry (or
+seeds an empty volume), loads and verifies the default model (the process fails to start without one) and
+runs the background loops (``background_tasks``), each supervised on its own: the pointer watchers (hot swaps
+of the default model and of the other loaded models), the retrain job runner. Other models load on use.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import metadata
 
 import anyio
@@ -24,15 +26,17 @@ from app.api.fastpath import ForecastFastPath
 from app.api.middleware import BodyLimits, RequestMetrics
 from app.api.protect import PROTECTED_READS, ProtectReads
 from app.api.query import RejectUnknownQuery
-from app.api.routes import backtest, forecast, health, metrics, models, train
+from app.api.routes import backtest, forecast, health, metrics, model_admin, models, train
 from app.backends import Backends, build_backends
 from app.background import Background, Supervised
 from app.config import Settings, get_settings
 from app.inference.batcher import Batcher
 from app.inference.holder import ModelHolder
+from app.inference.models import LoadedModels, watch_models
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
 from closecast import registry
+from closecast.migrate import prepare_registry
 from closecast.providers import cuda_built, cuda_unavailable
 
 log = logging.getLogger("app")
@@ -42,6 +46,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     forecast.router,
     models.router,
+    model_admin.router,
     metrics.router,
     train.router,
     backtest.router,
@@ -65,16 +70,25 @@ def _configure_logging(level: str) -> None:
         logger.addHandler(handler)
 
 
+def _prepare_registry(settings: Settings) -> None:
+    """Migrate a flat-layout registry and seed an empty volume, one process at a time (closecast.migrate)."""
+    try:
+        done = prepare_registry(settings.model_dir, settings.default_model, settings.default_model_dir)
+    except OSError as exc:
+        raise RuntimeError(
+            f"cannot bring the model dir into the named layout ({exc.strerror or exc}); make it writable "
+            "for one start, or move its versions into a directory named as CLOSECAST_DEFAULT_MODEL"
+        ) from exc
+    for what in done:
+        log.info("%s", what)
+
+
 async def _load_model(settings: Settings, holder: ModelHolder, backends: Backends) -> None:
-    """Seed an empty volume from the default registry, open the backends (a database: connect, migrate,
-    seed its pointers from the files), then load, verify and serve the current model."""
-    if settings.default_model_dir is not None and not registry.list_versions(settings.model_dir):
-        await anyio.to_thread.run_sync(
-            registry.seed_model_dir, settings.model_dir, settings.default_model_dir
-        )
-        log.info("seeded the model dir from the default registry")
+    """Migrate or seed the registry, open the backends (a database: connect, migrate, seed its pointers
+    from the files), then load, verify and serve the default model."""
+    await anyio.to_thread.run_sync(_prepare_registry, settings)
     try:  # a registry from before the promotion history: its pointer becomes the first promotion
-        await anyio.to_thread.run_sync(registry.record_existing_pointer, settings.model_dir)
+        await anyio.to_thread.run_sync(registry.record_existing_pointer, holder.model_dir)
     except OSError as exc:  # a read-only model dir still serves; it just has no history to fall back to
         log.warning("cannot record the current pointer in the promotion history: %s", exc.strerror or exc)
     await anyio.to_thread.run_sync(backends.open)
@@ -93,11 +107,13 @@ async def _load_model(settings: Settings, holder: ModelHolder, backends: Backend
 
 def background_tasks(app: FastAPI) -> Background:
     """The worker's background loops; a new loop is one ``Supervised(name, fn)`` line here."""
+    settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
     jobs: JobRunner = app.state.jobs
     parser: BatchParser = app.state.batch_parser
     loops = [
-        Supervised("pointer", app.state.backends.watcher),  # follows promotions (files, or the database)
+        Supervised("pointer", app.state.backends.watcher),  # the default model: files, or the database
+        Supervised("models", partial(watch_models, app.state.models, settings.reload_interval_s)),
         Supervised("jobs", jobs.serve, waits_for_start=True, health=jobs.health),
         Supervised("batch_parser", parser.serve, health=parser.health),  # owns the child; lists its crashes
     ]
@@ -143,16 +159,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = app_metrics = Metrics()
-    app.state.holder = ModelHolder(
-        settings.model_dir,
-        settings.providers,
-        settings.ort_threads,
-        on_swap=app_metrics.model_swapped,
-        on_reload_failed=app_metrics.model_refused,
-        on_fallback=app_metrics.pointer_fell_back,
-    )
-    app.state.backends = backends = build_backends(settings, app.state.holder)  # embedded or PostgreSQL
-    app.state.jobs = JobRunner(settings, app.state.holder, backends.store)  # starts in the lifespan
+    app.state.models = LoadedModels(settings, app_metrics)  # every model name; the default always loaded
+    app.state.holder = app.state.models.default
+    app.state.backends = backends = build_backends(settings, app.state.models)  # embedded or PostgreSQL
+    app.state.jobs = JobRunner(settings, app.state.models, backends.store)  # starts in the lifespan
     app.state.batch_parser = BatchParser(settings.parse_nice)  # big batches parsed in a child process
     app.state.batcher = Batcher(settings.batch_max_size, settings.batch_max_delay_us)  # joins /forecasts
     app.state.background = background_tasks(app)

@@ -41,25 +41,36 @@ class Metrics:
         )
         self.inference = Histogram(
             "closecast_inference_seconds",
-            "Time inside ONNX Runtime per request (all rollout steps)",
-            ["endpoint"],
+            "Time inside ONNX Runtime per request and model (all rollout steps)",
+            ["endpoint", "model"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.batch_series = Histogram(
             "closecast_batch_series",
-            "Series per forecast request",
-            ["endpoint"],
+            "Series per forecast request and model",
+            ["endpoint", "model"],
             buckets=_SERIES_BUCKETS,
             registry=r,
         )
         self.model_info = Gauge(
             "closecast_model_info",
-            "The model served (value 1): version, ONNX Runtime provider, bundle format",
-            ["version", "provider", "format_version"],
+            "The models loaded (value 1): name, version, ONNX Runtime provider, bundle format",
+            ["model", "version", "provider", "format_version"],
             registry=r,
         )
-        self.model_ready = Gauge("closecast_model_ready", "1 once a verified model serves", registry=r)
+        self.model_ready = Gauge(
+            "closecast_model_ready", "1 once a verified default model serves", registry=r
+        )
+        self.models_loaded = Gauge(
+            "closecast_models_loaded", "Models in memory (the default one and the LRU)", registry=r
+        )
+        self.model_loads = Counter(
+            "closecast_model_loads",
+            "Loads of a model on first use (cold) and evictions from the LRU, by model",
+            ["model", "event"],
+            registry=r,
+        )
         self.input_warnings = Counter(
             "closecast_input_warnings",
             "Warnings attached to forecasts, by kind",
@@ -68,13 +79,14 @@ class Metrics:
         )
         self.model_reloads = Counter(
             "closecast_model_reloads",
-            "Hot swaps of the served model, by outcome",
-            ["outcome"],
+            "Hot swaps of a served model, by model and outcome",
+            ["model", "outcome"],
             registry=r,
         )
         self.pointer_fallbacks = Counter(
             "closecast_pointer_fallbacks",
-            "Times the `current` pointer could not be followed and the last promoted version served instead",
+            "Times a `current` pointer could not be followed and the last promoted version served instead",
+            ["model"],
             registry=r,
         )
         self.background_failures = Counter(
@@ -90,7 +102,8 @@ class Metrics:
             registry=r,
         )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._forecast_children: dict[str, tuple[Histogram, Histogram]] = {}
+        self._forecast_children: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
+        self._info_labels: dict[str, tuple[str, str, str, str]] = {}  # the model_info child of each model
         self._warning_children: dict[str, Counter] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -104,13 +117,15 @@ class Metrics:
         children[1].observe(seconds)
 
     def observe_forecast(
-        self, endpoint: str, inference_s: float, series: int, warnings: Iterable[str]
+        self, endpoint: str, inference_s: float, series: int, warnings: Iterable[str], model: str = "default"
     ) -> None:
-        """Time inside ONNX Runtime, series answered and warnings attached (by kind) for one request."""
-        children = self._forecast_children.get(endpoint)
+        """Time inside ONNX Runtime, series answered and warnings attached (by kind) for one model's part of
+        a request (label values are bounded by CLOSECAST_MAX_MODELS)."""
+        key = (endpoint, model)
+        children = self._forecast_children.get(key)
         if children is None:
-            children = (self.inference.labels(endpoint), self.batch_series.labels(endpoint))
-            self._forecast_children[endpoint] = children
+            children = (self.inference.labels(endpoint, model), self.batch_series.labels(endpoint, model))
+            self._forecast_children[key] = children
         children[0].observe(inference_s)
         children[1].observe(series)
         for kind in warnings:
@@ -119,19 +134,30 @@ class Metrics:
                 counter = self._warning_children[kind] = self.input_warnings.labels(kind)
             counter.inc()
 
-    def model_swapped(self, forecaster: Forecaster) -> None:
-        self.model_info.clear()
-        self.model_info.labels(
-            forecaster.version, forecaster.provider, str(forecaster.manifest["format_version"])
-        ).set(1)
-        self.model_ready.set(1)
-        self.model_reloads.labels("swapped").inc()
+    def model_swapped(self, forecaster: Forecaster, model: str = "default", default: bool = True) -> None:
+        self._drop_info(model)
+        labels = (model, forecaster.version, forecaster.provider, str(forecaster.manifest["format_version"]))
+        self.model_info.labels(*labels).set(1)
+        self._info_labels[model] = labels
+        if default:
+            self.model_ready.set(1)
+        self.model_reloads.labels(model, "swapped").inc()
 
-    def model_refused(self, version: str, error: Exception) -> None:
-        self.model_reloads.labels("refused").inc()
+    def model_unloaded(self, model: str) -> None:
+        """An LRU eviction (or a deleted model): it no longer counts as loaded."""
+        self._drop_info(model)
+        self.model_loads.labels(model, "evicted").inc()
 
-    def pointer_fell_back(self, reason: str) -> None:
-        self.pointer_fallbacks.inc()
+    def _drop_info(self, model: str) -> None:
+        labels = self._info_labels.pop(model, None)
+        if labels is not None:
+            self.model_info.remove(*labels)
+
+    def model_refused(self, version: str, error: Exception, model: str = "default") -> None:
+        self.model_reloads.labels(model, "refused").inc()
+
+    def pointer_fell_back(self, reason: str, model: str = "default") -> None:
+        self.pointer_fallbacks.labels(model).inc()
 
     def background_changed(self, task: str, up: bool) -> None:
         self.background_up.labels(task).set(1 if up else 0)

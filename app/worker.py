@@ -19,8 +19,9 @@ import anyio.to_thread
 from app.backends import build_backends
 from app.background import Background, Supervised
 from app.config import Settings, get_settings
-from app.inference.holder import ModelHolder
+from app.inference.models import LoadedModels
 from app.jobs.runner import JobRunner
+from app.metrics import Metrics
 
 log = logging.getLogger("app.worker")
 
@@ -35,11 +36,12 @@ async def _until_signalled(scope: anyio.CancelScope) -> None:
 
 async def run_worker(settings: Settings) -> None:
     """Open the backends, load the current model (for the gate), then run jobs until signalled."""
-    holder = ModelHolder(settings.model_dir, settings.providers, settings.ort_threads)
-    backends = build_backends(settings, holder)
+    models = LoadedModels(settings, Metrics())  # the gate compares with a model's current version
+    holder = models.default
+    backends = build_backends(settings, models)
     if backends.kind == "embedded":
         log.warning("CLOSECAST_DATABASE_URL is unset: this worker shares only the local jobs.sqlite")
-    runner = JobRunner(settings.model_copy(update={"run_jobs": True}), holder, backends.store)
+    runner = JobRunner(settings.model_copy(update={"run_jobs": True}), models, backends.store)
     await anyio.to_thread.run_sync(backends.open)
     try:
         holder.swap(await anyio.to_thread.run_sync(holder.load_current))

@@ -41,10 +41,6 @@ class ModelNotReady(ClosecastError):
         super().__init__(message)
 
 
-class ModelNotFound(ClosecastError):
-    """No served model has the name asked for."""
-
-
 class PayloadTooLarge(ClosecastError):
     """The request body or the batch is larger than the configured limit."""
 
@@ -149,3 +145,36 @@ def json_safe(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+# --- named models ------------------------------------------------------------------------------------------
+
+
+class ModelNotFound(ClosecastError):
+    """A request named a model the registry does not hold."""
+
+    def __init__(self, model: str, known: Sequence[str]) -> None:
+        shown = ", ".join(repr(k) for k in list(known)[:5]) or "none"
+        more = f" and {len(known) - 5} more" if len(known) > 5 else ""
+        super().__init__(
+            f"model {model!r} is not in the registry; known models: {shown}{more} (GET /models lists them); "
+            'train it first with POST /train and `"model": "' + model[:64] + '"`'
+        )
+
+
+class TooManyModels(ClosecastError):
+    """A new model name beyond CLOSECAST_MAX_MODELS."""
+
+    def __init__(self, model: str, limit: int) -> None:
+        super().__init__(
+            f"model {model!r} would be a new name but the registry already holds {limit} models "
+            f"(CLOSECAST_MAX_MODELS); delete one with DELETE /models/{{name}} or raise the limit"
+        )
+
+
+class RegistryConflict(ClosecastError):
+    """A registry change that would lose something served or recorded (a version in use, the default)."""
+
+
+def model_name_invalid(loc: Loc, name: str, problem: str) -> Problem:
+    return Problem(loc, f"{format_loc(loc)} is {render_value(name)}; {problem}", "model_name_invalid", name)

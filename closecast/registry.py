@@ -1,10 +1,18 @@
-"""The model registry on disk: one immutable directory per version, a ``current`` pointer and its history.
+"""The model registry on disk: named models, each with one immutable directory per version, a ``current``
+pointer and its history.
 
-    models/
-      20261123T054712Z-3f2a9c1b/   manifest.json model.onnx model.pt scaler.json report.png
-      20261124T101500Z-91be0d7e/   ...
-      current                      one line: the version served
-      promotions.jsonl             append-only: one JSON line per promotion (version, at, previous, reason)
+    models/                          the registry root (CLOSECAST_MODEL_DIR)
+      default/                       a model name: a slug, [a-z0-9][a-z0-9._-]{0,63}
+        20261123T054712Z-3f2a9c1b/   manifest.json model.onnx model.pt scaler.json report.png
+        20261124T101500Z-91be0d7e/   ...
+        current                      one line: the version served
+        promotions.jsonl             append-only: one JSON line per promotion (version, at, previous, reason)
+      aapl/ ...                      another model, same shape
+      jobs.sqlite  .jobs/            the retrain jobs of every model (app/jobs/)
+
+The functions below that take a ``model_dir`` work on one model's directory; ``FilePointers.model_dir_of``
+is the one place mapping a name to it. A registry in the older flat layout (versions directly in the root)
+is moved under the default model's name by ``closecast.migrate``.
 
 The pointer is a plain file replaced with ``os.replace`` (atomic on POSIX), so a reader sees the old or the
 new version, never half of one; bundles are written to a hidden temporary directory and renamed into place.
@@ -40,6 +48,47 @@ _POINTER_MAX_BYTES = 256  # a version name is at most 128 characters; more is no
 VERSION_MAX_LENGTH = 128
 VERSION_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{VERSION_MAX_LENGTH - 1}}}$"
 _VERSION_RE = re.compile(VERSION_PATTERN)
+_MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MODEL_NAME_RULE = (
+    "a model name is 1 to 64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+)
+# Names a model cannot take: the pointer's own name, and the files the registry root holds beside the models.
+RESERVED_MODEL_NAMES = frozenset(
+    {CURRENT_POINTER, PROMOTIONS, MANIFEST, "jobs.sqlite", "jobs.sqlite-wal", "jobs.sqlite-shm", "readme.md"}
+)
+
+
+# The rule as one regular expression for the OpenAPI docs (the server checks with the messages below).
+MODEL_NAME_PATTERN = (
+    r"^(?!(current|promotions\.jsonl|manifest\.json|jobs\.sqlite(-wal|-shm)?|readme\.md)$)"
+    r"[a-z0-9][a-z0-9._-]{0,63}$"
+)
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a model name, or None when it can."""
+    if not _MODEL_RE.fullmatch(name):
+        return MODEL_NAME_RULE
+    if name in RESERVED_MODEL_NAMES:
+        return f"{name!r} is reserved"
+    return None
+
+
+def is_valid_model_name(name: str) -> bool:
+    return model_name_problem(name) is None
+
+
+def list_models(root: Path) -> list[str]:
+    """Model names in the registry ``root`` (directories holding a version or a pointer), sorted."""
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir()
+        and is_valid_model_name(p.name)
+        and ((p / CURRENT_POINTER).is_file() or list_versions(p))
+    )
 
 
 def is_valid_version(name: str) -> bool:
@@ -215,7 +264,11 @@ class FilePointers:
         self.root = root
 
     def model_dir_of(self, model: str) -> Path:
-        return self.root  # one model per registry for now: its name does not change the directory
+        """``root/<model>``; a name that is not a slug never becomes a path (ValueError)."""
+        problem = model_name_problem(model)
+        if problem is not None:
+            raise ValueError(f"model name {model[:80]!r} is not valid: {problem}")
+        return self.root / model
 
     def current(self, model: str) -> str | None:
         return read_current(self.model_dir_of(model))

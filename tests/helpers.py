@@ -21,9 +21,10 @@ from app.config import Settings
 from closecast import registry
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FIXTURE_MODELS = FIXTURES / "models"  # a registry of one version with its `current` pointer
-FIXTURE_VERSION = registry.read_current(FIXTURE_MODELS) or "missing"
-FIXTURE_BUNDLE = FIXTURE_MODELS / FIXTURE_VERSION
+FIXTURE_MODELS = FIXTURES / "models"  # a registry: model `default` with one version and its `current`
+DEFAULT = "default"
+FIXTURE_VERSION = registry.read_current(FIXTURE_MODELS / DEFAULT) or "missing"
+FIXTURE_BUNDLE = FIXTURE_MODELS / DEFAULT / FIXTURE_VERSION
 SYNTHETIC_CSV = FIXTURES / "synthetic.csv"  # the closes the fixture model was trained on
 
 
@@ -44,6 +45,11 @@ def copy_registry(target: Path) -> Path:
     """A private copy of the fixture registry at ``target``, for tests that change it."""
     shutil.copytree(FIXTURE_MODELS, target)
     return target
+
+
+def default_dir(root: Path) -> Path:
+    """The default model's directory in the registry ``root``."""
+    return root / DEFAULT
 
 
 def detail_msgs(response: Any) -> list[str]:

@@ -14,7 +14,9 @@ from closecast.registry import list_versions, read_current
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("registry", [ROOT / "models", ROOT / "tests" / "fixtures" / "models"])
+@pytest.mark.parametrize(
+    "registry", [ROOT / "models" / "default", ROOT / "tests" / "fixtures" / "models" / "default"]
+)
 def test_committed_registry_points_at_a_verified_bundle(registry: Path) -> None:
     current = read_current(registry)
     assert current in list_versions(registry)
@@ -23,7 +25,7 @@ def test_committed_registry_points_at_a_verified_bundle(registry: Path) -> None:
 
 
 def test_default_model_states_its_skill_against_naive() -> None:
-    registry = ROOT / "models"
+    registry = ROOT / "models" / "default"
     m = json.loads((registry / str(read_current(registry)) / "manifest.json").read_text())
     assert m["format_version"] == 2
     assert [s["name"] for s in m["data"]["series"]] == ["sp500_daily", "msft_daily"]
@@ -38,7 +40,7 @@ def test_format_1_fixture_still_serves_with_its_own_representation() -> None:
     format 2 existed (the fixture's manifest sample is replayed at load)."""
     from closecast.forecaster_v2 import ForecasterV2
 
-    registry = ROOT / "tests" / "fixtures" / "models"
+    registry = ROOT / "tests" / "fixtures" / "models" / "default"
     forecaster = load_forecaster(registry / str(read_current(registry)), providers="cpu")
     assert forecaster.manifest["format_version"] == 1 and not isinstance(forecaster, ForecasterV2)
     sample = forecaster.manifest["sample"]
@@ -47,7 +49,7 @@ def test_format_1_fixture_still_serves_with_its_own_representation() -> None:
 
 def test_default_model_forecasts_sanely_above_6000_and_at_0_5() -> None:
     """Trained on 1999–2012 levels (under 1600); the recent S&P 500 and a penny stock must not break it."""
-    registry = ROOT / "models"
+    registry = ROOT / "models" / "default"
     forecaster = load_forecaster(registry / str(read_current(registry)), providers="cpu")
     closes = np.loadtxt(ROOT / "data" / "sp500_daily.csv", delimiter=",", skiprows=1, usecols=4)
     window = closes[-forecaster.window :][None, :]

@@ -16,7 +16,7 @@ import pytest
 from closecast import registry
 from closecast.bundle import load_forecaster
 
-DEFAULT = Path(__file__).resolve().parent / "fixtures" / "models"
+DEFAULT = Path(__file__).resolve().parent / "fixtures" / "models" / "default"
 DEFAULT_VERSION = registry.read_current(DEFAULT) or "missing"
 TRAINED_VERSION = "20991231T000000Z-trained1"
 
@@ -114,7 +114,7 @@ def test_seed_without_default_bundle_raises_clear_error(tmp_path: Path, layout: 
 def test_seed_refuses_a_same_named_directory_without_manifest(tmp_path: Path) -> None:
     from closecast.registry import read_current, seed_model_dir
 
-    default = Path(__file__).resolve().parents[1] / "models"
+    default = Path(__file__).resolve().parents[1] / "models" / "default"
     target = tmp_path / "volume"
     (target / str(read_current(default))).mkdir(parents=True)
     with pytest.raises(FileExistsError, match=r"holds no manifest\.json; move it away"):

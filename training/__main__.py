@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -112,7 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     dest = tr.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", type=Path, help="bundle directory to create")
     dest.add_argument(
-        "--registry", type=Path, help="model directory: write a new version there (see models/README.md)"
+        "--registry",
+        type=Path,
+        help="registry: write a new version of --model there, as REGISTRY/MODEL/VERSION (models/README.md)",
+    )
+    tr.add_argument(
+        "--model",
+        default=os.environ.get("CLOSECAST_DEFAULT_MODEL", "default"),
+        help="with --registry: the model's name, a slug (default: $CLOSECAST_DEFAULT_MODEL or `default`)",
     )
     tr.add_argument("--promote", action="store_true", help="with --registry: make the new version current")
     tr.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
@@ -159,15 +167,23 @@ def _config(args: argparse.Namespace) -> Config:
     return Config.from_overrides(overrides)
 
 
+def _registry_out(args: argparse.Namespace) -> Path:
+    """``REGISTRY/MODEL/<new version>``; a flat-layout registry is migrated first, as the service does."""
+    from closecast.migrate import new_version_dir
+
+    salt = b"\0".join(p.name.encode() for p in args.csv)
+    return new_version_dir(
+        args.registry, args.model, salt, os.environ.get("CLOSECAST_DEFAULT_MODEL", "default")
+    )
+
+
 def _train(args: argparse.Namespace) -> int:
     from closecast.bundle import check_destination
     from closecast.series import load_many
 
     cfg = _config(args)
     if args.registry:
-        from closecast.registry import new_version_id
-
-        args.out = args.registry / new_version_id(b"\0".join(p.name.encode() for p in args.csv))
+        args.out = _registry_out(args)
     elif args.promote:
         raise ValueError("--promote needs --registry (a plain --out directory has no current pointer)")
     check_destination(args.out, args.force)
@@ -207,7 +223,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.registry and args.promote:
         from closecast.registry import set_current
 
-        set_current(args.registry, args.out.name, reason="python -m training train --promote")
+        set_current(
+            args.out.parent, args.out.name, reason=f"python -m training train --model {args.model} --promote"
+        )
     _print_summary(args.out, manifest)
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,12 @@ def add_tune(sub: Any, hyperparameter_flags: Callable[[argparse.ArgumentParser],
     tu.add_argument("--csv", type=Path, required=True, help="CSV file with a header row")
     dest = tu.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", type=Path, help="bundle directory to create")
-    dest.add_argument("--registry", type=Path, help="model directory: write a new version there")
+    dest.add_argument("--registry", type=Path, help="registry: write a new version of --model there")
+    tu.add_argument(
+        "--model",
+        default=os.environ.get("CLOSECAST_DEFAULT_MODEL", "default"),
+        help="with --registry: the model's name (default: $CLOSECAST_DEFAULT_MODEL or `default`)",
+    )
     tu.add_argument("--promote", action="store_true", help="with --registry: make the new version current")
     tu.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
     tu.add_argument("--trials", type=_count, default=20, help="trials to run now (default %(default)s)")
@@ -130,9 +136,10 @@ def run_tune_command(args: argparse.Namespace) -> int:
     base = {name: getattr(args, name) for name in HYPERPARAMETERS if getattr(args, name) is not None}
     Config.from_overrides(base)  # refuse bad fixed values before reading the data
     if args.registry:
-        from closecast.registry import new_version_id
+        from closecast.migrate import new_version_dir
 
-        args.out = args.registry / new_version_id(args.csv.name.encode())
+        default = os.environ.get("CLOSECAST_DEFAULT_MODEL", "default")
+        args.out = new_version_dir(args.registry, args.model, args.csv.name.encode(), default)
     elif args.promote:
         raise ValueError("--promote needs --registry (a plain --out directory has no current pointer)")
     check_destination(args.out, args.force)
@@ -155,7 +162,7 @@ def run_tune_command(args: argparse.Namespace) -> int:
     if args.registry and args.promote:
         from closecast.registry import set_current
 
-        set_current(args.registry, args.out.name)
+        set_current(args.out.parent, args.out.name, f"python -m training tune --model {args.model} --promote")
     t, tuning = manifest["metrics"]["test"], manifest["tuning"]
     print(
         f"wrote {args.out}: {tuning['n_trials']} trials ({tuning['n_pruned']} pruned) in "

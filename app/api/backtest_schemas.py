@@ -11,10 +11,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas import Closes, Features, Horizon, WholeNumber
+from app.api.schemas import Closes, Features, Horizon, ModelName, WholeNumber
 from app.config import MAX_BACKTEST_FOLDS_CEILING
-
-DEFAULT_MODEL = "default"  # named models come later; until then the served model answers to this name
 
 Folds = Annotated[
     int,
@@ -36,11 +34,8 @@ class BacktestRequest(BaseModel):
         json_schema_extra={"examples": [{"closes": [100.0 + i % 7 for i in range(200)], "folds": 3}]},
     )
 
-    model: str = Field(
-        default=DEFAULT_MODEL,
-        min_length=1,
-        max_length=200,
-        description='the model to score; only "default" (the one served) for now',
+    model: ModelName | None = Field(
+        default=None, description="the model to score (GET /models lists them); default: the default model"
     )
     closes: Closes
     features: Features = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.api.protect import bearer_matches
 from app.config import Settings
 from app.inference.holder import ModelHolder
+from app.inference.models import LoadedModels
 from app.jobs.errors import AuthFailed, JobsUnavailable, TrainingDisabled
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
@@ -30,6 +32,21 @@ SettingsDep = Annotated[Settings, Depends(get_settings_of_app)]
 async def get_holder(request: Request) -> ModelHolder:
     holder: ModelHolder = request.app.state.holder
     return holder
+
+
+async def get_models(request: Request) -> LoadedModels:
+    models: LoadedModels = request.app.state.models
+    return models
+
+
+async def forecasters_of(
+    request: Request, names: Sequence[str | None]
+) -> tuple[list[str], dict[str, Forecaster]]:
+    """The one place a request's model names become models: ``None`` is the default model; each model is
+    read once (loaded first when cold) and kept for the whole request. Raises ``ModelNotFound`` (404)."""
+    models: LoadedModels = request.app.state.models  # no Depends: the solver costs more than the lookup
+    resolved = [name or models.default_name for name in names]
+    return resolved, {name: await models.aforecaster_of(name) for name in dict.fromkeys(resolved)}
 
 
 async def get_metrics(request: Request) -> Metrics:
@@ -79,6 +96,7 @@ async def get_runner(request: Request) -> JobRunner:
 
 
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+ModelsDep = Annotated[LoadedModels, Depends(get_models)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ForecasterDep = Annotated[Forecaster, Depends(get_forecaster)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]

@@ -40,6 +40,8 @@ from closecast.errors import (
     PayloadTooLarge,
     Problem,
     ProviderUnavailable,
+    RegistryConflict,
+    TooManyModels,
     format_loc,
     render_value,
 )
@@ -53,6 +55,8 @@ STATUS: tuple[tuple[type[ClosecastError], int], ...] = (
     (VersionNotFound, 404),
     (ModelNotFound, 404),
     (BundleInvalid, 409),
+    (RegistryConflict, 409),
+    (TooManyModels, 409),
     (JobFinished, 409),
     (PayloadTooLarge, 413),
     (QueueFull, 429),

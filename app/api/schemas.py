@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from app.config import MAX_BATCH_SERIES_CEILING, MAX_CLOSES_CEILING, MAX_HORIZON_CEILING
+from closecast.registry import MODEL_NAME_PATTERN, model_name_problem
 
 _EXAMPLE_CLOSES = [
     4766.18, 4796.56, 4793.54, 4700.58, 4696.05, 4677.03, 4670.29, 4713.07, 4726.35, 4659.03,
@@ -104,6 +105,28 @@ def _unique_levels(levels: list[int]) -> list[int]:
     return levels
 
 
+def _model_name(name: str) -> str:
+    problem = model_name_problem(name)
+    if problem is not None:
+        raise PydanticCustomError("model_name_invalid", problem)
+    return name
+
+
+ModelName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description="a model's name (GET /models lists them): lowercase letters, digits, `._-`, at most 64; "
+        "default: the default model (CLOSECAST_DEFAULT_MODEL)",
+        examples=["default"],
+        # Documented, not enforced by pydantic: the validator below refuses a bad name with the rule in words.
+        json_schema_extra={"pattern": MODEL_NAME_PATTERN},
+    ),
+    AfterValidator(_model_name),
+]
+
+
 Levels = Annotated[
     list[Level],
     Field(
@@ -119,6 +142,10 @@ Levels = Annotated[
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    model: ModelName | None = Field(
+        default=None,
+        description="the model to forecast with (GET /models lists them); default: the default one",
+    )
     horizon: Horizon = 1
     level: Levels = Field(default_factory=lambda: [80, 95])
 
@@ -138,6 +165,9 @@ class SeriesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=200, description="your name for the series, echoed back")
+    model: ModelName | None = Field(
+        default=None, description="the model for this series (default: the batch's)"
+    )
     closes: Closes
     features: Features = None
 
@@ -194,6 +224,7 @@ class ForecastResponse(BaseModel):
             {
                 "forecast": [4421.07],
                 "intervals": {"80": {"lower": [4364.2], "upper": [4476.3]}},
+                "model": "default",
                 "model_version": "20261123T060000Z-5e7a1c2d",
                 "last_close": 4418.64,
                 "warnings": [],
@@ -203,6 +234,7 @@ class ForecastResponse(BaseModel):
 
     forecast: list[float] = _forecast_field()
     intervals: dict[str, Interval] = _intervals_field()
+    model: str = Field(description="the model that answered")
     model_version: str = Field(description="version of the bundle that answered")
     last_close: float = Field(description="the last close sent: forecasts are relative to it")
     warnings: list[str] = _warnings_field()
@@ -212,17 +244,22 @@ class SeriesForecastOut(BaseModel):
     id: str = Field(description="the id sent")
     forecast: list[float] = _forecast_field()
     intervals: dict[str, Interval] = _intervals_field()
+    model: str = Field(description="the model that answered this series")
+    model_version: str = Field(description="version of the bundle that answered this series")
     last_close: float = Field(description="the last close of this series")
     warnings: list[str] = _warnings_field()
 
 
 class BatchForecastResponse(BaseModel):
     forecasts: list[SeriesForecastOut] = Field(description="one per series, in the order sent")
-    model_version: str = Field(description="version of the bundle that answered")
+    model_version: str = Field(
+        description="version of the default or top-level model (deprecated: read each item's own)"
+    )
 
 
 class Status(BaseModel):
     status: str = Field(description='"ok" or "ready"')
+    model: str | None = Field(default=None, description="the default model (readiness is about it)")
     model_version: str | None = Field(default=None, description="version served, once loaded")
 
 
@@ -237,6 +274,7 @@ class Readiness(Status):
 class ModelCard(BaseModel):
     """What is served and how good it is, straight from the bundle's manifest."""
 
+    model: str = Field(default="default", description="the model's name")
     version: str = Field(description="bundle version id (UTC creation time + 8 hex digits)")
     format_version: int = Field(description="bundle format (models/README.md)")
     created_at: str = Field(description="ISO 8601 UTC time the bundle was written")
@@ -276,12 +314,42 @@ class ModelVersion(BaseModel):
     )
 
 
-class ModelList(BaseModel):
+class ModelVersions(BaseModel):
+    model: str = Field(default="default", description="the model's name")
     current: str | None = Field(description="the version the `current` pointer names")
-    served: str | None = Field(description="the version this worker serves now (follows the pointer)")
+    served: str | None = Field(description="the version this worker serves now (null: not loaded here)")
     versions: list[ModelVersion] = Field(description="newest first")
 
 
+class ModelSummary(BaseModel):
+    """One model of ``GET /models``: its current version's headline figures."""
+
+    model: str = Field(description="the model's name")
+    default: bool = Field(description="requests without `model` use it")
+    current_version: str | None = Field(description="the version its `current` pointer names")
+    loaded: bool = Field(description="in memory in this worker (the default always is)")
+    versions: int = Field(description="stored versions")
+    created_at: str | None = Field(default=None, description="when the current version was written")
+    window: int | None = Field(default=None, description="closes a request must send at least")
+    source: str | None = Field(default=None, description="the data the current version was trained on")
+    skill: float | None = Field(default=None, description="test skill = 1 - MAE_model/MAE_naive")
+    beats_naive: bool | None = Field(default=None, description="test skill > 0")
+    coverage: dict[str, Any] | None = Field(
+        default=None, description="test coverage of the prediction intervals by level"
+    )
+    problem: str | None = Field(default=None, description="why the current manifest could not be read")
+
+
+class ModelsOut(BaseModel):
+    models: list[ModelSummary] = Field(description="every model name, sorted")
+
+
 class Promoted(BaseModel):
+    model: str = Field(default="default", description="the model promoted")
     version: str = Field(description="the version now current")
     previous: str | None = Field(description="the version served before")
+
+
+class Deleted(BaseModel):
+    model: str = Field(description="the model")
+    version: str | None = Field(default=None, description="the version deleted (null: the whole model)")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.api.schemas import WholeNumber
+from app.api.schemas import ModelName, WholeNumber
 from app.config import MAX_CLOSES_CEILING
 from app.jobs.store import Job
 
@@ -21,14 +21,20 @@ FeatureName = Literal["high", "low", "open", "volume"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
-JobName = Annotated[
+Source = Annotated[
     str,
     Field(
         pattern=NAME_PATTERN,
         description="a label for the data (letters, digits, `._-`, at most 64); the bundle's manifest "
-        "records it as `data.source` = `<name>.csv`",
+        "records it as `data.source` = `<source>.csv`",
     ),
 ]
+_MODEL_FIELD = Field(
+    default=None,
+    description="the model to train (GET /models lists them); a new name is created by its first successful "
+    "job, whose version becomes that model's current one; default: the default model",
+)
+_NAME_FIELD = Field(default=None, deprecated=True, description="deprecated alias of `source`")
 Promote = Annotated[
     PromoteMode,
     Field(
@@ -102,9 +108,14 @@ class TrainRequest(BaseModel):
         description='OHLCV values aligned with `closes`: {"high": [...], "low": [...], "volume": [...]}; '
         "name the ones to train on in `params.features`",
     )
-    name: JobName = "request"
+    model: ModelName | None = _MODEL_FIELD
+    source: Source | None = None
+    name: Source | None = _NAME_FIELD
     params: TrainParams = Field(default_factory=lambda: TrainParams())
     promote: Promote = "auto"
+
+    def source_label(self) -> str:
+        return self.source or self.name or "request"
 
 
 class UploadForm(TrainParams):
@@ -117,7 +128,9 @@ class UploadForm(TrainParams):
         max_length=200,
         description="column holding the dates; default `Date` when the file has it, else file order",
     )
-    name: JobName | None = Field(default=None, description="default: the upload's file name without `.csv`")
+    model: ModelName | None = _MODEL_FIELD
+    source: Source | None = Field(default=None, description="default: the upload's file name without `.csv`")
+    name: Source | None = _NAME_FIELD
     promote: Promote = "auto"
 
     def params(self) -> TrainParams:
@@ -141,9 +154,12 @@ class Progress(BaseModel):
 
 
 class JobResult(BaseModel):
+    model: str = Field(default="default", description="the model the version belongs to")
     version: str = Field(description="the new version in the registry")
     metrics: dict[str, Any] = Field(
-        description="`test`: the bundle's own test metrics; `gate`: candidate, current and naive MAE on the "
+        description="`test`: the bundle's own test metrics; `gate`: candidate, current (`against`: `current`;"
+        " "
+        "for a new model's first version the default model, `against`: `default`) and naive MAE on the "
         "candidate's test closes"
     )
     promoted: bool = Field(description="whether the new version is now current")
@@ -153,7 +169,8 @@ class JobResult(BaseModel):
 class JobOut(BaseModel):
     job_id: str
     status: JobStatus
-    name: str = Field(description="the data's label")
+    model: str = Field(description="the model the job trains")
+    source: str = Field(description="the data's label")
     promote: PromoteMode
     params: dict[str, Any] = Field(description="the hyperparameters sent (defaults fill the rest)")
     progress: Progress | None = None
@@ -168,7 +185,8 @@ class JobOut(BaseModel):
         return cls(
             job_id=job.id,
             status=job.status,  # type: ignore[arg-type]  # the store's CHECK constraint guarantees it
-            name=job.name,
+            model=job.model,
+            source=job.name,
             promote=job.promote,  # type: ignore[arg-type]
             params=job.spec.get("params", {}),
             progress=Progress(**job.progress) if job.progress else None,

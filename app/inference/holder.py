@@ -29,11 +29,14 @@ log = logging.getLogger(__name__)
 
 
 class ModelHolder:
-    """Holds the served ``Forecaster`` (or None before the first load) for one app instance."""
+    """Holds the served ``Forecaster`` of one model name (or None before the first load) for one app instance.
+
+    ``registry_root`` is the registry (CLOSECAST_MODEL_DIR); ``model_dir`` is this model's directory in it.
+    """
 
     def __init__(
         self,
-        model_dir: Path,
+        registry_root: Path,
         providers: str = "auto",
         ort_threads: int = 1,
         on_swap: Callable[[Forecaster], None] | None = None,
@@ -41,14 +44,16 @@ class ModelHolder:
         on_fallback: Callable[[str], None] | None = None,
         model: str = "default",
     ) -> None:
-        self.model_dir = model_dir
         self.providers = providers
         self.ort_threads = ort_threads
         self._on_swap = on_swap
         self._on_reload_failed = on_reload_failed
         self._on_fallback = on_fallback
         self.model = model
-        self.pointers: registry.PointerStore = registry.FilePointers(model_dir)
+        self.registry_root = registry_root
+        files = registry.FilePointers(registry_root)
+        self.model_dir = files.model_dir_of(model)
+        self.pointers: registry.PointerStore = files
         self._fallback_stamp: tuple[int, int] | str | None = "never"  # pointer write last reported
         self._current: Forecaster | None = None
         self._lock = threading.Lock()
@@ -81,9 +86,9 @@ class ModelHolder:
         problem = self._read_pointer().problem or "the `current` pointer"
         tried = f"; tried {'; '.join(failures)}" if failures else ""
         raise BundleInvalid(
-            f"no servable model in the registry: {problem} and no promoted version verifies{tried}; "
-            f"train one with `python -m training train --csv FILE --registry DIR --promote` "
-            "or set CLOSECAST_MODEL_DIR"
+            f"no servable version of model {self.model!r} in the registry: {problem} and no promoted version "
+            f"verifies{tried}; train one with `python -m training train --csv FILE --registry DIR --model "
+            f"{self.model} --promote` or set CLOSECAST_MODEL_DIR"
         )
 
     def _report_fallback(self, serving: str) -> None:

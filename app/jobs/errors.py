@@ -56,8 +56,11 @@ class JobFinished(ClosecastError):
 
 
 class VersionNotFound(ClosecastError):
-    def __init__(self, version: str) -> None:
-        super().__init__(f"version {version!r} is not in the registry; GET /models lists the versions")
+    def __init__(self, version: str, model: str = "default") -> None:
+        super().__init__(
+            f"version {version!r} is not a version of model {model!r}; "
+            f"GET /models/{model}/versions lists them"
+        )
 
 
 class JobsUnavailable(ClosecastError):

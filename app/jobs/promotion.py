@@ -14,6 +14,7 @@ the candidate bundle, judge it, rename it into the registry, promote it if judge
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -24,14 +25,22 @@ from typing import Any
 from app.inference.holder import ModelHolder
 from app.jobs.errors import os_reason
 from app.jobs.store import CANCELLED, Outcome
+from closecast import registry, retention
 from closecast.bundle import load_forecaster
-from closecast.errors import ClosecastError
+from closecast.errors import ClosecastError, TooManyModels
 from closecast.forecaster import F64, Forecaster
 from closecast.representation import closes_sha256, sliding_windows
 from closecast.scoring import error_metrics
 
-# Serialises pointer moves of this process (job promotions and manual ones); workers follow the pointer.
+# Serialises registry changes of this process (job promotions, manual ones, deletions); workers follow the
+# pointers. One lock for every model: promotions are rare, and a deletion must not race a promotion.
 _PROMOTION_LOCK = threading.Lock()
+log = logging.getLogger(__name__)
+
+
+def promotion_lock() -> threading.Lock:
+    """The lock every pointer move and deletion of this process holds (``with promotion_lock(): ...``)."""
+    return _PROMOTION_LOCK
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class GateScores:
     n: int
     first_target: int
     current_version: str
+    against: str = "current"  # "current": this model's current version; "default": the default model's
 
     def as_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
@@ -61,7 +71,9 @@ def _one_step(model: Forecaster, closes: F64, first: int) -> F64:
     return model.predict_closes(windows, 1)[:, 0]
 
 
-def compare_on_test_part(candidate: Forecaster, current: Forecaster, closes: F64) -> GateScores:
+def compare_on_test_part(
+    candidate: Forecaster, current: Forecaster, closes: F64, against: str = "current"
+) -> GateScores:
     """Score both models on the candidate's test part of ``closes`` (the closes it was trained on)."""
     data = candidate.manifest.get("data", {})
     recorded = data.get("closes_sha256")
@@ -85,14 +97,29 @@ def compare_on_test_part(candidate: Forecaster, current: Forecaster, closes: F64
         n=int(actual_closes.size),
         first_target=first,
         current_version=current.version,
+        against=against,
     )
 
 
 def _scores(ev: GateScores) -> str:
+    other = "current" if ev.against == "current" else "the default model"
     return (
-        f"candidate MAE {ev.candidate_mae:.6g} vs current ({ev.current_version}) MAE {ev.current_mae:.6g} "
+        f"candidate MAE {ev.candidate_mae:.6g} vs {other} ({ev.current_version}) MAE {ev.current_mae:.6g} "
         f"on the {ev.n} test closes (naive MAE {ev.naive_mae:.6g})"
     )
+
+
+def first_version(mode: str, model: str, version: str, ev: GateScores | None, why: str = "") -> Decision:
+    """A new model's first version: there is no incumbent, so it becomes current unless ``never``; the
+    scores against naive and the default model tell whether the model is worth keeping."""
+    scores = _scores(ev) if ev is not None else f"could not compare it with the default model ({why})"
+    if mode == "never":
+        return Decision(
+            False,
+            f"promote=never: registered only, model {model!r} has no current version yet "
+            f"(POST /models/{model}/versions/{version}/promote makes it current); {scores}",
+        )
+    return Decision(True, f"first version of model {model!r}: made current (no incumbent); {scores}")
 
 
 def decide(mode: str, ev: GateScores) -> Decision:
@@ -107,23 +134,25 @@ def decide(mode: str, ev: GateScores) -> Decision:
     return Decision(False, f"not promoted: the candidate is worse; {scores}")
 
 
-def undecided(mode: str, version: str, why: str) -> Decision:
+def undecided(mode: str, version: str, why: str, model: str = "default") -> Decision:
     """When the two models cannot be compared: ``always`` still promotes; ``auto`` keeps the current one."""
     problem = f"could not compare the candidate with the current model ({why})"
     if mode == "always":
         return Decision(True, f"promote=always: made current; {problem}")
     if mode == "never":
         return Decision(False, f"promote=never: registered only; {problem}")
-    return Decision(False, f"not promoted: {problem}; POST /models/{version}/promote makes it current")
+    return Decision(
+        False, f"not promoted: {problem}; POST /models/{model}/versions/{version}/promote makes it current"
+    )
 
 
-def current_moved(ev: GateScores, now: str | None, version: str) -> Decision:
+def current_moved(ev: GateScores, now: str | None, version: str, model: str = "default") -> Decision:
     """``auto`` judged the candidate against a model that stopped being current before it could promote."""
     return Decision(
         False,
         f"not promoted: the current model changed from {ev.current_version} to {now} during the job, so the "
-        f"candidate was never compared with {now}; {_scores(ev)}; POST /models/{version}/promote makes it "
-        "current",
+        f"candidate was never compared with {now}; {_scores(ev)}; "
+        f"POST /models/{model}/versions/{version}/promote makes it current",
     )
 
 
@@ -167,11 +196,51 @@ def make_current(
 def promote_version(holder: ModelHolder, version: str) -> str | None:
     """Load and fully verify a stored version, then make it current; ``BundleInvalid`` changes nothing."""
     forecaster = holder.load_version(version)
-    return make_current(holder, forecaster, reason="promoted through POST /models/{version}/promote")
+    return make_current(
+        holder, forecaster, reason=f"promoted through POST /models/{holder.model}/versions/{version}/promote"
+    )
 
 
 def _never() -> bool:
     return False
+
+
+@dataclass(frozen=True)
+class RegistryRules:
+    """What a job's registration obeys besides the gate: the default model a new model's first version is
+    compared with, the cap on model names, the retention of never-promoted versions."""
+
+    default: ModelHolder | None = None
+    max_models: int | None = None
+    keep_versions: int | None = None
+
+
+def _judge(
+    holder: ModelHolder,
+    candidate: Forecaster,
+    mode: str,
+    load_closes: Callable[[], F64],
+    rules: RegistryRules,
+) -> tuple[GateScores | None, Decision, bool]:
+    """The gate's scores and decision, and whether this is the model's first version (no incumbent)."""
+    first = not holder.pointers.candidates(holder.model)
+    gate: GateScores | None = None
+    try:
+        if first:
+            if rules.default is None or rules.default is holder:
+                return (
+                    None,
+                    first_version(mode, holder.model, candidate.version, None, "none configured"),
+                    True,
+                )
+            gate = compare_on_test_part(candidate, current_model(rules.default), load_closes(), "default")
+            return gate, first_version(mode, holder.model, candidate.version, gate), True
+        gate = compare_on_test_part(candidate, current_model(holder), load_closes())
+        return gate, decide(mode, gate), False
+    except (ClosecastError, OSError, ValueError, KeyError) as exc:
+        if first:
+            return None, first_version(mode, holder.model, candidate.version, None, str(exc)), True
+        return None, undecided(mode, candidate.version, str(exc), holder.model), False
 
 
 def judge_and_register(
@@ -180,10 +249,12 @@ def judge_and_register(
     mode: str,
     load_closes: Callable[[], F64],
     cancel_requested: Callable[[], bool] = _never,
+    rules: RegistryRules = RegistryRules(),
 ) -> Outcome:
     """Blocking: verify the candidate ``bundle`` (a directory beside the registry, named as its version),
-    judge it against the current model on ``load_closes()`` (the closes it was trained on), register it
-    (rename into ``holder.model_dir``) and make it current if ``mode`` and the gate say so.
+    judge it against its model's current version on ``load_closes()`` (the closes it was trained on; a new
+    model's first version against the default model), register it (rename into ``holder.model_dir``) and
+    make it current if ``mode`` and the gate say so.
 
     Anything that goes wrong before the rename leaves the registry and the served model as they were; a
     cancel request is honoured up to the rename. The outcome's result says whether it was promoted and why.
@@ -192,13 +263,9 @@ def judge_and_register(
         candidate = load_forecaster(bundle, holder.providers, holder.ort_threads)
     except (ClosecastError, OSError) as exc:
         return Outcome("failed", error=f"the new bundle failed verification and was discarded: {exc}")
-    gate: GateScores | None = None
-    try:
-        gate = compare_on_test_part(candidate, current_model(holder), load_closes())
-        decision = decide(mode, gate)
-    except (ClosecastError, OSError, ValueError, KeyError) as exc:
-        decision = undecided(mode, candidate.version, str(exc))
+    gate, decision, first = _judge(holder, candidate, mode, load_closes, rules)
     result: dict[str, Any] = {
+        "model": holder.model,
         "version": candidate.version,
         "metrics": {
             "test": candidate.manifest.get("metrics", {}).get("test"),
@@ -210,13 +277,30 @@ def judge_and_register(
     if cancel_requested():
         return Outcome("cancelled", error=f"{CANCELLED} before the new version was registered")
     try:
-        register(holder.model_dir, bundle)
+        register(holder, bundle, rules.max_models)
+    except TooManyModels as exc:
+        return Outcome("failed", error=exc.message)
     except OSError as exc:
         why = exc.strerror or type(exc).__name__  # the reason, never the path
         return Outcome("failed", error=f"could not register {bundle.name} in the registry: {why}")
-    if not decision.promote:
-        return Outcome("succeeded", result=result)
-    return _promote_registered(holder, candidate, gate if mode == "auto" else None, result)
+    outcome = Outcome("succeeded", result=result)
+    if decision.promote:
+        judged = gate if mode == "auto" and not first else None
+        outcome = _promote_registered(holder, candidate, judged, result)
+    if rules.keep_versions is not None:
+        _prune(holder, rules.keep_versions)
+    return outcome
+
+
+def _prune(holder: ModelHolder, keep: int) -> None:
+    try:
+        with _PROMOTION_LOCK:
+            removed = retention.prune_versions(holder.model_dir, keep)
+    except OSError as exc:  # retention is housekeeping: the job itself succeeded
+        log.warning("could not prune old versions of model %s: %s", holder.model, exc.strerror or exc)
+        return
+    if removed:
+        log.info("pruned never-promoted versions of model %s: %s", holder.model, ", ".join(removed))
 
 
 def _promote_registered(
@@ -228,7 +312,7 @@ def _promote_registered(
         make_current(holder, candidate, judged_against, reason=f"job: {result['reason']}")
     except CurrentChanged as exc:
         assert judged is not None  # only an `auto` promotion judged against a model checks the pointer
-        moved = current_moved(judged, exc.now, candidate.version)
+        moved = current_moved(judged, exc.now, candidate.version, holder.model)
         return Outcome("succeeded", result={**result, "reason": moved.reason})
     except (OSError, ValueError) as exc:
         return Outcome(
@@ -239,8 +323,16 @@ def _promote_registered(
     return Outcome("succeeded", result={**result, "promoted": True})
 
 
-def register(model_dir: Path, bundle: Path) -> None:
-    """Rename a verified bundle into the registry (atomic: both live in the model dir)."""
+def register(holder: ModelHolder, bundle: Path, max_models: int | None = None) -> None:
+    """Rename a verified bundle into its model's directory (atomic: both live in the registry), creating
+    the directory for a new model unless ``max_models`` names exist already (``TooManyModels``)."""
+    model_dir = holder.model_dir
+    if not model_dir.is_dir():
+        with _PROMOTION_LOCK:
+            names = registry.list_models(holder.registry_root)
+            if max_models is not None and holder.model not in names and len(names) >= max_models:
+                raise TooManyModels(holder.model, max_models)
+            model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / bundle.name
     if target.exists():
         raise FileExistsError(f"{target} already exists")

@@ -6,8 +6,8 @@
 
 A job runs ``python -m training train`` in its own process group, niced, with a timeout (``supervisor.py``,
 ``process.py``); the service never imports torch. A failed job's error is its stderr's last line. The new
-bundle is verified, judged, renamed into the registry and made current if the gate says so
-(``promotion.py``); anything failing before the rename leaves the served model as it was.
+bundle is verified, judged, renamed into ``<model_dir>/<model>/<version>`` and made current if the gate says
+so (``promotion.py``); anything failing before the rename leaves the registry and served models as they were.
 
 Every worker runs a ``JobRunner`` (a supervised loop); they share the queue through the job store (SQLite,
 or PostgreSQL in scale-out mode: ``app/backends.py``) and claim atomically, one job per model at a time. A
@@ -16,11 +16,8 @@ whichever runner looks next and its training process killed: "interrupted by res
 (same host and boot), "worker lost" when its runner stopped inside a live process or its lease was not
 renewed for ``CLOSECAST_JOB_LEASE_S`` (any host). A runner that finds its lease taken over kills its
 training and records nothing; one that finds its row gone puts it back. ``CLOSECAST_RUN_JOBS=false``: the
-runner only enqueues (an API replica; workers run the jobs).
-
-Job store problems (locked, read-only, deleted, unreachable) never end the loop: it notes them (``health``,
-in ``/readyz``'s ``degraded``) and looks again at the next tick.
-"""
+runner only enqueues. Job store problems never end the loop: it notes them (``health``, in ``/readyz``'s
+``degraded``) and looks again at the next tick."""
 
 from __future__ import annotations
 
@@ -45,12 +42,12 @@ from anyio import CancelScope
 from anyio.abc import TaskStatus
 
 from app.config import Settings
-from app.inference.holder import ModelHolder
+from app.inference.models import LoadedModels
 from app.jobs.errors import JobFinished, JobNotFound, JobStoreUnavailable, JobsUnavailable, storage_failed
 from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
-from app.jobs.promotion import judge_and_register
+from app.jobs.promotion import RegistryRules, judge_and_register
 from app.jobs.sqlite_store import SQLiteJobStore
-from app.jobs.store import Job, JobStore, Outcome, Owner, now_iso
+from app.jobs.store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
 from app.jobs.supervisor import Supervisor
 from app.jobs.validation import Prepare, job_closes
 from closecast import registry
@@ -74,13 +71,19 @@ class JobRunner:
     # What `python -m training train` needs; looked up with find_spec, which does not import them.
     training_modules: tuple[str, ...] = ("torch", "onnx", "onnxscript", "matplotlib", "tqdm")
 
-    def __init__(self, settings: Settings, holder: ModelHolder, store: JobStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        models: LoadedModels,
+        store: JobStore | None = None,
+        python: str = sys.executable,
+    ) -> None:
         self.settings = settings
-        self.holder = holder
+        self.models = models  # a job promotes through its model's holder (the loaded one, when loaded)
         self.model_dir = settings.model_dir
         self.jobs_dir = settings.model_dir / JOBS_DIR
         self.store = store or SQLiteJobStore(settings.model_dir / DB_FILE, settings.job_store_timeout_s)
-        self.python = sys.executable  # interpreter for `-m training`; tests put a wrapper here
+        self.python = python  # interpreter for `-m training`; tests put a wrapper here
         self.token = secrets.token_hex(8)
         self._owner: Owner | None = None  # built in `serve`, in the worker process that runs the jobs
         self._store_seen = False  # this process has opened the store (and recovered what it held)
@@ -91,8 +94,6 @@ class JobRunner:
 
     def work_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
-
-    # --- the API side ------------------------------------------------------------------------------------
 
     def check_available(self) -> None:
         if self.unavailable is not None:
@@ -116,7 +117,7 @@ class JobRunner:
             sub = prepare(work)
             progress = {"epoch": 0, "epochs": sub.epochs, "train_loss": None, "val_loss": None}
             job = self.store.enqueue(
-                job_id, sub.name, sub.promote, sub.spec(), progress, self.settings.job_queue_size
+                job_id, sub.name, sub.promote, sub.spec(), progress, self.settings.job_queue_size, sub.model
             )
         except (OSError, sqlite3.Error) as exc:  # e.g. a full disk while writing the data or the row
             shutil.rmtree(work, ignore_errors=True)
@@ -124,7 +125,7 @@ class JobRunner:
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        log.info("job %s queued: %s, %d closes, promote=%s", job.id, sub.name, sub.rows, sub.promote)
+        log.info("job %s queued: %s on %s, %d closes, %s", job.id, sub.model, sub.name, sub.rows, sub.promote)
         return job
 
     def queue_has_room(self) -> bool:
@@ -165,8 +166,6 @@ class JobRunner:
                 await anyio.sleep(0.1)
             return job
         return await anyio.to_thread.run_sync(self.get, job_id)
-
-    # --- the worker side ---------------------------------------------------------------------------------
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled: recover what gone workers left, then run queued jobs one at a time.
@@ -243,7 +242,7 @@ class JobRunner:
             self._store_seen = True
         self._recover()
         assert self._owner is not None
-        return self.store.claim(self._owner, self.holder.model) if claim else None
+        return claim_any(self.store, self._owner, self.models.default_name) if claim else None
 
     def _gone(self, job: Job) -> str | None:
         """Why ``job``'s owner counts as gone (the job's error), or None while it holds its lease."""
@@ -270,7 +269,7 @@ class JobRunner:
 
     def _recover(self) -> None:
         """Fail the running jobs whose worker is gone, and kill the training processes they left behind."""
-        for job, reason in self.store.recover_stale(self.holder.model, self._gone):
+        for job, reason in recover_stale_all(self.store, self._gone, self.models.default_name):
             log.warning("job %s: %s", job.id, reason)
             here = job.owner is not None and job.owner.host == HOST_AND_BOOT
             if here and job.child_pid and command_line_mentions(job.child_pid, str(self.work_dir(job.id))):
@@ -380,18 +379,19 @@ class JobRunner:
         failure = await self.supervisor.wait(job, work)
         if failure is not None:
             return failure
+        rules = RegistryRules(self.models.default, self.settings.max_models, self.settings.keep_versions)
         judge = partial(
             judge_and_register,
-            self.holder,
+            self.models.holder_of(job.model),
             out,
             job.promote,
             partial(self._job_closes, job, work),
             partial(self.store.cancel_requested, job.id),
+            rules,
         )
         return await anyio.to_thread.run_sync(judge)
 
     @staticmethod
     def _job_closes(job: Job, work: Path) -> F64:
         """The closes the job trained on, read back from its work dir."""
-        spec = job.spec
-        return job_closes(work / spec["csv"], spec["column"], spec.get("date_column"))
+        return job_closes(work / job.spec["csv"], job.spec["column"], job.spec.get("date_column"))

@@ -143,3 +143,22 @@ class JobStore(Protocol):
         error: str | None = None,
     ) -> bool:
         """Record the end of an active job; False (and no change) when it had already ended or is gone."""
+
+
+def claim_any(store: JobStore, owner: Owner, default: str = DEFAULT_MODEL) -> Job | None:
+    """Start the next queued job of any model: models take turns in the order their oldest job arrived
+    (a worker runs one job at a time; the store runs at most one per model across workers). The default
+    model is always tried, so every look takes the write lock once and a locked store is noticed."""
+    queued = dict.fromkeys(job.model for job in store.with_status("queued"))
+    for model in queued or {default: None}:
+        if (job := store.claim(owner, model)) is not None:
+            return job
+    return None
+
+
+def recover_stale_all(
+    store: JobStore, gone: Callable[[Job], str | None], default: str = DEFAULT_MODEL
+) -> list[tuple[Job, str]]:
+    """``recover_stale`` for the default model and every model with a running job."""
+    running = dict.fromkeys([default, *(job.model for job in store.with_status("running"))])
+    return [pair for model in running for pair in store.recover_stale(model, gone)]

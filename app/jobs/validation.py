@@ -35,7 +35,7 @@ from closecast.series import (
 class Submission:
     """A validated job whose data lie in its work dir as ``csv``, read with the CLI's column arguments."""
 
-    name: str
+    name: str  # the data's label (`source`)
     promote: str
     csv: str
     column: str
@@ -43,6 +43,7 @@ class Submission:
     rows: int
     params: dict[str, Any]
     epochs: int
+    model: str
 
     def spec(self) -> dict[str, Any]:
         """What the runner needs to build the command line (stored with the job)."""
@@ -139,18 +140,19 @@ def write_series_csv(path: Path, series: Series) -> None:
             writer.writerows([d, *row] for d, row in zip(series.dates, rows, strict=True))
 
 
-def prepare_values(body: TrainRequest, threads: int) -> Prepare:
+def prepare_values(body: TrainRequest, threads: int, model: str) -> Prepare:
     """Validate JSON closes now; the returned step writes them as the job's CSV."""
     cfg = training_config(body.params.overrides(), threads)
     series = series_of_values(
         body.closes, body.dates, cfg, {str(k): v for k, v in (body.features or {}).items()}
     )
+    source = body.source_label()
 
     def prepare(work: Path) -> Submission:
-        csv_name = f"{body.name}.csv"
+        csv_name = f"{source}.csv"
         write_series_csv(work / csv_name, series)
         return Submission(
-            body.name,
+            source,
             body.promote,
             csv_name,
             "Close",
@@ -158,16 +160,19 @@ def prepare_values(body: TrainRequest, threads: int) -> Prepare:
             int(series.closes.size),
             body.params.overrides(),
             cfg.train.epochs,
+            model,
         )
 
     return prepare
 
 
-def prepare_upload(form: UploadForm, filename: str | None, content: bytes, threads: int) -> Prepare:
+def prepare_upload(
+    form: UploadForm, filename: str | None, content: bytes, threads: int, model: str
+) -> Prepare:
     """Validate the form now; the returned step stores the CSV as sent and reads it as the CLI will."""
     params = form.params().overrides()
     cfg = training_config(params, threads, form.column, form.date_column)
-    name = form.name or upload_name(filename)
+    name = form.source or form.name or upload_name(filename)
 
     def prepare(work: Path) -> Submission:
         csv_name = f"{name}.csv"
@@ -182,6 +187,7 @@ def prepare_upload(form: UploadForm, filename: str | None, content: bytes, threa
             int(series.closes.size),
             params,
             cfg.train.epochs,
+            model,
         )
 
     return prepare

@@ -105,4 +105,4 @@ def test_backtest_bad_input_is_422_with_a_message(client: TestClient, body: dict
 def test_backtest_unknown_model_is_404(client: TestClient) -> None:
     r = client.post("/backtest", json={"model": "spx", "closes": make_closes(300).tolist()})
     assert r.status_code == 404
-    assert r.json()["detail"] == "model 'spx' is not served; only 'default' (the current model) is, for now"
+    assert r.json()["detail"].startswith("model 'spx' is not in the registry; known models: 'default'")

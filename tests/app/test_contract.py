@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from closecast import registry
-from tests.helpers import FIXTURE_VERSION, detail_msgs, make_settings
+from tests.helpers import DEFAULT, FIXTURE_VERSION, detail_msgs, make_settings
 from tests.jobs.helpers import AUTH, TINY, build_app, trainer_settings
 from tests.synthetic import calm_walk
 
@@ -128,18 +128,18 @@ def test_an_unknown_query_parameter_is_422(trainer: TestClient) -> None:
 
 def test_no_answer_names_a_path(model_dir: Path, tmp_path: Path) -> None:
     """An unreadable manifest (open and keyed /models), a damaged bundle (409), an unusable job dir (503)."""
-    broken = model_dir / "20990101T000000Z-broken00"
+    broken = model_dir / DEFAULT / "20990101T000000Z-broken00"
     broken.mkdir()
     (broken / "manifest.json").write_text("{")
-    damaged = model_dir / "20990101T000000Z-damaged0"
-    shutil.copytree(model_dir / FIXTURE_VERSION, damaged)
+    damaged = model_dir / DEFAULT / "20990101T000000Z-damaged0"
+    shutil.copytree(model_dir / DEFAULT / FIXTURE_VERSION, damaged)
     (damaged / "model.onnx").write_bytes(b"not onnx")
     (model_dir / ".jobs").write_text("not a directory")
     answers = []
     with TestClient(create_app(make_settings(model_dir))) as open_app:  # no key: /models shows all
-        answers.append(open_app.get("/models"))
+        answers.append(open_app.get("/models/default/versions"))
     with TestClient(build_app(trainer_settings(model_dir))) as client:
-        answers.append(client.get("/models", headers=AUTH))
+        answers.append(client.get("/models/default/versions", headers=AUTH))
         answers.append(client.post(f"/models/{damaged.name}/promote", headers=AUTH))
         closes = [float(c) for c in calm_walk(80)]
         answers.append(client.post("/train", json={"closes": closes, "params": TINY}, headers=AUTH))
@@ -187,15 +187,15 @@ def test_protect_reads_puts_reads_behind_the_key(model_dir: Path) -> None:
 
 
 def test_without_the_key_models_shows_only_promoted_versions_and_no_source(model_dir: Path) -> None:
-    hidden = model_dir / "20990101T000000Z-neverpr0"
-    shutil.copytree(model_dir / FIXTURE_VERSION, hidden)
+    hidden = model_dir / DEFAULT / "20990101T000000Z-neverpr0"
+    shutil.copytree(model_dir / DEFAULT / FIXTURE_VERSION, hidden)
     with TestClient(build_app(trainer_settings(model_dir))) as client:
-        public = client.get("/models").json()
+        public = client.get("/models/default/versions").json()
         assert [v["version"] for v in public["versions"]] == [FIXTURE_VERSION]
         assert "source" not in public["versions"][0]["data"]
         assert "source" not in client.get("/models/current").json()["data"]
-        keyed = client.get("/models", headers=AUTH).json()
+        keyed = client.get("/models/default/versions", headers=AUTH).json()
         assert [v["version"] for v in keyed["versions"]] == [hidden.name, FIXTURE_VERSION]
         assert "source" in keyed["versions"][1]["data"]
         assert "source" in client.get("/models/current", headers=AUTH).json()["data"]
-    assert json.loads((model_dir / FIXTURE_VERSION / "manifest.json").read_text())["data"]["source"]
+    assert json.loads((model_dir / DEFAULT / FIXTURE_VERSION / "manifest.json").read_text())["data"]["source"]

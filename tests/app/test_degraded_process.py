@@ -15,7 +15,7 @@ import httpx
 
 from app.jobs.runner import DB_FILE
 from closecast import registry
-from tests.helpers import FIXTURE_VERSION, ROOT, free_port, server_env
+from tests.helpers import DEFAULT, FIXTURE_VERSION, ROOT, free_port, server_env
 from tests.jobs.helpers import AUTH, KEY, TINY
 from tests.jobs.test_store_faults import locked
 from tests.synthetic import calm_walk, random_walk
@@ -56,7 +56,7 @@ def _start(model_dir: Path, port: int) -> subprocess.Popen[str]:
 
 
 def test_watcher_follows_promotions_while_the_job_store_is_deleted_and_locked(model_dir: Path) -> None:
-    shutil.copytree(model_dir / FIXTURE_VERSION, model_dir / NEW)
+    shutil.copytree(model_dir / DEFAULT / FIXTURE_VERSION, model_dir / DEFAULT / NEW)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = _start(model_dir, port)
@@ -69,7 +69,7 @@ def test_watcher_follows_promotions_while_the_job_store_is_deleted_and_locked(mo
 
         for suffix in ("", "-wal", "-shm"):  # the store vanishes mid-job
             Path(f"{model_dir / DB_FILE}{suffix}").unlink(missing_ok=True)
-        registry.set_current(model_dir, NEW)
+        registry.set_current(model_dir / DEFAULT, NEW)
         _until(lambda: _served(url) == NEW, 20 * RELOAD_S, "swap after the store was deleted")
         _until(
             lambda: _job(url, job_id).get("status") == "running", 5, "running job put back in the new store"
@@ -82,7 +82,7 @@ def test_watcher_follows_promotions_while_the_job_store_is_deleted_and_locked(mo
             assert "locked by another process" in refused.json()["detail"]
             degraded = _until(lambda: _ready(url)["degraded"], 10, "degraded listed")
             assert degraded[0].startswith("jobs: the job store jobs.sqlite is locked")
-            registry.set_current(model_dir, FIXTURE_VERSION)  # a rollback while the store is locked
+            registry.set_current(model_dir / DEFAULT, FIXTURE_VERSION)  # a rollback while the store is locked
             _until(lambda: _served(url) == FIXTURE_VERSION, 20 * RELOAD_S, "swap while the store is locked")
         _until(lambda: _ready(url)["degraded"] == [], 10, "recovered after the lock was released")
         assert _job(url, job_id)["status"] == "running"  # it kept its lease through the lock

@@ -75,7 +75,7 @@ def test_fast_path_requests_are_counted_under_their_route(clients: tuple[TestCli
     fast.post("/forecast", json={"closes": make_closes(40).tolist()})
     metrics = fast.get("/metrics").text
     assert 'closecast_http_requests_total{method="POST",route="/forecast",status="200"}' in metrics
-    assert 'closecast_batch_series_count{endpoint="forecast"}' in metrics
+    assert 'closecast_batch_series_count{endpoint="forecast",model="default"}' in metrics
 
 
 def test_concurrent_forecasts_are_batched_and_equal_unbatched_bit_for_bit(
@@ -94,7 +94,7 @@ def test_concurrent_forecasts_are_batched_and_equal_unbatched_bit_for_bit(
 
 @pytest.fixture(scope="module")
 def model() -> Forecaster:
-    return load_forecaster(MODELS / str(read_current(MODELS)), providers="cpu")
+    return load_forecaster(MODELS / "default" / str(read_current(MODELS / "default")), providers="cpu")
 
 
 def test_batcher_answers_each_request_as_alone_bit_for_bit(model: Forecaster) -> None:

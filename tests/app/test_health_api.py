@@ -28,7 +28,7 @@ def test_healthz_is_200_without_a_model() -> None:
     client = TestClient(create_app(make_settings(FIXTURE_MODELS)))  # lifespan not run: nothing loaded
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "model_version": None}
+    assert response.json() == {"status": "ok", "model": None, "model_version": None}
 
 
 def test_readyz_is_503_before_the_model_is_loaded() -> None:
@@ -41,7 +41,12 @@ def test_readyz_is_503_before_the_model_is_loaded() -> None:
 def test_readyz_is_200_once_the_model_is_loaded(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "model_version": FIXTURE_BUNDLE.name, "degraded": []}
+    assert response.json() == {
+        "status": "ready",
+        "model": "default",
+        "model_version": FIXTURE_BUNDLE.name,
+        "degraded": [],
+    }
 
 
 def test_models_current_describes_the_served_bundle(client: TestClient) -> None:
@@ -83,20 +88,25 @@ def test_metrics_time_requests_and_inference() -> None:
         latency = _samples(c, "closecast_http_request_duration_seconds_count")
         inference = _samples(c, "closecast_inference_seconds_count")
     assert latency[(("method", "POST"), ("route", "/forecast"))] == 1
-    assert inference[(("endpoint", "forecast"),)] == 1
+    assert inference[(("endpoint", "forecast"), ("model", "default"))] == 1
 
 
 def test_metrics_record_batch_sizes() -> None:
     with TestClient(create_app(make_settings(FIXTURE_MODELS))) as c:
         c.post("/forecast/batch", json={"series": [{"id": str(k), "closes": calm_walk()} for k in range(5)]})
         total = _samples(c, "closecast_batch_series_sum")
-    assert total[(("endpoint", "forecast_batch"),)] == 5
+    assert total[(("endpoint", "forecast_batch"), ("model", "default"))] == 5
 
 
 def test_metrics_report_the_model_version_and_provider(client: TestClient) -> None:
     info = _samples(client, "closecast_model_info")
     assert info == {
-        (("format_version", "1"), ("provider", "CPUExecutionProvider"), ("version", FIXTURE_BUNDLE.name)): 1.0
+        (
+            ("format_version", "1"),
+            ("model", "default"),
+            ("provider", "CPUExecutionProvider"),
+            ("version", FIXTURE_BUNDLE.name),
+        ): 1.0
     }
     assert _samples(client, "closecast_model_ready") == {(): 1.0}
 

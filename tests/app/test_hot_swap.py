@@ -17,7 +17,7 @@ from app.inference import holder as holder_module
 from app.inference.holder import ModelHolder
 from app.main import create_app
 from closecast import registry
-from tests.helpers import FIXTURE_BUNDLE, make_settings
+from tests.helpers import DEFAULT, FIXTURE_BUNDLE, make_settings
 from tests.synthetic import calm_walk
 
 NEW = "20991231T000000Z-0000beef"
@@ -31,8 +31,8 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:  # 
 
 
 def _add_version(model_dir: Path, name: str = NEW) -> Path:
-    shutil.copytree(model_dir / FIXTURE_BUNDLE.name, model_dir / name)
-    return model_dir / name
+    shutil.copytree(model_dir / DEFAULT / FIXTURE_BUNDLE.name, model_dir / DEFAULT / name)
+    return model_dir / DEFAULT / name
 
 
 def _served(client: TestClient) -> str:
@@ -44,10 +44,12 @@ def test_pointer_change_swaps_the_served_model(model_dir: Path) -> None:
     _add_version(model_dir)
     with TestClient(create_app(make_settings(model_dir))) as c:
         assert _served(c) == FIXTURE_BUNDLE.name
-        registry.set_current(model_dir, NEW)
+        registry.set_current(model_dir / DEFAULT, NEW)
         _wait_for(lambda: _served(c) == NEW)
         assert c.get("/models/current").json()["version"] == NEW
-        assert 'closecast_model_reloads_total{outcome="swapped"} 2.0' in c.get("/metrics").text
+        assert (
+            'closecast_model_reloads_total{model="default",outcome="swapped"} 2.0' in c.get("/metrics").text
+        )
 
 
 def test_damaged_bundle_at_the_pointer_keeps_the_old_model(
@@ -56,8 +58,13 @@ def test_damaged_bundle_at_the_pointer_keeps_the_old_model(
     bad = _add_version(model_dir)
     (bad / "scaler.json").write_text("{}")
     with TestClient(create_app(make_settings(model_dir))) as c:
-        registry.set_current(model_dir, NEW)
-        _wait_for(lambda: 'closecast_model_reloads_total{outcome="refused"} 1.0' in c.get("/metrics").text)
+        registry.set_current(model_dir / DEFAULT, NEW)
+        _wait_for(
+            lambda: (
+                'closecast_model_reloads_total{model="default",outcome="refused"} 1.0'
+                in c.get("/metrics").text
+            )
+        )
         assert _served(c) == FIXTURE_BUNDLE.name
         assert c.get("/readyz").status_code == 200
     assert f"refused model {NEW}, keeping {FIXTURE_BUNDLE.name}: {NEW}/scaler.json is damaged" in caplog.text
@@ -68,12 +75,12 @@ def test_refused_version_is_retried_only_after_the_pointer_is_rewritten(model_di
     (bad / "scaler.json").write_text("{}")
     holder = ModelHolder(model_dir, "cpu")
     holder.swap(holder.load_current())
-    registry.set_current(model_dir, NEW)
+    registry.set_current(model_dir / DEFAULT, NEW)
     assert holder.reload_if_changed() is None
     shutil.rmtree(bad)
     _add_version(model_dir)  # repaired under the same name: not retried on every tick
     assert holder.reload_if_changed() is None
-    registry.set_current(model_dir, NEW)
+    registry.set_current(model_dir / DEFAULT, NEW)
     assert holder.reload_if_changed() is not None
 
 
@@ -115,7 +122,7 @@ def test_in_flight_request_finishes_on_the_model_it_started_with(model_dir: Path
         request = threading.Thread(target=lambda: answers.append(c.post("/forecast/batch", json=body)))
         request.start()
         assert gated.entered.wait(30)
-        registry.set_current(model_dir, NEW)  # so the pointer watcher agrees with the swap below
+        registry.set_current(model_dir / DEFAULT, NEW)  # so the pointer watcher agrees with the swap below
         holder.swap(holder.load_version(NEW))  # swap while the request sits inside the old model
         gated.gate.set()
         request.join(30)
@@ -152,15 +159,15 @@ def test_rollback_while_the_watcher_loads_is_not_undone_by_the_stale_load(
             return result
 
         monkeypatch.setattr(holder, "reload_if_changed", reload)
-        registry.set_current(model_dir, NEW)
+        registry.set_current(model_dir / DEFAULT, NEW)
         assert loading.wait(30)  # the watcher is inside the load of NEW
         rollback = c.post(
             f"/models/{FIXTURE_BUNDLE.name}/promote", headers={"Authorization": f"Bearer {key}"}
         )
-        assert rollback.json() == {"version": FIXTURE_BUNDLE.name, "previous": NEW}
+        assert rollback.json() == {"model": "default", "version": FIXTURE_BUNDLE.name, "previous": NEW}
         release.set()
         _wait_for(lambda: len(after_release) >= 2)  # the stale load's tick, and one more
         assert after_release[0] is None  # dropped, not swapped in
-        assert registry.read_current(model_dir) == FIXTURE_BUNDLE.name
+        assert registry.read_current(model_dir / DEFAULT) == FIXTURE_BUNDLE.name
         assert _served(c) == FIXTURE_BUNDLE.name
-        assert c.get("/models").json()["served"] == FIXTURE_BUNDLE.name
+        assert c.get("/models/default/versions").json()["served"] == FIXTURE_BUNDLE.name

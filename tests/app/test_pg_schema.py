@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from app.backends import build_backends
-from app.inference.holder import ModelHolder
+from app.inference.models import LoadedModels
 from app.jobs.sqlite_store import SQLiteJobStore
+from app.metrics import Metrics
 from tests.helpers import make_settings
 
 
@@ -44,16 +45,16 @@ def test_processes_starting_at_once_create_the_schema_once(pg_cluster: Any) -> N
 
 def test_without_a_database_url_the_backends_are_embedded(model_dir: Path) -> None:
     settings = make_settings(model_dir)
-    holder = ModelHolder(model_dir)
-    backends = build_backends(settings, holder)
+    holder = (models := LoadedModels(settings, Metrics())).default
+    backends = build_backends(settings, models)
     assert backends.kind == "embedded" and isinstance(backends.store, SQLiteJobStore)
     assert type(holder.pointers).__name__ == "FilePointers"
 
 
 def test_a_database_url_puts_jobs_and_pointers_in_postgresql(model_dir: Path, pg_url: str) -> None:
     settings = make_settings(model_dir, database_url=pg_url)
-    holder = ModelHolder(model_dir)
-    backends = build_backends(settings, holder)
+    holder = (models := LoadedModels(settings, Metrics())).default
+    backends = build_backends(settings, models)
     try:
         backends.open()
         assert backends.kind == "postgresql" and type(backends.store).__name__ == "PostgresJobStore"

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from closecast import registry
-from tests.helpers import FIXTURE_BUNDLE, FIXTURE_VERSION, make_settings, running_server
+from tests.helpers import DEFAULT, FIXTURE_BUNDLE, FIXTURE_VERSION, make_settings, running_server
 from tests.synthetic import calm_walk
 
 UNPROMOTED = "20991231T000000Z-0unchosen"
@@ -26,7 +26,7 @@ def _served(client: TestClient) -> str:
 
 def _fallbacks(client: TestClient) -> float:
     for line in client.get("/metrics").text.splitlines():
-        if line.startswith("closecast_pointer_fallbacks_total "):
+        if line.startswith('closecast_pointer_fallbacks_total{model="default"} '):
             return float(line.split()[1])
     raise AssertionError("no closecast_pointer_fallbacks_total in /metrics")
 
@@ -34,7 +34,7 @@ def _fallbacks(client: TestClient) -> float:
 @pytest.fixture
 def registry_with_unpromoted(model_dir: Path) -> Path:
     """The fixture registry plus a newer version that was registered but never promoted."""
-    shutil.copytree(FIXTURE_BUNDLE, model_dir / UNPROMOTED)
+    shutil.copytree(FIXTURE_BUNDLE, model_dir / DEFAULT / UNPROMOTED)
     return model_dir
 
 
@@ -42,7 +42,7 @@ def registry_with_unpromoted(model_dir: Path) -> Path:
 def test_start_with_a_bad_pointer_serves_the_last_promoted_version(
     registry_with_unpromoted: Path, content: bytes
 ) -> None:
-    (registry_with_unpromoted / "current").write_bytes(content)
+    (registry_with_unpromoted / DEFAULT / "current").write_bytes(content)
     with TestClient(create_app(make_settings(registry_with_unpromoted))) as c:
         assert c.get("/readyz").status_code == 200
         assert _served(c) == FIXTURE_VERSION
@@ -56,9 +56,9 @@ def test_start_with_a_bad_pointer_serves_the_last_promoted_version(
 
 
 def test_start_with_a_pointer_to_a_damaged_bundle_serves_the_previous_promotion(model_dir: Path) -> None:
-    damaged = model_dir / UNPROMOTED
+    damaged = model_dir / DEFAULT / UNPROMOTED
     shutil.copytree(FIXTURE_BUNDLE, damaged)
-    registry.set_current(model_dir, UNPROMOTED)
+    registry.set_current(model_dir / DEFAULT, UNPROMOTED)
     (damaged / "scaler.json").write_text("{}")
     with TestClient(create_app(make_settings(model_dir))) as c:
         assert _served(c) == FIXTURE_VERSION
@@ -66,17 +66,17 @@ def test_start_with_a_pointer_to_a_damaged_bundle_serves_the_previous_promotion(
 
 
 def test_promote_repairs_a_binary_pointer(registry_with_unpromoted: Path) -> None:
-    (registry_with_unpromoted / "current").write_bytes(b"\xff\xfe")
+    (registry_with_unpromoted / DEFAULT / "current").write_bytes(b"\xff\xfe")
     key = "a-test-key-of-enough-length"
     settings = make_settings(registry_with_unpromoted, api_key=key)
     with TestClient(create_app(settings)) as c:
         answer = c.post(f"/models/{UNPROMOTED}/promote", headers={"Authorization": f"Bearer {key}"})
         assert answer.status_code == 200, answer.text
-        assert registry.read_pointer(registry_with_unpromoted).version == UNPROMOTED
+        assert registry.read_pointer(registry_with_unpromoted / DEFAULT).version == UNPROMOTED
 
 
 def test_no_promoted_version_refuses_to_start_and_says_why(tmp_path: Path) -> None:
-    shutil.copytree(FIXTURE_BUNDLE, tmp_path / UNPROMOTED)
+    shutil.copytree(FIXTURE_BUNDLE, tmp_path / DEFAULT / UNPROMOTED)
     expected = "the `current` pointer is missing and no promoted version verifies"
     with pytest.raises(Exception, match=expected), TestClient(create_app(make_settings(tmp_path))):
         pass
@@ -85,12 +85,12 @@ def test_no_promoted_version_refuses_to_start_and_says_why(tmp_path: Path) -> No
 def test_running_server_ignores_a_deleted_pointer(registry_with_unpromoted: Path) -> None:
     """A real `python -m app`: deleting `current` keeps the promoted model, never the newest directory."""
     with running_server(registry_with_unpromoted, reload_interval_s="0.1") as server:
-        (registry_with_unpromoted / "current").unlink()
+        (registry_with_unpromoted / DEFAULT / "current").unlink()
         time.sleep(1.0)  # ten reload intervals
         answer = httpx.post(f"{server.url}/forecast", json={"closes": calm_walk()}, timeout=5).json()
         assert answer["model_version"] == FIXTURE_VERSION
         metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
-        assert "closecast_pointer_fallbacks_total 1.0" in metrics
+        assert 'closecast_pointer_fallbacks_total{model="default"} 1.0' in metrics
     stderr = server.stderr
     assert "the `current` pointer is missing; serving" in stderr
     assert str(registry_with_unpromoted) not in stderr

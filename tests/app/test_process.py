@@ -78,5 +78,5 @@ def test_python_m_app_exits_non_zero_without_a_model(tmp_path: Path) -> None:
         [sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode != 0
-    assert "no servable model in the registry" in done.stderr
+    assert "no servable version of model 'default' in the registry" in done.stderr
     assert str(tmp_path) not in done.stderr  # no filesystem paths in what the service says

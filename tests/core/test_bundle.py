@@ -18,13 +18,13 @@ from app.main import create_app
 from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.errors import BundleInvalid, ProviderUnavailable
-from tests.helpers import FIXTURE_BUNDLE, FIXTURE_MODELS, make_settings
+from tests.helpers import DEFAULT, FIXTURE_BUNDLE, FIXTURE_MODELS, make_settings
 from tests.synthetic import calm_walk
 
 
 @pytest.fixture
 def bundle(model_dir: Path) -> Path:
-    return model_dir / FIXTURE_BUNDLE.name
+    return model_dir / DEFAULT / FIXTURE_BUNDLE.name
 
 
 def _edit_manifest(bundle: Path, change: Any) -> None:
@@ -185,17 +185,15 @@ def test_start_refuses_a_damaged_bundle(bundle: Path, model_dir: Path) -> None:
 
 def test_start_refuses_an_empty_model_dir(tmp_path: Path) -> None:
     with (
-        pytest.raises(
-            BundleInvalid, match="no servable model in the registry: the `current` pointer is missing"
-        ),
+        pytest.raises(BundleInvalid, match="in the registry: the `current` pointer is missing"),
         TestClient(create_app(make_settings(tmp_path))),
     ):
         pass
 
 
 def test_start_refuses_a_pointer_to_a_missing_version_without_history(model_dir: Path) -> None:
-    (model_dir / "current").write_text("20990101T000000Z-deadbeef\n")
-    (model_dir / registry.PROMOTIONS).unlink()  # nothing promoted to fall back to
+    (model_dir / DEFAULT / "current").write_text("20990101T000000Z-deadbeef\n")
+    (model_dir / DEFAULT / registry.PROMOTIONS).unlink()  # nothing promoted to fall back to
     with (
         pytest.raises(
             BundleInvalid, match="pointer names '20990101T000000Z-deadbeef', which is not a bundle here"
@@ -212,11 +210,11 @@ def test_start_seeds_an_empty_model_dir_from_the_default(tmp_path: Path) -> None
         assert (
             c.post("/forecast", json={"closes": calm_walk()}).json()["model_version"] == FIXTURE_BUNDLE.name
         )
-    assert registry.list_versions(volume) == [FIXTURE_BUNDLE.name]
+    assert registry.list_versions(volume / DEFAULT) == [FIXTURE_BUNDLE.name]
 
 
 def test_start_keeps_a_model_dir_that_already_has_versions(model_dir: Path, tmp_path: Path) -> None:
-    shutil.copytree(FIXTURE_BUNDLE, model_dir / "20991231T000000Z-00000001")
-    registry.set_current(model_dir, "20991231T000000Z-00000001")
+    shutil.copytree(FIXTURE_BUNDLE, model_dir / DEFAULT / "20991231T000000Z-00000001")
+    registry.set_current(model_dir / DEFAULT, "20991231T000000Z-00000001")
     with TestClient(create_app(make_settings(model_dir, default_model_dir=FIXTURE_MODELS))) as c:
         assert c.get("/readyz").json()["model_version"] == "20991231T000000Z-00000001"

@@ -12,7 +12,7 @@ from closecast.forecaster_v2 import ForecasterV2
 from closecast.registry import read_current
 from tests.synthetic import make_closes
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models" / "default"
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,12 @@ OLD, NEW, UNPROMOTED = "20990101T000000Z-00000old", "20990102T000000Z-00000new",
 @pytest.fixture
 def reg(tmp_path: Path) -> Path:
     """Three versions: OLD promoted, then NEW promoted, then UNPROMOTED registered only (newest)."""
+    model_dir = tmp_path / "default"  # FilePointers(tmp_path).model_dir_of("default")
     for version in (OLD, NEW, UNPROMOTED):
-        shutil.copytree(FIXTURE_BUNDLE, tmp_path / version)
-    registry.set_current(tmp_path, OLD, "first")
-    registry.set_current(tmp_path, NEW, "second")
-    return tmp_path
+        shutil.copytree(FIXTURE_BUNDLE, model_dir / version)
+    registry.set_current(model_dir, OLD, "first")
+    registry.set_current(model_dir, NEW, "second")
+    return model_dir
 
 
 def test_set_current_appends_to_the_history(reg: Path) -> None:
@@ -95,7 +96,7 @@ def test_set_current_refuses_a_non_bundle_without_naming_paths(reg: Path) -> Non
 
 
 def test_file_pointers_follow_the_same_contract(reg: Path) -> None:
-    store: registry.PointerStore = registry.FilePointers(reg)
+    store: registry.PointerStore = registry.FilePointers(reg.parent)
     store.promote("default", OLD, "rollback")
     assert store.current("default") == OLD
     assert [p.version for p in store.history("default")] == [OLD, NEW, OLD]

@@ -211,15 +211,16 @@ def test_cmd_serves_default_model_from_empty_volume_and_healthcheck_passes(
 ) -> None:
     volume = tmp_path / "models"
     volume.mkdir()
-    default_version = registry.read_current(ROOT / "models")
+    default_version = registry.read_current(ROOT / "models" / "default")
     with running_image(dockerfile, volume, workdir) as container:
         result = container.check()
         assert result.returncode == 0, result.stdout + result.stderr
         assert container.readyz()["model_version"] == default_version
         # the volume was seeded: the default bundle, byte for byte, and the pointer
-        assert (volume / "current").read_text(encoding="utf-8").strip() == default_version
-        for source in (ROOT / "models" / str(default_version)).iterdir():
-            assert (volume / str(default_version) / source.name).read_bytes() == source.read_bytes()
+        assert (volume / "default" / "current").read_text(encoding="utf-8").strip() == default_version
+        for source in (ROOT / "models" / "default" / str(default_version)).iterdir():
+            target = volume / "default" / str(default_version) / source.name
+            assert target.read_bytes() == source.read_bytes()
     # graceful stop on SIGTERM: the lifespan ran to its end (uvicorn then exits by re-raising the signal)
     assert container.process.returncode in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in container.log.read_text(errors="replace")
@@ -234,13 +235,29 @@ def test_trained_version_in_volume_survives_restart(
         default_version = container.readyz()["model_version"]
     # what a promoted /train job leaves behind: a new version and the pointer on it
     trained = "20991231T000000Z-trained1"
-    fixture = ROOT / "tests" / "fixtures" / "models"
-    shutil.copytree(fixture / str(registry.read_current(fixture)), volume / trained)
-    registry.set_current(volume, trained)
+    fixture = ROOT / "tests" / "fixtures" / "models" / "default"
+    shutil.copytree(fixture / str(registry.read_current(fixture)), volume / "default" / trained)
+    registry.set_current(volume / "default", trained)
     with running_image(dockerfile, volume, workdir) as container:  # the container restarts
         assert container.readyz()["model_version"] == trained
-    assert registry.list_versions(volume) == sorted([default_version, trained])
-    assert registry.read_current(volume) == trained
+    assert registry.list_versions(volume / "default") == sorted([default_version, trained])
+    assert registry.read_current(volume / "default") == trained
+
+
+def test_a_volume_of_the_previous_image_is_migrated_on_start(
+    dockerfile: Dockerfile, tmp_path: Path, workdir: Path
+) -> None:
+    """The flat layout of the image before named models: its versions become the default model's."""
+    volume = tmp_path / "models"
+    fixture = ROOT / "tests" / "fixtures" / "models" / "default"
+    old = "20991231T000000Z-oldimage"
+    shutil.copytree(fixture / str(registry.read_current(fixture)), volume / old)
+    registry.set_current(volume, old)
+    (volume / "jobs.sqlite").write_bytes(b"")  # the job store stays in the root
+    with running_image(dockerfile, volume, workdir) as container:
+        assert container.readyz()["model_version"] == old
+    assert registry.read_current(volume / "default") == old
+    assert registry.list_versions(volume) == [] and (volume / "jobs.sqlite").is_file()
 
 
 # ---- the build context, the locks, the CUDA base -------------------------------------------------------

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from app.api.errors import status_of
 from app.jobs.errors import storage_failed
 from closecast import registry
-from tests.helpers import FIXTURE_VERSION, copy_registry
+from tests.helpers import DEFAULT, FIXTURE_VERSION, copy_registry
 from tests.jobs.helpers import AUTH, KEY, build_app, trainer_settings
 from tests.synthetic import random_walk
 
@@ -89,7 +89,11 @@ def test_a_missing_or_wrong_key_is_401(
 
 def test_listing_models_needs_no_key(keyless: TestClient) -> None:
     body = keyless.get("/models").json()
-    assert body["current"] == body["served"] == FIXTURE_VERSION
+    assert [(m["model"], m["current_version"], m["loaded"]) for m in body["models"]] == [
+        ("default", FIXTURE_VERSION, True)
+    ]
+    versions = keyless.get("/models/default/versions").json()
+    assert versions["current"] == versions["served"] == FIXTURE_VERSION
 
 
 # --- validation: the training CLI's own messages ----------------------------------------------------------
@@ -242,7 +246,8 @@ def test_upload_is_accepted_named_after_the_file_and_cancellable(client: TestCli
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
     job = client.get(response.headers["location"], headers=AUTH).json()
-    assert job["name"] == "my_prices__2_" and job["promote"] == "never"
+    assert job["source"] == "my_prices__2_" and job["promote"] == "never"
+    assert job["model"] == "default"
     assert job["params"] == {"window": 11, "epochs": 2}
     assert job["progress"] == {"epoch": 0, "epochs": 2, "train_loss": None, "val_loss": None}
     cancelled = client.delete(f"/train/{job_id}", headers=AUTH).json()
@@ -268,7 +273,7 @@ def test_openapi_documents_both_bodies_of_post_train(client: TestClient) -> None
 def test_promoting_an_unknown_version_is_404(client: TestClient) -> None:
     response = client.post("/models/20990101T000000Z-00000000/promote", headers=AUTH)
     assert response.status_code == 404
-    assert "GET /models lists the versions" in response.json()["detail"]
+    assert "GET /models/default/versions lists them" in response.json()["detail"]
 
 
 def test_promoting_an_invalid_name_is_422(client: TestClient) -> None:
@@ -278,14 +283,14 @@ def test_promoting_an_invalid_name_is_422(client: TestClient) -> None:
 
 
 def test_promoting_a_damaged_version_is_409_and_changes_nothing(client: TestClient, model_dir: Path) -> None:
-    damaged = model_dir / "20990101T000000Z-damaged0"
-    shutil.copytree(model_dir / FIXTURE_VERSION, damaged)
+    damaged = model_dir / DEFAULT / "20990101T000000Z-damaged0"
+    shutil.copytree(model_dir / DEFAULT / FIXTURE_VERSION, damaged)
     (damaged / "scaler.json").write_text("{}")
     try:
         response = client.post(f"/models/{damaged.name}/promote", headers=AUTH)
         assert response.status_code == 409
         assert "scaler.json is damaged" in response.json()["detail"]
-        assert registry.read_current(model_dir) == FIXTURE_VERSION
+        assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
         assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
     finally:
         shutil.rmtree(damaged)
@@ -294,8 +299,8 @@ def test_promoting_a_damaged_version_is_409_and_changes_nothing(client: TestClie
 def test_a_version_removed_while_it_is_promoted_is_404_and_changes_nothing(
     client: TestClient, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    vanishing = model_dir / "20990101T000000Z-vanish00"
-    shutil.copytree(model_dir / FIXTURE_VERSION, vanishing)
+    vanishing = model_dir / DEFAULT / "20990101T000000Z-vanish00"
+    shutil.copytree(model_dir / DEFAULT / FIXTURE_VERSION, vanishing)
     set_current = registry.set_current
 
     def removed_first(directory: Path, version: str, reason: str = "") -> None:
@@ -306,9 +311,10 @@ def test_a_version_removed_while_it_is_promoted_is_404_and_changes_nothing(
     response = client.post(f"/models/{vanishing.name}/promote", headers=AUTH)
     assert response.status_code == 404, response.text
     assert response.json()["detail"] == (
-        f"version {vanishing.name!r} is not in the registry; GET /models lists the versions"
+        f"version {vanishing.name!r} is not a version of model 'default'; "
+        "GET /models/default/versions lists them"
     )
-    assert registry.read_current(model_dir) == FIXTURE_VERSION
+    assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
     assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
 
 
@@ -328,8 +334,8 @@ def test_a_pointer_that_cannot_be_written_is_503_or_507_and_changes_nothing(
     status: int,
     what_to_do: str,
 ) -> None:
-    other = model_dir / "20990101T000000Z-nowrite0"
-    shutil.copytree(model_dir / FIXTURE_VERSION, other)
+    other = model_dir / DEFAULT / "20990101T000000Z-nowrite0"
+    shutil.copytree(model_dir / DEFAULT / FIXTURE_VERSION, other)
 
     def cannot_write(directory: Path, version: str, reason: str = "") -> None:
         raise error
@@ -343,7 +349,7 @@ def test_a_pointer_that_cannot_be_written_is_503_or_507_and_changes_nothing(
             == f"cannot make {other.name} current in the model dir (CLOSECAST_MODEL_DIR): {error.strerror}; "
             f"{what_to_do}"
         )
-        assert registry.read_current(model_dir) == FIXTURE_VERSION
+        assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
         assert client.get("/models/current").json()["version"] == FIXTURE_VERSION
     finally:
         shutil.rmtree(other)
@@ -352,11 +358,11 @@ def test_a_pointer_that_cannot_be_written_is_503_or_507_and_changes_nothing(
 def test_a_version_with_an_unreadable_manifest_is_listed_with_the_problem(
     client: TestClient, model_dir: Path
 ) -> None:
-    broken = model_dir / "20990101T000000Z-broken00"
+    broken = model_dir / DEFAULT / "20990101T000000Z-broken00"
     broken.mkdir()
     (broken / "manifest.json").write_text("{")
     try:
-        listed = client.get("/models", headers=AUTH).json()["versions"][0]
+        listed = client.get("/models/default/versions", headers=AUTH).json()["versions"][0]
         assert listed["version"] == broken.name and listed["current"] is False
         assert listed["problem"].startswith(f"{broken.name}/manifest.json is not readable JSON")
     finally:

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from closecast import registry
-from tests.helpers import FIXTURE_MODELS, FIXTURE_VERSION, copy_registry
+from tests.helpers import DEFAULT, FIXTURE_BUNDLE, FIXTURE_VERSION, copy_registry
 from tests.jobs.helpers import AUTH, build_app, job, submit, trainer_settings, wait_for, wait_status
 from tests.synthetic import random_walk
 
@@ -46,8 +46,8 @@ def niceness(pid: int) -> int:
 
 def assert_untouched(client: TestClient, model_dir: Path) -> None:
     """The fixture is still the only version, current and served; nothing half-written is left."""
-    assert registry.list_versions(model_dir) == [FIXTURE_VERSION]
-    assert registry.read_current(model_dir) == FIXTURE_VERSION
+    assert registry.list_versions(model_dir / DEFAULT) == [FIXTURE_VERSION]
+    assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
     body = {"closes": SERIES[-20:].tolist()}
     assert client.post("/forecast", json=body).json()["model_version"] == FIXTURE_VERSION
     assert [p.name for p in model_dir.iterdir() if p.name.startswith(".") and p.name != ".jobs"] == []
@@ -182,7 +182,7 @@ def test_damaged_candidate_bundle_is_discarded(model_dir: Path, tmp_path: Path) 
     (tmp_path / "fake_trainer.py").write_text(FAKE_TRAINER)
     python = wrapper(
         tmp_path / "python",
-        f'exec "{sys.executable}" "{tmp_path / "fake_trainer.py"}" "{FIXTURE_MODELS / FIXTURE_VERSION}" "$@"',
+        f'exec "{sys.executable}" "{tmp_path / "fake_trainer.py"}" "{FIXTURE_BUNDLE}" "$@"',
     )
     with TestClient(build_app(trainer_settings(model_dir), python=python)) as client:
         job_id = submit(client, SERIES, promote="always")

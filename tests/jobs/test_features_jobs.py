@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from closecast.series import load_csv
-from tests.helpers import copy_registry, detail_msgs
+from tests.helpers import DEFAULT, copy_registry, detail_msgs
 from tests.jobs.helpers import AUTH, TINY, build_app, trainer_settings, wait_status
 from tests.synthetic import write_ohlcv_csv
 
@@ -46,7 +46,8 @@ def _body(ohlcv: Path, **params: Any) -> dict[str, Any]:
 
 def _input(model_dir: Path, final: dict[str, Any]) -> dict[str, Any]:
     version = final["result"]["version"]
-    contract: dict[str, Any] = json.loads((model_dir / version / "manifest.json").read_text())["input"]
+    manifest = (model_dir / DEFAULT / version / "manifest.json").read_text()
+    contract: dict[str, Any] = json.loads(manifest)["input"]
     return contract
 
 

@@ -23,7 +23,7 @@ from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.forecaster import Forecaster
 from closecast.series import load_csv
-from tests.helpers import FIXTURE_MODELS, FIXTURE_VERSION, copy_registry
+from tests.helpers import DEFAULT, FIXTURE_BUNDLE, FIXTURE_VERSION, copy_registry
 from tests.jobs.helpers import AUTH, build_app, submit, trainer_settings, wait_status
 from tests.jobs.test_failures import wrapper
 from tests.synthetic import make_closes
@@ -52,10 +52,12 @@ def test_worse_candidate_is_registered_but_not_promoted(outcome: Outcome) -> Non
     assert result["reason"].startswith("not promoted: the candidate is worse")
     for mae in (gate["candidate_mae"], gate["current_mae"], gate["naive_mae"]):
         assert f"{mae:.6g}" in result["reason"]
-    assert registry.read_current(model_dir) == FIXTURE_VERSION
-    assert result["version"] in registry.list_versions(model_dir)
-    listed = {v["version"]: v for v in client.get("/models", headers=AUTH).json()["versions"]}
-    public = [v["version"] for v in client.get("/models").json()["versions"]]
+    assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
+    assert result["version"] in registry.list_versions(model_dir / DEFAULT)
+    listed = {
+        v["version"]: v for v in client.get("/models/default/versions", headers=AUTH).json()["versions"]
+    }
+    public = [v["version"] for v in client.get("/models/default/versions").json()["versions"]]
     assert result["version"] not in public  # never promoted: hidden from callers without the key
     assert listed[result["version"]]["current"] is False and listed[FIXTURE_VERSION]["current"] is True
     assert listed[result["version"]]["data"]["source"] == "synthetic-seed1.csv"
@@ -68,7 +70,7 @@ def test_a_registered_candidate_can_still_be_promoted_by_hand(outcome: Outcome) 
     version = final["result"]["version"]
     assert client.post(f"/models/{version}/promote", headers=AUTH).json()["version"] == version
     assert client.post("/forecast", json={"closes": SERIES[-20:].tolist()}).json()["model_version"] == version
-    assert registry.read_current(model_dir) == version
+    assert registry.read_current(model_dir / DEFAULT) == version
 
 
 # --- the arithmetic, without training -----------------------------------------------------------------------
@@ -76,7 +78,7 @@ def test_a_registered_candidate_can_still_be_promoted_by_hand(outcome: Outcome) 
 
 @pytest.fixture(scope="module")
 def fixture_model() -> Any:
-    return load_forecaster(FIXTURE_MODELS / FIXTURE_VERSION, "cpu")
+    return load_forecaster(FIXTURE_BUNDLE, "cpu")
 
 
 def _fixture_closes() -> np.ndarray:
@@ -142,10 +144,10 @@ def test_a_rollback_during_judging_stops_auto_but_not_always_promotion(
 ) -> None:
     # A stand-in trainer clones the fixture, which was trained on tests/fixtures/synthetic.csv: uploading that
     # file makes the real gate judge the clone (a tie with the fixture: "not worse", so `auto` promotes it).
-    trainer, fixture = tmp_path / "clone_trainer.py", FIXTURE_MODELS / FIXTURE_VERSION
+    trainer, fixture = tmp_path / "clone_trainer.py", FIXTURE_BUNDLE
     trainer.write_text(CLONE_TRAINER)
     python = wrapper(tmp_path / "python", f'exec "{sys.executable}" "{trainer}" "{fixture}" "$@"')
-    shutil.copytree(model_dir / FIXTURE_VERSION, model_dir / ROLLED_BACK_TO)
+    shutil.copytree(model_dir / DEFAULT / FIXTURE_VERSION, model_dir / DEFAULT / ROLLED_BACK_TO)
     service = build_app(trainer_settings(model_dir), python=python)
     real_compare = promotion.compare_on_test_part
 
@@ -168,16 +170,18 @@ def test_a_rollback_during_judging_stops_auto_but_not_always_promotion(
         assert final["status"] == "succeeded", final
         result = final["result"]
         assert result["metrics"]["gate"]["current_version"] == FIXTURE_VERSION
-        assert result["version"] in registry.list_versions(model_dir)  # registered either way
+        assert result["version"] in registry.list_versions(model_dir / DEFAULT)  # registered either way
         served = client.get("/models/current").json()["version"]
     if mode == "always":
         assert result["promoted"] is True
-        assert registry.read_current(model_dir) == served == result["version"]
+        assert registry.read_current(model_dir / DEFAULT) == served == result["version"]
     else:
         assert result["promoted"] is False
         assert result["reason"].startswith(
             f"not promoted: the current model changed from {FIXTURE_VERSION} to {ROLLED_BACK_TO} during the "
             f"job, so the candidate was never compared with {ROLLED_BACK_TO}; candidate MAE "
         )
-        assert result["reason"].endswith(f"POST /models/{result['version']}/promote makes it current")
-        assert registry.read_current(model_dir) == served == ROLLED_BACK_TO
+        assert result["reason"].endswith(
+            f"POST /models/default/versions/{result['version']}/promote makes it current"
+        )
+        assert registry.read_current(model_dir / DEFAULT) == served == ROLLED_BACK_TO

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from closecast import registry
-from tests.helpers import FIXTURE_VERSION, copy_registry
+from tests.helpers import DEFAULT, FIXTURE_VERSION, copy_registry
 from tests.jobs.helpers import AUTH, build_app, job, submit, trainer_settings, wait_for
 from tests.synthetic import random_walk
 
@@ -95,7 +95,7 @@ def test_better_candidate_is_promoted_and_reports_both_maes(run: Run) -> None:
         assert f"{mae:.6g}" in result["reason"]
     assert gate["n"] == result["metrics"]["test"]["n"] == 60  # the candidate's whole test part (20% of 300)
     assert gate["candidate_mae"] == pytest.approx(result["metrics"]["test"]["model"]["mae"], rel=1e-6)
-    assert registry.read_current(run.model_dir) == result["version"]
+    assert registry.read_current(run.model_dir / DEFAULT) == result["version"]
 
 
 def test_forecasts_never_fail_during_training_and_promotion(run: Run) -> None:
@@ -116,15 +116,15 @@ def test_forecasts_never_fail_during_training_and_promotion(run: Run) -> None:
 
 def test_new_version_is_registered_whole_and_the_work_dir_is_gone(run: Run) -> None:
     version = run.final["result"]["version"]
-    assert registry.list_versions(run.model_dir) == sorted([FIXTURE_VERSION, version])
-    names = {p.name for p in (run.model_dir / version).iterdir()}
+    assert registry.list_versions(run.model_dir / DEFAULT) == sorted([FIXTURE_VERSION, version])
+    names = {p.name for p in (run.model_dir / DEFAULT / version).iterdir()}
     assert names == {"manifest.json", "model.onnx", "model.pt", "scaler.json", "report.png"}
     assert list((run.model_dir / ".jobs").iterdir()) == []
     assert not [p for p in run.model_dir.iterdir() if p.name.startswith((".tmp-", ".trash-"))]
 
 
 def test_models_lists_versions_newest_first_and_marks_current(run: Run) -> None:
-    body = run.client.get("/models", headers=AUTH).json()
+    body = run.client.get("/models/default/versions", headers=AUTH).json()
     version = run.final["result"]["version"]
     assert body["current"] == body["served"] == version
     assert [v["version"] for v in body["versions"]] == [version, FIXTURE_VERSION]
@@ -144,14 +144,16 @@ def test_promote_rolls_back_and_every_worker_follows(run: Run) -> None:
         assert other_worker.get("/models/current").json()["version"] == new
         response = run.client.post(f"/models/{FIXTURE_VERSION}/promote", headers=AUTH)
         assert response.status_code == 200, response.text
-        assert response.json() == {"version": FIXTURE_VERSION, "previous": new}
+        assert response.json() == {"model": "default", "version": FIXTURE_VERSION, "previous": new}
         assert run.client.get("/models/current").json()["version"] == FIXTURE_VERSION  # this worker: at once
-        assert registry.read_current(run.model_dir) == FIXTURE_VERSION
+        assert registry.read_current(run.model_dir / DEFAULT) == FIXTURE_VERSION
         wait_for(lambda: other_worker.get("/models/current").json()["version"] == FIXTURE_VERSION, timeout=30)
         assert run.client.post(f"/models/{new}/promote", headers=AUTH).json()["version"] == new  # and forward
 
 
 def test_a_new_app_on_the_same_dir_serves_the_pointer_and_keeps_the_jobs(run: Run) -> None:
     with TestClient(build_app(trainer_settings(run.model_dir))) as restarted:
-        assert restarted.get("/models/current").json()["version"] == registry.read_current(run.model_dir)
+        assert restarted.get("/models/current").json()["version"] == registry.read_current(
+            run.model_dir / DEFAULT
+        )
         assert job(restarted, run.job_id)["status"] == "succeeded"

@@ -77,7 +77,7 @@ def test_auto_keeps_the_current_model_when_the_closes_are_not_the_candidates(
     reason = outcome.result["reason"]
     assert reason.startswith("not promoted: could not compare the candidate with the current model (")
     assert "refusing to judge it on other data" in reason
-    assert reason.endswith(f"POST /models/{CANDIDATE}/promote makes it current")
+    assert reason.endswith(f"POST /models/default/versions/{CANDIDATE}/promote makes it current")
     assert registry.read_current(holder.model_dir) == FIXTURE_VERSION
 
 

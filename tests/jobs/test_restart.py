@@ -21,6 +21,7 @@ from app.jobs.runner import DB_FILE
 from app.jobs.sqlite_store import SQLiteJobStore
 from app.jobs.store import Owner
 from closecast import registry
+from tests.helpers import DEFAULT
 from tests.jobs.helpers import AUTH, build_app, job, submit, trainer_settings, wait_for, wait_status
 from tests.jobs.test_failures import training_pids
 from tests.synthetic import random_walk
@@ -81,7 +82,7 @@ def test_after_a_crash_the_running_job_fails_its_training_is_killed_and_the_queu
         wait_for(lambda: training_pids(ids["a"]) == [], timeout=30)  # the orphan was killed
         b = wait_status(client, ids["b"], "succeeded", "failed", "cancelled")
         assert b["status"] == "succeeded", b
-        assert b["result"]["version"] in registry.list_versions(model_dir)
+        assert b["result"]["version"] in registry.list_versions(model_dir / DEFAULT)
         assert not (model_dir / ".jobs" / ids["a"]).exists()
 
 

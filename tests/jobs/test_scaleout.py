@@ -25,8 +25,7 @@ import httpx
 import pytest
 
 from tests.helpers import (
-    FIXTURE_MODELS,
-    FIXTURE_VERSION,
+    FIXTURE_BUNDLE,
     ROOT,
     SYNTHETIC_CSV,
     Server,
@@ -72,7 +71,7 @@ class Fleet:
 def _wrapper(tmp: Path, runlog: Path) -> str:
     (tmp / "fake_trainer.py").write_text(FAKE_TRAINER)
     script = tmp / "python"
-    bundle = FIXTURE_MODELS / FIXTURE_VERSION
+    bundle = FIXTURE_BUNDLE
     script.write_text(
         f'#!/bin/sh\nexec "{sys.executable}" "{tmp / "fake_trainer.py"}" "{runlog}" "{bundle}" "$@"\n'
     )
@@ -156,14 +155,14 @@ def _forecast(server: Server) -> httpx.Response:
 
 
 def test_ten_jobs_sent_to_one_replica_each_run_exactly_once(fleet: Fleet) -> None:
-    before = set(os.listdir(fleet.model_dir)) | {".jobs"}
+    before = set(os.listdir(fleet.model_dir / "default"))  # the named layout: versions of model default
     ids = [_submit(fleet.a) for _ in range(10)]
     ended = [_ended(fleet.b, job_id) for job_id in ids]  # status read from the other replica
     assert [j["status"] for j in ended] == ["succeeded"] * 10, [j.get("error") for j in ended]
     runs = fleet.runlog.read_text().split()
     assert sorted(runs) == sorted(ids)  # every job's trainer started once, none twice
     versions = {j["result"]["version"] for j in ended}
-    assert len(versions) == 10 and versions == set(os.listdir(fleet.model_dir)) - before
+    assert len(versions) == 10 and versions == set(os.listdir(fleet.model_dir / "default")) - before
     listed = httpx.get(fleet.b.url + "/train?limit=20", headers=AUTH, timeout=10).json()
     assert {j["job_id"] for j in listed["jobs"]} >= set(ids)
 
@@ -175,7 +174,8 @@ def test_a_promotion_through_one_replica_is_served_by_the_other(fleet: Fleet) ->
     sent = time.monotonic()
     wait_for(lambda: _forecast(fleet.b).json()["model_version"] == target, timeout=10, every=0.05)
     assert time.monotonic() - sent < RELOAD_S + 2.0  # notified at once; polling would take RELOAD_S
-    assert httpx.get(fleet.b.url + "/models", timeout=10).json()["current"] == target
+    listed = httpx.get(fleet.b.url + "/models", timeout=10).json()["models"]
+    assert [m["current_version"] for m in listed if m["model"] == "default"] == [target]
 
 
 def _children(pid: int) -> list[int]:

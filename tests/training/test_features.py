@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from closecast.bundle import load_forecaster
 from closecast.series import load_csv
-from tests.helpers import FIXTURE_MODELS, detail_msgs, make_settings
+from tests.helpers import DEFAULT, FIXTURE_MODELS, detail_msgs, make_settings
 from tests.synthetic import write_ohlcv_csv
 from training.__main__ import main
 
@@ -51,7 +51,7 @@ def data(ohlcv_csv: Path) -> dict[str, Any]:
 
 
 def _bundle(registry: Path) -> Path:
-    return registry / (registry / "current").read_text().strip()
+    return registry / DEFAULT / (registry / DEFAULT / "current").read_text().strip()
 
 
 def test_manifest_lists_the_features_and_onnx_carries_them_as_channels(registry: Path) -> None:

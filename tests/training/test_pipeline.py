@@ -60,7 +60,7 @@ def test_bundle_is_complete_and_self_describing(tiny_bundle: Path) -> None:
 
 def test_new_manifest_has_the_fields_of_the_committed_default(tiny_bundle: Path) -> None:
     """A new bundle reads like the committed default (format 2; the format-1 fixture is only ever read)."""
-    registry = ROOT / "models"
+    registry = ROOT / "models" / "default"
     committed = json.loads((registry / str(read_current(registry)) / "manifest.json").read_text())
     new = json.loads((tiny_bundle / "manifest.json").read_text())
     assert [f for f in _fields(new) if f not in ADDED_SINCE_DEFAULT] == _fields(committed)
@@ -143,6 +143,8 @@ def test_cli_registry_mode_writes_a_version_and_promotes(synthetic_csv: Path, tm
             str(synthetic_csv),
             "--registry",
             str(tmp_path),
+            "--model",
+            "aapl",
             "--promote",
             "--quiet",
             "--window",
@@ -154,8 +156,9 @@ def test_cli_registry_mode_writes_a_version_and_promotes(synthetic_csv: Path, tm
         ]
     )
     assert code == 0
-    versions = list_versions(tmp_path)
-    assert len(versions) == 1 and read_current(tmp_path) == versions[0]
+    versions = list_versions(tmp_path / "aapl")
+    assert len(versions) == 1 and read_current(tmp_path / "aapl") == versions[0]
+    assert list_versions(tmp_path) == []  # the named layout: nothing in the root itself
 
 
 def test_evaluate_scores_a_bundle_like_its_manifest(

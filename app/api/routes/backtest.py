@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app.api.backtest_schemas import DEFAULT_MODEL, BacktestRequest, BacktestResponse
-from app.api.deps import ForecasterDep, SettingsDep
+from app.api.backtest_schemas import BacktestRequest, BacktestResponse
+from app.api.deps import SettingsDep, forecasters_of
+from app.api.responses import errors
 from app.api.routes.forecast import check_limits
 from closecast.backtest import backtest
-from closecast.errors import InputInvalid, ModelNotFound, Problem
+from closecast.errors import InputInvalid, Problem
 from closecast.series import DataError, series_from_values
 
 router = APIRouter(tags=["backtest"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": 'no model of that name (only "default" for now)'},
-    413: {"description": "body larger than CLOSECAST_MAX_BODY_BYTES"},
-    422: {"description": "invalid input, too few closes for the folds asked, or too many folds"},
-    503: {"description": "no verified model loaded yet"},
-}
+_ERRORS = errors(
+    404,
+    408,
+    413,
+    422,
+    503,
+    words={
+        404: "no model of that name; the message lists known ones",
+        408: "the body did not arrive within CLOSECAST_BODY_TIMEOUT_S",
+        413: "body larger than CLOSECAST_MAX_BODY_BYTES",
+        422: "invalid input, too few closes for the folds asked, or too many folds",
+        503: "no verified model loaded yet",
+    },
+)
 
 
 def _dates(body: BacktestRequest) -> list[str] | None:
@@ -43,12 +50,10 @@ def _dates(body: BacktestRequest) -> list[str] | None:
 
 
 @router.post("/backtest", response_model=BacktestResponse, responses=_ERRORS)
-async def run_backtest(body: BacktestRequest, model: ForecasterDep, settings: SettingsDep) -> Response:
-    """Score the served model walk-forward on a series: per fold and overall, against naive."""
-    if body.model != DEFAULT_MODEL:
-        raise ModelNotFound(
-            f"model {body.model!r} is not served; only {DEFAULT_MODEL!r} (the current model) is, for now"
-        )
+async def run_backtest(body: BacktestRequest, settings: SettingsDep, request: Request) -> Response:
+    """Score a model (default: the default model) walk-forward on a series: per fold and overall, vs naive."""
+    names, models = await forecasters_of(request, [body.model])
+    model = models[names[0]]
     check_limits(settings, body.horizon, [(("body", "closes"), len(body.closes))])
     if body.folds > settings.max_backtest_folds:
         raise InputInvalid(
@@ -68,5 +73,5 @@ async def run_backtest(body: BacktestRequest, model: ForecasterDep, settings: Se
         trained_until=model.manifest.get("data", {}).get("date_end"),
         features=body.features,
     )
-    content = {**result, "model": body.model, "model_version": model.version}
+    content = {**result, "model": names[0], "model_version": model.version}
     return Response(to_json(content, inf_nan_mode="null"), media_type="application/json")

@@ -18,11 +18,12 @@ from starlette.datastructures import State
 from starlette.responses import Response
 
 from app.api.bodies import JSONBodyRoute
-from app.api.deps import ForecasterDep, SettingsDep
+from app.api.deps import ForecasterDep, SettingsDep, forecasters_of
 from app.api.responses import errors
 from app.api.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
 from app.config import Settings
 from app.inference.batcher import Batcher
+from app.inference.models import forecast_per_model
 from app.metrics import Metrics
 from closecast.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
 from closecast.forecaster import BatchForecast, Forecaster, SeriesForecast
@@ -32,11 +33,13 @@ router = APIRouter(tags=["forecast"], route_class=JSONBodyRoute)
 noop_router = APIRouter(tags=["benchmark"], route_class=JSONBodyRoute)
 
 _ERRORS = errors(
+    404,
     408,
     413,
     422,
     503,
     words={
+        404: "no model of that name; the message lists known ones",
         408: "the body did not arrive within CLOSECAST_BODY_TIMEOUT_S",
         413: "body larger than the route accepts, or too many series",
         503: "no verified model loaded yet",
@@ -67,27 +70,32 @@ def _answer(item: SeriesForecast) -> dict[str, Any]:
     }
 
 
-def _record(state: State, endpoint: str, result: BatchForecast) -> None:
+def _record(state: State, endpoint: str, result: BatchForecast, model: str) -> None:
     # The metrics come from the app state, not a dependency: each Depends costs tens of microseconds per
     # request in FastAPI's solver, more than the counting itself.
     metrics: Metrics = state.metrics
     warnings = [w.kind for item in result.items for w in item.warnings]
-    metrics.observe_forecast(endpoint, result.inference_s, len(result.items), warnings)
+    metrics.observe_forecast(endpoint, result.inference_s, len(result.items), warnings, model)
 
 
-async def answer_one(body: ForecastRequest, model: Forecaster, state: State) -> Response:
-    """``/forecast``'s whole answer: the route's, and the same for the raw ASGI path (``fastpath.py``)."""
+async def answer_one(
+    body: ForecastRequest, model: Forecaster, state: State, name: str | None = None
+) -> Response:
+    """``/forecast``'s whole answer: the route's, and the same for the raw ASGI path (``fastpath.py``), which
+    serves the default model only (a body naming another model raises here and goes on to the route)."""
+    name = name or _default_only(state, [body.model])
     check_limits(state.settings, body.horizon, [(("body", "closes"), len(body.closes))])
     locs: list[Loc] = [("body", "closes")]
     model.check_lengths([body.closes], locs)  # checked before joining a batch they would fail
     model.check_features([body.closes], [body.features] if body.features is not None else None, locs)
     batcher: Batcher = state.batcher
     result = await batcher.forecast(model, body.closes, body.horizon, body.level, body.features)
-    _record(state, "forecast", result)
+    _record(state, "forecast", result, name)
     item = result.items[0]
     return _json(
         {
             **_answer(item),
+            "model": name,
             "model_version": model.version,
             "last_close": item.last_close,
             "warnings": [w.message for w in item.warnings],
@@ -96,13 +104,32 @@ async def answer_one(body: ForecastRequest, model: Forecaster, state: State) -> 
 
 
 @router.post("/forecast", response_model=ForecastResponse, responses=_ERRORS)
-async def forecast(body: ForecastRequest, model: ForecasterDep, request: Request) -> Response:
-    """Forecast the next closes of one series, with prediction intervals."""
-    return await answer_one(body, model, request.app.state)
+async def forecast(body: ForecastRequest, request: Request) -> Response:
+    """Forecast the next closes of one series with a model (default: the default model), with intervals."""
+    names, models = await forecasters_of(request, [body.model])
+    return await answer_one(body, models[names[0]], request.app.state, names[0])
 
 
-async def answer_batch(body: BatchForecastRequest, model: Forecaster, state: State) -> Response:
-    """``/forecast/batch``'s whole answer: the route's, and the same for the raw ASGI path."""
+def _default_only(state: State, names: list[str | None]) -> str:
+    """The raw path's model: the default one; any other name is resolved by the route (``forecasters_of``)."""
+    default: str = state.settings.default_model
+    if any(name not in (None, default) for name in names):
+        raise LookupError("a named model: answered by the route, which resolves it")
+    return default
+
+
+async def answer_batch(
+    body: BatchForecastRequest,
+    model: Forecaster,
+    state: State,
+    resolved: tuple[list[str], dict[str, Forecaster]] | None = None,
+) -> Response:
+    """``/forecast/batch``'s whole answer: the route's (``resolved``: each series' model), and the same for
+    the raw ASGI path (the default model only)."""
+    if resolved is None:
+        default = _default_only(state, [body.model, *(s.model for s in body.series)])
+        resolved = ([default] * len(body.series), {default: model})
+    names, models = resolved
     settings: Settings = state.settings
     if len(body.series) > settings.max_batch_series:
         raise TooManySeries(len(body.series), settings.max_batch_series)
@@ -113,11 +140,13 @@ async def answer_batch(body: BatchForecastRequest, model: Forecaster, state: Sta
     closes = [s.closes for s in body.series]
     sent = [s.features for s in body.series]
     features = sent if any(f is not None for f in sent) else None
+    args = (models, names, closes, body.horizon, body.level, locs, features)
     if len(closes) > settings.inline_batch_threshold:  # large batches must not stall the event loop
-        result = await run_in_threadpool(model.forecast, closes, body.horizon, body.level, locs, features)
+        items, results = await run_in_threadpool(forecast_per_model, *args)
     else:
-        result = model.forecast(closes, body.horizon, body.level, locs, features)
-    _record(state, "forecast_batch", result)
+        items, results = forecast_per_model(*args)
+    for name, result in results.items():
+        _record(state, "forecast_batch", result, name)
     keys = [(str(level), level) for level in body.level]  # once per request, not per series
     forecasts = [
         {
@@ -127,18 +156,22 @@ async def answer_batch(body: BatchForecastRequest, model: Forecaster, state: Sta
                 key: {"lower": item.intervals[level][0], "upper": item.intervals[level][1]}
                 for key, level in keys
             },
+            "model": name,
+            "model_version": models[name].version,
             "last_close": item.last_close,
             "warnings": [w.message for w in item.warnings],
         }
-        for s, item in zip(body.series, result.items, strict=True)
+        for s, item, name in zip(body.series, items, names, strict=True)
     ]
-    return _json({"forecasts": forecasts, "model_version": model.version})
+    return _json({"forecasts": forecasts, "model_version": forecasts[0]["model_version"]})
 
 
 @router.post("/forecast/batch", response_model=BatchForecastResponse, responses=_ERRORS)
-async def forecast_batch(body: BatchForecastRequest, model: ForecasterDep, request: Request) -> Response:
-    """Forecast several series in one model call per step; answers come in the order sent."""
-    return await answer_batch(body, model, request.app.state)
+async def forecast_batch(body: BatchForecastRequest, request: Request) -> Response:
+    """Forecast several series, one model call per step for each model named; answers in the order sent."""
+    resolved = await forecasters_of(request, [s.model or body.model for s in body.series])
+    model = next(iter(resolved[1].values()))
+    return await answer_batch(body, model, request.app.state, resolved)
 
 
 @noop_router.post("/noop/forecast", response_model=ForecastResponse, responses=_ERRORS)
@@ -151,6 +184,7 @@ async def noop_forecast(body: ForecastRequest, model: ForecasterDep, settings: S
         {
             "forecast": [last] * body.horizon,
             "intervals": {},
+            "model": body.model or settings.default_model,
             "model_version": model.version,
             "last_close": last,
             "warnings": [],

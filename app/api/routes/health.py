@@ -24,9 +24,12 @@ async def healthz() -> Status:
 
 @router.get("/readyz", responses={503: {"description": "no verified model loaded yet"}})
 async def readyz(holder: HolderDep, request: Request) -> Readiness:
-    """Ready: a verified model is loaded and serving (503 before); `degraded` lists what else is broken."""
+    """Ready: the default model is verified, loaded and serving (503 before; other models load on use);
+    `degraded` lists what else is broken."""
     model = holder.current
     if model is None:
         raise ModelNotReady()
     background: Background = request.app.state.background
-    return Readiness(status="ready", model_version=model.version, degraded=background.degraded())
+    return Readiness(
+        status="ready", model=holder.model, model_version=model.version, degraded=background.degraded()
+    )

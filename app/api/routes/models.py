@@ -1,5 +1,9 @@
-"""``/models``: the model serving now (its card), the stored versions, and making one of them current
-(promotion and rollback)."""
+"""``/models``: the named models, each one's card and stored versions (reads; ``model_admin.py``
+changes them).
+
+``GET /models/current`` stays the default model's card, as before named models (``current`` is a reserved
+name, so it never shadows a model).
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,43 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter
 from fastapi import Path as PathParam
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.deps import ForecasterDep, HolderDep, SeesAllDep, TrainerDep
+from app.api.deps import ForecasterDep, ModelsDep, SeesAllDep
 from app.api.responses import errors
-from app.api.schemas import ModelCard, ModelList, ModelVersion, Promoted
-from app.inference.holder import ModelHolder
-from app.jobs.errors import VersionNotFound, storage_failed
-from app.jobs.promotion import promote_version
+from app.api.schemas import ModelCard, ModelsOut, ModelSummary, ModelVersion, ModelVersions
+from app.inference.models import LoadedModels
 from closecast import registry
 from closecast.bundle import read_manifest
-from closecast.errors import ClosecastError, InputInvalid, Problem
+from closecast.errors import ClosecastError, InputInvalid, ModelNotFound, model_name_invalid
+from closecast.forecaster import Forecaster
 
 router = APIRouter(tags=["models"])
+
+ModelPath = Annotated[
+    str,
+    PathParam(
+        max_length=64,
+        # Documented, not enforced by pydantic: `checked_model` refuses a bad name with the rule in words.
+        json_schema_extra={"pattern": registry.MODEL_NAME_PATTERN},
+        description="a model's name (GET /models lists them)",
+        examples=["default"],
+    ),
+]
+_NOT_FOUND = errors(
+    404, 422, words={404: "no such model; the message lists known ones", 422: "not a valid model name"}
+)
+
+
+def checked_model(models: LoadedModels, model: str) -> str:
+    """A path's model name, valid (else 422) and in the registry (else 404 naming a few known ones)."""
+    problem = registry.model_name_problem(model)
+    if problem is not None:
+        raise InputInvalid([model_name_invalid(("path", "model"), model, problem)])
+    if not models.exists(model):
+        raise ModelNotFound(model, models.names())
+    return model
+
 
 Version = Annotated[
     str,
@@ -28,9 +57,13 @@ Version = Annotated[
         max_length=registry.VERSION_MAX_LENGTH,
         # Documented, not enforced by pydantic: the handler refuses a bad name with a clearer message.
         json_schema_extra={"pattern": registry.VERSION_PATTERN},
-        description="a version listed by GET /models",
+        description="a version listed by GET /models/{model}/versions",
     ),
 ]
+
+# What a caller without the key sees of a version's training data, when a key is set: not the `source`
+# (a job's name or upload file name says what someone trained on).
+PUBLIC_DATA = ("date_start", "date_end", "rows_used")
 
 
 def _summary(bundle_dir: Path, current: str | None, sees_all: bool) -> ModelVersion:
@@ -52,85 +85,90 @@ def _summary(bundle_dir: Path, current: str | None, sees_all: bool) -> ModelVers
     )
 
 
-# What a caller without the key sees of a version's training data, when a key is set: not the `source`
-# (a job's name or upload file name says what someone trained on).
-PUBLIC_DATA = ("date_start", "date_end", "rows_used")
-
-
-def _public_versions(model_dir: Path, current: str | None, served: str | None) -> set[str]:
-    """The versions that were ever made current (the promotion history, the pointer, the one served)."""
-    return {p.version for p in registry.promotion_history(model_dir)} | {v for v in (current, served) if v}
-
-
-def _model_list(holder: ModelHolder, sees_all: bool) -> ModelList:
-    current = holder.pointers.current(holder.model)
-    served = holder.current.version if holder.current else None
-    names = list(reversed(registry.list_versions(holder.model_dir)))
-    if not sees_all:
-        public = _public_versions(holder.model_dir, current, served)
+def _versions(models: LoadedModels, model: str, sees_all: bool) -> ModelVersions:
+    model_dir = models.model_dir(model)
+    current = models.pointers.current(model)  # the pointer files, or the database in scale-out mode
+    served = models.loaded(model)
+    names = list(reversed(registry.list_versions(model_dir)))
+    if not sees_all:  # only the versions that were ever current (history, pointer, served)
+        public = {p.version for p in models.pointers.history(model)}
+        public |= {v for v in (current, served.version if served else None) if v}
         names = [v for v in names if v in public]
-    versions = [_summary(holder.model_dir / v, current, sees_all) for v in names]
-    return ModelList(current=current, served=served, versions=versions)
+    versions = [_summary(model_dir / v, current, sees_all) for v in names]
+    return ModelVersions(
+        model=model, current=current, served=served.version if served else None, versions=versions
+    )
 
 
-@router.get("/models/current", responses=errors(503, words={503: "no verified model loaded yet"}))
-async def current_model(model: ForecasterDep, sees_all: SeesAllDep) -> ModelCard:
-    """The served model: version, window, test metrics against the naive forecast, data range, provider."""
-    card = model.card()
-    if not sees_all:
+def _model_summary(models: LoadedModels, model: str, loaded: set[str], sees_all: bool) -> ModelSummary:
+    model_dir = models.model_dir(model)
+    current = models.pointers.current(model)
+    base = ModelSummary(
+        model=model,
+        default=model == models.default_name,
+        current_version=current,
+        loaded=model in loaded,
+        versions=len(registry.list_versions(model_dir)),
+    )
+    if current is None:
+        return base
+    try:
+        manifest = read_manifest(model_dir / current)
+    except ClosecastError as exc:
+        return base.model_copy(update={"problem": exc.message})
+    metrics: dict[str, Any] = manifest.get("metrics", {})
+    return base.model_copy(
+        update={
+            "created_at": manifest.get("created_at"),
+            "window": manifest.get("input", {}).get("window"),
+            "source": manifest.get("data", {}).get("source") if sees_all else None,
+            "skill": metrics.get("test", {}).get("skill"),
+            "beats_naive": metrics.get("beats_naive"),
+            "coverage": manifest.get("intervals", {}).get("test_coverage"),
+        }
+    )
+
+
+def _model_list(models: LoadedModels, sees_all: bool) -> ModelsOut:
+    loaded = set(models.loaded_names())
+    return ModelsOut(models=[_model_summary(models, name, loaded, sees_all) for name in models.names()])
+
+
+def _card(model: str, forecaster: Forecaster, sees_all: bool) -> ModelCard:
+    card = forecaster.card()
+    if not sees_all:  # the data's `source` is for the key holder (see PUBLIC_DATA)
         card["data"] = {k: v for k, v in card.get("data", {}).items() if k != "source"}
-    return ModelCard(**card)
+    return ModelCard(model=model, **card)
+
+
+@router.get("/models/current", responses={503: {"description": "no verified model loaded yet"}})
+async def current_model(model: ForecasterDep, models: ModelsDep, sees_all: SeesAllDep) -> ModelCard:
+    """The default model's card: version, window, test metrics against the naive forecast, data range."""
+    return _card(models.default_name, model, sees_all)
+
+
+@router.api_route("/models/current", methods=["DELETE"], include_in_schema=False)
+async def current_is_not_a_model() -> None:
+    """``/models/current`` is the default model's card (GET only), never a model to delete: 405 as for any
+    method a path does not have, not the 401/422 ``DELETE /models/{model}`` would answer."""
+    raise StarletteHTTPException(405, "Method Not Allowed")
 
 
 @router.get("/models")
-async def list_models(holder: HolderDep, sees_all: SeesAllDep) -> ModelList:
-    """Every stored version, newest first, with its test metrics; marks the one `current` names.
-
-    With CLOSECAST_API_KEY set, a caller without the key sees only the versions that were ever current,
-    without their data `source`."""
-    return await anyio.to_thread.run_sync(_model_list, holder, sees_all)
+async def list_models(models: ModelsDep, sees_all: SeesAllDep) -> ModelsOut:
+    """Every model name with its current version's test skill, interval coverage and data source."""
+    return await anyio.to_thread.run_sync(_model_list, models, sees_all)
 
 
-@router.post(
-    "/models/{version}/promote",
-    dependencies=[TrainerDep],
-    responses=errors(
-        401,
-        403,
-        404,
-        409,
-        422,
-        503,
-        507,
-        words={
-            404: "no such version",
-            409: "the bundle failed verification; nothing changed",
-            422: "not a valid version name",
-            503: "the `current` pointer could not be written (e.g. a read-only model dir)",
-            507: "no space left in the model dir for the `current` pointer",
-        },
-    ),
-)
-async def promote(version: Version, holder: HolderDep) -> Promoted:
-    """Make a stored version current (a rollback too), after loading and verifying it in full."""
-    if not registry.is_valid_version(version):
-        raise InputInvalid(
-            [
-                Problem(
-                    ("path", "version"),
-                    f"version is {version!r}; a version is a directory name of letters, digits, "
-                    f"'.', '_' and '-' (GET /models lists them)",
-                    "version_invalid",
-                    version,
-                )
-            ]
-        )
-    if not (holder.model_dir / version / registry.MANIFEST).is_file():
-        raise VersionNotFound(version)
-    try:
-        previous = await anyio.to_thread.run_sync(promote_version, holder, version)
-    except OSError as exc:  # the pointer could not be written: a read-only or full volume
-        raise storage_failed(holder.model_dir, exc, f"make {version} current") from exc
-    except ValueError:  # set_current found no bundle: the version was removed after the check above
-        raise VersionNotFound(version) from None
-    return Promoted(version=version, previous=previous)
+@router.get("/models/{model}", responses=_NOT_FOUND)
+async def model_card(model: ModelPath, models: ModelsDep, sees_all: SeesAllDep) -> ModelCard:
+    """A model's card (loads it when it is not in memory): the version it serves, its metrics and data."""
+    name = checked_model(models, model)
+    return _card(name, await models.aforecaster_of(name), sees_all)
+
+
+@router.get("/models/{model}/versions", responses=_NOT_FOUND)
+async def list_versions(model: ModelPath, models: ModelsDep, sees_all: SeesAllDep) -> ModelVersions:
+    """A model's stored versions, newest first, with their test metrics; marks the one `current` names."""
+    name = checked_model(models, model)
+    return await anyio.to_thread.run_sync(_versions, models, name, sees_all)

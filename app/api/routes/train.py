@@ -20,11 +20,12 @@ from app.api.errors import without_paths
 from app.api.responses import errors
 from app.api.train_schemas import JobAccepted, JobList, JobOut, TrainRequest, UploadForm, inline_schema
 from app.config import Settings
+from app.inference.models import LoadedModels
 from app.jobs.errors import QueueFull
 from app.jobs.runner import JobRunner
 from app.jobs.store import Job
 from app.jobs.validation import Prepare, prepare_upload, prepare_values
-from closecast.errors import InputInvalid, Problem
+from closecast.errors import InputInvalid, Problem, TooManyModels
 
 JobId = Annotated[str, Path(max_length=64, description="the `job_id` POST /train answered")]
 
@@ -87,7 +88,19 @@ async def _from_json(request: Request, settings: Settings) -> Prepare:
         body = TrainRequest.model_validate(data, strict=True)  # like /forecast: no "100.5" or true as a price
     except ValidationError as exc:
         raise _invalid(exc) from None
-    return await anyio.to_thread.run_sync(prepare_values, body, settings.train_threads)
+    model = await anyio.to_thread.run_sync(_model_with_room, request, body.model)
+    return await anyio.to_thread.run_sync(prepare_values, body, settings.train_threads, model)
+
+
+def _model_with_room(request: Request, model: str | None) -> str:
+    """The job's model (default: the default model); a new name only while fewer than CLOSECAST_MAX_MODELS
+    models exist (409 with the reason)."""
+    models: LoadedModels = request.app.state.models
+    name = model or models.default_name
+    names = models.names()
+    if name not in names and len(names) >= models.max_models:
+        raise TooManyModels(name, models.max_models)
+    return name
 
 
 async def _from_upload(request: Request, settings: Settings, runner: JobRunner) -> Prepare:
@@ -104,7 +117,8 @@ async def _from_upload(request: Request, settings: Settings, runner: JobRunner) 
             fields = UploadForm.model_validate({k: v for k, v in form.multi_items() if k != "file"})
         except ValidationError as exc:
             raise _invalid(exc) from None
-        return prepare_upload(fields, upload.filename, await upload.read(), settings.train_threads)
+        model = await anyio.to_thread.run_sync(_model_with_room, request, fields.model)
+        return prepare_upload(fields, upload.filename, await upload.read(), settings.train_threads, model)
 
 
 @router.post(
@@ -113,12 +127,14 @@ async def _from_upload(request: Request, settings: Settings, runner: JobRunner) 
     openapi_extra=_TRAIN_BODY,
     responses=errors(
         *_AUTH,
+        409,
         413,
         422,
         429,
         503,
         507,
         words={
+            409: "CLOSECAST_MAX_MODELS models exist and `model` would be a new one",
             422: "invalid data or params, with the training CLI's own messages",
             429: "CLOSECAST_JOB_QUEUE_SIZE jobs are already queued",
             503: "the model dir cannot hold jobs (read-only, or the job store is unusable)",

@@ -1,0 +1,127 @@
+"""Changing the registry through ``/models`` (keyed): promotion and rollback of a model's version, deleting a
+version or a whole model. ``POST /models/{version}/promote`` is the alias, from before named models, for the
+default model.
+"""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from fastapi import APIRouter
+
+from app.api.deps import ModelsDep, SettingsDep, TrainerDep
+from app.api.responses import errors
+from app.api.routes.models import ModelPath, Version, checked_model
+from app.api.schemas import Deleted, Promoted
+from app.inference.models import LoadedModels
+from app.jobs.errors import VersionNotFound, storage_failed
+from app.jobs.promotion import promote_version, promotion_lock
+from closecast import registry, retention
+from closecast.errors import InputInvalid, Problem
+
+router = APIRouter(tags=["models"], dependencies=[TrainerDep])
+
+_WORDS = {
+    404: "no such model or version",
+    422: "not a valid model or version name",
+    503: "the registry could not be written (e.g. a read-only model dir)",
+    507: "no space left in the model dir",
+}
+_PROMOTE = errors(
+    401,
+    403,
+    404,
+    409,
+    422,
+    503,
+    507,
+    words={**_WORDS, 409: "the bundle failed verification; nothing changed"},
+)
+_DELETE = errors(
+    401,
+    403,
+    404,
+    409,
+    422,
+    503,
+    507,
+    words={**_WORDS, 409: "the version is current or was promoted, or the model is the default one"},
+)
+
+
+def _checked_version(models: LoadedModels, model: str, version: str) -> str:
+    if not registry.is_valid_version(version):
+        raise InputInvalid(
+            [
+                Problem(
+                    ("path", "version"),
+                    f"version is {version!r}; a version is a directory name of letters, digits, "
+                    f"'.', '_' and '-' (GET /models/{model}/versions lists them)",
+                    "version_invalid",
+                    version,
+                )
+            ]
+        )
+    if not registry.is_bundle(models.model_dir(model), version):
+        raise VersionNotFound(version, model)
+    return version
+
+
+async def _promote(models: LoadedModels, model: str, version: str) -> Promoted:
+    holder = models.holder_of(model)
+    try:
+        previous = await anyio.to_thread.run_sync(promote_version, holder, version)
+    except OSError as exc:  # the pointer could not be written: a read-only or full volume
+        raise storage_failed(holder.model_dir, exc, f"make {version} current") from exc
+    except ValueError:  # set_current found no bundle: the version was removed after the check
+        raise VersionNotFound(version, model) from None
+    return Promoted(model=model, version=version, previous=previous)
+
+
+@router.post("/models/{model}/versions/{version}/promote", responses=_PROMOTE)
+async def promote(model: ModelPath, version: Version, models: ModelsDep) -> Promoted:
+    """Make a stored version of a model current (a rollback too), after loading and verifying it in full;
+    the other models are untouched."""
+    name = checked_model(models, model)
+    return await _promote(models, name, _checked_version(models, name, version))
+
+
+@router.post("/models/{version}/promote", responses=_PROMOTE)
+async def promote_default(version: Version, models: ModelsDep) -> Promoted:
+    """The default model's promotion (the path from before named models; same as
+    `/models/{default}/versions/{version}/promote`)."""
+    name = models.default_name
+    return await _promote(models, name, _checked_version(models, name, version))
+
+
+def _delete_version(models: LoadedModels, model: str, version: str) -> None:
+    with promotion_lock():  # a promotion of this very version cannot slip in between check and removal
+        retention.delete_version(models.model_dir(model), model, version)
+
+
+def _delete_model(models: LoadedModels, model: str, default_model: str) -> None:
+    with promotion_lock():
+        retention.delete_model(models.root, model, default_model)
+    models.forget(model)
+
+
+@router.delete("/models/{model}/versions/{version}", responses=_DELETE)
+async def delete_version(model: ModelPath, version: Version, models: ModelsDep) -> Deleted:
+    """Delete a never-promoted version (409 for the current one and any in the promotion history)."""
+    name = checked_model(models, model)
+    _checked_version(models, name, version)
+    try:
+        await anyio.to_thread.run_sync(_delete_version, models, name, version)
+    except OSError as exc:
+        raise storage_failed(models.model_dir(name), exc, f"delete {version}") from exc
+    return Deleted(model=name, version=version)
+
+
+@router.delete("/models/{model}", responses=_DELETE)
+async def delete_model(model: ModelPath, models: ModelsDep, settings: SettingsDep) -> Deleted:
+    """Delete a model with all its versions and history (never the default model)."""
+    name = checked_model(models, model)
+    try:
+        await anyio.to_thread.run_sync(_delete_model, models, name, settings.default_model)
+    except OSError as exc:
+        raise storage_failed(models.root, exc, f"delete model {name}") from exc
+    return Deleted(model=name)

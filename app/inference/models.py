@@ -1,0 +1,230 @@
+"""Every named model a worker serves: the default model always loaded, the others loaded on first use and
+kept in an LRU of ``ModelHolder`` bounded by ``CLOSECAST_MAX_LOADED_MODELS``.
+
+Each name has its own ``ModelHolder``, so each is verified on load, follows its own ``current`` pointer and
+is hot-swapped on its own: a promotion of one model never touches another's session. A request takes the
+``Forecaster`` once (``forecaster_of``) and keeps it, so neither a swap nor an eviction can fail a request
+that is under way (an evicted session is freed when its last request lets go of it).
+
+The first request to a model that is not loaded loads it off the event loop; concurrent first requests for
+the same name wait for one load (a lock per name) instead of loading it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from app.config import Settings
+from app.inference.holder import ModelHolder
+from app.metrics import Metrics
+from closecast import registry
+from closecast.errors import InputInvalid, Loc, ModelNotFound, ModelNotReady, Problem
+from closecast.forecaster import BatchForecast, FeatureMap, Forecaster, SeriesForecast, SeriesLike
+
+log = logging.getLogger(__name__)
+
+
+class LoadedModels:
+    """The holders of one app instance by model name; ``default`` is the default model's holder."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.root = settings.model_dir
+        self.default_name = settings.default_model
+        self.providers = settings.providers
+        self.ort_threads = settings.ort_threads
+        self.capacity = settings.max_loaded_models - 1  # models besides the default one
+        self.max_models = settings.max_models
+        self.metrics = metrics
+        self.files = registry.FilePointers(self.root)
+        self.pointers: registry.PointerStore = self.files  # the database's, with CLOSECAST_DATABASE_URL
+        self.default = self._new_holder(self.default_name)
+        self._lru: OrderedDict[str, ModelHolder] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+
+    def use_pointers(self, pointers: registry.PointerStore) -> None:
+        """Read every model's pointer from ``pointers`` (app/backends.py: a database) from now on."""
+        self.pointers = pointers
+        self.default.pointers = pointers
+
+    def _new_holder(self, name: str) -> ModelHolder:
+        default = name == self.default_name
+        m = self.metrics
+        holder = ModelHolder(
+            self.root,
+            self.providers,
+            self.ort_threads,
+            on_swap=lambda f: m.model_swapped(f, name, default),
+            on_reload_failed=lambda version, exc: m.model_refused(version, exc, name),
+            on_fallback=lambda reason: m.pointer_fell_back(reason, name),
+            model=name,
+        )
+        holder.pointers = self.pointers
+        return holder
+
+    # --- names -------------------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Model names in the registry (directories with a version or a pointer), sorted."""
+        return registry.list_models(self.root)
+
+    def exists(self, name: str) -> bool:
+        return registry.is_valid_model_name(name) and name in self.names()
+
+    def model_dir(self, name: str) -> Path:
+        return self.files.model_dir_of(name)
+
+    def loaded_names(self) -> list[str]:
+        """The default model and the LRU's, least recently used first (after the default)."""
+        with self._lock:
+            return [self.default_name, *self._lru]
+
+    # --- serving -----------------------------------------------------------------------------------------
+
+    def loaded(self, name: str) -> Forecaster | None:
+        """The model serving ``name`` when it is in memory (and marks it used), else None. Never blocks."""
+        if name == self.default_name:
+            return self.default.current
+        with self._lock:
+            holder = self._lru.get(name)
+            if holder is None:
+                return None
+            self._lru.move_to_end(name)
+        return holder.current
+
+    def forecaster_of(self, name: str) -> Forecaster:
+        """Blocking: the model serving ``name``, loaded and verified first when it is not in memory.
+
+        Raises ``ModelNotFound`` for a name the registry lacks, ``ModelNotReady`` before the default model
+        is loaded, ``BundleInvalid`` when no promoted version of ``name`` verifies.
+        """
+        if name == self.default_name:
+            if (served := self.default.current) is None:
+                raise ModelNotReady()
+            return served
+        if (served := self.loaded(name)) is not None:
+            return served
+        if not self.exists(name):
+            raise ModelNotFound(name, self.names())
+        with self._lock:
+            load_lock = self._loading.setdefault(name, threading.Lock())
+        with load_lock:  # one load per name; the others wait for it and take its result
+            if (served := self.loaded(name)) is not None:
+                return served
+            holder = self._new_holder(name)
+            holder.swap(holder.load_current())
+            self.metrics.model_loads.labels(name, "loaded").inc()
+            self._insert(name, holder)
+        assert holder.current is not None
+        return holder.current
+
+    async def aforecaster_of(self, name: str) -> Forecaster:
+        """``forecaster_of`` for the event loop: a loaded model at once, a cold one loaded in a thread."""
+        served = self.loaded(name)
+        if served is not None:
+            return served
+        return await anyio.to_thread.run_sync(self.forecaster_of, name)
+
+    def _insert(self, name: str, holder: ModelHolder) -> None:
+        evicted: list[str] = []
+        with self._lock:
+            self._lru[name] = holder
+            # With a capacity of 0 the model just loaded leaves at once: it serves the request that loaded it.
+            while len(self._lru) > self.capacity:
+                old, _ = self._lru.popitem(last=False)
+                evicted.append(old)
+            self.metrics.models_loaded.set(1 + len(self._lru))
+        for old in evicted:
+            log.info("evicted model %s from memory (CLOSECAST_MAX_LOADED_MODELS)", old)
+            self.metrics.model_unloaded(old)
+
+    def forget(self, name: str) -> None:
+        """Drop ``name`` from memory (deleted, or its directory vanished); requests under way finish."""
+        with self._lock:
+            holder = self._lru.pop(name, None)
+            self.metrics.models_loaded.set(1 + len(self._lru))
+        if holder is not None:
+            self.metrics.model_unloaded(name)
+
+    # --- promotion and the pointer watch -----------------------------------------------------------------
+
+    def holder_of(self, name: str) -> ModelHolder:
+        """The holder a promotion of ``name`` goes through: the loaded one (so it swaps at once), else a fresh
+        one that is not in memory (the next request loads what the pointer names)."""
+        if name == self.default_name:
+            return self.default
+        with self._lock:
+            holder = self._lru.get(name)
+        return holder if holder is not None else self._new_holder(name)
+
+    def reload_loaded(self) -> None:
+        """Blocking: every loaded model but the default follows its pointer (the default: watch_pointer)."""
+        with self._lock:
+            holders = list(self._lru.items())
+        for name, holder in holders:
+            if not holder.model_dir.is_dir():
+                log.info("model %s was deleted from the registry; unloading it", name)
+                self.forget(name)
+                continue
+            try:
+                holder.reload_if_changed()
+            except Exception:  # one model's trouble must not stop the others from following theirs
+                log.exception("checking the pointer of model %s failed", name)
+
+
+async def watch_models(models: LoadedModels, interval_s: float) -> None:
+    """Run until cancelled: every ``interval_s`` the loaded non-default models follow their pointers."""
+    while True:
+        await anyio.sleep(interval_s)
+        await anyio.to_thread.run_sync(models.reload_loaded)
+
+
+def forecast_per_model(
+    forecasters: dict[str, Forecaster],
+    names: Sequence[str],
+    series: Sequence[SeriesLike],
+    horizon: int,
+    levels: Sequence[int],
+    locs: Sequence[Loc],
+    features: Sequence[FeatureMap | None] | None = None,
+) -> tuple[list[SeriesForecast], dict[str, BatchForecast]]:
+    """A batch whose series name their models: one ``Forecaster.forecast`` (one ONNX Runtime call per step)
+    per model, answers put back in the order sent. Every series' length problem is reported, whatever its
+    model, before anything runs. Returns the items and each model's own result (for the metrics)."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(name, []).append(i)
+    problems: list[Problem] = []
+    for name, members in groups.items():
+        try:
+            forecasters[name].check_lengths([series[i] for i in members], [locs[i] for i in members])
+        except InputInvalid as exc:
+            problems += exc.problems
+    if problems:
+        raise InputInvalid(sorted(problems, key=lambda p: _series_index(p.loc)))
+    items: list[SeriesForecast | None] = [None] * len(series)
+    results: dict[str, BatchForecast] = {}
+    for name, members in groups.items():
+        sent = [features[i] for i in members] if features is not None else None
+        result = forecasters[name].forecast(
+            [series[i] for i in members],
+            horizon,
+            levels,
+            [locs[i] for i in members],
+            sent if sent is not None and any(f is not None for f in sent) else None,
+        )
+        results[name] = result
+        for i, item in zip(members, result.items, strict=True):
+            items[i] = item
+    return [item for item in items if item is not None], results
+
+
+def _series_index(loc: Loc) -> int:
+    return next((part for part in loc if isinstance(part, int)), 0)

@@ -1,0 +1,70 @@
+"""Removing versions and models from the registry: by hand (``DELETE``) and by the opt-in retention rule.
+
+A version that is current, or that was ever promoted, is never removed: the promotion history is what a
+worker falls back to when a pointer is unusable, and what a rollback goes back to. Whatever is removed is
+first renamed to a hidden name in the same directory (atomic: a reader sees the version or nothing, never
+half of it), then deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from closecast import registry
+from closecast.errors import RegistryConflict
+
+
+def protected_versions(model_dir: Path) -> set[str]:
+    """Versions that must stay: the one served and every one the promotion history records."""
+    kept = {item.version for item in registry.promotion_history(model_dir)}
+    current = registry.read_current(model_dir)
+    return kept | ({current} if current else set())
+
+
+def delete_version(model_dir: Path, model: str, version: str) -> None:
+    """Remove one stored version; ``RegistryConflict`` when it is current or was ever promoted."""
+    current = registry.read_current(model_dir)
+    if version == current:
+        raise RegistryConflict(
+            f"version {version!r} is the current version of model {model!r}; promote another version first "
+            f"(POST /models/{model}/versions/{{version}}/promote), then delete this one"
+        )
+    if version in protected_versions(model_dir):
+        raise RegistryConflict(
+            f"version {version!r} of model {model!r} is in its promotion history, which rollbacks and the "
+            "fallback of an unusable pointer rely on; only never-promoted versions can be deleted"
+        )
+    _remove(model_dir / version, model_dir)
+
+
+def delete_model(root: Path, model: str, default_model: str) -> None:
+    """Remove a whole model (every version and its history); never the default model."""
+    if model == default_model:
+        raise RegistryConflict(
+            f"model {model!r} is the default model (CLOSECAST_DEFAULT_MODEL), which requests without a "
+            "`model` use; it cannot be deleted"
+        )
+    _remove(registry.FilePointers(root).model_dir_of(model), root)
+
+
+def prune_versions(model_dir: Path, keep: int) -> list[str]:
+    """Retention (``CLOSECAST_KEEP_VERSIONS``): of the never-promoted versions, keep the newest ``keep``.
+
+    Returns the versions removed, oldest first.
+    """
+    protected = protected_versions(model_dir)
+    unpromoted = [v for v in registry.list_versions(model_dir) if v not in protected]  # oldest first
+    doomed = unpromoted[: max(len(unpromoted) - keep, 0)]
+    for version in doomed:
+        _remove(model_dir / version, model_dir)
+    return doomed
+
+
+def _remove(path: Path, parent: Path) -> None:
+    """Rename out of sight (atomic), then delete at leisure."""
+    hidden = parent / f".deleted-{path.name}-{secrets.token_hex(4)}"
+    os.rename(path, hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
