@@ -21,7 +21,7 @@ SECOND = "20261124T000000Z-second00"
 def _registry(tmp_path: Path) -> Path:
     """The fixture registry plus a second version (a copy of the bundle under another name)."""
     model_dir = copy_registry(tmp_path / "models")
-    shutil.copytree(model_dir / FIXTURE_VERSION, model_dir / SECOND)
+    shutil.copytree(model_dir / "default" / FIXTURE_VERSION, model_dir / "default" / SECOND)
     return model_dir
 
 
@@ -64,7 +64,7 @@ def test_an_unknown_version_is_refused_and_changes_nothing(pointers: PointerStor
 
 def test_a_deleted_bundle_falls_back_to_the_last_promoted_one(pointers: PointerStore, tmp_path: Path) -> None:
     pointers.promote("default", SECOND)
-    shutil.rmtree(tmp_path / "models" / SECOND)
+    shutil.rmtree(tmp_path / "models" / "default" / SECOND)
     assert pointers.current("default") == FIXTURE_VERSION
 
 
@@ -80,8 +80,10 @@ def test_the_database_is_seeded_once_from_the_files(pg_url: str, tmp_path: Path)
     store = PostgresPointers(db, FilePointers(model_dir))
     try:
         assert store.seed(["default"]) == ["default"]
-        assert store.current("default") == registry.read_current(model_dir) == FIXTURE_VERSION
-        registry.set_current(model_dir, SECOND)  # the files change later: the database no longer reads them
+        assert store.current("default") == registry.read_current(model_dir / "default") == FIXTURE_VERSION
+        registry.set_current(
+            model_dir / "default", SECOND
+        )  # the files change later: the database no longer reads them
         assert store.seed(["default"]) == []
         assert store.current("default") == FIXTURE_VERSION
     finally:

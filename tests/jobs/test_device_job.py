@@ -20,6 +20,6 @@ def test_a_job_passes_the_device_setting_and_bidirectional_param(tmp_path: Path)
         job_id = submit(client, make_closes(300, seed=2), promote="never", params=params)
         final = wait_status(client, job_id, "succeeded", "failed", "cancelled")
     assert final["status"] == "succeeded", final
-    manifest = json.loads((model_dir / final["result"]["version"] / "manifest.json").read_text())
+    manifest = json.loads((model_dir / "default" / final["result"]["version"] / "manifest.json").read_text())
     assert manifest["config"]["train"]["device"] == "cpu" and manifest["training"]["device"] == "cpu"
     assert manifest["config"]["model"]["bidirectional"] is True
