@@ -7,47 +7,29 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from closecast.providers import cuda_built, cuda_unavailable
-from tests.helpers import FIXTURE_MODELS, free_port, server_env
+from tests.helpers import FIXTURE_MODELS, free_port, running_server, server_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ORT_ERRORS = ("[E:onnxruntime", "Failed to load library", "Failed to create CUDAExecutionProvider")
 needs_no_cuda = pytest.mark.skipif(cuda_unavailable() is None, reason="CUDA is usable on this machine")
 
 
-def _serve_once(port: int) -> tuple[str, dict[str, object]]:
+def _serve_once() -> tuple[str, dict[str, object]]:
     """Start ``python -m app`` (providers auto), read the model card, stop it; its stderr and the card."""
-    env = server_env(model_dir=str(FIXTURE_MODELS), port=str(port), log_level="info")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            try:
-                card = httpx.get(f"http://127.0.0.1:{port}/models/current", timeout=1)
-                if card.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready within 60 s"
-            time.sleep(0.1)
-    finally:
-        server.terminate()
-        _, stderr = server.communicate(timeout=30)
-    return stderr, card.json()
+    with running_server(FIXTURE_MODELS, "/models/current", providers="auto", log_level="info") as server:
+        card: dict[str, object] = httpx.get(server.url + "/models/current", timeout=5).json()
+    return server.stderr, card
 
 
 @needs_no_cuda
 def test_start_without_cuda_libraries_is_quiet_and_says_why_once() -> None:
-    stderr, card = _serve_once(free_port())
+    stderr, card = _serve_once()
     assert [line for line in stderr.splitlines() if any(e in line for e in ORT_ERRORS)] == []
     fallback = [line for line in stderr.splitlines() if "serving on CPUExecutionProvider" in line]
     assert len(fallback) == 1, stderr
