@@ -61,6 +61,7 @@ class Search:
     storage: str
     study: str
     quiet: bool = False
+    progress: ProgressFn | None = None  # one event per finished trial and per refit epoch (/train jobs)
 
 
 def dev_folds(n_dev: int, cfg: DataConfig, folds: int) -> list[int]:
@@ -169,15 +170,27 @@ def redact(storage: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _progress_bar(total: int, quiet: bool) -> tuple[tqdm[Any], Callable[[Any, Any], None]]:
-    bar: tqdm[Any] = tqdm(total=total, desc="trials", unit="trial", disable=quiet)
+def search_state(study: optuna.Study, trials: int) -> dict[str, Any]:
+    """Where the search stands: trials finished (completed + pruned) of those asked, pruned, best value."""
+    complete = optuna.trial.TrialState.COMPLETE
+    done = [t.value for t in study.trials if t.state == complete and t.value is not None]
+    pruned = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
+    return {"trials_done": len(done) + pruned, "trials": trials, "trials_pruned": pruned,
+            "best_value": min(done) if done else None}  # fmt: skip
+
+
+def _progress_bar(search: Search) -> tuple[tqdm[Any], Callable[[Any, Any], None]]:
+    bar: tqdm[Any] = tqdm(total=search.trials, desc="trials", unit="trial", disable=search.quiet)
+    before = len_trials(search)  # a resumed study counts only this run's trials as done
 
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         bar.update(1)
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        pruned = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
-        best = f"{min(t.value for t in done if t.value is not None):.4f}" if done else "-"
-        bar.set_postfix(best=best, pruned=pruned)
+        state = search_state(study, search.trials)
+        best = state["best_value"]
+        bar.set_postfix(best="-" if best is None else f"{best:.4f}", pruned=state["trials_pruned"])
+        if search.progress:
+            this_run = len(study.trials) - before
+            search.progress({"phase": "search", **state, "trials_done": this_run})
 
     return bar, on_trial
 
@@ -195,7 +208,7 @@ def run_search(series: Series, search: Search) -> optuna.Study:
         sampler=optuna.samplers.TPESampler(seed=seed + len_trials(search)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
     )
-    bar, on_trial = _progress_bar(search.trials, search.quiet)
+    bar, on_trial = _progress_bar(search)
     try:
         study.optimize(objective, n_trials=search.trials, timeout=search.timeout, callbacks=[on_trial])
     finally:
@@ -257,7 +270,14 @@ def tune(series: Series, search: Search, out: Path, *, force: bool = False) -> d
     study = run_search(series, search)
     seconds = time.perf_counter() - started
     config = best_config(study)
-    scored = fit_and_score(series, config, quiet=search.quiet)
+    refit = None
+    if search.progress:
+        report, state = search.progress, {"phase": "refit", **search_state(study, search.trials)}
+
+        def refit(event: dict[str, Any]) -> None:
+            report({**state, **event})
+
+    scored = fit_and_score(series, config, quiet=search.quiet, progress=refit)
     return export_bundle(
         scored,
         out,

@@ -2,15 +2,16 @@
 
     <model_dir>/jobs.sqlite          the job store (app/jobs/store.py), shared by all workers; created by
                                      the first job, so a service that never trains never writes here
-    <model_dir>/.jobs/<job_id>/      a job's work dir: its CSV, progress.jsonl and, while it is judged, the
-                                     new bundle <version>/ (hidden from the registry until then)
+    <model_dir>/.jobs/<job_id>/      a job's work dir: its CSVs, progress.jsonl, a tune job's Optuna study
+                                     (SQLite) and, while it is judged, the new bundle <version>/ (hidden
+                                     from the registry until then)
 
-A job runs ``python -m training train`` exactly as a user would, in its own process group at a lower
-priority with a timeout (``supervisor.py``, ``process.py``); the service process never imports torch. Its
-stderr comes back through a pipe (a full disk must not hide the error that says so); a failed job's error is
-its last line. The new bundle is loaded and verified in full, judged by the promotion gate, renamed into
-``<model_dir>/<version>`` (registered), and made current if the gate says so (``promotion.py``). Anything
-that goes wrong before that rename leaves the registry and the served model as they were, and the job
+A job runs ``python -m training train`` (``tune`` for a search) exactly as a user would, in its own process
+group at a lower priority with a timeout (``supervisor.py``, ``process.py``); the service never imports
+torch. Its stderr comes back through a pipe (a full disk must not hide the error that says so); a failed
+job's error is its last line. The new bundle is loaded and verified in full, judged by the promotion gate,
+renamed into ``<model_dir>/<version>`` (registered), and made current if the gate says so (``promotion.py``).
+Anything that goes wrong before that rename leaves the registry and the served model as they were, and the job
 ``failed`` with the reason.
 
 Every worker runs a ``JobRunner`` (a supervised background loop, ``app/background.py``); they share the
@@ -118,7 +119,7 @@ class JobRunner:
             raise storage_failed(self.model_dir, exc) from exc
         try:
             sub = prepare(work)
-            progress = {"epoch": 0, "epochs": sub.epochs, "train_loss": None, "val_loss": None}
+            progress = sub.initial_progress()
             job = self.store.enqueue(
                 job_id, sub.name, sub.promote, sub.spec(), progress, self.settings.job_queue_size
             )
@@ -393,7 +394,6 @@ class JobRunner:
         return await anyio.to_thread.run_sync(judge)
 
     @staticmethod
-    def _job_closes(job: Job, work: Path) -> F64:
-        """The closes the job trained on, read back from its work dir."""
-        spec = job.spec
-        return job_closes(work / spec["csv"], spec["column"], spec.get("date_column"))
+    def _job_closes(job: Job, work: Path) -> F64 | dict[str, F64]:
+        """The closes the job trained on (each series' by name, for several), read back from its work dir."""
+        return job_closes(work, job.spec)
