@@ -129,8 +129,8 @@ class Supervisor:
             if line and line != seen:
                 with suppress(ValueError, TypeError):  # a line still being written: take it next tick
                     event = json.loads(line)
-                    progress = {**(job.progress or {}), **{k: event.get(k) for k in PROGRESS_KEYS}}
-                    progress |= {k: event[k] for k in TUNE_KEYS if k in event}
+                    given = {k: event[k] for k in (*PROGRESS_KEYS, *TUNE_KEYS) if k in event}
+                    progress = {**(job.progress or {}), **given}  # a search's lines carry no epoch
                     self.store.set_progress(job.id, progress)
                     seen = line
             return seen, self.store.cancel_requested(job.id)
