@@ -62,6 +62,20 @@ class Settings(BaseSettings):
         le=MAX_BATCH_SERIES_CEILING,
         description="batches larger than this run off the event loop",
     )
+    batch_max_size: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="concurrent single-series /forecast requests run as one ONNX Runtime call, at most this "
+        "many (1 = off)",
+    )
+    batch_max_delay_us: int = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="longest a /forecast request waits for others to join its call; 0 = only those "
+        "already waiting on the event loop",
+    )
     reload_interval_s: float = Field(
         default=2.0, ge=0.05, le=3600, description="how often each worker checks the `current` pointer"
     )
@@ -96,6 +110,11 @@ class Settings(BaseSettings):
     )
     max_backtest_folds: int = Field(
         default=20, ge=1, le=MAX_BACKTEST_FOLDS_CEILING, description="folds per POST /backtest request"
+    )
+    otel_telemetry: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry spans and metrics (needs an OpenTelemetry SDK, which the "
+        "image does not ship); off spares every request FastAPI's probe for configured providers",
     )
     enable_noop: bool = Field(default=False, description="register POST /noop/forecast (benchmarks only)")
 

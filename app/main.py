@@ -21,12 +21,14 @@ from fastapi import APIRouter, FastAPI
 from app.api import openapi
 from app.api.bodies import BatchParser
 from app.api.errors import register_error_handlers
+from app.api.fastpath import ForecastFastPath
 from app.api.middleware import BodyLimits, RequestMetrics
 from app.api.protect import PROTECTED_READS, ProtectReads
 from app.api.query import RejectUnknownQuery
 from app.api.routes import backtest, forecast, health, metrics, models, train
 from app.background import Background, Supervised
 from app.config import Settings, get_settings
+from app.inference.batcher import Batcher
 from app.inference.holder import ModelHolder, watch_pointer
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
@@ -133,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=_version(),
         summary="Next-close forecasts from an LSTM over log returns, served by ONNX Runtime.",
         lifespan=lifespan,
+        # without an SDK (the image has only the API) FastAPI finds no provider, but it looks on every request
+        telemetry=None if settings.otel_telemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = app_metrics = Metrics()
@@ -146,12 +150,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.jobs = JobRunner(settings, app.state.holder)  # starts in the lifespan
     app.state.batch_parser = BatchParser(settings.parse_nice)  # big batches parsed in a child process
+    app.state.batcher = Batcher(settings.batch_max_size, settings.batch_max_delay_us)  # joins /forecasts
     app.state.background = background_tasks(app)
     register_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     if settings.enable_noop:
         app.include_router(forecast.noop_router)
+    # /forecast and /forecast/batch without FastAPI's request machinery (same bytes; errors go through it)
+    app.add_middleware(ForecastFastPath, routes=forecast.router.routes)
     app.add_middleware(BodyLimits, settings=settings)  # per route: limit, deadline, big-body slots
     if settings.protect_reads and settings.api_key is not None:  # Settings refuses it without a key
         app.add_middleware(ProtectReads, key=settings.api_key)  # outside the body limits: no body is read

@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +41,6 @@ import numpy as np
 
 from closecast import registry
 from closecast.bundle import load_forecaster
-from closecast.representation import model_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,21 +67,20 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--model-dir", type=Path, default=None, help="registry (default: models/, else the fixture)"
     )
-    p.add_argument("--duration", type=int, default=5, help="seconds per wrk run (plus a 1 s warm-up)")
-    p.add_argument("--connections", type=int, default=16, help="wrk connections")
+    p.add_argument("--duration", type=int, default=3, help="seconds per wrk run (plus a 1 s warm-up)")
+    p.add_argument("--connections", default="1,16,64", help="wrk connection counts for /forecast")
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
+    p.add_argument("--closes", type=int, default=200, help="closes in the /forecast body")
     p.add_argument("--batch", type=int, default=64, help="series per /forecast/batch request")
     p.add_argument("--horizon", type=int, default=1, help="horizon of every request")
     p.add_argument("--providers", default="cpu", choices=["auto", "cpu", "cuda"], help="CLOSECAST_PROVIDERS")
     p.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        help="no-op and /forecast runs, alternated; the table shows the median of each (for shared machines)",
+        "--rounds", type=int, default=2, help="A B A B rounds; ratios are per round, the table their median"
     )
     args = p.parse_args()
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
+    args.connections = [int(c) for c in args.connections.split(",")]
     return args
 
 
@@ -116,27 +115,51 @@ def get_json(url: str) -> Any:
         return json.load(response)
 
 
-def start_server(model_dir: Path, port: int, providers: str) -> subprocess.Popen[bytes]:
+def start_server(
+    argv: list[str], env_extra: dict[str, str], ready_path: str
+) -> tuple[subprocess.Popen[bytes], float]:
+    """Start a server; return it and the seconds from start to its first 200 on ``ready_path``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSECAST_")}
-    env.update(
-        CLOSECAST_MODEL_DIR=str(model_dir),
-        CLOSECAST_PORT=str(port),
-        CLOSECAST_ENABLE_NOOP="true",
-        CLOSECAST_PROVIDERS=providers,
-        CLOSECAST_LOG_LEVEL="warning",
-    )
-    server = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env)
+    env.update(env_extra)
+    started = time.perf_counter()
+    server = subprocess.Popen(argv, cwd=ROOT, env=env)
+    port = env_extra["CLOSECAST_PORT"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode} before it was ready")
+            raise SystemExit(f"{argv} exited with {server.returncode} before it was ready")
         try:
-            get_json(f"http://127.0.0.1:{port}/readyz")
-            return server
+            get_json(f"http://127.0.0.1:{port}{ready_path}")
+            ready_s, cpu_s = time.perf_counter() - started, cpu_seconds(server.pid)
+            print(f"{' '.join(argv[1:4])}: ready after {ready_s:.2f} s, {cpu_s:.2f} CPU s")
+            return server, time.perf_counter() - started
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.02)
     server.kill()
-    raise SystemExit("the server was not ready within 60 s")
+    raise SystemExit(f"{argv} was not ready within 60 s")
+
+
+def closecast(model_dir: Path, providers: str, **settings: str) -> tuple[subprocess.Popen[bytes], int, float]:
+    port = free_port()
+    env = {
+        "CLOSECAST_MODEL_DIR": str(model_dir),
+        "CLOSECAST_PORT": str(port),
+        "CLOSECAST_ENABLE_NOOP": "true",
+        "CLOSECAST_PROVIDERS": providers,
+        "CLOSECAST_LOG_LEVEL": "warning",
+        **{f"CLOSECAST_{k.upper()}": v for k, v in settings.items()},
+    }
+    server, ready_s = start_server([sys.executable, "-m", "app"], env, "/readyz")
+    return server, port, ready_s
+
+
+def floor() -> tuple[subprocess.Popen[bytes], int, float]:
+    """The bare FastAPI app (``bench/floor_app.py``) under the same uvicorn options as ``python -m app``."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--port", str(port), "--loop", "uvloop"]
+    argv += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    server, ready_s = start_server(argv, {"CLOSECAST_PORT": str(port)}, "/readyz")
+    return server, port, ready_s
 
 
 def cpu_seconds(pid: int) -> float:
@@ -148,16 +171,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, in ticks
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80].strip()
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def run_wrk(
-    url: str, body: dict[str, Any], args: argparse.Namespace, workdir: Path, pid: int
+    url: str, body_path: Path, connections: int, args: argparse.Namespace, pid: int
 ) -> dict[str, Any]:
-    """One wrk run (after a 1 s warm-up); returns req/s, p50/p99 in ms, error counts and the server's CPU
-    time per request (what other load on a shared machine disturbs least)."""
-    body_path = workdir / f"body-{abs(hash(url))}.json"
-    body_path.write_text(json.dumps(body))
-    script = workdir / "post.lua"
+    """One wrk run (after a 1 s warm-up): req/s, p50/p99 in ms, errors, the server's CPU µs per request."""
+    script = body_path.with_suffix(".lua")
     script.write_text(LUA % {"body": body_path})
-    base = ["wrk", f"-t{args.threads}", f"-c{args.connections}", "--latency", "-s", str(script)]
+    base = ["wrk", f"-t{min(args.threads, connections)}", f"-c{connections}", "--latency", "-s", str(script)]
     subprocess.run([*base, "-d1s", url], check=True, capture_output=True)  # warm-up
     cpu = cpu_seconds(pid)
     done = subprocess.run([*base, f"-d{args.duration}s", url], check=True, capture_output=True, text=True)
@@ -169,27 +208,29 @@ def run_wrk(
         "p50_ms": r["p50_us"] / 1e3,
         "p99_ms": r["p99_us"] / 1e3,
         "errors": r["socket_errors"] + r["non_2xx"],
-        "cpu_us": cpu / max(r["requests"], 1) * 1e6,  # a little high: requests wrk left unfinished count too
+        "cpu_us": cpu / max(r["requests"], 1) * 1e6,
     }
 
 
-def alternate(
-    base: str, body: dict[str, Any], args: argparse.Namespace, workdir: Path, pid: int
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``--rounds`` runs of the no-op then /forecast, alternated so that both see the same load on a
-    shared machine; returns the median run of each and prints every round's ratio."""
-    noop, single = [], []
+Target = tuple[str, str, int, Path, int]  # name, url, series per request, body file, server pid
+
+
+def compare(targets: list[Target], connections: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every target once per round, in turn (A B A B): each round's ratios to the first target (the
+    floor) see the same load on a shared machine; a row holds the median run and the median ratios."""
+    runs: list[list[dict[str, Any]]] = [[] for _ in targets]
     for _ in range(args.rounds):
-        noop.append(run_wrk(f"{base}/noop/forecast", body, args, workdir, pid))
-        single.append(run_wrk(f"{base}/forecast", body, args, workdir, pid))
-    if args.rounds > 1:
-        ratios = ", ".join(f"{s['req_s'] / n['req_s']:.2f}×" for n, s in zip(noop, single, strict=True))
-        print(f"/forecast ÷ no-op req/s by round: {ratios}\n")
-    return _median(noop), _median(single)
-
-
-def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    return sorted(runs, key=lambda r: float(r["req_s"]))[len(runs) // 2]
+        for i, (_, url, _, body, pid) in enumerate(targets):
+            runs[i].append(run_wrk(url, body, connections, args, pid))
+    rows = []
+    for (name, _, n, _, _), mine in zip(targets, runs, strict=True):
+        ratios = {
+            key: statistics.median(m[key] / f[key] for m, f in zip(mine, runs[0], strict=True))
+            for key in ("req_s", "p50_ms", "p99_ms", "cpu_us")
+        }
+        median = sorted(mine, key=lambda r: float(r["req_s"]))[len(mine) // 2]
+        rows.append({"name": name, "c": connections, "n": n, **median, "vs": ratios})
+    return rows
 
 
 def time_ort(
@@ -199,7 +240,7 @@ def time_ort(
     version = registry.read_current(model_dir)
     assert version is not None
     model = load_forecaster(model_dir / version, providers, ort_threads=1)
-    x = model_inputs(np.asarray(windows, dtype=np.float64), model.scaler)
+    x = np.zeros((len(windows), model.window - 1, 1), np.float32)  # its time does not depend on values
     feeds = {model.input_name: x}
     for _ in range(20):
         model.session.run([model.output_name], feeds)
@@ -221,32 +262,20 @@ def time_ort(
     }
 
 
-Row = tuple[str, int, dict[str, Any]]
-
-
-def print_table(rows: list[Row], noop: dict[str, Any], ort: dict[int, float]) -> None:
+def print_table(rows: list[dict[str, Any]], ort: dict[int, float]) -> None:
     print(
-        f"| {'what':<32} | {'series/req':>10} | {'req/s':>9} | {'series/s':>10} | {'p50 ms':>7} | "
-        f"{'p99 ms':>7} | {'vs no-op req/s':>14} | {'vs ORT alone series/s':>21} | {'CPU µs/req':>10} | "
-        f"{'vs no-op CPU':>12} | errors |"
+        "| endpoint | conns | series/req | req/s | p50 ms | p99 ms | req/s vs floor | p50 vs floor | "
+        "p99 vs floor | CPU µs/req | CPU vs floor | series/s vs ORT alone | errors |"
     )
-    widths = (34, 11, 10, 11, 8, 8, 15, 22, 11, 13, 7)
-    print("|" + "|".join("-" * w if i == 0 else "-" * w + ":" for i, w in enumerate(widths)) + "|")
-    for name, n, r in rows:
-        series_s = r["req_s"] * n
-        alone = name.startswith("ONNX")
-        vs_noop = float("nan") if alone else r["req_s"] / noop["req_s"]
-        vs_ort = float("nan") if alone or n not in ort else series_s / ort[n]
-        cpu_vs_noop = float("nan") if alone else noop["cpu_us"] / r["cpu_us"]  # requests per CPU second
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for r in rows:
+        vs, n = r["vs"], r["n"]
+        vs_ort = f"{r['req_s'] * n / ort[n]:.2f}×" if n in ort and not r["name"].startswith("floor") else "—"
         print(
-            f"| {name:<32} | {n:>10} | {r['req_s']:>9.0f} | {series_s:>10.0f} | {r['p50_ms']:>7.2f} | "
-            f"{r['p99_ms']:>7.2f} | {_ratio(vs_noop):>14} | {_ratio(vs_ort):>21} | {r['cpu_us']:>10.0f} | "
-            f"{_ratio(cpu_vs_noop):>12} | {int(r['errors']):>6} |"
+            f"| {r['name']} | {r['c']} | {n} | {r['req_s']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.2f} | "
+            f"{vs['req_s']:.2f}× | {vs['p50_ms']:.2f}× | {vs['p99_ms']:.2f}× | {r['cpu_us']:.0f} | "
+            f"{vs['cpu_us']:.2f}× | {vs_ort} | {int(r['errors'])} |"
         )
-
-
-def _ratio(value: float) -> str:
-    return "—" if value != value else f"{value:.2f}×"
 
 
 def main() -> None:
@@ -254,15 +283,18 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
     model_dir = pick_model_dir(args.model_dir)
-    port = free_port()
-    server = start_server(model_dir, port, args.providers)
-    base = f"http://127.0.0.1:{port}"
+    version = registry.read_current(model_dir)
+    window = load_forecaster(model_dir / str(version), "cpu").window
+    windows = sample_closes(window, args.batch)
+    ort_rows = {n: time_ort(model_dir, windows[:n], args.providers) for n in (1, args.batch)}
+    floor_server, floor_port, floor_ready = floor()
+    plain, plain_port, _ = closecast(model_dir, args.providers, batch_max_size="1")
+    served, port, ready_s = closecast(model_dir, args.providers)  # the defaults: batching as shipped
+    servers = [floor_server, plain, served]
     try:
-        card = get_json(f"{base}/models/current")
-        window = int(card["window"])
-        windows = sample_closes(window, args.batch)
+        card = get_json(f"http://127.0.0.1:{port}/models/current")
         level = [80, 95]
-        single = {"closes": windows[-1], "horizon": args.horizon, "level": level}
+        single = {"closes": sample_closes(args.closes, 1)[0], "horizon": args.horizon, "level": level}
         batch = {
             "series": [{"id": f"s{i}", "closes": w} for i, w in enumerate(windows)],
             "horizon": args.horizon,
@@ -270,31 +302,46 @@ def main() -> None:
         }
         print(
             f"model {card['version']} (window {window}, {card['provider']}) from {model_dir}; "
-            f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, horizon {args.horizon}, "
-            f"{os.cpu_count()} CPU cores shared by wrk and the server\n"
+            f"wrk -t{args.threads} -d{args.duration}s x {args.rounds} rounds A B A B, {args.closes} closes "
+            f"per /forecast, horizon {args.horizon}, {os.cpu_count()} CPU cores shared by wrk and servers\n"
         )
+        rows: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            noop, single_runs = alternate(base, single, args, work, server.pid)
-            rows: list[Row] = [
-                ("POST /noop/forecast", 1, noop),
-                ("POST /forecast", 1, single_runs),
-                (
-                    "POST /forecast/batch",
-                    args.batch,
-                    run_wrk(f"{base}/forecast/batch", batch, args, work, server.pid),
-                ),
+            one, many = Path(tmp) / "one.json", Path(tmp) / "batch.json"
+            one.write_text(json.dumps(single))
+            many.write_text(json.dumps(batch))
+            f, a, b = (f"http://127.0.0.1:{p}" for p in (floor_port, plain_port, port))
+            singles: list[Target] = [
+                ("floor /forecast", f"{f}/forecast", 1, one, floor_server.pid),
+                ("/forecast, batching off", f"{a}/forecast", 1, one, plain.pid),
+                ("/forecast (as shipped)", f"{b}/forecast", 1, one, served.pid),
+                ("/noop/forecast", f"{b}/noop/forecast", 1, one, served.pid),
             ]
+            for c in args.connections:
+                rows += compare(singles, c, args)
+            batches: list[Target] = [
+                ("floor /forecast/batch", f"{f}/forecast/batch", args.batch, many, floor_server.pid),
+                ("/forecast/batch", f"{b}/forecast/batch", args.batch, many, served.pid),
+            ]
+            for c in (1, 16):
+                rows += compare(batches, c, args)
+        helpers = children(served.pid)
+        memory = f"API process RSS {rss_mb(served.pid):.0f} MB"
+        memory += "".join(f"; child `{cmdline(c)}` RSS {rss_mb(c):.0f} MB" for c in helpers) or "; no child"
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-    ort_rows: list[Row] = [
-        (f"ONNX Runtime alone, batch {n}", n, time_ort(model_dir, windows[:n], args.providers))
-        for n in (1, args.batch)
-    ]
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            server.wait(timeout=30)
     # a request of horizon h makes h model calls: compare with ORT-alone series/s divided by h
-    ort = {n: r["req_s"] * n / args.horizon for _, n, r in ort_rows}
-    print_table(rows + ort_rows, rows[0][2], ort)
+    ort = {n: r["req_s"] * n / args.horizon for n, r in ort_rows.items()}
+    print_table(rows, ort)
+    for n, r in ort_rows.items():
+        print(
+            f"\nONNX Runtime alone, batch {n}: {r['req_s'] * n:.0f} series/s, p50 {r['p50_ms']:.3f} ms",
+            end="",
+        )
+    print(f"\n\n{memory}; ready {ready_s:.2f} s after start (floor {floor_ready:.2f} s)")
 
 
 if __name__ == "__main__":

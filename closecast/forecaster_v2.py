@@ -7,12 +7,15 @@ recursively: the predicted return joins the window, whose scale is recomputed. I
 bundle's conformal quantiles by an interval scale (``closecast/intervals.py``): the EWMA of the history sent
 when there is enough of it, else the window's RMS.
 
-One series runs through the same arrays as a batch (each row's arithmetic does not depend on the others),
-so ``forecast([s])`` equals ``forecast([s, ...]).items[0]`` bit for bit.
+One series (most requests) takes ``_forecast_one``: the same arithmetic on Python floats, numpy only where
+its result could differ from Python's (``log``, ``exp``, sums), so ``forecast([s])`` equals
+``forecast([s, ...]).items[0]`` bit for bit (each row's arithmetic does not depend on the others) without
+the batch path's ~60 numpy calls on arrays of a few numbers, which cost more than the model call.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,19 +36,25 @@ from closecast.forecaster import (
     InputWarning,
     SeriesForecast,
     SeriesLike,
+    _exp,
     _sqrt_steps,
 )
 from closecast.intervals import (
+    _WEIGHT_SUMS,
+    _WEIGHTS,
     EWMA_MIN_RETURNS,
+    EWMA_SPAN,
     all_returns_rms,
     ewma_scale,
     history_matrix,
     is_flat,
 )
-from closecast.representation import FloatArray, WindowScaler, log_returns
+from closecast.representation import FLAT_EPS, FloatArray, WindowScaler, log_returns
 
 TABLES = ("ewma", "window")
 _SQRT_STEPS = _sqrt_steps(1024)
+_SQRT_STEP_LIST: list[float] = _SQRT_STEPS.tolist()
+_TINY = float(np.finfo(np.float64).tiny)
 _MAX_PLANS = 1024
 
 
@@ -55,6 +64,8 @@ class _TablePlan:
 
     ewma: F64
     window: F64
+    ewma_list: list[float]  # the same columns as Python floats (0 first), for the one-series path
+    window_list: list[float]
     rows: tuple[tuple[int, int], ...]
     notes: list[InputWarning]
 
@@ -142,6 +153,9 @@ class ForecasterV2(Forecaster):
         self.check_lengths(series, locs)
         self.check_features(series, features, locs)
         plan = self._table_plan(levels)
+        single = len(series) == 1 and not self.features  # the one-series path reads closes only
+        if single and (one := self._forecast_single(series[0], horizon, plan)) is not None:
+            return one
         history, counts = history_matrix(series)  # [N, EWMA_SPAN], [N]
         returns = np.ascontiguousarray(history[:, -(self.window - 1) :])  # the input windows' returns
         raw = self._request_raw(series, features)
@@ -228,7 +242,75 @@ class ForecasterV2(Forecaster):
             plan = self._table_plans[key] = _TablePlan(
                 ewma=columns["ewma"],
                 window=columns["window"],
+                ewma_list=columns["ewma"].ravel().tolist(),
+                window_list=columns["window"].ravel().tolist(),
                 rows=tuple((1 + 2 * k, level) for k, level in enumerate(key)),
                 notes=[w for w in map(self._level_note, key) if w is not None],
             )
         return plan
+
+    # --- one series on Python floats ----------------------------------------------------------------
+
+    def _forecast_single(self, closes: SeriesLike, horizon: int, plan: _TablePlan) -> BatchForecast | None:
+        """``forecast`` of one series, bit for bit, or None for what the batch path words (flat windows,
+        zero scales, prices out of range): rare, so they are left to one place."""
+        tail = np.asarray(closes[-(EWMA_SPAN + 1) :], dtype=np.float64)
+        returns = np.diff(np.log(tail))  # = history_matrix's row
+        count = returns.size
+        window = returns[-(self.window - 1) :]
+        started = time.perf_counter()
+        cumulative, window_scale = self._roll_one(window.tolist(), horizon)
+        inference_s = time.perf_counter() - started
+        if window_scale is None:
+            return None
+        if count >= EWMA_MIN_RETURNS:  # = ewma_scale on the zero-padded row (same length, same sum order)
+            history = np.zeros(EWMA_SPAN)
+            history[EWMA_SPAN - count :] = returns
+            total = float(np.sum(history * history * _WEIGHTS, axis=-1))
+            scale, quantiles = math.sqrt(total / float(_WEIGHT_SUMS[count - 1])), plan.ewma_list
+        else:
+            scale, quantiles = window_scale, plan.window_list
+        if not scale > FLAT_EPS:
+            return None
+        roots = (
+            _SQRT_STEP_LIST[:horizon] if horizon <= len(_SQRT_STEP_LIST) else _sqrt_steps(horizon).tolist()
+        )
+        widen = [scale * root for root in roots]
+        exponents = [c + q * w for q in quantiles for c, w in zip(cumulative, widen, strict=True)]
+        last = float(tail[-1])
+        prices = [last * e for e in _exp(exponents)]
+        if not all(_TINY <= p < math.inf for p in prices):  # NaN fails too: the batch path names it
+            return None
+        h = horizon
+        item = SeriesForecast(
+            forecast=prices[:h],
+            intervals={
+                level: (prices[k * h : (k + 1) * h], prices[(k + 1) * h : (k + 2) * h])
+                for k, level in plan.rows
+            },
+            last_close=last,
+            warnings=list(plan.notes),
+        )
+        return BatchForecast([item], inference_s)
+
+    def _roll_one(self, returns: list[float], horizon: int) -> tuple[list[float], float | None]:
+        """``_roll`` of one window on Python floats: cumulative log returns ``[horizon]`` and the first
+        window's RMS, or None for a flat first window. The sums of squares stay numpy's (pairwise)."""
+        n, mean, std = len(returns), self.scaler.mean, self.scaler.std
+        cumulative: list[float] = []
+        total, first = 0.0, None
+        for step in range(horizon):
+            rms = math.sqrt(float(np.add.reduce([r * r for r in returns])) / n)  # = window_rms
+            if step == 0:
+                if not rms > FLAT_EPS:
+                    return cumulative, None
+                first = rms
+            flat = not rms > FLAT_EPS
+            s = 1.0 if flat else rms
+            x = np.array([(r / s - mean) / std for r in returns], dtype=np.float32).reshape(1, n, 1)
+            z = float(self.next_returns(x)[0])
+            nxt = 0.0 if flat else (z * std + mean) * s
+            total = nxt if step == 0 else total + nxt
+            cumulative.append(total)
+            returns = [*returns[1:], nxt]
+        return cumulative, first

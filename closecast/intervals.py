@@ -71,6 +71,10 @@ def history_matrix(series: Sequence[Any]) -> tuple[F64, npt.NDArray[np.int64]]:
         history[0, EWMA_SPAN - returns.size :] = returns
         return history, np.array([returns.size], dtype=np.int64)
     lengths = np.fromiter((len(t) for t in tails), dtype=np.int64, count=len(tails))
+    if lengths.min() == lengths.max():  # a batch of equal lengths (the usual): one [N, L] array, no indexing
+        returns = np.diff(np.log(np.asarray(tails, dtype=np.float64)), axis=-1)
+        history[:, EWMA_SPAN - returns.shape[1] :] = returns
+        return history, lengths - 1
     logs = np.log(np.concatenate(tails).astype(np.float64, copy=False))
     diffs = np.diff(logs)  # includes one meaningless difference across each pair of series
     counts = lengths - 1

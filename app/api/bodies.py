@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import email.message
+import functools
 import logging
 import multiprocessing
 import time
@@ -151,6 +152,7 @@ def with_utf8_position(errors: list[dict[str, Any]], body: bytes) -> list[dict[s
     return errors
 
 
+@functools.lru_cache(maxsize=256)  # parsing the header costs ~10 µs; clients send a handful of spellings
 def _is_json(content_type: str | None) -> bool:
     """FastAPI's own test: only such bodies are decoded as JSON (others reach the model as bytes -> 422)."""
     if not content_type:

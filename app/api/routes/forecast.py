@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 from starlette.responses import Response
 
 from app.api.bodies import JSONBodyRoute
@@ -21,9 +22,10 @@ from app.api.deps import ForecasterDep, SettingsDep
 from app.api.responses import errors
 from app.api.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
 from app.config import Settings
+from app.inference.batcher import Batcher
 from app.metrics import Metrics
 from closecast.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
-from closecast.forecaster import BatchForecast, SeriesForecast
+from closecast.forecaster import BatchForecast, Forecaster, SeriesForecast
 
 # JSONBodyRoute: bodies validated from their bytes in one pass, big batches in a child process (bodies.py)
 router = APIRouter(tags=["forecast"], route_class=JSONBodyRoute)
@@ -65,23 +67,23 @@ def _answer(item: SeriesForecast) -> dict[str, Any]:
     }
 
 
-def _record(request: Request, endpoint: str, result: BatchForecast) -> None:
+def _record(state: State, endpoint: str, result: BatchForecast) -> None:
     # The metrics come from the app state, not a dependency: each Depends costs tens of microseconds per
     # request in FastAPI's solver, more than the counting itself.
-    metrics: Metrics = request.app.state.metrics
+    metrics: Metrics = state.metrics
     warnings = [w.kind for item in result.items for w in item.warnings]
     metrics.observe_forecast(endpoint, result.inference_s, len(result.items), warnings)
 
 
-@router.post("/forecast", response_model=ForecastResponse, responses=_ERRORS)
-async def forecast(
-    body: ForecastRequest, model: ForecasterDep, settings: SettingsDep, request: Request
-) -> Response:
-    """Forecast the next closes of one series, with prediction intervals."""
-    check_limits(settings, body.horizon, [(("body", "closes"), len(body.closes))])
-    features = [body.features] if body.features is not None else None
-    result = model.forecast([body.closes], body.horizon, body.level, None, features)
-    _record(request, "forecast", result)
+async def answer_one(body: ForecastRequest, model: Forecaster, state: State) -> Response:
+    """``/forecast``'s whole answer: the route's, and the same for the raw ASGI path (``fastpath.py``)."""
+    check_limits(state.settings, body.horizon, [(("body", "closes"), len(body.closes))])
+    locs: list[Loc] = [("body", "closes")]
+    model.check_lengths([body.closes], locs)  # checked before joining a batch they would fail
+    model.check_features([body.closes], [body.features] if body.features is not None else None, locs)
+    batcher: Batcher = state.batcher
+    result = await batcher.forecast(model, body.closes, body.horizon, body.level, body.features)
+    _record(state, "forecast", result)
     item = result.items[0]
     return _json(
         {
@@ -93,11 +95,15 @@ async def forecast(
     )
 
 
-@router.post("/forecast/batch", response_model=BatchForecastResponse, responses=_ERRORS)
-async def forecast_batch(
-    body: BatchForecastRequest, model: ForecasterDep, settings: SettingsDep, request: Request
-) -> Response:
-    """Forecast several series in one model call per step; answers come in the order sent."""
+@router.post("/forecast", response_model=ForecastResponse, responses=_ERRORS)
+async def forecast(body: ForecastRequest, model: ForecasterDep, request: Request) -> Response:
+    """Forecast the next closes of one series, with prediction intervals."""
+    return await answer_one(body, model, request.app.state)
+
+
+async def answer_batch(body: BatchForecastRequest, model: Forecaster, state: State) -> Response:
+    """``/forecast/batch``'s whole answer: the route's, and the same for the raw ASGI path."""
+    settings: Settings = state.settings
     if len(body.series) > settings.max_batch_series:
         raise TooManySeries(len(body.series), settings.max_batch_series)
     locs: list[Loc] = [("body", "series", i, "closes") for i in range(len(body.series))]
@@ -111,17 +117,28 @@ async def forecast_batch(
         result = await run_in_threadpool(model.forecast, closes, body.horizon, body.level, locs, features)
     else:
         result = model.forecast(closes, body.horizon, body.level, locs, features)
-    _record(request, "forecast_batch", result)
+    _record(state, "forecast_batch", result)
+    keys = [(str(level), level) for level in body.level]  # once per request, not per series
     forecasts = [
         {
             "id": s.id,
-            **_answer(item),
+            "forecast": item.forecast,
+            "intervals": {
+                key: {"lower": item.intervals[level][0], "upper": item.intervals[level][1]}
+                for key, level in keys
+            },
             "last_close": item.last_close,
             "warnings": [w.message for w in item.warnings],
         }
         for s, item in zip(body.series, result.items, strict=True)
     ]
     return _json({"forecasts": forecasts, "model_version": model.version})
+
+
+@router.post("/forecast/batch", response_model=BatchForecastResponse, responses=_ERRORS)
+async def forecast_batch(body: BatchForecastRequest, model: ForecasterDep, request: Request) -> Response:
+    """Forecast several series in one model call per step; answers come in the order sent."""
+    return await answer_batch(body, model, request.app.state)
 
 
 @noop_router.post("/noop/forecast", response_model=ForecastResponse, responses=_ERRORS)

@@ -1,0 +1,56 @@
+"""The default (format-2) model's one-series path against its batch path, bit for bit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from closecast.bundle import load_forecaster
+from closecast.forecaster_v2 import ForecasterV2
+from closecast.registry import read_current
+from tests.synthetic import make_closes
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+@pytest.fixture(scope="module")
+def model() -> ForecasterV2:
+    forecaster = load_forecaster(MODELS / str(read_current(MODELS)), providers="cpu")
+    assert isinstance(forecaster, ForecasterV2)
+    return forecaster
+
+
+def _cases(window: int) -> list[np.ndarray]:
+    """Both interval tables (under and over 64 closes), price levels far apart, a wild move, a window that
+    goes flat during the rollout, a flat window and a flat window after moves (the warnings' paths)."""
+    cases = [make_closes(window + (k * 53) % 700, level=10.0 ** (k % 7 - 3), seed=k) for k in range(36)]
+    wild = make_closes(300, seed=3)
+    wild[-2] *= 1.6
+    cases.append(wild)
+    nearly = np.concatenate([make_closes(80, seed=4), np.full(window - 2, 7.0)])
+    cases.append(nearly)
+    cases.append(np.full(window, 0.07533))
+    cases.append(np.concatenate([make_closes(30, seed=2), np.full(window, 5.0)]))
+    return cases
+
+
+def test_one_series_equals_its_row_of_a_batch_bit_for_bit(model: ForecasterV2) -> None:
+    others = [make_closes(model.window + 100, seed=99), np.full(model.window, 3.0)]
+    for k, series in enumerate(_cases(model.window)):
+        horizon, levels = [1, 2, 5, 30][k % 4], [[80, 95], [50], [1, 99], [80]][k % 4]
+        for form in (series, series.tolist()):
+            alone = model.forecast([form], horizon, levels).items[0]
+            batched = model.forecast([*others[: k % 3], form, *others], horizon, levels).items[k % 3]
+            assert alone == batched, (k, horizon, levels)
+            assert np.array_equal(np.array(alone.forecast), np.array(batched.forecast))  # -0.0, NaN
+
+
+def test_one_series_path_is_taken_for_ordinary_requests(model: ForecasterV2) -> None:
+    plan = model._table_plan((80, 95))
+    for n in (model.window, 64, 300):
+        assert model._forecast_single(make_closes(n, seed=n), 3, plan) is not None
+    assert (
+        model._forecast_single(np.full(model.window, 2.0), 1, plan) is None
+    )  # flat: the batch path words it
