@@ -125,7 +125,9 @@ class TrainRequest(BaseModel):
         extra="forbid",
         strict=True,  # JSON types as declared: `true` or "100.5" is not a price, "21" not a window
         json_schema_extra={
-            "examples": [{"closes": [100.0, 100.4, 99.8, "..."], "params": {"epochs": 20}, "promote": "auto"}],
+            "examples": [
+                {"closes": [100.0, 100.4, 99.8, "..."], "params": {"epochs": 20}, "promote": "auto"}
+            ],
             "oneOf": [{"required": ["closes"]}, {"required": ["series"]}],  # one series, or several
         },
     )
