@@ -152,3 +152,11 @@ def test_an_upload_too_short_is_refused_with_its_file_name(client: TestClient, t
     response = _post(client, data=FORM, files=[("file", ("a.csv", a)), ("file", ("tiny.csv", short))])
     assert response.status_code == 422
     assert detail_msgs(response)[0].startswith("tiny: only 8 usable closes"), response.text
+
+
+def test_more_files_than_the_batch_limit_is_413(client: TestClient, tmp_path: Path) -> None:
+    a = write_csv(tmp_path / "a.csv", make_closes(200)).read_bytes()
+    files = [("file", (f"s{i}.csv", a)) for i in range(4)]
+    response = _post(client, data=FORM, files=files)
+    assert response.status_code == 413
+    assert "CLOSECAST_MAX_BATCH_SERIES" in response.text

@@ -99,8 +99,9 @@ async def _from_json(request: Request, settings: Settings) -> Prepare:
 async def _from_upload(request: Request, settings: Settings, runner: JobRunner) -> Prepare:
     if not await anyio.to_thread.run_sync(runner.queue_has_room):  # before reading a large upload
         raise QueueFull(settings.job_queue_size)
-    # closes the spooled uploads after; one file per series at most (CLOSECAST_MAX_BATCH_SERIES)
-    async with request.form(max_files=settings.max_batch_series, max_fields=64) as form:
+    # closes the spooled uploads after; one file per series (CLOSECAST_MAX_BATCH_SERIES): one file more is
+    # let through so that the 413 says so (Starlette refuses still more with a 400 before we see them)
+    async with request.form(max_files=settings.max_batch_series + 1, max_fields=64) as form:
         uploads = [u for u in form.getlist("file") if isinstance(u, UploadFile)]
         if not uploads:
             problem = Problem(("body", "file"), "file is required; upload the CSV as `-F file=@prices.csv` "
