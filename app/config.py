@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     job_queue_size: int = Field(default=4, ge=1, le=1000, description="retrain jobs waiting at most")
     train_threads: int = Field(default=1, ge=1, le=64, description="torch threads of a retrain job")
     train_nice: int = Field(default=10, ge=0, le=19, description="niceness of the retrain subprocess")
+    train_device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="where retrain jobs train (`--device`): auto = CUDA when torch sees one"
+    )
     train_timeout_s: float = Field(
         default=3600, gt=0, le=7 * 24 * 3600, description="a retrain job is killed after this"
     )

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from closecast.features import parse_names
 
 LossName = Literal["mse", "huber", "mae"]
+DeviceName = Literal["auto", "cpu", "cuda"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class ModelConfig:
     hidden_size: int = 32
     num_layers: int = 1
     dropout: float = 0.0  # between LSTM layers; ignored by torch when num_layers == 1
+    bidirectional: bool = False  # read each window both ways (twice the LSTM weights)
 
     def __post_init__(self) -> None:
         if not 1 <= self.hidden_size <= 1024:
@@ -56,6 +58,8 @@ class ModelConfig:
             raise ValueError(f"num_layers is {self.num_layers}; it must be in [1, 8]")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout is {self.dropout}; it must be in [0, 1)")
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"bidirectional is {self.bidirectional!r}; it must be true or false")
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 1  # torch threads; more is ~100x slower for small LSTMs on a 2-core VM
+    device: DeviceName = "auto"  # where the fit loop runs: auto = CUDA when torch sees one, else the CPU
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -86,6 +91,8 @@ class TrainConfig:
             raise ValueError(f"loss is {self.loss!r}; choose 'mse', 'huber' or 'mae'")
         if self.threads < 1:
             raise ValueError(f"threads is {self.threads}; it must be >= 1")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device is {self.device!r}; choose 'auto', 'cpu' or 'cuda'")
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,14 @@ def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden-size", type=int, help=f"LSTM hidden units (default {m.hidden_size})")
     p.add_argument("--num-layers", type=int, help=f"LSTM layers (default {m.num_layers})")
     p.add_argument("--dropout", type=float, help=f"dropout between layers (default {m.dropout})")
+    p.add_argument(
+        "--bidirectional",
+        type=_boolean,
+        nargs="?",
+        const=True,
+        metavar="BOOL",
+        help=f"read each window both ways; --bidirectional=false to say no (default {m.bidirectional})",
+    )
     p.add_argument("--epochs", type=int, help=f"maximum epochs (default {t.epochs})")
     p.add_argument("--batch-size", type=int, help=f"mini-batch size (default {t.batch_size})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {t.lr})")
@@ -61,6 +69,20 @@ def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {t.patience})")
     p.add_argument("--seed", type=int, help=f"random seed (default {t.seed})")
     p.add_argument("--threads", type=int, help=f"torch threads (default {t.threads})")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help=f"where to train: auto = CUDA when torch sees a GPU, else cpu (default {t.device}); "
+        "evaluation and export always run on the CPU",
+    )
+
+
+def _boolean(text: str) -> bool:
+    """``true``/``false`` (and 1/0, yes/no): the form ``/train`` jobs pass a boolean param in."""
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

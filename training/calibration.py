@@ -26,12 +26,11 @@ from closecast.intervals import (
     ewma_along,
     is_flat,
 )
-from closecast.representation import window_rms
 from closecast.scoring import score_against_naive, score_pooled
 from training.parts import Pooled, SeriesSlices, Windows
 
 F64 = npt.NDArray[np.float64]
-PredictFn = Callable[[npt.NDArray[np.float32]], F64]  # model input [N, W-1, 1+F] -> scaled next return [N]
+PredictFn = Callable[[npt.NDArray[np.float32]], F64]  # model input [B, W-1, C] -> scaled next return [B]
 LEVELS = (80, 95)
 COVERAGE_TOLERANCE = 0.05  # a warning when test coverage is further than this from the level
 TABLES = ("ewma", "window")
@@ -60,21 +59,24 @@ class Scored:
 
 
 def score_slice(pooled: Pooled, s: SeriesSlices, name: str, predict: PredictFn) -> Scored:
+    """Forecast every window of a slice, ``EVAL_BATCH`` windows per call of ``predict``."""
     w = s.slices[name]
-    x, scale, flat = pooled.model_input(w)
-    predicted = np.where(flat, 0.0, pooled.scaler.inverse(predict(x), scale))
+    every = pooled.window_set(w, keep_flat=True)  # flat windows too (scale 1): they are forecast as "no move"
+    z = [predict(x) for x in every.input_batches(pooled.scaler)]
+    predicted = np.where(
+        w.flat, 0.0, pooled.scaler.inverse(np.concatenate(z) if z else np.empty(0), every.scale)
+    )
     all_returns = np.diff(np.log(s.closes))
     last = w.target - 2  # index of the input window's last return in all_returns
     ewma = ewma_along(all_returns)[last]
     use_ewma = np.minimum(w.target - 1, EWMA_SPAN) >= EWMA_MIN_RETURNS
-    served = np.where(use_ewma, ewma, window_rms(w.returns))
+    served = np.where(use_ewma, ewma, w.rms)
     zero = is_flat(served)
     if zero.any():
         history_rms = np.sqrt(np.cumsum(all_returns**2)[last] / (last + 1))
         fallback = np.where(is_flat(history_rms), pooled.scaler.flat_scale, history_rms)
         served = np.where(zero, fallback, served)
-    window = np.asarray(window_rms(w.returns), dtype=np.float64)
-    return Scored(w, predicted, {"ewma": ewma, "window": window}, served, use_ewma)
+    return Scored(w, predicted, {"ewma": ewma, "window": w.rms}, served, use_ewma)
 
 
 @dataclass(frozen=True)

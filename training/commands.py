@@ -22,6 +22,7 @@ HYPERPARAMETERS = (
     "hidden_size",
     "num_layers",
     "dropout",
+    "bidirectional",
     "epochs",
     "batch_size",
     "lr",
@@ -29,6 +30,7 @@ HYPERPARAMETERS = (
     "patience",
     "seed",
     "threads",
+    "device",
 )
 
 

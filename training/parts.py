@@ -15,7 +15,7 @@ Augmentation series (synthetic) give training windows only: they never early-sto
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,9 +23,10 @@ import numpy.typing as npt
 
 from closecast.collection import split_by_time
 from closecast.config import DataConfig
-from closecast.features import FeatureScaler, fit_feature_scaler, raw_channels
-from closecast.representation import WindowScaler, fit_window_scaler, log_returns, window_rms
-from closecast.series import Series, Split, require_features, windows
+from closecast.features import FeatureScaler, raw_channels
+from closecast.representation import FLAT_EPS, WindowScaler, log_returns, sliding_windows
+from closecast.series import Series, Split, require_features
+from training.windowset import WindowSet, fit_features_chunked, fit_scaler_chunked, join, rms_of
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -45,36 +46,89 @@ def slice_bounds(split: Split, window: int) -> dict[str, tuple[int, int]]:
 
 @dataclass(frozen=True)
 class Windows:
-    """One slice of one series: input windows, targets, and each target's index in the series."""
+    """One slice of one series: the targets ``[first, stop)``, as views into the series' closes and returns.
 
-    closes: F64  # [N, W]
-    actual: F64  # [N]
-    target: npt.NDArray[np.int64]  # [N] index of each target close in the series
-    returns: F64  # [N, W-1]
+    Nothing here grows with ``N x window``: ``closes`` and ``returns`` are strided views (``[N, W]``,
+    ``[N, W-1]``; index them a batch at a time), ``rms``/``flat`` are ``[N]`` (``training/windowset.py``).
+    """
+
+    series: F64  # [T] the whole series' closes (shared)
+    values: F64  # [T-1, C] its channels (returns, then the raw feature channels), shared by the four slices
+    first: int  # index of the first target close
+    stop: int
+    window: int
+    rms: F64  # [N] each window's RMS return
     flat: npt.NDArray[np.bool_]  # [N] windows whose every return is zero
-    raw: F64  # [N, W-1, F] feature channels before the window scale (F = 0 without features)
+
+    @property
+    def n(self) -> int:
+        return self.stop - self.first
+
+    @property
+    def target(self) -> npt.NDArray[np.int64]:
+        """``[N]`` index of each target close in the series."""
+        return np.arange(self.first, self.stop)
+
+    @property
+    def starts(self) -> npt.NDArray[np.int64]:
+        """``[N]`` index of each window's first return in ``values``."""
+        return np.arange(self.first - self.window, self.stop - self.window)
+
+    @property
+    def actual(self) -> F64:
+        return self.series[self.first : self.stop]
 
     @property
     def last(self) -> F64:
         """The naive forecast: the last known close."""
-        return self.closes[:, -1]
+        return self.series[self.first - 1 : self.stop - 1]
+
+    @property
+    def closes(self) -> F64:
+        """``[N, W]`` input closes (a view)."""
+        view = np.asarray(sliding_windows(self.series, self.window), dtype=np.float64)
+        return view[self.first - self.window : self.stop - self.window]
+
+    @property
+    def returns(self) -> F64:
+        """``[N, W-1]`` input log returns (a view of channel 0)."""
+        view = np.asarray(sliding_windows(self.values[:, 0], self.window - 1), dtype=np.float64)
+        return view[self.first - self.window : self.stop - self.window]
 
     @property
     def next_return(self) -> F64:
         return np.log(self.actual / self.last)
 
+    def part(self, keep_flat: bool = False) -> tuple[F64, npt.NDArray[np.int64], F64, F64]:
+        """``(values, starts, scale, next_return)`` of the windows that move (all, with ``keep_flat``; a flat
+        one's scale is 1), for ``windowset.join``."""
+        keep = slice(None) if keep_flat else ~self.flat
+        scale = np.where(self.flat, 1.0, self.rms)
+        return self.values, self.starts[keep], scale[keep], self.next_return[keep]
 
-def make_windows(
-    closes: F64, start: int, stop: int, window: int, features: dict[str, F64], names: Sequence[str] = ()
-) -> Windows:
-    w, actual = windows(closes, start, stop, window)
-    w = np.ascontiguousarray(w)
-    returns = np.asarray(log_returns(w), dtype=np.float64)
+    def set(self, keep_flat: bool = False) -> WindowSet:
+        return join([self.part(keep_flat)], self.window - 1)
+
+
+def series_values(closes: F64, features: dict[str, F64] | None = None, names: Sequence[str] = ()) -> F64:
+    """A series' channels ``[T-1, 1+F]``: its log returns, then each feature's raw channel
+    (``closecast.features.raw_channels`` of the whole series: row ``i`` is the one aligned with return ``i``,
+    so a window's rows are those of its returns)."""
+    returns = np.asarray(log_returns(closes), dtype=np.float64)[:, np.newaxis]
+    if not names:
+        return returns
+    return np.concatenate([returns, raw_channels(closes, features or {}, names)], axis=1)
+
+
+def make_windows(closes: F64, start: int, stop: int, window: int, values: F64 | None = None) -> Windows:
+    """The windows whose targets are ``[max(start, window), stop)``; ``values`` are the series' channels
+    ``[T-1, C]`` (default: its log returns), computed once per series when given."""
+    if values is None:
+        values = series_values(closes)
     first = max(start, window)
-    feature_windows = {name: windows(features[name], start, stop, window)[0] for name in names}
-    raw = raw_channels(w, feature_windows, names)
-    flat = window_rms(returns) <= 1e-10
-    return Windows(w, actual, np.arange(first, first + len(actual)), returns, flat, raw)
+    stop = max(stop, first)
+    rms = rms_of(values, np.arange(first - window, stop - window), window - 1)
+    return Windows(closes, values, first, stop, window, rms, rms <= FLAT_EPS)
 
 
 @dataclass(frozen=True)
@@ -98,35 +152,33 @@ class Pooled:
     def model_input(
         self, part: Windows, keep: npt.NDArray[Any] | None = None
     ) -> tuple[F32, F64, npt.NDArray[np.bool_]]:
-        """Model input ``[N, W-1, 1+F]`` of a slice's windows (``keep`` of them), their scales and flat
-        mask ``[N]``: the returns in window-RMS units, then each feature channel."""
-        returns, raw = (part.returns, part.raw) if keep is None else (part.returns[keep], part.raw[keep])
-        u, scale, flat = self.scaler.transform(returns)
-        x = u[..., np.newaxis]
-        if self.features is not None:
-            x = np.concatenate([x, self.features.transform(raw, scale)], axis=-1)
-        return x.astype(np.float32), np.asarray(scale, np.float64), np.asarray(flat, np.bool_)
+        """Model input ``[N, W-1, 1+F]`` of a slice's windows (``keep`` of them, few: built at once), their
+        scales and flat mask ``[N]``: the returns in window-RMS units, then each feature channel."""
+        every = self.window_set(part, keep_flat=True)
+        rows: npt.NDArray[Any] | slice = slice(None) if keep is None else keep
+        return every.inputs(rows, self.scaler), every.scale[rows], part.flat[rows]
 
-    def inputs(self, part: Windows) -> tuple[F32, F32]:
-        """Model input ``[N, W-1, 1+F]`` and target ``[N, 1]`` of a slice's non-flat windows."""
-        keep = ~part.flat
-        x, scale, _ = self.model_input(part, keep)
-        y = (part.next_return[keep] / scale - self.scaler.mean) / self.scaler.std
-        return x, y[:, np.newaxis].astype(np.float32)
+    def dataset(self, name: str, with_augment: bool = False) -> WindowSet:
+        """The non-flat windows of one slice of every series (and of the augmentation series when asked),
+        pooled as index arrays; inputs (returns and feature channels) are built per batch."""
+        ws = pooled_set(self.series + (self.augment if with_augment else []), name)
+        return replace(ws, features=self.features)
 
-    def pooled(self, name: str, with_augment: bool = False) -> tuple[F32, F32]:
-        """One slice of every series (and of the augmentation series when asked), concatenated."""
-        pairs = [self.inputs(s.slices[name]) for s in self.series]
-        if with_augment:
-            pairs += [self.inputs(s.slices[name]) for s in self.augment]
-        return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+    def window_set(self, part: Windows, keep_flat: bool = False) -> WindowSet:
+        """One slice of one series as a ``WindowSet`` that builds this model's inputs."""
+        return replace(part.set(keep_flat), features=self.features)
+
+
+def pooled_set(slices: Sequence[SeriesSlices], name: str) -> WindowSet:
+    return join([s.slices[name].part() for s in slices], slices[0].slices[name].window - 1)
 
 
 def _slices(
     name: str, closes: F64, split: Split, window: int, features: dict[str, F64], names: Sequence[str] = ()
 ) -> SeriesSlices:
     bounds = slice_bounds(split, window)
-    parts = {k: make_windows(closes, lo, hi, window, features, names) for k, (lo, hi) in bounds.items()}
+    values = series_values(closes, features, names)  # shared by the slices' views
+    parts = {k: make_windows(closes, lo, hi, window, values) for k, (lo, hi) in bounds.items()}
     return SeriesSlices(name, closes, split, parts, {k: features[k] for k in names})
 
 
@@ -158,14 +210,10 @@ def pool(series: Sequence[Series], cfg: DataConfig, augment: Sequence[F64] = ())
         n = closes.size
         split = Split(n=n, train_end=int(n * cfg.train_frac), val_end=int(n * cfg.train_frac))
         extra.append(_slices(f"synthetic{i}", closes, split, window, {}))
-    train_returns = np.concatenate([s.slices["train"].returns for s in real + extra])
     try:
-        scaler = fit_window_scaler(train_returns)
+        scaler = fit_scaler_chunked(pooled_set(real + extra, "train"))
     except ValueError as exc:
         raise ValueError(f"the training parts cannot be scaled: {exc}") from None
     if not wanted:
         return Pooled(scaler, real, extra)
-    train = [s.slices["train"] for s in real]
-    moving = np.concatenate([w.returns[~w.flat] for w in train])
-    raw = np.concatenate([w.raw[~w.flat] for w in train])
-    return Pooled(scaler, real, extra, fit_feature_scaler(raw, scaler.scales(moving)[0], wanted))
+    return Pooled(scaler, real, extra, fit_features_chunked(pooled_set(real, "train"), wanted))

@@ -83,9 +83,8 @@ def fit_and_score(
     early-stopping slices, calibrate intervals on the calibration slices and score the test slices."""
     series_list = as_list(series)
     pooled = pool(series_list, config.data, synthetic_series(synthetic, seed=config.train.seed))
-    x, y = pooled.pooled("train", with_augment=True)
-    xv, yv = pooled.pooled("early_stop")
-    fitted = fit(config, x, y, xv, yv, progress, quiet)
+    train, val = pooled.dataset("train", with_augment=True), pooled.dataset("early_stop")
+    fitted = fit(config, train, val, pooled.scaler, progress, quiet)
     evaluation = evaluate(pooled, partial(predict_scaled, fitted.model))
     augment = {"synthetic_series": synthetic, "length": LENGTH if synthetic else 0, "seed": config.train.seed}
     return ScoredModel(series_list, config, pooled, fitted, evaluation, augment)
@@ -131,11 +130,12 @@ def _write_files(
     if write_extra is not None:
         write_extra(tmp)
     pooled, fitted = scored.pooled, scored.fitted
-    seq_len, channels = scored.config.data.window - 1, 1 + len(scored.config.data.features)
-    export_onnx(fitted.model, tmp / MODEL_FILE, seq_len, channels)
-    export_torchscript(fitted.model, tmp / TORCHSCRIPT_FILE, seq_len, channels)
-    x_test, _ = pooled.pooled("test")
-    parity = check_parity(fitted.model, tmp / MODEL_FILE, tmp / TORCHSCRIPT_FILE, x_test)
+    seq_len = scored.config.data.window - 1
+    test = pooled.dataset("test")
+    export_onnx(fitted.model, tmp / MODEL_FILE, seq_len, test.channels)  # the model is on the CPU
+    export_torchscript(fitted.model, tmp / TORCHSCRIPT_FILE, seq_len, test.channels)
+    batches = test.input_batches(pooled.scaler)
+    parity = check_parity(fitted.model, tmp / MODEL_FILE, tmp / TORCHSCRIPT_FILE, batches)
     write_scaler(tmp, pooled.scaler, pooled.features)
     write_report(tmp / REPORT_FILE, fitted.history, fitted.best_epoch, _panels(scored))
     sample_closes, sample_forecast, sample_features = _sample(onnx_session(tmp / MODEL_FILE), pooled)
@@ -154,7 +154,8 @@ def _write_files(
             "best_epoch": fitted.best_epoch,
             "seconds": round(fitted.seconds, 3),
             "history": fitted.history,
-            "windows": {"train": len(pooled.pooled("train", with_augment=True)[0])},
+            "windows": {"train": len(pooled.dataset("train", with_augment=True))},
+            "device": fitted.device,
         },
         sample_closes=sample_closes,
         sample_forecast=sample_forecast,

@@ -4,6 +4,7 @@ gradient clipping; seeded and deterministic on CPU."""
 from __future__ import annotations
 
 import copy
+import os
 import random
 import sys
 import time
@@ -17,7 +18,9 @@ from torch import nn
 from tqdm import tqdm
 
 from closecast.config import Config, TrainConfig
+from closecast.representation import WindowScaler
 from training.model import CloseLSTM
+from training.windowset import WindowSet
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -29,80 +32,111 @@ class FitResult:
     epochs_run: int
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    device: str = "cpu"  # where it was trained (the returned model is on the CPU)
 
 
-def seed_everything(seed: int, threads: int) -> None:
-    """Same seed, same threads, same machine -> the same weights, bit for bit."""
+def seed_everything(seed: int, threads: int, device: torch.device | None = None) -> None:
+    """Same seed, same threads, same machine -> the same weights, bit for bit, on the CPU. On CUDA the
+    deterministic kernels are asked for where they exist (cuBLAS needs its workspace setting before the
+    first call); a kernel without one warns instead of failing the run."""
     torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
+    cuda = device is not None and device.type == "cuda"
+    if cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=cuda)
 
 
 def make_loss(cfg: TrainConfig) -> nn.Module:
     return {"mse": nn.MSELoss(), "huber": nn.HuberLoss(delta=1.0), "mae": nn.L1Loss()}[cfg.loss]
 
 
-def _validation_loss(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """The loss early stopping watches (``model.eval()``: torch's inference mode, dropout off)."""
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when torch sees a GPU, else the CPU; ``cuda`` without one is refused, saying so."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device is 'cuda' but torch sees no CUDA GPU here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(a).to(device)
+
+
+def _validation_loss(
+    model: nn.Module, loss_fn: nn.Module, val: WindowSet, scaler: WindowScaler, device: torch.device
+) -> float:
+    """The loss early stopping watches (``model.eval()``: dropout off), over batches of ``EVAL_BATCH``
+    windows weighted by size (one batch, as on small series: exactly the loss of one pass)."""
     model.eval()
+    losses = []
     with torch.no_grad():
-        return float(loss_fn(model(x), y))
+        for x, y in val.batches(scaler):
+            losses.append((float(loss_fn(model(_tensor(x, device)), _tensor(y, device))), y.shape[0]))
+    if len(losses) == 1:
+        return losses[0][0]
+    return sum(loss * n for loss, n in losses) / max(1, len(val))
 
 
 def _train_epoch(
     model: nn.Module,
     loss_fn: nn.Module,
     opt: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    data: tuple[WindowSet, WindowScaler, torch.device],
     cfg: TrainConfig,
     gen: torch.Generator,
 ) -> float:
+    """One pass in a seeded random order; each batch's windows are built here, then moved to the device."""
+    train, scaler, device = data
     model.train()
-    order = torch.randperm(x.shape[0], generator=gen)
+    order = torch.randperm(len(train), generator=gen).numpy()
     total = 0.0
-    for start in range(0, x.shape[0], cfg.batch_size):
+    for start in range(0, len(train), cfg.batch_size):
         idx = order[start : start + cfg.batch_size]
+        x, y = _tensor(train.inputs(idx, scaler), device), _tensor(train.targets(scaler, idx), device)
         opt.zero_grad()
-        loss = loss_fn(model(x[idx]), y[idx])
+        loss = loss_fn(model(x), y)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        total += float(loss.detach()) * idx.numel()
-    return total / x.shape[0]
+        total += float(loss.detach()) * idx.size
+    return total / len(train)
 
 
 def fit(
     cfg: Config,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
+    train: WindowSet,
+    val: WindowSet,
+    scaler: WindowScaler,
     progress: ProgressFn | None = None,
     quiet: bool = False,
 ) -> FitResult:
-    """Train on scaled windows ``[N, T, 1]`` / targets ``[N, 1]``; return the weights best on validation."""
+    """Train on the windows of ``train`` (inputs ``[B, T, C]``, targets ``[B, 1]``, built per batch); return
+    the weights best on ``val``, on the CPU (evaluation and export run there)."""
     tc = cfg.train
-    seed_everything(tc.seed, tc.threads)
-    model = CloseLSTM(cfg.model, input_size=1 + len(cfg.data.features))
+    device = resolve_device(tc.device)
+    seed_everything(tc.seed, tc.threads, device)
+    model = CloseLSTM(cfg.model, channels=train.channels).to(device)
     loss_fn = make_loss(tc)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=tc.lr_factor, patience=tc.lr_patience)
-    xt, yt = torch.from_numpy(x_train).float(), torch.from_numpy(y_train).float()
-    xv, yv = torch.from_numpy(x_val).float(), torch.from_numpy(y_val).float()
     gen = torch.Generator().manual_seed(tc.seed)
+    data = (train, scaler, device)
 
-    best_val = _validation_loss(model, loss_fn, xv, yv)  # epoch 0: the drift-only forecast to beat
+    best_val = _validation_loss(
+        model, loss_fn, val, scaler, device
+    )  # epoch 0: the drift-only forecast to beat
     best_state, best_epoch, stale = copy.deepcopy(model.state_dict()), 0, 0
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "lr": []}
     started = time.perf_counter()
     bar = tqdm(range(1, tc.epochs + 1), desc="epochs", unit="epoch", disable=quiet or not sys.stderr.isatty())
     epoch = 0
     for epoch in bar:
-        train_loss = _train_epoch(model, loss_fn, opt, xt, yt, tc, gen)
-        val_loss = _validation_loss(model, loss_fn, xv, yv)
+        train_loss = _train_epoch(model, loss_fn, opt, data, tc, gen)
+        val_loss = _validation_loss(model, loss_fn, val, scaler, device)
         sched.step(val_loss)
         lr = opt.param_groups[0]["lr"]
         history["train_loss"].append(train_loss)
@@ -127,12 +161,13 @@ def fit(
                 break
     bar.close()
     model.load_state_dict(best_state)
-    model.eval()
-    return FitResult(model, best_epoch, epoch, time.perf_counter() - started, history)
+    model.cpu().eval()
+    return FitResult(model, best_epoch, epoch, time.perf_counter() - started, history, str(device))
 
 
 def predict_scaled(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """One vectorised forward pass: ``[N, T, 1]`` -> ``[N]`` scaled next returns."""
+    """One vectorised forward pass on one batch (callers batch, ``windowset.EVAL_BATCH``): ``[B, T, C]`` ->
+    ``[B]`` scaled next returns."""
     model.eval()
     with torch.no_grad():
         return model(torch.from_numpy(x).float()).numpy()[:, 0].astype(np.float64)

@@ -43,6 +43,7 @@ SEARCH_SPACE: dict[str, Any] = {  # documented in README "Tuning"; a CLI flag fi
     "hidden_size": [16, 128],
     "num_layers": [1, 3],
     "dropout": [0.0, 0.3],  # only with num_layers > 1 (torch ignores it otherwise)
+    "bidirectional": [False, True],
     "lr": [1e-4, 1e-2, "log"],
     "batch_size": [32, 64, 128],
     "loss": ["huber", "mse", "mae"],
@@ -104,6 +105,7 @@ def suggest(
     pick("hidden_size", lambda: trial.suggest_int("hidden_size", 16, 128, log=True))
     layers = pick("num_layers", lambda: trial.suggest_int("num_layers", 1, 3))
     pick("dropout", lambda: trial.suggest_float("dropout", 0.0, 0.3) if layers > 1 else 0.0)
+    pick("bidirectional", lambda: trial.suggest_categorical("bidirectional", [False, True]))
     pick("lr", lambda: trial.suggest_float("lr", 1e-4, 1e-2, log=True))
     pick("batch_size", lambda: trial.suggest_categorical("batch_size", [32, 64, 128]))
     pick("loss", lambda: trial.suggest_categorical("loss", ["huber", "mse", "mae"]))
@@ -115,7 +117,8 @@ def _pruning_hook(
 ) -> ProgressFn:
     """Report each epoch's validation loss, relative to the drift-only forecast's (so huber, mse and mae
     trials compare on one scale), and stop the trial when the pruner says so or its time is up."""
-    y = torch.from_numpy(pool([series], cfg.data).pooled("early_stop")[1]).float()
+    pooled = pool([series], cfg.data)
+    y = torch.from_numpy(pooled.dataset("early_stop").targets(pooled.scaler))
     zero_loss = float(make_loss(cfg.train)(torch.zeros_like(y), y)) or 1.0
 
     def hook(event: dict[str, Any]) -> None:

@@ -49,6 +49,7 @@ class TrainParams(BaseModel):
     hidden_size: WholeOrNone = Field(default=None, description="LSTM hidden units, 1..1024")
     num_layers: WholeOrNone = Field(default=None, description="LSTM layers, 1..8")
     dropout: float | None = Field(default=None, description="dropout between LSTM layers, in [0, 1)")
+    bidirectional: bool | None = Field(default=None, description="read each window both ways")
     epochs: WholeOrNone = Field(default=None, le=100_000, description="maximum epochs (>= 1)")
     batch_size: WholeOrNone = Field(default=None, le=1_000_000, description="mini-batch size (>= 1)")
     lr: float | None = Field(default=None, description="Adam learning rate, in (0, 1)")

@@ -46,7 +46,9 @@ def time_limit(spec: dict[str, Any], settings: Settings) -> tuple[float, str]:
     return asked, "tune.timeout_s + CLOSECAST_TRAIN_TIMEOUT_S for the refit"
 
 
-def command_flags(spec: dict[str, Any], work: Path, out: Path, threads: int) -> tuple[str, dict[str, Any]]:
+def command_flags(
+    spec: dict[str, Any], work: Path, out: Path, settings: Settings
+) -> tuple[str, dict[str, Any]]:
     """The CLI command (``train``, or ``tune`` for a search) and its flags for the job's ``spec``."""
     flags = {
         "csv": [work / name for name in spec.get("csvs") or [spec["csv"]]],
@@ -55,7 +57,8 @@ def command_flags(spec: dict[str, Any], work: Path, out: Path, threads: int) -> 
         "date-column": spec.get("date_column"),
         "id-column": spec.get("id_column"),
         "progress-file": work / PROGRESS_FILE,
-        "threads": threads,
+        "threads": settings.train_threads,
+        "device": settings.train_device,
         **{name.replace("_", "-"): _flag(value) for name, value in spec["params"].items()},
     }
     tune = spec.get("tune")
@@ -79,9 +82,10 @@ class Supervisor:
         self.child: TrainingProcess | None = None
 
     def start(self, python: str, job: Job, work: Path, out: Path) -> None:
-        """Blocking: start the CLI on the job's data, the params as flags and the service's thread count,
-        niced, writing its bundle to ``out``; raises ``OSError`` when it cannot be started."""
-        command, flags = command_flags(job.spec, work, out, self.settings.train_threads)
+        """Blocking: start the CLI on the job's data, the params as flags and the service's thread count and
+        device (``CLOSECAST_TRAIN_DEVICE``), niced, writing its bundle to ``out``; raises ``OSError`` when it
+        cannot be started."""
+        command, flags = command_flags(job.spec, work, out, self.settings)
         limit, _ = time_limit(job.spec, self.settings)
         training = TrainingProcess.start(python, flags, work, self.settings.train_threads, limit, command)
         proc = training.popen

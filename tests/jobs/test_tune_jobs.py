@@ -119,6 +119,6 @@ def test_a_tune_jobs_limit_is_its_budget_plus_the_refit_capped(tmp_path: Path) -
     assert time_limit({"tune": {"timeout_s": None}}, settings) == (3600, "CLOSECAST_TUNE_TIMEOUT_S")
     spec = {"csv": "p.csv", "column": "Close", "params": {"window": 11},
             "tune": {"trials": 3, "timeout_s": 50, "trial_timeout_s": None, "folds": 2}}  # fmt: skip
-    command, flags = command_flags(spec, tmp_path, tmp_path / "v", 1)
+    command, flags = command_flags(spec, tmp_path, tmp_path / "v", settings)
     assert command == "tune" and flags["trials"] == 3 and flags["trial-timeout"] == 50
     assert flags["csv"] == [tmp_path / "p.csv"] and flags["window"] == 11

@@ -19,7 +19,7 @@ from training.tune import Search, make_objective, redact
 
 TINY_FLAGS = ["--epochs", "2", "--hidden-size", "4", "--folds", "2", "--quiet"]
 FIXED = {"window": 11, "hidden_size": 4, "num_layers": 1, "dropout": 0.0, "lr": 0.01, "batch_size": 64,
-         "loss": "huber", "epochs": 2}  # fmt: skip
+         "loss": "huber", "bidirectional": False, "epochs": 2}  # fmt: skip
 
 
 def _search(**overrides: object) -> Search:
