@@ -1,6 +1,9 @@
-"""``python -m app`` (or the ``closecast`` script): serve with uvicorn, uvloop and httptools."""
+"""``python -m app`` (or the ``closecast`` script): serve with uvicorn, uvloop and httptools;
+``closecast worker`` runs a training worker instead (``app/worker.py``)."""
 
 from __future__ import annotations
+
+import sys
 
 import uvicorn
 
@@ -9,6 +12,13 @@ from app.config import get_settings
 
 def main() -> None:
     """Run the server with host, port, workers and log level from the ``CLOSECAST_*`` settings."""
+    if sys.argv[1:2] == ["worker"]:
+        from app.worker import main as worker_main
+
+        worker_main()
+        return
+    if sys.argv[1:]:
+        raise SystemExit(f"usage: closecast [worker]; got {' '.join(sys.argv[1:])!r}")
     settings = get_settings()
     uvicorn.run(
         "app.main:app",

@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         description="a running job whose lease was not renewed this long is failed as `worker lost`",
     )
 
+    # Scale-out (README "Scale-out on PostgreSQL")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:pass@host:5432/db: jobs and pointers in PostgreSQL; unset = embedded",
+    )
+    db_pool_size: int = Field(default=4, ge=1, le=100, description="PostgreSQL connections per process")
+    run_jobs: bool = Field(default=True, description="false: this API process only enqueues (workers train)")
+
     @field_validator("model_dir", "default_model_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -168,6 +176,19 @@ class Settings(BaseSettings):
             return None
         if len(value.get_secret_value()) < 16:
             raise ValueError("CLOSECAST_API_KEY must be at least 16 characters (use `openssl rand -hex 16`)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        scheme = value.get_secret_value().split("://", 1)[0]
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                f"CLOSECAST_DATABASE_URL starts with {scheme[:20]!r}; use "
+                "postgresql://user:password@host/db, or leave it unset for the embedded job store"
+            )
         return value
 
     @model_validator(mode="after")

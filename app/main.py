@@ -11,7 +11,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from importlib import metadata
 
 import anyio
@@ -26,10 +25,11 @@ from app.api.middleware import BodyLimits, RequestMetrics
 from app.api.protect import PROTECTED_READS, ProtectReads
 from app.api.query import RejectUnknownQuery
 from app.api.routes import backtest, forecast, health, metrics, models, train
+from app.backends import Backends, build_backends
 from app.background import Background, Supervised
 from app.config import Settings, get_settings
 from app.inference.batcher import Batcher
-from app.inference.holder import ModelHolder, watch_pointer
+from app.inference.holder import ModelHolder
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
 from closecast import registry
@@ -65,8 +65,9 @@ def _configure_logging(level: str) -> None:
         logger.addHandler(handler)
 
 
-async def _load_model(settings: Settings, holder: ModelHolder) -> None:
-    """Seed an empty volume from the default registry, then load, verify and serve the current model."""
+async def _load_model(settings: Settings, holder: ModelHolder, backends: Backends) -> None:
+    """Seed an empty volume from the default registry, open the backends (a database: connect, migrate,
+    seed its pointers from the files), then load, verify and serve the current model."""
     if settings.default_model_dir is not None and not registry.list_versions(settings.model_dir):
         await anyio.to_thread.run_sync(
             registry.seed_model_dir, settings.model_dir, settings.default_model_dir
@@ -76,6 +77,7 @@ async def _load_model(settings: Settings, holder: ModelHolder) -> None:
         await anyio.to_thread.run_sync(registry.record_existing_pointer, settings.model_dir)
     except OSError as exc:  # a read-only model dir still serves; it just has no history to fall back to
         log.warning("cannot record the current pointer in the promotion history: %s", exc.strerror or exc)
+    await anyio.to_thread.run_sync(backends.open)
     model = await anyio.to_thread.run_sync(holder.load_current)  # BundleInvalid here stops the process
     holder.swap(model)
     if settings.providers == "auto" and (why_not_cuda := cuda_unavailable()):
@@ -91,12 +93,11 @@ async def _load_model(settings: Settings, holder: ModelHolder) -> None:
 
 def background_tasks(app: FastAPI) -> Background:
     """The worker's background loops; a new loop is one ``Supervised(name, fn)`` line here."""
-    settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
     jobs: JobRunner = app.state.jobs
     parser: BatchParser = app.state.batch_parser
     loops = [
-        Supervised("pointer", partial(watch_pointer, app.state.holder, settings.reload_interval_s)),
+        Supervised("pointer", app.state.backends.watcher),  # follows promotions (files, or the database)
         Supervised("jobs", jobs.serve, waits_for_start=True, health=jobs.health),
         Supervised("batch_parser", parser.serve, health=parser.health),  # owns the child; lists its crashes
     ]
@@ -114,7 +115,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     holder: ModelHolder = app.state.holder
     _configure_logging(settings.log_level)
-    await _load_model(settings, holder)
+    backends: Backends = app.state.backends
+    await _load_model(settings, holder, backends)
     # Startup objects (modules, the model) leave the cyclic GC's scans: full collections no longer stall
     # requests (64-series batch p99 32 ms -> 5 ms on one connection). Unfrozen at shutdown so nothing leaks.
     gc.freeze()
@@ -125,6 +127,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             group.cancel_scope.cancel()
     finally:
         gc.unfreeze()
+        backends.close()  # brief: ends the pool's connections (nothing for the embedded store)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -148,7 +151,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_reload_failed=app_metrics.model_refused,
         on_fallback=app_metrics.pointer_fell_back,
     )
-    app.state.jobs = JobRunner(settings, app.state.holder)  # starts in the lifespan
+    app.state.backends = backends = build_backends(settings, app.state.holder)  # embedded or PostgreSQL
+    app.state.jobs = JobRunner(settings, app.state.holder, backends.store)  # starts in the lifespan
     app.state.batch_parser = BatchParser(settings.parse_nice)  # big batches parsed in a child process
     app.state.batcher = Batcher(settings.batch_max_size, settings.batch_max_delay_us)  # joins /forecasts
     app.state.background = background_tasks(app)

@@ -5,11 +5,11 @@ builds.
     python requirements/lock.py --check    # CI: re-resolve into a temporary folder, compare, exit 1 on drift
     python requirements/lock.py --upgrade  # after moving EXCLUDE_NEWER: take the newest versions before it
 
-- serve.txt (serve venv, the base of cpu's; Python 3.11): the dependencies, onnxruntime (CPU) for
-  onnxruntime-gpu.
+- serve.txt (serve venv, the base of cpu's; Python 3.11): the dependencies and the `pg` extra, onnxruntime
+  (CPU) for onnxruntime-gpu.
 - cpu.txt (cpu; 3.11): serve.txt's pins plus the `train` extra and torch's own requirements, not torch.
-- cuda.txt (cuda; Ubuntu 24.04's 3.12): the dependencies with onnxruntime-gpu, the `train` extra, torch's
-  requirements.
+- cuda.txt (cuda; Ubuntu 24.04's 3.12): the dependencies and `pg` with onnxruntime-gpu, the `train` extra,
+  torch's requirements.
 
 torch is not in any lock: the images install its CPU build from the CPU index by version (TORCH_VERSION in the
 Dockerfile) with --no-deps; what it needs (torch-cpu.in, from the CPU wheel's metadata) is locked and hashed.
@@ -74,6 +74,7 @@ def inputs() -> dict[str, list[str]]:
         )
     common = [d for d in project["dependencies"] if _name(d) not in ("onnxruntime", "onnxruntime-gpu")]
     train = [d for d in project["optional-dependencies"]["train"] if _name(d) != "torch"]
+    common += project["optional-dependencies"]["pg"]  # every image can join a PostgreSQL scale-out
     torch_needs = _lines(HERE / "torch-cpu.in")
     return {
         "serve.txt": [*common, f"onnxruntime=={ORT_VERSION}"],

@@ -1,16 +1,44 @@
 """Shared for every test: a clean environment, so a developer's own ``CLOSECAST_*`` variables (the README's
-retraining walk-through exports ``CLOSECAST_API_KEY``) cannot change what the tests see."""
+retraining walk-through exports ``CLOSECAST_API_KEY``) cannot change what the tests see; a throwaway
+PostgreSQL cluster (one per session, a fresh database per module) for the scale-out tests."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.config import get_settings
 from tests.helpers import copy_registry
+
+REQUIRE_POSTGRES = os.environ.get("CLOSECAST_REQUIRE_POSTGRES") == "1"  # CI: a skip here is a failure
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A PostgreSQL server of its own on a loopback port (``tests/postgres.py``), or a skip saying why."""
+    try:
+        from tests.postgres import start_cluster
+    except ImportError as exc:  # psycopg missing: the `pg` extra is not installed
+        cluster: Any = f"psycopg is not installed ({exc}); pip install -e '.[pg]'"
+    else:
+        cluster = start_cluster()
+    if isinstance(cluster, str):
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"CLOSECAST_REQUIRE_POSTGRES=1 but {cluster}")
+        pytest.skip(cluster)
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="module")
+def pg_url(pg_cluster: Any) -> str:
+    """A fresh, empty database for this test module."""
+    url: str = pg_cluster.create_database()
+    return url
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN: dict[str, set[str]] = {
     "app": {"training", "torch"},
     "training": {"app", "fastapi", "starlette", "uvicorn"},
-    "closecast": {"app", "training", "torch", "fastapi", "starlette", "uvicorn", "pydantic"},
+    "closecast": {
+        *("app", "training", "torch", "fastapi", "starlette", "uvicorn", "pydantic"),
+        *("psycopg", "psycopg_pool", "sqlalchemy"),  # the database backend lives in app/ (scale-out)
+    },
 }
 MAX_LINES = 400
 

@@ -93,6 +93,13 @@ def add_tune(sub: Any, hyperparameter_flags: Callable[[argparse.ArgumentParser],
     tu.add_argument("--promote", action="store_true", help="with --registry: make the new version current")
     tu.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
     tu.add_argument("--trials", type=_count, default=20, help="trials to run now (default %(default)s)")
+    tu.add_argument(
+        "--budget",
+        type=_count,
+        help="trials in the whole study, every shard together: this process stops once the study has "
+        "that many finished (MaxTrialsCallback; K shards may overshoot by K-1 already running)",
+    )
+    tu.add_argument("--shard", type=int, default=0, help="this shard's index (its sampler's seed offset)")
     tu.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds")
     tu.add_argument("--trial-timeout", type=float, metavar="S", help="prune a trial running over S seconds")
     tu.add_argument("--folds", type=_count, default=3, help="walk-forward folds (default %(default)s)")
@@ -175,6 +182,8 @@ def run_tune_command(args: argparse.Namespace) -> int:
         storage=args.storage or default_storage(where, study),
         study=study,
         quiet=args.quiet,
+        budget=args.budget,
+        shard=args.shard,
         progress=progress_writer(args.progress_file),
     )
     manifest = tune(series, search, args.out, force=args.force)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 import torch
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from closecast.config import Config, DataConfig
@@ -38,6 +42,11 @@ OBJECTIVE = (
     "MAE of the model divided by that of the naive forecast; 1.0 = naive, lower is better"
 )
 WINDOW_RANGE = (11, 121)
+# Distributed tuning: a study's budget counts finished trials; a killed shard's trial is failed by heartbeat.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SHARD_SEED_STEP = 7919  # shards' samplers start from different seeds, so they do not draw the same trials
+HEARTBEAT_S = 10
+HEARTBEAT_GRACE_S = 30
 SEARCH_SPACE: dict[str, Any] = {  # documented in README "Tuning"; a CLI flag fixes a parameter instead
     "window": list(WINDOW_RANGE),
     "hidden_size": [16, 128],
@@ -62,6 +71,8 @@ class Search:
     storage: str
     study: str
     quiet: bool = False
+    budget: int | None = None  # trials in the whole study, every shard together (None: `trials` now)
+    shard: int = 0  # this process's index among the shards sharing the study (its sampler's seed)
     progress: ProgressFn | None = None  # one event per finished trial and per refit epoch (/train jobs)
 
 
@@ -182,13 +193,14 @@ def search_state(study: optuna.Study, trials: int) -> dict[str, Any]:
             "best_value": min(done) if done else None}  # fmt: skip
 
 
-def _progress_bar(search: Search) -> tuple[tqdm[Any], Callable[[Any, Any], None]]:
-    bar: tqdm[Any] = tqdm(total=search.trials, desc="trials", unit="trial", disable=search.quiet)
-    before = len_trials(search)  # a resumed study counts only this run's trials as done
+def _progress_bar(search: Search, total: int, before: int) -> tuple[tqdm[Any], Callable[[Any, Any], None]]:
+    """A bar over this run's ``total`` trials; with ``search.progress``, one event per trial finished (a
+    resumed study's ``before`` earlier trials do not count as done)."""
+    bar: tqdm[Any] = tqdm(total=total, desc="trials", unit="trial", disable=search.quiet)
 
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         bar.update(1)
-        state = search_state(study, search.trials)
+        state = search_state(study, total)
         best = state["best_value"]
         bar.set_postfix(best="-" if best is None else f"{best:.4f}", pruned=state["trials_pruned"])
         if search.progress:
@@ -202,27 +214,61 @@ def run_search(series: Series, search: Search) -> optuna.Study:
     """Run (or resume: same study name and storage) the search; returns the study."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objective = make_objective(series, search)  # refuses unusable data before the first trial
-    seed = int(search.base.get("seed") or 0)
-    study = optuna.create_study(
+    seed = int(search.base.get("seed") or 0) + SHARD_SEED_STEP * search.shard
+    study = optuna.create_study(  # the first shard creates it; the others load it (load_if_exists)
         study_name=search.study,
-        storage=search.storage,
+        storage=rdb_storage(search.storage),
         direction="minimize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed + len_trials(search)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
     )
-    bar, on_trial = _progress_bar(search)
+    n_trials, callbacks = search.trials, []
+    if search.budget is not None:  # shards share one budget: each stops once the study has reached it
+        n_trials = max(0, search.budget - len(study.get_trials(deepcopy=False, states=FINISHED)))
+        callbacks.append(MaxTrialsCallback(search.budget, states=FINISHED))
+    bar, on_trial = _progress_bar(search, n_trials, before=len(study.trials))
     try:
-        study.optimize(objective, n_trials=search.trials, timeout=search.timeout, callbacks=[on_trial])
+        if n_trials:
+            study.optimize(
+                objective, n_trials=n_trials, timeout=search.timeout, callbacks=[*callbacks, on_trial]
+            )
     finally:
         bar.close()
     return study
 
 
+def rdb_storage(url: str) -> str | optuna.storages.RDBStorage:
+    """A server database (PostgreSQL) gets trial heartbeats: a trial whose shard was killed is failed after
+    ``HEARTBEAT_GRACE_S`` and run again once. ``postgresql://`` URLs use psycopg 3 (the `pg` extra). Optuna
+    creates its tables on first use, which races when shards start together ("relation studies already
+    exists"), so that happens under a PostgreSQL advisory lock. A SQLite file (one process) is left as is."""
+    if url.startswith("sqlite"):
+        return url
+    plain = url
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    elif url.startswith("postgresql+psycopg://"):
+        plain = "postgresql://" + url.split("://", 1)[1]
+    else:
+        return url  # another database: Optuna's defaults
+    import psycopg  # the `pg` extra; only for PostgreSQL studies
+
+    with warnings.catch_warnings(), psycopg.connect(plain, autocommit=True) as conn:
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: since Optuna 2.8
+        conn.execute("SELECT pg_advisory_lock(hashtext('closecast optuna schema'))")  # freed on close
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=HEARTBEAT_GRACE_S,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+        )
+
+
 def len_trials(search: Search) -> int:
     """Trials already in the study (so a resumed search does not replay the same random start)."""
     try:
-        return len(optuna.load_study(study_name=search.study, storage=search.storage).trials)
+        return len(optuna.load_study(study_name=search.study, storage=rdb_storage(search.storage)).trials)
     except KeyError:
         return 0
 

@@ -78,7 +78,7 @@ class ModelHolder:
                 continue
             self._report_fallback(forecaster.version)
             return forecaster
-        problem = registry.read_pointer(self.model_dir).problem or "the `current` pointer"
+        problem = self._read_pointer().problem or "the `current` pointer"
         tried = f"; tried {'; '.join(failures)}" if failures else ""
         raise BundleInvalid(
             f"no servable model in the registry: {problem} and no promoted version verifies{tried}; "
@@ -88,7 +88,7 @@ class ModelHolder:
 
     def _report_fallback(self, serving: str) -> None:
         """Log and count, once per pointer write, that the pointer could not be followed."""
-        pointer = registry.read_pointer(self.model_dir)
+        pointer = self._read_pointer()
         if pointer.version == serving:
             self._fallback_stamp = "never"
             return
@@ -159,8 +159,16 @@ class ModelHolder:
         self._log_swap(previous, forecaster)
         return forecaster
 
+    def _read_pointer(self) -> registry.PointerRead:
+        """The pointer as its store holds it (a database store reads its row, the files their file)."""
+        reader = getattr(self.pointers, "read_pointer", None)
+        return reader(self.model) if reader is not None else registry.read_pointer(self.model_dir)
+
     def _pointer_stamp(self) -> tuple[int, int] | None:
         """Identity of the pointer file's last write (``set_current`` replaces the file, so it changes)."""
+        stamp = getattr(self.pointers, "stamp", None)  # a database store: its promotion serial
+        if stamp is not None:
+            return stamp(self.model)
         try:
             info = (self.model_dir / registry.CURRENT_POINTER).stat()
         except OSError:

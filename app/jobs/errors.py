@@ -99,7 +99,8 @@ def storage_failed(model_dir: Path, exc: Exception, action: str = "store the job
 
 
 class JobStoreUnavailable(JobsUnavailable):
-    """The job store cannot be used now, and why (``kind``: locked, read-only, missing, damaged, failed).
+    """The job store cannot be used now, and why (``kind``: locked, read-only, missing, damaged, unreachable,
+    failed).
 
     Answered 503 at once: the lock wait is short (CLOSECAST_JOB_STORE_TIMEOUT_S), and the message names the
     store (``jobs.sqlite``), never its path.
@@ -110,6 +111,7 @@ class JobStoreUnavailable(JobsUnavailable):
         "read-only": "is read-only; make CLOSECAST_MODEL_DIR and the store writable by the service",
         "missing": "is missing or was deleted; it is created again on the next try",
         "damaged": "is damaged; move it aside (the service creates a new, empty one)",
+        "unreachable": "cannot be reached; serving goes on; jobs and promotions work again once it is back",
         "failed": "cannot be used",
     }
 

@@ -26,7 +26,6 @@ import numpy as np
 from app.inference.holder import ModelHolder
 from app.jobs.errors import os_reason
 from app.jobs.store import CANCELLED, Outcome
-from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.errors import ClosecastError
 from closecast.forecaster import F64, Forecaster
@@ -166,7 +165,7 @@ def current_moved(ev: GateScores, now: str | None, version: str) -> Decision:
 def current_model(holder: ModelHolder) -> Forecaster:
     """The model the pointer names: the one served when it is the same, else loaded and verified."""
     served = holder.current
-    pointed = registry.read_current(holder.model_dir)
+    pointed = holder.pointers.current(holder.model)
     if served is not None and (pointed is None or served.version == pointed):
         return served
     return holder.load_current()
@@ -192,10 +191,10 @@ def make_current(
     says nothing about the one that is.
     """
     with _PROMOTION_LOCK:
-        previous = registry.read_current(holder.model_dir)
+        previous = holder.pointers.current(holder.model)
         if judged_against is not None and previous not in (judged_against, forecaster.version):
             raise CurrentChanged(judged_against, previous)
-        registry.set_current(holder.model_dir, forecaster.version, reason)
+        holder.pointers.promote(holder.model, forecaster.version, reason)
         holder.swap(forecaster)
     return previous
 

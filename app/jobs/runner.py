@@ -1,30 +1,25 @@
 """Retrain jobs of one worker process: the queue and the worker loop that runs them one at a time.
 
-    <model_dir>/jobs.sqlite          the job store (app/jobs/store.py), shared by all workers; created by
-                                     the first job, so a service that never trains never writes here
+    <model_dir>/jobs.sqlite          the embedded job store (app/jobs/store.py), created by the first job
     <model_dir>/.jobs/<job_id>/      a job's work dir: its CSVs, progress.jsonl, a tune job's Optuna study
-                                     (SQLite) and, while it is judged, the new bundle <version>/ (hidden
-                                     from the registry until then)
+                                     (SQLite) and, while judged, the new bundle <version>/ (hidden till then)
 
-A job runs ``python -m training train`` (``tune`` for a search) exactly as a user would, in its own process
-group at a lower priority with a timeout (``supervisor.py``, ``process.py``); the service never imports
-torch. Its stderr comes back through a pipe (a full disk must not hide the error that says so); a failed
-job's error is its last line. The new bundle is loaded and verified in full, judged by the promotion gate,
-renamed into ``<model_dir>/<version>`` (registered), and made current if the gate says so (``promotion.py``).
-Anything that goes wrong before that rename leaves the registry and the served model as they were, and the job
-``failed`` with the reason.
+A job runs ``python -m training train`` (``tune`` for a search) in its own process group, niced, with a
+timeout (``supervisor.py``, ``process.py``); the service never imports torch. A failed job's error is its
+stderr's last line. The new bundle is verified, judged, renamed into the registry and made current if the
+gate says so (``promotion.py``); anything failing before the rename leaves the served model as it was.
 
-Every worker runs a ``JobRunner`` (a supervised background loop, ``app/background.py``); they share the
-queue through the job store (``app/jobs/store.py``) and claim jobs atomically, so one job per model runs at a
-time across workers. A running job holds a lease its runner renews every ``CLOSECAST_JOB_HEARTBEAT_S``. A job
-whose worker is gone is failed by whichever runner looks next, and its orphaned training process is killed:
-"interrupted by restart" when its process died (same host and boot: the pid is gone or belongs to a process
-started at another time; pids are recycled), "worker lost" when its runner stopped inside a live process or
-its lease was not renewed for ``CLOSECAST_JOB_LEASE_S`` (any host). A runner that finds its lease taken over
-kills its training and records nothing; one that finds its row gone (the store was deleted) puts it back.
+Every worker runs a ``JobRunner`` (a supervised loop); they share the queue through the job store (SQLite,
+or PostgreSQL in scale-out mode: ``app/backends.py``) and claim atomically, one job per model at a time. A
+running job's lease is renewed every ``CLOSECAST_JOB_HEARTBEAT_S``; a job whose worker is gone is failed by
+whichever runner looks next and its training process killed: "interrupted by restart" when its process died
+(same host and boot), "worker lost" when its runner stopped inside a live process or its lease was not
+renewed for ``CLOSECAST_JOB_LEASE_S`` (any host). A runner that finds its lease taken over kills its
+training and records nothing; one that finds its row gone puts it back. ``CLOSECAST_RUN_JOBS=false``: the
+runner only enqueues (an API replica; workers run the jobs).
 
-Job store problems (locked, read-only, deleted) never end the loop: it notes them (``health``, shown in
-``/readyz``'s ``degraded``) and looks again at the next tick.
+Job store problems (locked, read-only, deleted, unreachable) never end the loop: it notes them (``health``,
+in ``/readyz``'s ``degraded``) and looks again at the next tick.
 """
 
 from __future__ import annotations
@@ -79,13 +74,13 @@ class JobRunner:
     # What `python -m training train` needs; looked up with find_spec, which does not import them.
     training_modules: tuple[str, ...] = ("torch", "onnx", "onnxscript", "matplotlib", "tqdm")
 
-    def __init__(self, settings: Settings, holder: ModelHolder, python: str = sys.executable) -> None:
+    def __init__(self, settings: Settings, holder: ModelHolder, store: JobStore | None = None) -> None:
         self.settings = settings
         self.holder = holder
         self.model_dir = settings.model_dir
         self.jobs_dir = settings.model_dir / JOBS_DIR
-        self.store: JobStore = SQLiteJobStore(settings.model_dir / DB_FILE, settings.job_store_timeout_s)
-        self.python = python  # interpreter for `-m training`; tests put a wrapper here
+        self.store = store or SQLiteJobStore(settings.model_dir / DB_FILE, settings.job_store_timeout_s)
+        self.python = sys.executable  # interpreter for `-m training`; tests put a wrapper here
         self.token = secrets.token_hex(8)
         self._owner: Owner | None = None  # built in `serve`, in the worker process that runs the jobs
         self._store_seen = False  # this process has opened the store (and recovered what it held)
@@ -176,11 +171,13 @@ class JobRunner:
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled: recover what gone workers left, then run queued jobs one at a time.
 
-        Supervised (``app/background.py``): started with ``task_status``, it reports started once it has
-        looked at the store (which the first job creates) and failed the jobs of gone workers. A store that
-        cannot be used is noted (``health``) and looked at again every tick; an unexpected error ends the run
-        and the supervisor starts a new one (with a new token: a job of the ended run counts as lost).
+        Supervised: reports started once it has looked at the store and failed the jobs of gone workers; an
+        unexpected error ends the run and a new one starts (a new token: the ended run's job counts as lost).
         """
+        if not self.settings.run_jobs:  # an API replica: it enqueues, workers (`closecast worker`) train
+            self.unavailable = None
+            task_status.started()
+            await anyio.sleep_forever()
         missing = [name for name in self.training_modules if importlib.util.find_spec(name) is None]
         if missing:  # the serve-only image, or an install without the `train` extra
             self.unavailable = (

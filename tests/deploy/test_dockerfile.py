@@ -436,7 +436,20 @@ def test_cuda_base_matches_the_cuda_onnxruntime_wheel(dockerfile: Dockerfile) ->
 def test_compose_example_builds_known_targets_with_the_model_volume(dockerfile: Dockerfile) -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
     names = {s.name for s in dockerfile.stages}
-    for service in compose["services"].values():
+    ours = [s for s in compose["services"].values() if "build" in s]  # postgres and nginx: upstream images
+    assert len(ours) >= 5  # cpu, gpu, and the scale-out profile's two API replicas and worker
+    for service in ours:
         assert service["build"]["target"] in names
         mounts = [v.split(":") for v in service["volumes"]]
         assert any(m[1] == "/models" and m[0] in compose["volumes"] for m in mounts)
+
+
+def test_compose_scale_out_shares_one_database_and_one_models_volume() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    scale = {n: s for n, s in compose["services"].items() if s.get("profiles") == ["scale"]}
+    assert set(scale) == {"postgres", "api-a", "api-b", "worker", "nginx"}
+    ours = [scale[n] for n in ("api-a", "api-b", "worker")]
+    assert len({s["environment"]["CLOSECAST_DATABASE_URL"] for s in ours}) == 1
+    assert len({tuple(s["volumes"]) for s in ours}) == 1
+    assert [s["environment"]["CLOSECAST_RUN_JOBS"] for s in ours] == ["false", "false", "true"]
+    assert scale["worker"]["command"] == ["closecast", "worker"]

@@ -63,7 +63,7 @@ def _public_versions(model_dir: Path, current: str | None, served: str | None) -
 
 
 def _model_list(holder: ModelHolder, sees_all: bool) -> ModelList:
-    current = registry.read_current(holder.model_dir)
+    current = holder.pointers.current(holder.model)
     served = holder.current.version if holder.current else None
     names = list(reversed(registry.list_versions(holder.model_dir)))
     if not sees_all:

@@ -1,0 +1,69 @@
+"""``closecast worker`` (or ``python -m app.worker``): a training worker without an HTTP server.
+
+It claims queued jobs from the shared job store (PostgreSQL in scale-out mode), runs the same training
+subprocess as an API process would, renews its lease while the job runs, and writes progress and results to
+the store. It loads the current model only to judge candidates against it (the promotion gate) and follows
+promotions like a replica; it never serves. Several workers share one queue: each job runs once, one job per
+model at a time. SIGTERM or SIGINT ends it: a running job is killed and failed ("interrupted: ... shut
+down"), never left running.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import anyio
+import anyio.to_thread
+
+from app.backends import build_backends
+from app.background import Background, Supervised
+from app.config import Settings, get_settings
+from app.inference.holder import ModelHolder
+from app.jobs.runner import JobRunner
+
+log = logging.getLogger("app.worker")
+
+
+async def _until_signalled(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("worker: %s received; stopping", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def run_worker(settings: Settings) -> None:
+    """Open the backends, load the current model (for the gate), then run jobs until signalled."""
+    holder = ModelHolder(settings.model_dir, settings.providers, settings.ort_threads)
+    backends = build_backends(settings, holder)
+    if backends.kind == "embedded":
+        log.warning("CLOSECAST_DATABASE_URL is unset: this worker shares only the local jobs.sqlite")
+    runner = JobRunner(settings.model_copy(update={"run_jobs": True}), holder, backends.store)
+    await anyio.to_thread.run_sync(backends.open)
+    try:
+        holder.swap(await anyio.to_thread.run_sync(holder.load_current))
+        loops = Background(
+            [
+                Supervised("pointer", backends.watcher),
+                Supervised("jobs", runner.serve, waits_for_start=True, health=runner.health),
+            ]
+        )
+        async with anyio.create_task_group() as group:
+            group.start_soon(_until_signalled, group.cancel_scope)
+            await loops.start(group)
+            log.info("worker %s: claiming jobs of model %s", runner.token, holder.model)
+    finally:
+        backends.close()
+
+
+def main() -> None:
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    anyio.run(run_worker, settings)
+
+
+if __name__ == "__main__":
+    main()

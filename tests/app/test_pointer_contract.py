@@ -1,0 +1,112 @@
+"""The ``PointerStore`` contract, run against the pointer files and PostgreSQL; seeding and notifications."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from closecast import registry
+from closecast.registry import FilePointers, PointerStore
+from tests.helpers import FIXTURE_VERSION, copy_registry
+
+SECOND = "20261124T000000Z-second00"
+
+
+def _registry(tmp_path: Path) -> Path:
+    """The fixture registry plus a second version (a copy of the bundle under another name)."""
+    model_dir = copy_registry(tmp_path / "models")
+    shutil.copytree(model_dir / FIXTURE_VERSION, model_dir / SECOND)
+    return model_dir
+
+
+@pytest.fixture(params=["files", "postgresql"])
+def pointers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PointerStore]:
+    model_dir = _registry(tmp_path)
+    files = FilePointers(model_dir)
+    if request.param == "files":
+        yield files
+        return
+    from app.pg import Database
+    from app.pg_pointers import PostgresPointers
+
+    db = Database(request.getfixturevalue("pg_url"))
+    db.open()
+    with db.connection() as conn:
+        conn.execute("TRUNCATE pointers, promotions")
+    store = PostgresPointers(db, files)
+    store.seed(["default"])
+    yield store
+    store.close()
+    db.close()
+
+
+def test_promotion_moves_the_pointer_and_records_history(pointers: PointerStore) -> None:
+    assert pointers.current("default") == FIXTURE_VERSION
+    pointers.promote("default", SECOND, "test: better")
+    assert pointers.current("default") == SECOND
+    assert pointers.candidates("default") == [SECOND, FIXTURE_VERSION]
+    last = pointers.history("default")[-1]
+    assert (last.version, last.previous, last.reason) == (SECOND, FIXTURE_VERSION, "test: better")
+
+
+def test_an_unknown_version_is_refused_and_changes_nothing(pointers: PointerStore) -> None:
+    before = pointers.history("default")
+    with pytest.raises(ValueError, match="not a bundle"):
+        pointers.promote("default", "20990101T000000Z-nothere0", "")
+    assert pointers.history("default") == before and pointers.current("default") == FIXTURE_VERSION
+
+
+def test_a_deleted_bundle_falls_back_to_the_last_promoted_one(pointers: PointerStore, tmp_path: Path) -> None:
+    pointers.promote("default", SECOND)
+    shutil.rmtree(tmp_path / "models" / SECOND)
+    assert pointers.current("default") == FIXTURE_VERSION
+
+
+def test_the_database_is_seeded_once_from_the_files(pg_url: str, tmp_path: Path) -> None:
+    from app.pg import Database
+    from app.pg_pointers import PostgresPointers
+
+    model_dir = _registry(tmp_path)
+    db = Database(pg_url)
+    db.open()
+    with db.connection() as conn:
+        conn.execute("TRUNCATE pointers, promotions")
+    store = PostgresPointers(db, FilePointers(model_dir))
+    try:
+        assert store.seed(["default"]) == ["default"]
+        assert store.current("default") == registry.read_current(model_dir) == FIXTURE_VERSION
+        registry.set_current(model_dir, SECOND)  # the files change later: the database no longer reads them
+        assert store.seed(["default"]) == []
+        assert store.current("default") == FIXTURE_VERSION
+    finally:
+        db.close()
+
+
+def test_a_promotion_is_notified_to_listeners(pg_url: str, tmp_path: Path) -> None:
+    from app.pg import Database
+    from app.pg_pointers import PostgresPointers
+
+    db = Database(pg_url)
+    db.open()
+    files = FilePointers(_registry(tmp_path))
+    writer, listener = PostgresPointers(db, files), PostgresPointers(db, files)
+    writer.seed(["default"])
+    try:
+        assert listener.wait_for_promotion(0.05) is False  # listening from now on
+        woke: list[Any] = []
+        thread = threading.Thread(target=lambda: woke.append((listener.wait_for_promotion(10), time.time())))
+        thread.start()
+        time.sleep(0.2)
+        sent = time.time()
+        writer.promote("default", SECOND)
+        thread.join(10)
+        assert woke and woke[0][0] is True and woke[0][1] - sent < 1.0
+    finally:
+        listener.close()
+        db.close()
