@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     train_timeout_s: float = Field(
         default=3600, gt=0, le=7 * 24 * 3600, description="a retrain job is killed after this"
     )
+    tune_timeout_s: float = Field(
+        default=4 * 3600,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="a tune job (POST /train with `tune`) is killed after this at most: its search's "
+        "`timeout_s` plus CLOSECAST_TRAIN_TIMEOUT_S for the final refit, capped here",
+    )
     job_store_timeout_s: float = Field(
         default=2.0, gt=0, le=30, description="longest wait on a locked job store before answering 503"
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from closecast.config import Config, DataConfig, ModelConfig, TrainConfig
-from training.commands import add_backtest, add_tune
+from training.commands import add_backtest, add_guard_flags, add_tune, progress_writer
 from training.guard import Stop, start_guard, stop_guard, write_stderr
 
 PROG = "python -m training"
@@ -86,13 +86,6 @@ def _boolean(text: str) -> bool:
     return value
 
 
-def _positive_seconds(text: str) -> float:
-    seconds = float(text)
-    if not seconds > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return seconds
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Train and evaluate closecast model bundles.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -128,15 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--progress-file", type=Path, help="append one JSON line per epoch here (used by /train jobs)"
     )
-    tr.add_argument(
-        "--time-limit",
-        type=_positive_seconds,
-        metavar="S",
-        help="stop (exit 124) after S seconds, wall-clock",
-    )
-    tr.add_argument(
-        "--parent-pid", type=int, metavar="PID", help="stop (exit 125) once process PID has ended"
-    )
+    add_guard_flags(tr)
     _hyperparameter_flags(tr)
     ev = sub.add_parser("evaluate", help="print a bundle's one-step metrics on CSVs, per series")
     ev.add_argument("--bundle", type=Path, required=True)
@@ -209,14 +194,7 @@ def _train(args: argparse.Namespace) -> int:
         split_by_time(series, d)
     from training.pipeline import run_training
 
-    progress = None
-    if args.progress_file:
-        progress_path: Path = args.progress_file
-
-        def progress(event: dict[str, Any]) -> None:
-            with progress_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(event) + "\n")
-
+    progress = progress_writer(args.progress_file)
     manifest = run_training(
         series, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress, synthetic=args.synthetic
     )
@@ -267,8 +245,9 @@ def _score_bundle(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "time_limit"):  # train, tune: a /train job's process ends itself
+            start_guard(args.parent_pid, args.time_limit, f"{PROG} {args.command}")
         if args.command == "train":
-            start_guard(args.parent_pid, args.time_limit, f"{PROG} train")
             return _train(args)
         if hasattr(args, "run"):  # backtest, tune (training/commands.py)
             return int(args.run(args))

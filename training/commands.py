@@ -42,6 +42,34 @@ def _count(text: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if not seconds > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
+
+
+def add_guard_flags(p: argparse.ArgumentParser) -> None:
+    """``--time-limit`` and ``--parent-pid`` (``training/guard.py``): how a job's process ends itself."""
+    p.add_argument(
+        "--time-limit", type=positive_seconds, metavar="S", help="stop (exit 124) after S seconds, wall-clock"
+    )
+    p.add_argument("--parent-pid", type=int, metavar="PID", help="stop (exit 125) once process PID has ended")
+
+
+def progress_writer(path: Path | None) -> Callable[[dict[str, Any]], None] | None:
+    """A callback appending each event as one JSON line to ``path`` (the job supervisor reads the last)."""
+    if path is None:
+        return None
+    target = path
+
+    def write(event: dict[str, Any]) -> None:
+        with target.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event) + "\n")
+
+    return write
+
+
 def add_backtest(sub: Any) -> None:
     bt = sub.add_parser("backtest", help="walk-forward (rolling-origin) backtest of a bundle on a CSV")
     bt.add_argument("--bundle", type=Path, required=True)
@@ -84,6 +112,12 @@ def add_tune(sub: Any, hyperparameter_flags: Callable[[argparse.ArgumentParser],
     tu.add_argument("--storage", help="Optuna storage URL (default: a SQLite file beside the bundle)")
     tu.add_argument("--study", help="study name; the same name resumes (default closecast-<csv name>)")
     tu.add_argument("--quiet", action="store_true", help="no progress bar")
+    tu.add_argument(
+        "--progress-file",
+        type=Path,
+        help="append one JSON line per finished trial and per refit epoch here (used by /train jobs)",
+    )
+    add_guard_flags(tu)
     hyperparameter_flags(tu)  # each flag given fixes that parameter
     tu.set_defaults(run=run_tune_command)
 
@@ -157,6 +191,7 @@ def run_tune_command(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         budget=args.budget,
         shard=args.shard,
+        progress=progress_writer(args.progress_file),
     )
     manifest = tune(series, search, args.out, force=args.force)
     if args.registry and args.promote:

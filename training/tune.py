@@ -73,6 +73,7 @@ class Search:
     quiet: bool = False
     budget: int | None = None  # trials in the whole study, every shard together (None: `trials` now)
     shard: int = 0  # this process's index among the shards sharing the study (its sampler's seed)
+    progress: ProgressFn | None = None  # one event per finished trial and per refit epoch (/train jobs)
 
 
 def dev_folds(n_dev: int, cfg: DataConfig, folds: int) -> list[int]:
@@ -183,15 +184,28 @@ def redact(storage: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _progress_bar(total: int, quiet: bool) -> tuple[tqdm[Any], Callable[[Any, Any], None]]:
-    bar: tqdm[Any] = tqdm(total=total, desc="trials", unit="trial", disable=quiet)
+def search_state(study: optuna.Study, trials: int) -> dict[str, Any]:
+    """Where the search stands: trials finished (completed + pruned) of those asked, pruned, best value."""
+    complete = optuna.trial.TrialState.COMPLETE
+    done = [t.value for t in study.trials if t.state == complete and t.value is not None]
+    pruned = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
+    return {"trials_done": len(done) + pruned, "trials": trials, "trials_pruned": pruned,
+            "best_value": min(done) if done else None}  # fmt: skip
+
+
+def _progress_bar(search: Search, total: int, before: int) -> tuple[tqdm[Any], Callable[[Any, Any], None]]:
+    """A bar over this run's ``total`` trials; with ``search.progress``, one event per trial finished (a
+    resumed study's ``before`` earlier trials do not count as done)."""
+    bar: tqdm[Any] = tqdm(total=total, desc="trials", unit="trial", disable=search.quiet)
 
     def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         bar.update(1)
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        pruned = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
-        best = f"{min(t.value for t in done if t.value is not None):.4f}" if done else "-"
-        bar.set_postfix(best=best, pruned=pruned)
+        state = search_state(study, total)
+        best = state["best_value"]
+        bar.set_postfix(best="-" if best is None else f"{best:.4f}", pruned=state["trials_pruned"])
+        if search.progress:
+            this_run = len(study.trials) - before
+            search.progress({"phase": "search", **state, "trials_done": this_run})
 
     return bar, on_trial
 
@@ -213,7 +227,7 @@ def run_search(series: Series, search: Search) -> optuna.Study:
     if search.budget is not None:  # shards share one budget: each stops once the study has reached it
         n_trials = max(0, search.budget - len(study.get_trials(deepcopy=False, states=FINISHED)))
         callbacks.append(MaxTrialsCallback(search.budget, states=FINISHED))
-    bar, on_trial = _progress_bar(n_trials, search.quiet)
+    bar, on_trial = _progress_bar(search, n_trials, before=len(study.trials))
     try:
         if n_trials:
             study.optimize(
@@ -305,7 +319,14 @@ def tune(series: Series, search: Search, out: Path, *, force: bool = False) -> d
     study = run_search(series, search)
     seconds = time.perf_counter() - started
     config = best_config(study)
-    scored = fit_and_score(series, config, quiet=search.quiet)
+    refit = None
+    if search.progress:
+        report, state = search.progress, {"phase": "refit", **search_state(study, search.trials)}
+
+        def refit(event: dict[str, Any]) -> None:
+            report({**state, **event})
+
+    scored = fit_and_score(series, config, quiet=search.quiet, progress=refit)
     return export_bundle(
         scored,
         out,

@@ -82,37 +82,88 @@ class TrainParams(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+Closes = Annotated[list[float], Field(max_length=MAX_CLOSES_CEILING)]
+Features = dict[FeatureName, Closes]
+_FEATURES = (
+    'OHLCV values aligned with `closes`: {"high": [...], "low": [...], "volume": [...]}; name the ones to '
+    "train on in `params.features`"
+)
+
+
+class TrainSeries(BaseModel):
+    """One of several series trained on together (`series`); its `id` names it in the manifest."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: Annotated[str, Field(pattern=NAME_PATTERN, description="the series' name (letters, digits, `._-`)")]
+    closes: Closes = Field(
+        description="closing prices, each finite and > 0, oldest first (or any order with dates)"
+    )
+    dates: list[str] | None = Field(
+        default=None, max_length=MAX_CLOSES_CEILING, description="ISO dates or timestamps, one per close"
+    )
+    features: Features | None = Field(default=None, description=_FEATURES)
+
+
+class TuneRequest(BaseModel):
+    """An Optuna search as the job (`python -m training tune`): the best trial is refitted and judged."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    trials: Annotated[int, WholeNumber, Field(ge=1, le=10_000, description="trials to run")] = 20
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="stop starting trials after this; below CLOSECAST_TUNE_TIMEOUT_S, which also bounds the "
+        "whole job (search plus the final refit)",
+    )
+    trial_timeout_s: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 3600, description="prune a trial running longer (default: timeout_s)"
+    )
+    folds: Annotated[int, WholeNumber, Field(ge=1, le=20, description="walk-forward folds")] = 3
+
+
 class TrainRequest(BaseModel):
-    """Closes to train a new model version on (JSON); `POST /train` also takes a multipart CSV upload."""
+    """Closes to train a new model version on (JSON): one series (`closes`) or several (`series`);
+    `POST /train` also takes multipart CSV uploads."""
 
     model_config = ConfigDict(
         extra="forbid",
         strict=True,  # JSON types as declared: `true` or "100.5" is not a price, "21" not a window
         json_schema_extra={
-            "examples": [{"closes": [100.0, 100.4, 99.8, "..."], "params": {"epochs": 20}, "promote": "auto"}]
+            "examples": [
+                {"closes": [100.0, 100.4, 99.8, "..."], "params": {"epochs": 20}, "promote": "auto"}
+            ],
+            "oneOf": [{"required": ["closes"]}, {"required": ["series"]}],  # one series, or several
         },
     )
 
-    closes: list[float] = Field(
+    closes: list[float] | None = Field(
+        default=None,
         max_length=MAX_CLOSES_CEILING,
         description="closing prices, each finite and > 0, oldest first (or newest first with `dates`); "
-        "enough for the window and the 70/10/20 split (50 for window 11, 59 for the default 21)",
+        "enough for the window and the 70/10/20 split (50 for window 11, 59 for the default 21); or send "
+        "`series` instead",
     )
     dates: list[str] | None = Field(
         default=None,
         max_length=MAX_CLOSES_CEILING,
         description="optional ISO dates, one per close, unique and sorted (newest first is reversed)",
     )
-    features: dict[FeatureName, Annotated[list[float], Field(max_length=MAX_CLOSES_CEILING)]] | None = Field(
+    features: Features | None = Field(default=None, description=_FEATURES)
+    series: list[TrainSeries] | None = Field(
         default=None,
-        description='OHLCV values aligned with `closes`: {"high": [...], "low": [...], "volume": [...]}; '
-        "name the ones to train on in `params.features`",
+        min_length=1,
+        description="several series trained on together (instead of `closes`, `dates` and `features`); at "
+        "most CLOSECAST_MAX_BATCH_SERIES, with at most 1000000 closes in all",
     )
     model: ModelName | None = _MODEL_FIELD
     source: Source | None = None
     name: Source | None = _NAME_FIELD
     params: TrainParams = Field(default_factory=lambda: TrainParams())
     promote: Promote = "auto"
+    tune: TuneRequest | None = Field(default=None, description="run a hyperparameter search as the job")
 
     def source_label(self) -> str:
         return self.source or self.name or "request"
@@ -128,13 +179,32 @@ class UploadForm(TrainParams):
         max_length=200,
         description="column holding the dates; default `Date` when the file has it, else file order",
     )
+    id_column: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="long format: the column naming each row's series (e.g. `symbol`); one series per value",
+    )
     model: ModelName | None = _MODEL_FIELD
-    source: Source | None = Field(default=None, description="default: the upload's file name without `.csv`")
+    source: Source | None = Field(
+        default=None, description="default: the upload's file name without `.csv` (`<n>-series` for several)"
+    )
     name: Source | None = _NAME_FIELD
     promote: Promote = "auto"
+    tune_trials: WholeOrNone = Field(default=None, ge=1, le=10_000, description="`tune.trials`: run a search")
+    tune_timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600, description="`tune.timeout_s`")
+    tune_trial_timeout_s: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 3600, description="`tune.trial_timeout_s`"
+    )
+    tune_folds: WholeOrNone = Field(default=None, ge=1, le=20, description="`tune.folds`")
 
     def params(self) -> TrainParams:
         return TrainParams(**self.model_dump(include=set(TrainParams.model_fields)))
+
+    def tune(self) -> TuneRequest | None:
+        """The search asked by the ``tune_*`` fields, or None (a plain training job) when none is set."""
+        given = {k.removeprefix("tune_"): v for k, v in self if k.startswith("tune_") and v is not None}
+        return TuneRequest(**given) if given else None
 
 
 class JobAccepted(BaseModel):
@@ -150,6 +220,21 @@ class Progress(BaseModel):
     )
     val_loss: float | None = Field(
         default=None, description="validation loss of the last epoch (scaled units)"
+    )
+
+
+class TuneProgress(Progress):
+    """A tune job's progress: the search's trials, then the refit's epochs (the fields above)."""
+
+    phase: Literal["search", "refit"] = Field(
+        description="the search, then the refit of its best trial (its epochs in the fields above)"
+    )
+    trials_done: int | None = Field(default=None, description="trials finished (completed or pruned)")
+    trials: int | None = Field(default=None, description="trials asked")
+    trials_pruned: int | None = Field(default=None, description="trials pruned")
+    best_value: float | None = Field(
+        default=None,
+        description="the best objective so far (model MAE / naive MAE over the folds)",
     )
 
 
@@ -173,7 +258,10 @@ class JobOut(BaseModel):
     source: str = Field(description="the data's label")
     promote: PromoteMode
     params: dict[str, Any] = Field(description="the hyperparameters sent (defaults fill the rest)")
-    progress: Progress | None = None
+    series: int = Field(default=1, description="series trained on")
+    tune: TuneRequest | None = Field(default=None, description="the search asked (tune jobs only)")
+
+    progress: TuneProgress | Progress | None = None
     created_at: str = Field(description="ISO 8601 UTC")
     started_at: str | None = None
     finished_at: str | None = None
@@ -189,13 +277,21 @@ class JobOut(BaseModel):
             source=job.name,
             promote=job.promote,  # type: ignore[arg-type]
             params=job.spec.get("params", {}),
-            progress=Progress(**job.progress) if job.progress else None,
+            series=job.spec.get("n_series", 1),
+            tune=TuneRequest(**job.spec["tune"]) if job.spec.get("tune") else None,
+            progress=_progress(job.progress),
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
             result=JobResult(**job.result) if job.result else None,
             error=job.error,
         )
+
+
+def _progress(progress: dict[str, Any] | None) -> TuneProgress | Progress | None:
+    if not progress:
+        return None
+    return TuneProgress(**progress) if progress.get("phase") else Progress(**progress)
 
 
 class JobList(BaseModel):

@@ -34,19 +34,30 @@ class TrainingProcess:
 
     @classmethod
     def start(
-        cls, python: str, flags: dict[str, Any], cwd: Path, threads: int, timeout_s: float
+        cls,
+        python: str,
+        flags: dict[str, Any],
+        cwd: Path,
+        threads: int,
+        timeout_s: float,
+        command: str = "train",
     ) -> TrainingProcess:
-        """``python -m training train --quiet --flag=value ...`` in its own session (one ``killpg`` ends
+        """``python -m training <command> --quiet --flag=value ...`` in its own session (one ``killpg`` ends
         it all), stdout dropped, stderr through a pipe. ``--flag=value`` keeps a value starting with ``-``
-        (a column name) a value; flags whose value is None are left out.
+        (a column name) a value; flags whose value is None are left out, a list is the flag repeated.
 
         The child also looks after itself (``training/guard.py``): it ends itself soon after this process
         dies (``--parent-pid``; a SIGKILLed service runs no cleanup, and its child has its own session), and
         after ``timeout_s`` plus ``OWN_LIMIT_SLACK_S`` (``--time-limit``) should nobody be supervising it."""
         own = {"parent-pid": os.getpid(), "time-limit": f"{timeout_s + OWN_LIMIT_SLACK_S:g}"}
-        given = [f"--{flag}={value}" for flag, value in {**flags, **own}.items() if value is not None]
+        given = [
+            f"--{flag}={value}"
+            for flag, values in {**flags, **own}.items()
+            for value in (values if isinstance(values, list) else [values])
+            if value is not None
+        ]
         popen = subprocess.Popen(
-            [python, "-m", "training", "train", "--quiet", *given],
+            [python, "-m", "training", command, "--quiet", *given],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

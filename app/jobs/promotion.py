@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from app.inference.holder import ModelHolder
 from app.jobs.errors import os_reason
@@ -51,9 +53,10 @@ class GateScores:
     current_mae: float
     naive_mae: float
     n: int
-    first_target: int
+    first_target: int  # of the first series
     current_version: str
     against: str = "current"  # "current": this model's current version; "default": the default model's
+    series: int = 1  # series whose test closes were pooled
 
     def as_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
@@ -72,32 +75,69 @@ def _one_step(model: Forecaster, closes: F64, first: int) -> F64:
 
 
 def compare_on_test_part(
-    candidate: Forecaster, current: Forecaster, closes: F64, against: str = "current"
+    candidate: Forecaster,
+    current: Forecaster,
+    closes: F64 | Mapping[str, F64],
+    against: str = "current",
 ) -> GateScores:
-    """Score both models on the candidate's test part of ``closes`` (the closes it was trained on)."""
+    """Score both models on the candidate's test part of ``closes`` (the closes it was trained on): one
+    series, or several by name (their test closes pooled: one MAE over every test close of every series)."""
     data = candidate.manifest.get("data", {})
-    recorded = data.get("closes_sha256")
-    actual = closes_sha256(closes)
+    if not isinstance(closes, Mapping):
+        return _pooled(candidate, current, [(data, closes)], True, against)
+    recorded = {entry["name"]: entry for entry in data.get("series", [])}
+    missing = sorted(set(closes) - set(recorded))
+    if missing or not closes:
+        raise ValueError(f"{candidate.version} records no series named {missing}; refusing to judge it")
+    return _pooled(candidate, current, [(recorded[name], c) for name, c in closes.items()], False, against)
+
+
+def _test_part(
+    version: str, entry: dict[str, Any], closes: F64, first_possible: int, strict: bool
+) -> int | None:
+    """Where ``closes``' test part starts (after the hash check); None for a series with no test close."""
+    recorded, actual = entry.get("closes_sha256"), closes_sha256(closes)
     if recorded != actual:
         raise ValueError(
-            f"the job's closes hash to {actual[:12]}… but {candidate.version} was trained on closes "
-            f"hashing to {str(recorded)[:12]}…; refusing to judge it on other data"
+            f"the job's closes hash to {actual[:12]}… but {version} was trained on closes hashing to "
+            f"{str(recorded)[:12]}…; refusing to judge it on other data"
         )
-    first = max(int(data["split"]["test_start"]), candidate.window, current.window)
-    if first >= closes.size:
+    first = max(int(entry["split"]["test_start"]), first_possible)
+    return first if first < closes.size or strict else None
+
+
+def _pooled(
+    candidate: Forecaster,
+    current: Forecaster,
+    parts: list[tuple[dict[str, Any], F64]],
+    strict: bool,
+    against: str,
+) -> GateScores:
+    actual, cand, cur, naive, firsts = [], [], [], [], []
+    for entry, closes in parts:
+        first = _test_part(candidate.version, entry, closes, max(candidate.window, current.window), strict)
+        if first is None or first >= closes.size:
+            continue
+        actual.append(closes[first:])
+        cand.append(_one_step(candidate, closes, first))
+        cur.append(_one_step(current, closes, first))
+        naive.append(closes[first - 1 : -1])
+        firsts.append(first)
+    if not actual:
         raise ValueError(
             f"the current model {current.version} needs {current.window} closes of history, which leaves no "
-            f"test close of the {closes.size} sent to compare it on; use promote=always or never"
+            "test close to compare it on; use promote=always or never"
         )
-    actual_closes = closes[first:]
+    y = np.concatenate(actual)
     return GateScores(
-        candidate_mae=error_metrics(actual_closes, _one_step(candidate, closes, first))["mae"],
-        current_mae=error_metrics(actual_closes, _one_step(current, closes, first))["mae"],
-        naive_mae=error_metrics(actual_closes, closes[first - 1 : -1])["mae"],
-        n=int(actual_closes.size),
-        first_target=first,
+        candidate_mae=error_metrics(y, np.concatenate(cand))["mae"],
+        current_mae=error_metrics(y, np.concatenate(cur))["mae"],
+        naive_mae=error_metrics(y, np.concatenate(naive))["mae"],
+        n=int(y.size),
+        first_target=firsts[0],
         current_version=current.version,
         against=against,
+        series=len(actual),
     )
 
 
@@ -219,7 +259,7 @@ def _judge(
     holder: ModelHolder,
     candidate: Forecaster,
     mode: str,
-    load_closes: Callable[[], F64],
+    load_closes: Callable[[], F64 | Mapping[str, F64]],
     rules: RegistryRules,
 ) -> tuple[GateScores | None, Decision, bool]:
     """The gate's scores and decision, and whether this is the model's first version (no incumbent)."""
@@ -247,7 +287,7 @@ def judge_and_register(
     holder: ModelHolder,
     bundle: Path,
     mode: str,
-    load_closes: Callable[[], F64],
+    load_closes: Callable[[], F64 | Mapping[str, F64]],
     cancel_requested: Callable[[], bool] = _never,
     rules: RegistryRules = RegistryRules(),
 ) -> Outcome:

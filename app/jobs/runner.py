@@ -1,13 +1,14 @@
 """Retrain jobs of one worker process: the queue and the worker loop that runs them one at a time.
 
     <model_dir>/jobs.sqlite          the embedded job store (app/jobs/store.py), created by the first job
-    <model_dir>/.jobs/<job_id>/      a job's work dir: its CSV, progress.jsonl and, while it is judged, the
-                                     new bundle <version>/ (hidden from the registry until then)
+    <model_dir>/.jobs/<job_id>/      a job's work dir: its CSVs, progress.jsonl, a tune job's Optuna study
+                                     (SQLite) and, while judged, the new bundle <version>/ (hidden till then)
 
-A job runs ``python -m training train`` in its own process group, niced, with a timeout (``supervisor.py``,
-``process.py``); the service never imports torch. A failed job's error is its stderr's last line. The new
-bundle is verified, judged, renamed into ``<model_dir>/<model>/<version>`` and made current if the gate says
-so (``promotion.py``); anything failing before the rename leaves the registry and served models as they were.
+A job runs ``python -m training train`` (``tune`` for a search) in its own process group, niced, with a
+timeout (``supervisor.py``, ``process.py``); the service never imports torch. A failed job's error is its
+stderr's last line. The new bundle is verified, judged, renamed into ``<model_dir>/<model>/<version>`` and
+made current if the gate says so (``promotion.py``); anything failing before the rename leaves the registry
+and served models as they were.
 
 Every worker runs a ``JobRunner`` (a supervised loop); they share the queue through the job store (SQLite,
 or PostgreSQL in scale-out mode: ``app/backends.py``) and claim atomically, one job per model at a time. A
@@ -115,7 +116,7 @@ class JobRunner:
             raise storage_failed(self.model_dir, exc) from exc
         try:
             sub = prepare(work)
-            progress = {"epoch": 0, "epochs": sub.epochs, "train_loss": None, "val_loss": None}
+            progress = sub.initial_progress()
             job = self.store.enqueue(
                 job_id, sub.name, sub.promote, sub.spec(), progress, self.settings.job_queue_size, sub.model
             )
@@ -392,6 +393,6 @@ class JobRunner:
         return await anyio.to_thread.run_sync(judge)
 
     @staticmethod
-    def _job_closes(job: Job, work: Path) -> F64:
-        """The closes the job trained on, read back from its work dir."""
-        return job_closes(work / job.spec["csv"], job.spec["column"], job.spec.get("date_column"))
+    def _job_closes(job: Job, work: Path) -> F64 | dict[str, F64]:
+        """The closes the job trained on (each series' by name, for several), read back from its work dir."""
+        return job_closes(work, job.spec)

@@ -26,8 +26,51 @@ from app.jobs.store import CANCELLED, Job, JobStore, Outcome
 
 log = logging.getLogger(__name__)
 
-PROGRESS_FILE = "progress.jsonl"  # the CLI appends one JSON line per epoch here, in the job's work dir
+PROGRESS_FILE = "progress.jsonl"  # the CLI appends one JSON line per epoch (trial) here, in the work dir
 POLL_S = 0.25  # while a job runs: progress, cancel requests, timeout
+PROGRESS_KEYS = ("epoch", "epochs", "train_loss", "val_loss")
+TUNE_KEYS = ("phase", "trials_done", "trials", "trials_pruned", "best_value")  # a search's lines add these
+
+
+def time_limit(spec: dict[str, Any], settings: Settings) -> tuple[float, str]:
+    """How long the job's process may run, and the settings that say so: CLOSECAST_TRAIN_TIMEOUT_S for a
+    plain job; a search's ``timeout_s`` plus that (the final refit), capped by CLOSECAST_TUNE_TIMEOUT_S."""
+    tune = spec.get("tune")
+    if tune is None:
+        return settings.train_timeout_s, "CLOSECAST_TRAIN_TIMEOUT_S"
+    if tune.get("timeout_s") is None:
+        return settings.tune_timeout_s, "CLOSECAST_TUNE_TIMEOUT_S"
+    asked = tune["timeout_s"] + settings.train_timeout_s
+    if asked >= settings.tune_timeout_s:
+        return settings.tune_timeout_s, "CLOSECAST_TUNE_TIMEOUT_S"
+    return asked, "tune.timeout_s + CLOSECAST_TRAIN_TIMEOUT_S for the refit"
+
+
+def command_flags(
+    spec: dict[str, Any], work: Path, out: Path, settings: Settings
+) -> tuple[str, dict[str, Any]]:
+    """The CLI command (``train``, or ``tune`` for a search) and its flags for the job's ``spec``."""
+    flags = {
+        "csv": [work / name for name in spec.get("csvs") or [spec["csv"]]],
+        "out": out,
+        "column": spec["column"],
+        "date-column": spec.get("date_column"),
+        "id-column": spec.get("id_column"),
+        "progress-file": work / PROGRESS_FILE,
+        "threads": settings.train_threads,
+        "device": settings.train_device,
+        **{name.replace("_", "-"): _flag(value) for name, value in spec["params"].items()},
+    }
+    tune = spec.get("tune")
+    if tune is None:
+        return "train", flags
+    search = {  # the study lives in a SQLite file beside --out: in the work dir, gone with the job
+        "trials": tune["trials"],
+        "timeout": tune.get("timeout_s"),
+        "trial-timeout": tune.get("trial_timeout_s") or tune.get("timeout_s"),
+        "folds": tune["folds"],
+    }
+    return "tune", {**flags, **search}
 
 
 class Supervisor:
@@ -42,19 +85,9 @@ class Supervisor:
         """Blocking: start the CLI on the job's data, the params as flags and the service's thread count and
         device (``CLOSECAST_TRAIN_DEVICE``), niced, writing its bundle to ``out``; raises ``OSError`` when it
         cannot be started."""
-        flags = {
-            "csv": work / job.spec["csv"],
-            "out": out,
-            "column": job.spec["column"],
-            "date-column": job.spec.get("date_column"),
-            "progress-file": work / PROGRESS_FILE,
-            "threads": self.settings.train_threads,
-            "device": self.settings.train_device,
-            **{name.replace("_", "-"): _flag(value) for name, value in job.spec["params"].items()},
-        }
-        training = TrainingProcess.start(
-            python, flags, work, self.settings.train_threads, self.settings.train_timeout_s
-        )
+        command, flags = command_flags(job.spec, work, out, self.settings)
+        limit, _ = time_limit(job.spec, self.settings)
+        training = TrainingProcess.start(python, flags, work, self.settings.train_threads, limit, command)
         proc = training.popen
         with suppress(OSError):  # best effort; set before the child starts its threads, which inherit it
             niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.settings.train_nice)
@@ -71,7 +104,7 @@ class Supervisor:
         """Wait for the CLI, relaying its progress; None when it succeeded, else why it did not."""
         assert self.child is not None
         training, proc = self.child, self.child.popen
-        timeout = self.settings.train_timeout_s
+        timeout, setting = time_limit(job.spec, self.settings)
         deadline = anyio.current_time() + timeout
         seen: str | None = None
         while proc.poll() is None:
@@ -84,7 +117,7 @@ class Supervisor:
                 await self._kill()
                 return Outcome(
                     "failed",
-                    error=f"training ran longer than {timeout:g} s (CLOSECAST_TRAIN_TIMEOUT_S); killed",
+                    error=f"training ran longer than {timeout:g} s ({setting}); killed",
                 )
         await anyio.to_thread.run_sync(self._tick, job, work, seen)
         self.child = None
@@ -100,8 +133,9 @@ class Supervisor:
             if line and line != seen:
                 with suppress(ValueError, TypeError):  # a line still being written: take it next tick
                     event = json.loads(line)
-                    keys = ("epoch", "epochs", "train_loss", "val_loss")
-                    self.store.set_progress(job.id, {k: event.get(k) for k in keys})
+                    given = {k: event[k] for k in (*PROGRESS_KEYS, *TUNE_KEYS) if k in event}
+                    progress = {**(job.progress or {}), **given}  # a search's lines carry no epoch
+                    self.store.set_progress(job.id, progress)
                     seen = line
             return seen, self.store.cancel_requested(job.id)
         except JobStoreUnavailable:

@@ -1,5 +1,6 @@
 """The training CLI's own input checks, run before a job is queued, so ``/train`` refuses bad data at once
-with the messages ``python -m training train`` prints (as a 422).
+with the messages ``python -m training train`` prints (as a 422). Several series (``app/jobs/many.py``)
+are checked as the CLI checks them, each message starting with the series' id.
 
 The checks themselves live in the core (``closecast.config``, ``closecast.series``): numpy only, never
 torch (``tests/jobs/test_no_torch.py`` keeps it so).
@@ -14,46 +15,67 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from app.api.train_schemas import TrainRequest, UploadForm
+from app.api.train_schemas import TrainParams, TrainRequest, TuneRequest, UploadForm
+from app.config import Settings
 from closecast.config import Config
 from closecast.csvrows import check_column_name
 from closecast.errors import InputInvalid, Loc, Problem
+from closecast.forecaster import F64
 from closecast.series import (
     ConstantSeries,
     MissingFeature,
     Series,
     check_trainable,
     load_csv,
+    load_many,
     series_from_values,
 )
 
 
 @dataclass(frozen=True)
 class Submission:
-    """A validated job whose data lie in its work dir as ``csv``, read with the CLI's column arguments."""
+    """A validated job whose data lie in its work dir as ``csvs``, read with the CLI's column arguments."""
 
     name: str  # the data's label (`source`)
     promote: str
-    csv: str
+    csvs: list[str]
     column: str
     date_column: str | None  # None: the CLI's default ("Date" when the file has it, else file order)
     rows: int
     params: dict[str, Any]
     epochs: int
     model: str
+    id_column: str | None = None  # long format: one series per value of this column
+    n_series: int = 1
+    tune: dict[str, Any] | None = None  # a search (``python -m training tune``) instead of ``train``
+
+    def initial_progress(self) -> dict[str, Any]:
+        """The job's progress while queued: no epoch yet (and, for a search, no trial yet)."""
+        progress = {"epoch": 0, "epochs": self.epochs, "train_loss": None, "val_loss": None}
+        if self.tune is None:
+            return progress
+        search = {"trials_done": 0, "trials": self.tune["trials"], "trials_pruned": 0, "best_value": None}
+        return {**progress, "phase": "search", **search}
 
     def spec(self) -> dict[str, Any]:
-        """What the runner needs to build the command line (stored with the job)."""
-        return {
-            "csv": self.csv,
+        """What the runner needs to build the command line (stored with the job, in its JSON ``spec``, so
+        every job store carries it unchanged). ``csv`` is the first file, as it always was."""
+        spec = {
+            "csv": self.csvs[0],
             "column": self.column,
             "date_column": self.date_column,
             "rows": self.rows,
             "params": self.params,
         }
+        extra = {"csvs": self.csvs if len(self.csvs) > 1 else None, "id_column": self.id_column,
+                 "n_series": self.n_series if self.n_series > 1 else None, "tune": self.tune}  # fmt: skip
+        return {**spec, **{k: v for k, v in extra.items() if v is not None}}
+
+
+def spec_files(spec: Mapping[str, Any]) -> list[str]:
+    """The job's CSV files (jobs queued before several series existed name one, as ``csv``)."""
+    files: list[str] = spec.get("csvs") or [spec["csv"]]
+    return files
 
 
 Prepare = Callable[[Path], Submission]
@@ -84,8 +106,10 @@ def series_of_values(
     dates: list[str] | None,
     cfg: Config,
     features: Mapping[str, list[float]] | None = None,
+    check_length: bool = True,
 ) -> Series:
-    """Closes (and features) sent as JSON, validated and length-checked like a CSV."""
+    """Closes (and features) sent as JSON, validated and (with ``check_length``) length-checked like a
+    CSV; several series are length-checked together (``app/jobs/many.py``)."""
     unused = sorted(set(features or {}) - set(cfg.data.features))
     if unused:
         raise _invalid(("body", "features", unused[0]), ValueError(
@@ -96,7 +120,7 @@ def series_of_values(
     except ValueError as exc:
         field = next((f for f in ("dates", "features") if str(exc).startswith(f)), "closes")
         raise _invalid(("body", field), exc, "data_invalid") from None
-    return _long_enough(series, cfg, ("body", "closes"))
+    return _long_enough(series, cfg, ("body", "closes")) if check_length else series
 
 
 def series_of_csv(path: Path, cfg: Config, date_column_named: bool) -> Series:
@@ -140,9 +164,27 @@ def write_series_csv(path: Path, series: Series) -> None:
             writer.writerows([d, *row] for d, row in zip(series.dates, rows, strict=True))
 
 
-def prepare_values(body: TrainRequest, threads: int, model: str) -> Prepare:
+def tune_spec(tune: TuneRequest | None, settings: Settings, params: TrainParams) -> dict[str, Any] | None:
+    """The search a tune job runs, or None; a search budget the job's own limit cannot hold is a 422."""
+    if tune is None:
+        return None
+    if params.features:
+        why = "tune searches on the closes alone (python -m training tune reads no features); drop "
+        raise _invalid(("body", "params", "features"), ValueError(why + "params.features"), "tune_invalid")
+    if tune.timeout_s is not None and tune.timeout_s >= settings.tune_timeout_s:
+        why = (
+            f"tune.timeout_s is {tune.timeout_s:g} but a tune job may run {settings.tune_timeout_s:g} s in "
+            "all (CLOSECAST_TUNE_TIMEOUT_S), the final refit included; ask for less"
+        )
+        raise _invalid(("body", "tune", "timeout_s"), ValueError(why), "tune_invalid")
+    return tune.model_dump()
+
+
+def prepare_values(body: TrainRequest, settings: Settings, model: str) -> Prepare:
     """Validate JSON closes now; the returned step writes them as the job's CSV."""
-    cfg = training_config(body.params.overrides(), threads)
+    assert body.closes is not None  # app/jobs/many.py sends several series elsewhere
+    cfg = training_config(body.params.overrides(), settings.train_threads)
+    tune = tune_spec(body.tune, settings, body.params)
     series = series_of_values(
         body.closes, body.dates, cfg, {str(k): v for k, v in (body.features or {}).items()}
     )
@@ -154,24 +196,27 @@ def prepare_values(body: TrainRequest, threads: int, model: str) -> Prepare:
         return Submission(
             source,
             body.promote,
-            csv_name,
+            [csv_name],
             "Close",
             "Date" if series.dates else None,
             int(series.closes.size),
             body.params.overrides(),
             cfg.train.epochs,
             model,
+            tune=tune,
         )
 
     return prepare
 
 
 def prepare_upload(
-    form: UploadForm, filename: str | None, content: bytes, threads: int, model: str
+    form: UploadForm, files: list[tuple[str | None, bytes]], settings: Settings, model: str
 ) -> Prepare:
-    """Validate the form now; the returned step stores the CSV as sent and reads it as the CLI will."""
+    """Validate the form now; the returned step stores the CSVs as sent and reads them as the CLI will."""
     params = form.params().overrides()
-    cfg = training_config(params, threads, form.column, form.date_column)
+    cfg = training_config(params, settings.train_threads, form.column, form.date_column)
+    tune = tune_spec(form.tune(), settings, form.params())
+    filename, content = files[0]
     name = form.source or form.name or upload_name(filename)
 
     def prepare(work: Path) -> Submission:
@@ -181,13 +226,14 @@ def prepare_upload(
         return Submission(
             name,
             form.promote,
-            csv_name,
+            [csv_name],
             form.column,
             form.date_column,
             int(series.closes.size),
             params,
             cfg.train.epochs,
             model,
+            tune=tune,
         )
 
     return prepare
@@ -200,8 +246,17 @@ def upload_name(filename: str | None) -> str:
     return cleaned or "upload"
 
 
-def job_closes(csv_path: Path, column: str, date_column: str | None) -> npt.NDArray[np.float64]:
-    """The closes the training CLI read from a job's CSV (same reader, same arguments)."""
-    return load_csv(
-        csv_path, column, date_column or "Date", require_date_column=date_column is not None
-    ).closes
+def job_closes(work: Path, spec: Mapping[str, Any]) -> F64 | dict[str, F64]:
+    """The closes the training CLI read from a job's CSVs (same reader, same arguments): one array for one
+    series, else each series' closes by its name."""
+    column, date_column = spec["column"], spec.get("date_column")
+    found = load_many(
+        [work / f for f in spec_files(spec)],
+        column,
+        date_column or "Date",
+        spec.get("id_column"),
+        require_date_column=date_column is not None,
+    )
+    if len(found) == 1 and not spec.get("id_column"):
+        return found[0].closes
+    return {s.name: s.closes for s in found}

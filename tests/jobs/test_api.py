@@ -225,7 +225,9 @@ def test_upload_with_a_cell_over_the_csv_field_limit_is_422(client: TestClient) 
 def test_upload_without_a_file_is_422(client: TestClient) -> None:
     response = client.post("/train", data={"window": "11"}, files={"other": ("x", "y")}, headers=AUTH)
     assert response.status_code == 422
-    assert msgs(response) == ["file is required; upload the CSV as `-F file=@prices.csv`"]
+    assert msgs(response) == [
+        "file is required; upload the CSV as `-F file=@prices.csv` (repeat -F file=@... for several series)"
+    ]
 
 
 def test_upload_with_an_unknown_field_is_422(client: TestClient) -> None:

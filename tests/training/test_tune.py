@@ -88,3 +88,20 @@ def test_tune_refuses_a_series_too_short_for_its_folds(
 def test_storage_urls_lose_their_password() -> None:
     assert redact("postgresql://u:secret@db:5432/optuna") == "postgresql://u:***@db:5432/optuna"
     assert redact("sqlite:////tmp/s.sqlite3") == "sqlite:////tmp/s.sqlite3"
+
+
+def test_progress_file_gets_one_line_per_trial_then_the_refit_epochs(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "p.csv", make_closes(260))
+    progress = tmp_path / "progress.jsonl"
+    argv = ["tune", "--csv", str(csv), "--out", str(tmp_path / "t"), "--trials", "2", "--window", "11",
+            "--progress-file", str(progress), *TINY_FLAGS]  # fmt: skip
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in progress.read_text().splitlines()]
+    search = [e for e in lines if e["phase"] == "search"]
+    assert [e["trials_done"] for e in search] == [1, 2] and all(e["trials"] == 2 for e in search)
+    refit = [e for e in lines if e["phase"] == "refit"]
+    assert refit and refit[0]["epoch"] == 1 and refit[-1]["trials_done"] == 2
+    assert (
+        refit[-1]["best_value"]
+        == json.loads((tmp_path / "t" / "manifest.json").read_text())["tuning"]["best_value"]
+    )

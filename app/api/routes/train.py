@@ -22,9 +22,10 @@ from app.api.train_schemas import JobAccepted, JobList, JobOut, TrainRequest, Up
 from app.config import Settings
 from app.inference.models import LoadedModels
 from app.jobs.errors import QueueFull
+from app.jobs.many import prepare_files, prepare_json
 from app.jobs.runner import JobRunner
 from app.jobs.store import Job
-from app.jobs.validation import Prepare, prepare_upload, prepare_values
+from app.jobs.validation import Prepare
 from closecast.errors import InputInvalid, Problem, TooManyModels
 
 JobId = Annotated[str, Path(max_length=64, description="the `job_id` POST /train answered")]
@@ -42,7 +43,12 @@ _TRAIN_BODY = {
                 "schema": {
                     **_FORM_SCHEMA,
                     "properties": {
-                        "file": {"type": "string", "format": "binary"},
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "one CSV, one per series (repeat the field), or one "
+                            "long-format CSV with `id_column`",
+                        },
                         **_FORM_SCHEMA["properties"],
                     },
                     "required": ["file"],
@@ -89,7 +95,7 @@ async def _from_json(request: Request, settings: Settings) -> Prepare:
     except ValidationError as exc:
         raise _invalid(exc) from None
     model = await anyio.to_thread.run_sync(_model_with_room, request, body.model)
-    return await anyio.to_thread.run_sync(prepare_values, body, settings.train_threads, model)
+    return await anyio.to_thread.run_sync(prepare_json, body, settings, model)
 
 
 def _model_with_room(request: Request, model: str | None) -> str:
@@ -106,19 +112,21 @@ def _model_with_room(request: Request, model: str | None) -> str:
 async def _from_upload(request: Request, settings: Settings, runner: JobRunner) -> Prepare:
     if not await anyio.to_thread.run_sync(runner.queue_has_room):  # before reading a large upload
         raise QueueFull(settings.job_queue_size)
-    async with request.form(max_files=1, max_fields=64) as form:  # closes the spooled upload after
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            problem = Problem(
-                ("body", "file"), "file is required; upload the CSV as `-F file=@prices.csv`", "missing"
-            )
+    # closes the spooled uploads after; one file per series (CLOSECAST_MAX_BATCH_SERIES): one file more is
+    # let through so that the 413 says so (Starlette refuses still more with a 400 before we see them)
+    async with request.form(max_files=settings.max_batch_series + 1, max_fields=64) as form:
+        uploads = [u for u in form.getlist("file") if isinstance(u, UploadFile)]
+        if not uploads:
+            problem = Problem(("body", "file"), "file is required; upload the CSV as `-F file=@prices.csv` "
+                              "(repeat -F file=@... for several series)", "missing")  # fmt: skip
             raise InputInvalid([problem])
         try:
             fields = UploadForm.model_validate({k: v for k, v in form.multi_items() if k != "file"})
         except ValidationError as exc:
             raise _invalid(exc) from None
         model = await anyio.to_thread.run_sync(_model_with_room, request, fields.model)
-        return prepare_upload(fields, upload.filename, await upload.read(), settings.train_threads, model)
+        files = [(u.filename, await u.read()) for u in uploads]
+        return prepare_files(fields, files, settings, model)
 
 
 @router.post(
@@ -145,7 +153,8 @@ async def _from_upload(request: Request, settings: Settings, runner: JobRunner) 
 async def submit_job(
     request: Request, response: Response, runner: RunnerDep, settings: SettingsDep
 ) -> JobAccepted:
-    """Queue a retrain job on closes sent as JSON or as a CSV upload; poll the `Location` it answers."""
+    """Queue a retrain (or tune) job on one or several series sent as JSON or CSV uploads; poll the
+    `Location` it answers."""
     multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
     prepare = await (_from_upload(request, settings, runner) if multipart else _from_json(request, settings))
     job = await anyio.to_thread.run_sync(runner.submit, prepare)
