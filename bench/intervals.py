@@ -1,7 +1,7 @@
 """closecast's 80%/95% one-step intervals next to the finance standard, GARCH(1,1) with Student-t errors.
 
     pip install -e '.[bench]'        # the `arch` package, used by this script only
-    python bench/intervals.py [--bundle models/<version>] [--refit 20]
+    python bench/intervals.py [--bundle models/default/<version>] [--refit 20]
 
 On the S&P 500 and MSFT test parts (and the S&P 500 with returns x0.1 and x3), the same test closes: coverage
 and mean Winkler score (width + 2/alpha x the miss; lower is better) of closecast's bands, computed by the

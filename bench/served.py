@@ -31,8 +31,9 @@ class Served:
 
 
 def default_bundle() -> Path:
-    registry = ROOT / "models"
-    return registry / (registry / "current").read_text().strip()
+    """The registry's current version of the model named ``default`` (``models/default/<version>``)."""
+    model = ROOT / "models" / "default"
+    return model / (model / "current").read_text().strip()
 
 
 def scale_returns(closes: np.ndarray, k: float) -> np.ndarray:
