@@ -185,23 +185,31 @@ def study_progress(own: dict[str, Any], others: list[dict[str, Any]]) -> dict[st
 
 async def _run_shard(runner: JobRunner, job: Job, work: Path, out: Path) -> Outcome:
     """A shard: its search, stopped if its parent ends first; it succeeds without a bundle."""
-    parent_ended: list[str] = []
     async with anyio.create_task_group() as group:
-        group.start_soon(_follow_parent, runner, job, parent_ended)
+        group.start_soon(_follow_parent, runner, job)
         ended = await run_process(runner, job, work, out)
         group.cancel_scope.cancel()
-    if parent_ended and ended is not None and ended.status == "cancelled":
-        return Outcome("cancelled", error=f"cancelled: its parent job {job.spec[SHARD_OF]} {parent_ended[0]}")
+    if ended is not None and ended.status == "cancelled":
+        with suppress(JobStoreUnavailable):
+            why = await anyio.to_thread.run_sync(_parent_ended, runner.store, job)
+            if why is not None:
+                return Outcome("cancelled", error=f"cancelled: its parent job {job.spec[SHARD_OF]} {why}")
     return ended or Outcome("succeeded")
 
 
-async def _follow_parent(runner: JobRunner, job: Job, parent_ended: list[str]) -> None:
+def _parent_ended(store: JobStore, job: Job) -> str | None:
+    """How the shard's parent ended ("ended (failed)", "is gone"), or None while it runs."""
+    parent = store.get(job.spec[SHARD_OF])
+    if parent is None:
+        return "is gone"
+    return f"ended ({parent.status})" if parent.finished else None
+
+
+async def _follow_parent(runner: JobRunner, job: Job) -> None:
     """Every heartbeat: once the parent has ended (or is gone), cancel this shard: its supervisor kills it."""
     while True:
         await anyio.sleep(runner.settings.job_heartbeat_s)
         with suppress(JobStoreUnavailable):
-            parent = await anyio.to_thread.run_sync(runner.store.get, job.spec[SHARD_OF])
-            if parent is None or parent.finished:
-                parent_ended.append("is gone" if parent is None else f"ended ({parent.status})")
+            if await anyio.to_thread.run_sync(_parent_ended, runner.store, job) is not None:
                 await anyio.to_thread.run_sync(runner.store.request_cancel, job.id)
                 return

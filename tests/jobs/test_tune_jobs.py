@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.jobs.supervisor import command_flags, time_limit
+from app.jobs.shards import study_progress
+from app.jobs.supervisor import command_flags, study_environment, time_limit
 from tests.helpers import copy_registry, detail_msgs
 from tests.jobs.helpers import AUTH, build_app, job, trainer_settings
 from tests.synthetic import make_closes, write_csv
@@ -153,3 +154,24 @@ def test_tune_workers_on_the_embedded_backend_is_a_422_from_the_form(
         "tune.workers is 2 but this service uses the embedded job store"
     )
     assert "set CLOSECAST_DATABASE_URL" in detail_msgs(response)[0]
+
+
+def test_a_shards_study_url_goes_in_its_environment_never_on_its_command_line(tmp_path: Path) -> None:
+    url = "postgresql://closecast:s3cret@db:5432/closecast"
+    settings = trainer_settings(tmp_path, database_url=url)
+    tune = {"trials": 4, "timeout_s": None, "folds": 2, "workers": 2}
+    spec = {"csv": "p.csv", "column": "Close", "params": {}, "study": "closecast-job-x", "shard": 1,
+            "stage": "search", "tune": tune}  # fmt: skip
+    command, flags = command_flags(spec, tmp_path, tmp_path / "v", settings)
+    assert command == "tune" and "s3cret" not in repr(flags)
+    assert [flags[k] for k in ("study", "budget", "shard", "stage")] == ["closecast-job-x", 4, 1, "search"]
+    assert study_environment(spec, settings) == {"CLOSECAST_TUNE_STORAGE": url}
+    assert study_environment({**spec, "study": None}, settings) == {}
+    assert time_limit({**spec, "stage": "refit"}, settings)[1] == "CLOSECAST_TRAIN_TIMEOUT_S"
+
+
+def test_a_parents_progress_shows_the_whole_study() -> None:
+    own = {"phase": "search", "trials_done": 3, "trials_pruned": 1, "best_value": 0.99, "epoch": 0}
+    shard = {"phase": "search", "trials_done": 4, "trials_pruned": 1, "best_value": 0.97}
+    merged = study_progress(own, [shard, {"trials_done": 0, "best_value": None}])
+    assert merged == {**own, "trials_done": 4, "trials_pruned": 1, "best_value": 0.97}
