@@ -138,7 +138,7 @@ async def _wait_for_shards(runner: JobRunner, job: Job, shards: list[str], deadl
     """Stage 2: cancel the shards nobody claimed, wait for the running ones (showing the study's progress on
     the parent); a cancel of the parent ends the job, the time limit or lost shards do not."""
     store, lease = runner.store, runner.settings.job_lease_s
-    await anyio.to_thread.run_sync(cancel_shards, runner, [s for s in shards if _queued(store, s)])
+    await anyio.to_thread.run_sync(_cancel_unclaimed, runner, shards)
     while True:
         found = await anyio.to_thread.run_sync(_look, store, job, shards)
         if found is None:
@@ -152,9 +152,12 @@ async def _wait_for_shards(runner: JobRunner, job: Job, shards: list[str], deadl
         await anyio.sleep(POLL_S)
 
 
-def _queued(store: JobStore, job_id: str) -> bool:
-    job = store.get(job_id)
-    return job is not None and job.status == "queued"
+def _cancel_unclaimed(runner: JobRunner, shards: list[str]) -> None:
+    """The shards still queued: no worker was free for them, and the study needs their trials no more."""
+    unclaimed = [s for s in shards if (job := runner.store.get(s)) is not None and job.status == "queued"]
+    cancel_shards(runner, unclaimed)
+    if unclaimed:
+        log.info("%d shards were never claimed (no worker free); cancelled", len(unclaimed))
 
 
 def _silent(shard: Job, lease_s: float) -> bool:
