@@ -74,6 +74,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS promotions_by_model ON promotions (model, serial);
     """,
+    # 2: a distributed tune job's shards (spec.shard_of = its parent) run beside their parent and each other;
+    # the rule "one running job per model" holds for every other job.
+    """
+    DROP INDEX IF EXISTS one_running_job_per_model;
+    CREATE UNIQUE INDEX IF NOT EXISTS one_running_job_per_model_but_shards ON jobs (model)
+        WHERE status = 'running' AND (spec->>'shard_of') IS NULL;
+    """,
 )
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from closecast.errors import InputInvalid
 
+STORAGE_ENV = "CLOSECAST_TUNE_STORAGE"  # how a /train job hands a shard its study's database URL
+
 HYPERPARAMETERS = (
     "window",
     "train_frac",
@@ -109,7 +111,19 @@ def add_tune(sub: Any, hyperparameter_flags: Callable[[argparse.ArgumentParser],
     tu.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds")
     tu.add_argument("--trial-timeout", type=float, metavar="S", help="prune a trial running over S seconds")
     tu.add_argument("--folds", type=_count, default=3, help="walk-forward folds (default %(default)s)")
-    tu.add_argument("--storage", help="Optuna storage URL (default: a SQLite file beside the bundle)")
+    tu.add_argument(
+        "--storage",
+        default=os.environ.get(STORAGE_ENV),
+        help=f"Optuna storage URL (default: ${STORAGE_ENV}, which keeps a password off the command line; "
+        "else a SQLite file beside the bundle)",
+    )
+    tu.add_argument(
+        "--stage",
+        choices=("both", "search", "refit"),
+        default="both",
+        help="`search`: trials only, no bundle (a shard of a distributed job); `refit`: no new trial, refit "
+        "the study's best (once the shards are done); default both",
+    )
     tu.add_argument("--study", help="study name; the same name resumes (default closecast-<csv name>)")
     tu.add_argument("--quiet", action="store_true", help="no progress bar")
     tu.add_argument(
@@ -176,7 +190,8 @@ def run_tune_command(args: argparse.Namespace) -> int:
         args.out = new_version_dir(args.registry, args.model, args.csv.name.encode(), default)
     elif args.promote:
         raise ValueError("--promote needs --registry (a plain --out directory has no current pointer)")
-    check_destination(args.out, args.force)
+    if args.stage != "search":
+        check_destination(args.out, args.force)
     series = _load(args)
     study = args.study or f"closecast-{args.csv.stem}"
     where = args.registry / ".tuning" if args.registry else args.out.resolve().parent
@@ -192,7 +207,10 @@ def run_tune_command(args: argparse.Namespace) -> int:
         budget=args.budget,
         shard=args.shard,
         progress=progress_writer(args.progress_file),
+        stage=args.stage,
     )
+    if args.stage == "search":
+        return _search_only(series, search)
     manifest = tune(series, search, args.out, force=args.force)
     if args.registry and args.promote:
         from closecast.registry import set_current
@@ -204,4 +222,13 @@ def run_tune_command(args: argparse.Namespace) -> int:
         f"{tuning['search_seconds']:.0f}s, best objective {tuning['best_value']:.4f} "
         f"{json.dumps(tuning['best_params'])}; test skill {t['skill']:+.4f}"
     )
+    return 0
+
+
+def _search_only(series: Any, search: Any) -> int:
+    """A shard's run: trials on the shared study until its budget is reached; no bundle."""
+    from training.tune import run_search, search_state
+
+    state = search_state(run_search(series, search), search.budget or search.trials)
+    print(f"shard {search.shard} of study {search.study!r}: {json.dumps(state)}")
     return 0

@@ -74,6 +74,7 @@ class Search:
     budget: int | None = None  # trials in the whole study, every shard together (None: `trials` now)
     shard: int = 0  # this process's index among the shards sharing the study (its sampler's seed)
     progress: ProgressFn | None = None  # one event per finished trial and per refit epoch (/train jobs)
+    stage: str = "both"  # "search": trials only, no bundle (a job's shard); "refit": no new trial, refit best
 
 
 def dev_folds(n_dev: int, cfg: DataConfig, folds: int) -> list[int]:
@@ -161,6 +162,7 @@ def make_objective(series: Series, search: Search) -> Callable[[Any], float]:
     def objective(trial: optuna.Trial | optuna.trial.FixedTrial) -> float:
         params = suggest(trial, search.base, max_window)
         trial.set_user_attr("params", params)
+        trial.set_user_attr("shard", search.shard)  # which process ran it (a distributed job's report)
         cfg = Config.from_overrides(params)
         deadline = time.monotonic() + (search.trial_timeout or math.inf)
         ratios = []
@@ -185,7 +187,8 @@ def redact(storage: str) -> str:
 
 
 def search_state(study: optuna.Study, trials: int) -> dict[str, Any]:
-    """Where the search stands: trials finished (completed + pruned) of those asked, pruned, best value."""
+    """Where the search stands: the study's trials finished (completed + pruned) of those asked (every
+    shard's: the study is shared), pruned, best value."""
     complete = optuna.trial.TrialState.COMPLETE
     done = [t.value for t in study.trials if t.state == complete and t.value is not None]
     pruned = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
@@ -203,7 +206,9 @@ def _progress_bar(search: Search, total: int, before: int) -> tuple[tqdm[Any], C
         state = search_state(study, total)
         best = state["best_value"]
         bar.set_postfix(best="-" if best is None else f"{best:.4f}", pruned=state["trials_pruned"])
-        if search.progress:
+        if search.progress and search.budget is not None:  # shards: the whole study against its budget
+            search.progress({"phase": "search", **search_state(study, search.budget)})
+        elif search.progress:
             this_run = len(study.trials) - before
             search.progress({"phase": "search", **state, "trials_done": this_run})
 
@@ -224,7 +229,9 @@ def run_search(series: Series, search: Search) -> optuna.Study:
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
     )
     n_trials, callbacks = search.trials, []
-    if search.budget is not None:  # shards share one budget: each stops once the study has reached it
+    if search.stage == "refit":  # the shards have searched: only the refit of the study's best is left
+        n_trials = 0
+    elif search.budget is not None:  # shards share one budget: each stops once the study has reached it
         n_trials = max(0, search.budget - len(study.get_trials(deepcopy=False, states=FINISHED)))
         callbacks.append(MaxTrialsCallback(search.budget, states=FINISHED))
     bar, on_trial = _progress_bar(search, n_trials, before=len(study.trials))
@@ -317,11 +324,12 @@ def tune(series: Series, search: Search, out: Path, *, force: bool = False) -> d
 
     started = time.perf_counter()
     study = run_search(series, search)
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started if search.stage != "refit" else trials_span(study)
     config = best_config(study)
     refit = None
     if search.progress:
-        report, state = search.progress, {"phase": "refit", **search_state(study, search.trials)}
+        asked = search.budget or search.trials
+        report, state = search.progress, {"phase": "refit", **search_state(study, asked)}
 
         def refit(event: dict[str, Any]) -> None:
             report({**state, **event})
@@ -334,6 +342,14 @@ def tune(series: Series, search: Search, out: Path, *, force: bool = False) -> d
         tuning=tuning_section(study, search, seconds),
         write_extra=lambda tmp: write_history(tmp / "tuning.png", study),
     )
+
+
+def trials_span(study: optuna.Study) -> float:
+    """Seconds from the study's first trial start to its last trial end (a refit-only run's search time:
+    the shards' trials, run by other processes)."""
+    starts = [t.datetime_start for t in study.trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in study.trials if t.datetime_complete is not None]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
 
 
 def default_storage(out_dir: Path, study: str) -> str:

@@ -20,6 +20,7 @@ PromoteMode = Literal["auto", "always", "never"]
 FeatureName = Literal["high", "low", "open", "volume"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MAX_TUNE_WORKERS = 16  # shards of one tune job; each holds a worker and PostgreSQL connections
 
 Source = Annotated[
     str,
@@ -122,6 +123,16 @@ class TuneRequest(BaseModel):
         default=None, gt=0, le=7 * 24 * 3600, description="prune a trial running longer (default: timeout_s)"
     )
     folds: Annotated[int, WholeNumber, Field(ge=1, le=20, description="walk-forward folds")] = 3
+    workers: Annotated[
+        int,
+        WholeNumber,
+        Field(
+            ge=1,
+            le=MAX_TUNE_WORKERS,
+            description="shards of one Optuna study, run by this many workers at once (PostgreSQL backend "
+            "only: CLOSECAST_DATABASE_URL); at most `trials`",
+        ),
+    ] = 1
 
 
 class TrainRequest(BaseModel):
@@ -197,6 +208,7 @@ class UploadForm(TrainParams):
         default=None, gt=0, le=7 * 24 * 3600, description="`tune.trial_timeout_s`"
     )
     tune_folds: WholeOrNone = Field(default=None, ge=1, le=20, description="`tune.folds`")
+    tune_workers: WholeOrNone = Field(default=None, ge=1, le=MAX_TUNE_WORKERS, description="`tune.workers`")
 
     def params(self) -> TrainParams:
         return TrainParams(**self.model_dump(include=set(TrainParams.model_fields)))
@@ -260,6 +272,9 @@ class JobOut(BaseModel):
     params: dict[str, Any] = Field(description="the hyperparameters sent (defaults fill the rest)")
     series: int = Field(default=1, description="series trained on")
     tune: TuneRequest | None = Field(default=None, description="the search asked (tune jobs only)")
+    shard_of: str | None = Field(
+        default=None, description="a shard of a distributed tune job: its parent (which refits and is judged)"
+    )
 
     progress: TuneProgress | Progress | None = None
     created_at: str = Field(description="ISO 8601 UTC")
@@ -279,6 +294,7 @@ class JobOut(BaseModel):
             params=job.spec.get("params", {}),
             series=job.spec.get("n_series", 1),
             tune=TuneRequest(**job.spec["tune"]) if job.spec.get("tune") else None,
+            shard_of=job.spec.get("shard_of"),
             progress=_progress(job.progress),
             created_at=job.created_at,
             started_at=job.started_at,

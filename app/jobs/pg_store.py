@@ -34,6 +34,19 @@ _COLUMNS = (
 )
 
 
+# The oldest queued job of a model that may start now: a shard while its parent runs, any other job while
+# no other job of its model (shards aside) runs. A race past this check is stopped by the unique index.
+_CLAIMABLE = """
+SELECT q.id FROM jobs q WHERE q.status = 'queued' AND q.model = %s AND CASE
+    WHEN q.spec->>'shard_of' IS NOT NULL THEN EXISTS (
+        SELECT 1 FROM jobs p WHERE p.id = q.spec->>'shard_of' AND p.status = 'running')
+    ELSE NOT EXISTS (
+        SELECT 1 FROM jobs r WHERE r.status = 'running' AND r.model = q.model AND r.spec->>'shard_of' IS NULL)
+    END
+ORDER BY q.seq LIMIT 1 FOR UPDATE OF q SKIP LOCKED
+"""
+
+
 def _job(row: dict[str, Any]) -> Job:
     owner = None
     if row["owner_pid"] is not None:
@@ -135,18 +148,11 @@ class PostgresJobStore:
         return _job(created)
 
     def claim(self, owner: Owner, model: str = DEFAULT_MODEL) -> Job | None:
-        """Start the oldest queued job of ``model`` for ``owner``, unless one of its jobs runs (atomic)."""
+        """Start the oldest queued job of ``model`` for ``owner``, unless one of its jobs runs (atomic); a
+        tune job's shard (``spec.shard_of``) is started while its parent runs, beside it."""
         try:
             with self.db.transaction() as conn:
-                if conn.execute(
-                    "SELECT 1 FROM jobs WHERE status = 'running' AND model = %s", (model,)
-                ).fetchone():
-                    return None
-                row = conn.execute(
-                    "SELECT id FROM jobs WHERE status = 'queued' AND model = %s ORDER BY seq LIMIT 1 "
-                    "FOR UPDATE SKIP LOCKED",
-                    (model,),
-                ).fetchone()
+                row = conn.execute(_CLAIMABLE, (model,)).fetchone()
                 if row is None:
                     return None
                 claimed = conn.execute(

@@ -41,6 +41,7 @@ class TrainingProcess:
         threads: int,
         timeout_s: float,
         command: str = "train",
+        extra_env: dict[str, str] | None = None,
     ) -> TrainingProcess:
         """``python -m training <command> --quiet --flag=value ...`` in its own session (one ``killpg`` ends
         it all), stdout dropped, stderr through a pipe. ``--flag=value`` keeps a value starting with ``-``
@@ -62,7 +63,7 @@ class TrainingProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             cwd=cwd,
-            env=training_environment(threads),
+            env={**training_environment(threads), **(extra_env or {})},
             start_new_session=True,
         )
         tail: deque[str] = deque(maxlen=50)

@@ -47,6 +47,7 @@ from app.inference.models import LoadedModels
 from app.jobs.errors import JobFinished, JobNotFound, JobStoreUnavailable, JobsUnavailable, storage_failed
 from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
 from app.jobs.promotion import RegistryRules, judge_and_register
+from app.jobs.shards import train_job
 from app.jobs.sqlite_store import SQLiteJobStore
 from app.jobs.store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
 from app.jobs.supervisor import Supervisor
@@ -373,13 +374,9 @@ class JobRunner:
 
     async def _train_and_promote(self, job: Job, work: Path) -> Outcome:
         out = work / registry.new_version_id(job.id.encode())
-        try:
-            await anyio.to_thread.run_sync(self.supervisor.start, self.python, job, work, out)
-        except OSError as exc:
-            return Outcome("failed", error=f"could not start the training process: {exc}")
-        failure = await self.supervisor.wait(job, work)
-        if failure is not None:
-            return failure
+        ended = await train_job(self, job, work, out)  # one CLI process, or a tune job's shards (shards.py)
+        if ended is not None:
+            return ended
         rules = RegistryRules(self.models.default, self.settings.max_models, self.settings.keep_versions)
         judge = partial(
             judge_and_register,

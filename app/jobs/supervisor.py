@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 PROGRESS_FILE = "progress.jsonl"  # the CLI appends one JSON line per epoch (trial) here, in the work dir
 POLL_S = 0.25  # while a job runs: progress, cancel requests, timeout
 PROGRESS_KEYS = ("epoch", "epochs", "train_loss", "val_loss")
+STORAGE_ENV = "CLOSECAST_TUNE_STORAGE"  # read by `python -m training tune` (training/commands.py)
 TUNE_KEYS = ("phase", "trials_done", "trials", "trials_pruned", "best_value")  # a search's lines add these
 
 
@@ -36,7 +37,7 @@ def time_limit(spec: dict[str, Any], settings: Settings) -> tuple[float, str]:
     """How long the job's process may run, and the settings that say so: CLOSECAST_TRAIN_TIMEOUT_S for a
     plain job; a search's ``timeout_s`` plus that (the final refit), capped by CLOSECAST_TUNE_TIMEOUT_S."""
     tune = spec.get("tune")
-    if tune is None:
+    if tune is None or spec.get("stage") == "refit":  # a distributed job's refit, once its shards are done
         return settings.train_timeout_s, "CLOSECAST_TRAIN_TIMEOUT_S"
     if tune.get("timeout_s") is None:
         return settings.tune_timeout_s, "CLOSECAST_TUNE_TIMEOUT_S"
@@ -70,7 +71,17 @@ def command_flags(
         "trial-timeout": tune.get("trial_timeout_s") or tune.get("timeout_s"),
         "folds": tune["folds"],
     }
+    if spec.get("study"):  # one stage of a distributed job (app/jobs/shards.py); the URL goes in the env
+        search.update(study=spec["study"], budget=tune["trials"], shard=spec["shard"], stage=spec["stage"])
     return "tune", {**flags, **search}
+
+
+def study_environment(spec: dict[str, Any], settings: Settings) -> dict[str, str]:
+    """A distributed job's study database for the CLI (``CLOSECAST_TUNE_STORAGE``): in the environment, never
+    on the command line, where ``ps`` would show its password to every user of the machine."""
+    if not spec.get("study") or settings.database_url is None:
+        return {}
+    return {STORAGE_ENV: settings.database_url.get_secret_value()}
 
 
 class Supervisor:
@@ -87,7 +98,9 @@ class Supervisor:
         cannot be started."""
         command, flags = command_flags(job.spec, work, out, self.settings)
         limit, _ = time_limit(job.spec, self.settings)
-        training = TrainingProcess.start(python, flags, work, self.settings.train_threads, limit, command)
+        env = study_environment(job.spec, self.settings)
+        threads = self.settings.train_threads
+        training = TrainingProcess.start(python, flags, work, threads, limit, command, env)
         proc = training.popen
         with suppress(OSError):  # best effort; set before the child starts its threads, which inherit it
             niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.settings.train_nice)

@@ -177,7 +177,25 @@ def tune_spec(tune: TuneRequest | None, settings: Settings, params: TrainParams)
             "all (CLOSECAST_TUNE_TIMEOUT_S), the final refit included; ask for less"
         )
         raise _invalid(("body", "tune", "timeout_s"), ValueError(why), "tune_invalid")
+    check_tune_workers(tune, settings)
     return tune.model_dump()
+
+
+def check_tune_workers(tune: TuneRequest, settings: Settings) -> None:
+    """Shards need a study every worker can reach (PostgreSQL) and at least one trial each."""
+    if tune.workers == 1:
+        return
+    loc = ("body", "tune", "workers")
+    if settings.database_url is None:
+        why = (
+            f"tune.workers is {tune.workers} but this service uses the embedded job store, where one job "
+            "runs at a time on this machine; set CLOSECAST_DATABASE_URL (PostgreSQL) and run `closecast "
+            "worker` processes to spread a search, or send workers 1"
+        )
+        raise _invalid(loc, ValueError(why), "tune_invalid")
+    if tune.workers > tune.trials:
+        why = f"tune.workers is {tune.workers} but tune.trials is {tune.trials}; ask for at most one a trial"
+        raise _invalid(loc, ValueError(why), "tune_invalid")
 
 
 def prepare_values(body: TrainRequest, settings: Settings, model: str) -> Prepare:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.jobs.supervisor import command_flags, time_limit
+from app.jobs.shards import study_progress
+from app.jobs.supervisor import command_flags, study_environment, time_limit
 from tests.helpers import copy_registry, detail_msgs
 from tests.jobs.helpers import AUTH, build_app, job, trainer_settings
 from tests.synthetic import make_closes, write_csv
@@ -51,7 +52,7 @@ def test_a_tune_job_writes_a_version_with_its_tuning_section(client: TestClient,
     response = client.post("/train", json=body, headers=AUTH)
     assert response.status_code == 202, response.text
     queued = job(client, response.json()["job_id"])
-    assert queued["tune"] == {**TUNE, "trial_timeout_s": None}
+    assert queued["tune"] == {**TUNE, "trial_timeout_s": None, "workers": 1}
     final, seen = _follow(client, response.json()["job_id"])
     assert final["status"] == "succeeded", final
     assert final["result"]["metrics"]["gate"] is not None  # judged like any job
@@ -71,11 +72,23 @@ def test_a_tune_job_writes_a_version_with_its_tuning_section(client: TestClient,
 
 def test_a_tune_upload_is_accepted_from_form_fields(client: TestClient, tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "p.csv", make_closes(300))
-    form = {"window": "11", "tune_trials": "2", "tune_timeout_s": "60", "tune_folds": "2"}
+    form = {
+        "window": "11",
+        "tune_trials": "2",
+        "tune_timeout_s": "60",
+        "tune_folds": "2",
+        "tune_workers": "1",
+    }
     response = client.post("/train", data=form, files={"file": ("p.csv", csv.read_bytes())}, headers=AUTH)
     assert response.status_code == 202, response.text
     accepted = job(client, response.json()["job_id"])
-    assert accepted["tune"] == {"trials": 2, "timeout_s": 60.0, "trial_timeout_s": None, "folds": 2}
+    assert accepted["tune"] == {
+        "trials": 2,
+        "timeout_s": 60.0,
+        "trial_timeout_s": None,
+        "folds": 2,
+        "workers": 1,
+    }
     assert accepted["progress"]["phase"] == "search" and accepted["progress"]["trials_done"] == 0
     assert client.delete(f"/train/{accepted['job_id']}", headers=AUTH).status_code == 200
 
@@ -88,6 +101,10 @@ def test_a_tune_upload_is_accepted_from_form_fields(client: TestClient, tmp_path
         ({"trials": "2"}, 'tune.trials is "2"; input should be a valid integer'),
         ({"trials": 2, "budget": 9}, "tune.budget is not a known field"),
         ({"timeout_s": 3600}, "tune.timeout_s is 3600 but a tune job may run 3600 s in all"),
+        ({"trials": 4, "workers": 0}, "tune.workers is 0; input should be greater than or equal to 1"),
+        ({"trials": 40, "workers": 17}, "tune.workers is 17; input should be less than or equal to 16"),
+        ({"trials": 4, "workers": 1.5}, "tune.workers is 1.5; input should be a valid integer"),
+        ({"trials": 4, "workers": 2}, "tune.workers is 2 but this service uses the embedded job store"),
     ],
 )
 def test_bad_tune_values_are_422(client: TestClient, tune: dict[str, Any], words: str) -> None:
@@ -124,3 +141,37 @@ def test_a_tune_jobs_limit_is_its_budget_plus_the_refit_capped(tmp_path: Path) -
     command, flags = command_flags(spec, tmp_path, tmp_path / "v", settings)
     assert command == "tune" and flags["trials"] == 3 and flags["trial-timeout"] == 50
     assert flags["csv"] == [tmp_path / "p.csv"] and flags["window"] == 11
+
+
+def test_tune_workers_on_the_embedded_backend_is_a_422_from_the_form(
+    client: TestClient, tmp_path: Path
+) -> None:
+    csv = write_csv(tmp_path / "p.csv", make_closes(300))
+    form = {"window": "11", "tune_trials": "4", "tune_workers": "2"}
+    response = client.post("/train", data=form, files={"file": ("p.csv", csv.read_bytes())}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert detail_msgs(response)[0].startswith(
+        "tune.workers is 2 but this service uses the embedded job store"
+    )
+    assert "set CLOSECAST_DATABASE_URL" in detail_msgs(response)[0]
+
+
+def test_a_shards_study_url_goes_in_its_environment_never_on_its_command_line(tmp_path: Path) -> None:
+    url = "postgresql://closecast:s3cret@db:5432/closecast"
+    settings = trainer_settings(tmp_path, database_url=url)
+    tune = {"trials": 4, "timeout_s": None, "folds": 2, "workers": 2}
+    spec = {"csv": "p.csv", "column": "Close", "params": {}, "study": "closecast-job-x", "shard": 1,
+            "stage": "search", "tune": tune}  # fmt: skip
+    command, flags = command_flags(spec, tmp_path, tmp_path / "v", settings)
+    assert command == "tune" and "s3cret" not in repr(flags)
+    assert [flags[k] for k in ("study", "budget", "shard", "stage")] == ["closecast-job-x", 4, 1, "search"]
+    assert study_environment(spec, settings) == {"CLOSECAST_TUNE_STORAGE": url}
+    assert study_environment({**spec, "study": None}, settings) == {}
+    assert time_limit({**spec, "stage": "refit"}, settings)[1] == "CLOSECAST_TRAIN_TIMEOUT_S"
+
+
+def test_a_parents_progress_shows_the_whole_study() -> None:
+    own = {"phase": "search", "trials_done": 3, "trials_pruned": 1, "best_value": 0.99, "epoch": 0}
+    shard = {"phase": "search", "trials_done": 4, "trials_pruned": 1, "best_value": 0.97}
+    merged = study_progress(own, [shard, {"trials_done": 0, "best_value": None}])
+    assert merged == {**own, "trials_done": 4, "trials_pruned": 1, "best_value": 0.97}

@@ -1,0 +1,218 @@
+"""What a job's training is: one CLI process, or, for a tune job with ``"workers": K`` (PostgreSQL backend),
+K shards searching one Optuna study in the same database, then one refit.
+
+The job that was submitted (the parent) runs in three stages on the worker that claimed it:
+
+1. it queues K-1 shard jobs (``spec.shard_of`` = its id; each with a copy of the CSV in its own work dir on
+   the shared volume) that idle workers claim beside it (``app/jobs/pg_store.py``), and runs shard 0 itself:
+   ``python -m training tune --stage search --study closecast-job-<id> --budget <trials> --shard n``. The
+   study is created by whichever shard starts first (``load_if_exists``: one row, one study); the database
+   URL reaches the CLI in ``CLOSECAST_TUNE_STORAGE``, never on its command line;
+2. once its own search has stopped (the study reached its budget, or ``timeout_s``), shards still queued are
+   cancelled (no worker was free: their trials are no longer needed), and it waits for the running ones to
+   end: each stops after the trial it is running (``MaxTrialsCallback``: up to K-1 trials over the budget).
+   A shard whose worker died (its lease not renewed for ``CLOSECAST_JOB_LEASE_S``) is not waited for: the
+   job goes on with the trials the study has; so does one that outlives the job's time limit;
+3. ``--stage refit`` refits the study's best trial into the job's bundle, judged and promoted as any job's.
+
+While it waits, the parent's progress shows the whole study (the most trials done and pruned any process
+has reported, the best value). Whatever ends the parent (success, failure, cancel, shutdown) cancels the
+shards still queued or running; a shard also cancels itself when it finds its parent ended (a parent whose
+worker was lost and recovered by another).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+import uuid
+from contextlib import suppress
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from app.jobs.errors import JobStoreUnavailable
+from app.jobs.store import CANCELLED, Job, JobStore, Outcome
+from app.jobs.supervisor import time_limit
+from app.jobs.validation import spec_files
+
+if TYPE_CHECKING:
+    from app.jobs.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+SHARD_OF = "shard_of"  # in a shard's spec: its parent job's id
+POLL_S = 0.5  # while the parent waits for its shards
+NO_DATABASE = (
+    "tune.workers > 1 needs the PostgreSQL backend (CLOSECAST_DATABASE_URL) that every worker shares; "
+    "submit it again with workers 1, or on a service with a database"
+)
+
+
+def study_name(job_id: str) -> str:
+    return f"closecast-job-{job_id}"
+
+
+def workers_of(spec: dict[str, Any]) -> int:
+    return int((spec.get("tune") or {}).get("workers") or 1)
+
+
+async def train_job(runner: JobRunner, job: Job, work: Path, out: Path) -> Outcome | None:
+    """Run the job's training. None when a bundle waits at ``out`` to be judged; else how the job ended (a
+    failure, a cancel, or a shard's success: shards write no bundle)."""
+    if job.spec.get(SHARD_OF):
+        return await _run_shard(runner, job, work, out)
+    if workers_of(job.spec) > 1:
+        return await _run_distributed(runner, job, work, out)
+    return await run_process(runner, job, work, out)
+
+
+async def run_process(runner: JobRunner, job: Job, work: Path, out: Path) -> Outcome | None:
+    """One training CLI for ``job`` (its spec says which command and flags), supervised to its end."""
+    try:
+        await anyio.to_thread.run_sync(runner.supervisor.start, runner.python, job, work, out)
+    except OSError as exc:
+        return Outcome("failed", error=f"could not start the training process: {exc}")
+    return await runner.supervisor.wait(job, work)
+
+
+def _stage(job: Job, stage: str, shard: int = 0) -> Job:
+    """``job`` as one stage's process sees it: the shared study, its shard index and the stage."""
+    return replace(job, spec={**job.spec, "study": study_name(job.id), "shard": shard, "stage": stage})
+
+
+async def _run_distributed(runner: JobRunner, job: Job, work: Path, out: Path) -> Outcome | None:
+    if runner.settings.database_url is None:  # validation refuses it; a job queued before a backend change
+        return Outcome("failed", error=NO_DATABASE)
+    started = anyio.current_time()
+    shards: list[str] = []
+    try:
+        await anyio.to_thread.run_sync(enqueue_shards, runner, job, work, shards)
+        log.info("job %s: %d shards queued on study %s", job.id, len(shards), study_name(job.id))
+        ended = await run_process(runner, _stage(job, "search"), work, out)
+        if ended is not None:
+            return ended
+        deadline = started + time_limit(job.spec, runner.settings)[0]
+        ended = await _wait_for_shards(runner, job, shards, deadline)
+        if ended is not None:
+            return ended
+        return await run_process(runner, _stage(job, "refit"), work, out)
+    finally:
+        with anyio.CancelScope(shield=True):  # a shutdown too ends the shards
+            await anyio.to_thread.run_sync(cancel_shards, runner, shards)
+
+
+def enqueue_shards(runner: JobRunner, job: Job, work: Path, shards: list[str]) -> None:
+    """Queue shards 1..K-1 of ``job``, each with a copy of its CSVs; their ids are appended to ``shards`` as
+    they are queued (so a failure half-way still cancels those). They skip the queue bound: the parent
+    already took its place."""
+    for n in range(1, workers_of(job.spec)):
+        shard_id = uuid.uuid4().hex
+        shard_work = runner.work_dir(shard_id)
+        shard_work.mkdir(parents=True)
+        for name in spec_files(job.spec):
+            shutil.copyfile(work / name, shard_work / name)
+        spec = {**_stage(job, "search", n).spec, SHARD_OF: job.id}
+        progress = dict(job.progress or {})
+        runner.store.enqueue(shard_id, job.name, "never", spec, progress, sys.maxsize, job.model)
+        shards.append(shard_id)
+
+
+def cancel_shards(runner: JobRunner, shards: list[str]) -> None:
+    """Cancel the shards not yet ended: queued ones at once (their work dirs removed), running ones by flag
+    (their workers kill them). A database that is down: each shard cancels itself once it sees the parent
+    ended."""
+    for shard_id in shards:
+        with suppress(JobStoreUnavailable):
+            ended = runner.store.request_cancel(shard_id)
+            if ended is not None and ended.status == "cancelled" and ended.started_at is None:
+                shutil.rmtree(runner.work_dir(shard_id), ignore_errors=True)
+
+
+async def _wait_for_shards(runner: JobRunner, job: Job, shards: list[str], deadline: float) -> Outcome | None:
+    """Stage 2: cancel the shards nobody claimed, wait for the running ones (showing the study's progress on
+    the parent); a cancel of the parent ends the job, the time limit or lost shards do not."""
+    store, lease = runner.store, runner.settings.job_lease_s
+    await anyio.to_thread.run_sync(_cancel_unclaimed, runner, shards)
+    while True:
+        found = await anyio.to_thread.run_sync(_look, store, job, shards)
+        if found is None:
+            return Outcome("cancelled", error=CANCELLED)
+        waiting = [s for s in found if not s.finished and not _silent(s, lease)]
+        if not waiting:
+            return None
+        if anyio.current_time() > deadline:
+            log.warning("job %s: %d shards still running at the time limit; refitting", job.id, len(waiting))
+            return None
+        await anyio.sleep(POLL_S)
+
+
+def _cancel_unclaimed(runner: JobRunner, shards: list[str]) -> None:
+    """The shards still queued: no worker was free for them, and the study needs their trials no more."""
+    unclaimed = [s for s in shards if (job := runner.store.get(s)) is not None and job.status == "queued"]
+    cancel_shards(runner, unclaimed)
+    if unclaimed:
+        log.info("%d shards were never claimed (no worker free); cancelled", len(unclaimed))
+
+
+def _silent(shard: Job, lease_s: float) -> bool:
+    """A running shard whose worker stopped renewing its lease (its trial fails by Optuna's heartbeat)."""
+    return shard.heartbeat_at is not None and time.time() - shard.heartbeat_at > lease_s
+
+
+def _look(store: JobStore, job: Job, shards: list[str]) -> list[Job] | None:
+    """The shards now, after copying the study's progress onto the parent; None when it is to be cancelled."""
+    if store.cancel_requested(job.id):
+        return None
+    found = [s for s in map(store.get, shards) if s is not None]
+    parent = store.get(job.id)
+    if parent is not None:
+        store.set_progress(job.id, study_progress(parent.progress or {}, [s.progress or {} for s in found]))
+    return found
+
+
+def study_progress(own: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parent's progress with the whole study's counts: each process reports the study as it saw it
+    at its last trial's end, so the largest counts and the lowest best value are the latest."""
+    every = [own, *others]
+    done = max((p.get("trials_done") or 0 for p in every), default=0)
+    pruned = max((p.get("trials_pruned") or 0 for p in every), default=0)
+    values = [p["best_value"] for p in every if p.get("best_value") is not None]
+    return {**own, "trials_done": done, "trials_pruned": pruned, "best_value": min(values, default=None)}
+
+
+async def _run_shard(runner: JobRunner, job: Job, work: Path, out: Path) -> Outcome:
+    """A shard: its search, stopped if its parent ends first; it succeeds without a bundle."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(_follow_parent, runner, job)
+        ended = await run_process(runner, job, work, out)
+        group.cancel_scope.cancel()
+    if ended is not None and ended.status == "cancelled":
+        with suppress(JobStoreUnavailable):
+            why = await anyio.to_thread.run_sync(_parent_ended, runner.store, job)
+            if why is not None:
+                return Outcome("cancelled", error=f"cancelled: its parent job {job.spec[SHARD_OF]} {why}")
+    return ended or Outcome("succeeded")
+
+
+def _parent_ended(store: JobStore, job: Job) -> str | None:
+    """How the shard's parent ended ("ended (failed)", "is gone"), or None while it runs."""
+    parent = store.get(job.spec[SHARD_OF])
+    if parent is None:
+        return "is gone"
+    return f"ended ({parent.status})" if parent.finished else None
+
+
+async def _follow_parent(runner: JobRunner, job: Job) -> None:
+    """Every heartbeat: once the parent has ended (or is gone), cancel this shard: its supervisor kills it."""
+    while True:
+        await anyio.sleep(runner.settings.job_heartbeat_s)
+        with suppress(JobStoreUnavailable):
+            if await anyio.to_thread.run_sync(_parent_ended, runner.store, job) is not None:
+                await anyio.to_thread.run_sync(runner.store.request_cancel, job.id)
+                return

@@ -1,0 +1,145 @@
+"""A tune job with ``"workers": 2`` on PostgreSQL, with real processes on loopback: one API replica that only
+enqueues, two ``python -m app.worker`` processes running the real training CLI, one shared models dir.
+
+The job's shard runs on the other worker beside its parent, both search one Optuna study in the same
+database until its budget, the parent refits the study's best trial and is judged; cancelling the parent
+cancels its shard. Tiny on purpose (300 closes, 2 epochs, 2 folds, 4 trials): what is under test is the
+split, the budget and the ending, not the search."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import optuna
+import psycopg
+import pytest
+
+from tests.helpers import ROOT, Server, copy_registry, detail_msgs, running_server, server_env, wait_for
+from tests.jobs.helpers import AUTH, KEY
+from tests.synthetic import make_closes
+from training.tune import FINISHED, rdb_storage
+
+TINY = {"window": 11, "hidden_size": 8, "epochs": 2}
+TRIALS, WORKERS = 4, 2
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+@dataclass
+class Fleet:
+    api: Server
+    workers: list[subprocess.Popen[bytes]]
+    model_dir: Path
+    url: str
+
+
+@pytest.fixture(scope="module")
+def fleet(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    tmp = tmp_path_factory.mktemp("tune-workers")
+    model_dir = copy_registry(tmp / "models")
+    common = {"database_url": pg_url, "api_key": KEY, "job_heartbeat_s": "0.5", "job_lease_s": "5"}
+    env = server_env(model_dir=str(model_dir), providers="cpu", **common)
+    with running_server(model_dir, run_jobs="false", tune_timeout_s="600", **common) as api:
+        workers = [_start_worker(tmp / f"worker{n}.log", env) for n in (1, 2)]
+        try:
+            yield Fleet(api, workers, model_dir, pg_url)
+        finally:
+            for proc in workers:
+                proc.terminate()
+                proc.wait(30)
+
+
+def _start_worker(log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "app.worker"], cwd=ROOT, env=env, stdout=fh, stderr=fh)
+    wait_for(lambda: "claiming jobs" in log.read_text(), timeout=60, every=0.1)
+    return proc
+
+
+def _submit(fleet: Fleet, tune: dict[str, Any]) -> httpx.Response:
+    body = {"closes": make_closes(300).tolist(), "params": TINY, "tune": tune, "promote": "auto"}
+    return httpx.post(fleet.api.url + "/train", json=body, headers=AUTH, timeout=30)
+
+
+def _job(fleet: Fleet, job_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{fleet.api.url}/train/{job_id}", headers=AUTH, timeout=10).json()
+    return body
+
+
+def _rows(url: str, parent: str) -> list[dict[str, Any]]:
+    """The parent's and its shards' rows, as the workers left them (who ran each: ``owner_pid``)."""
+    with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as conn:
+        return conn.execute(
+            "SELECT id, status, error, owner_pid, coalesce(spec->>'shard', '0') AS shard FROM jobs "
+            "WHERE id = %s OR spec->>'shard_of' = %s ORDER BY shard",
+            (parent, parent),
+        ).fetchall()
+
+
+def test_a_two_worker_tune_job_splits_into_shards_on_one_study_and_is_judged(fleet: Fleet) -> None:
+    started = time.monotonic()
+    response = _submit(fleet, {"trials": TRIALS, "folds": 2, "timeout_s": 300, "workers": WORKERS})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    final = wait_for(lambda: (j := _job(fleet, job_id))["status"] in ENDED and j, timeout=400, every=0.2)
+    seconds = time.monotonic() - started
+    assert final["status"] == "succeeded", final
+    assert final["result"]["metrics"]["gate"] is not None  # judged like any job
+    rows = _rows(fleet.url, job_id)
+    assert [(r["shard"], r["status"]) for r in rows] == [("0", "succeeded"), ("1", "succeeded")], rows
+    assert rows[0]["owner_pid"] != rows[1]["owner_pid"]  # the shard ran on the other worker, beside its job
+    assert {r["owner_pid"] for r in rows} == {w.pid for w in fleet.workers}
+    listed = httpx.get(fleet.api.url + "/train?limit=5", headers=AUTH, timeout=10).json()["jobs"]
+    assert [j["shard_of"] for j in listed if j["job_id"] == rows[1]["id"]] == [job_id]
+
+    storage = rdb_storage(fleet.url)
+    assert not isinstance(storage, str)
+    try:
+        assert optuna.study.get_all_study_names(storage).count(f"closecast-job-{job_id}") == 1  # created once
+        study = optuna.load_study(study_name=f"closecast-job-{job_id}", storage=storage)
+        finished = study.get_trials(deepcopy=False, states=FINISHED)
+    finally:
+        storage.engine.dispose()
+    assert TRIALS <= len(finished) <= TRIALS + WORKERS - 1  # MaxTrialsCallback: overshoot up to K-1
+    by_shard = sorted(t.user_attrs["shard"] for t in finished)
+    print(f"2-worker tune job: {seconds:.1f} s, trials by shard {by_shard}")  # README's figures (-s)
+    manifest_path = fleet.model_dir / "default" / final["result"]["version"] / "manifest.json"
+    tuning = json.loads(manifest_path.read_text())["tuning"]
+    assert tuning["study"] == f"closecast-job-{job_id}" and tuning["n_trials"] == len(finished)
+    assert tuning["storage"].startswith("postgresql")
+    assert final["progress"]["trials_done"] == len(finished) and final["progress"]["phase"] == "refit"
+
+
+def test_cancelling_a_distributed_tune_job_cancels_its_shard(fleet: Fleet) -> None:
+    response = _submit(fleet, {"trials": 200, "folds": 2, "workers": WORKERS})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    wait_for(lambda: [r["status"] for r in _rows(fleet.url, job_id)] == ["running"] * 2, timeout=60)
+    assert httpx.delete(f"{fleet.api.url}/train/{job_id}", headers=AUTH, timeout=10).status_code == 200
+    rows = wait_for(lambda: _all_ended(_rows(fleet.url, job_id)), timeout=60)
+    assert [r["status"] for r in rows] == ["cancelled", "cancelled"], rows
+    assert rows[1]["error"] == f"cancelled: its parent job {job_id} ended (cancelled)", rows
+
+
+def _all_ended(rows: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    return rows if rows and all(r["status"] in ENDED for r in rows) else None
+
+
+@pytest.mark.parametrize(
+    ("tune", "words"),
+    [
+        ({"trials": 2, "workers": 3}, "tune.workers is 3 but tune.trials is 2; ask for at most one a trial"),
+        ({"trials": 40, "workers": 17}, "tune.workers is 17; input should be less than or equal to 16"),
+    ],
+)
+def test_bad_workers_on_postgres_are_422(fleet: Fleet, tune: dict[str, Any], words: str) -> None:
+    response = _submit(fleet, tune)
+    assert response.status_code == 422, response.text
+    assert detail_msgs(response)[0].startswith(words)
