@@ -55,6 +55,7 @@ def test_bundle_is_complete_and_self_describing(tiny_bundle: Path) -> None:
     for table in m["intervals"]["tables"].values():
         q = np.asarray(table["residual_quantiles"])
         assert np.all(np.diff(q) >= 0) and q[0] < 0 < q[-1]
+        assert table["tails"] == "symmetric" and np.array_equal(q, -q[::-1])
     assert set(m["metrics"]["test"]["coverage"]) == {"80", "95"}
 
 
