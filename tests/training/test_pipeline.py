@@ -28,7 +28,7 @@ BUNDLE_FILES = {"manifest.json", "model.onnx", "model.pt", "scaler.json", "repor
 # between one series (the single-series fields) and the default's several (`data.series`)
 OPAQUE = {"history", "files", "test_coverage", "series", "test_coverage_by_series", "data"}
 # fields a bundle gained after the committed default was trained (readers default them when absent)
-ADDED_SINCE_DEFAULT = ["config.model.bidirectional", "config.train.device", "training.device"]
+ADDED_SINCE_DEFAULT: list[str] = []  # none since the rebuild with symmetric tables (20261129T134243Z)
 
 
 def _fields(manifest: dict[str, Any], prefix: str = "") -> list[str]:
