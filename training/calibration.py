@@ -22,6 +22,7 @@ from closecast.intervals import (
     EWMA_SPAN,
     MIN_CALIBRATION,
     PROBABILITIES,
+    TAILS,
     calibrate,
     ewma_along,
     is_flat,
@@ -233,6 +234,7 @@ def _section(
             name: {
                 **scales[name],
                 "method": t["method"],
+                "tails": TAILS,
                 "fallback": t["method"] != "conformal",
                 "n": t["n"],
                 "residual_quantiles": t["quantiles"].tolist(),

@@ -19,6 +19,7 @@ from closecast.intervals import (
     ewma_along,
     ewma_scale,
     history_matrix,
+    symmetric_conformal_quantiles,
     t4_quantiles,
 )
 from closecast.series import load_csv
@@ -123,6 +124,42 @@ def test_calibration_falls_back_to_training_residuals_then_student_t() -> None:
     np.testing.assert_allclose(quantiles, t4_quantiles())
     lo80, hi80 = np.interp([0.1, 0.9], np.arange(0.005, 1.0, 0.005), t4_quantiles())
     assert (lo80, hi80) == pytest.approx((-1.2467, 1.2467), abs=1e-3)
+
+
+def test_symmetric_quantiles_are_order_statistics_of_absolute_residuals() -> None:
+    """Level L: ± the ceil((n+1)L)-th smallest |e|; 19 residuals: 90% -> the 18th, 80% -> the 16th."""
+    e = np.array([-9.0, 7, -5, 4, 3.5, -3, 2.5, 2, -1.5, 1.2, 1.1, -1, 0.9, 0.8, -0.7, 0.6, 0.5, -0.4, 0.3])
+    a = np.sort(np.abs(e))
+    q = symmetric_conformal_quantiles(e, [0.05, 0.1, 0.5, 0.9, 0.95, 0.999])
+    assert q.tolist() == [-a[17], -a[15], 0.0, a[15], a[17], a[18]]
+
+
+def test_symmetric_table_is_antisymmetric_and_covers_on_exchangeable_data() -> None:
+    rng = np.random.default_rng(3)
+    skewed = rng.gamma(2.0, size=648) - 1.5  # calibration: skewed, biased
+    q = symmetric_conformal_quantiles(skewed)
+    np.testing.assert_array_equal(q, -q[::-1])
+    assert np.all(np.diff(q) >= 0)
+    fresh = rng.gamma(2.0, size=(200, 648)) - 1.5  # 200 new calibration sets, each tested on a fresh draw
+    test = rng.gamma(2.0, size=(200, 2000)) - 1.5
+    for level in (80, 95):
+        bound = [
+            np.interp(0.5 + level / 200, np.arange(0.005, 1.0, 0.005), symmetric_conformal_quantiles(f))
+            for f in fresh
+        ]
+        held = np.mean(np.abs(test) <= np.array(bound)[:, None])
+        assert level / 100 <= held < level / 100 + 0.01, (level, held)
+
+
+def test_calibration_makes_symmetric_tables() -> None:
+    rng = np.random.default_rng(1)
+    cal = rng.standard_t(4, size=MIN_CALIBRATION * 3) + 0.2
+    quantiles, method, n = calibrate(cal, cal[:0])
+    assert (method, n) == ("conformal", cal.size)
+    np.testing.assert_array_equal(quantiles, symmetric_conformal_quantiles(cal))
+    pooled, method, _ = calibrate(cal[:10], cal)
+    assert method == "conformal_pooled_train"
+    np.testing.assert_array_equal(pooled, -pooled[::-1])
 
 
 def test_calibration_slice_is_apart_from_early_stopping() -> None:

@@ -3,7 +3,8 @@
 ``tests/fixtures/pre_flat_memory.json`` holds what two tiny runs produced *before* windows became views
 (commit 0c1a47f): run this file as a script on a checkout to rewrite it (``python -m
 tests.training.test_same_numbers``). Both runs fit in one evaluation batch and one scaler chunk, where the
-batched code computes exactly what the old code did, so the figures must match to the last bit.
+batched code computes exactly what the old code did, so the figures must match to the last bit. The
+interval tables and coverages in it were refreshed when tables became symmetric (``|e|``); nothing else did.
 """
 
 from __future__ import annotations
