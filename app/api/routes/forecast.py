@@ -78,12 +78,9 @@ def _record(state: State, endpoint: str, result: BatchForecast, model: str) -> N
     metrics.observe_forecast(endpoint, result.inference_s, len(result.items), warnings, model)
 
 
-async def answer_one(
-    body: ForecastRequest, model: Forecaster, state: State, name: str | None = None
-) -> Response:
-    """``/forecast``'s whole answer: the route's, and the same for the raw ASGI path (``fastpath.py``), which
-    serves the default model only (a body naming another model raises here and goes on to the route)."""
-    name = name or _default_only(state, [body.model])
+async def answer_one(body: ForecastRequest, model: Forecaster, state: State, name: str) -> Response:
+    """``/forecast``'s whole answer with the model ``name`` resolved to: the route's, and the same for the
+    raw ASGI path (``fastpath.py``), which resolves only models already in memory."""
     check_limits(state.settings, body.horizon, [(("body", "closes"), len(body.closes))])
     locs: list[Loc] = [("body", "closes")]
     model.check_lengths([body.closes], locs)  # checked before joining a batch they would fail
@@ -110,25 +107,11 @@ async def forecast(body: ForecastRequest, request: Request) -> Response:
     return await answer_one(body, models[names[0]], request.app.state, names[0])
 
 
-def _default_only(state: State, names: list[str | None]) -> str:
-    """The raw path's model: the default one; any other name is resolved by the route (``forecasters_of``)."""
-    default: str = state.settings.default_model
-    if any(name not in (None, default) for name in names):
-        raise LookupError("a named model: answered by the route, which resolves it")
-    return default
-
-
 async def answer_batch(
-    body: BatchForecastRequest,
-    model: Forecaster,
-    state: State,
-    resolved: tuple[list[str], dict[str, Forecaster]] | None = None,
+    body: BatchForecastRequest, state: State, resolved: tuple[list[str], dict[str, Forecaster]]
 ) -> Response:
-    """``/forecast/batch``'s whole answer: the route's (``resolved``: each series' model), and the same for
-    the raw ASGI path (the default model only)."""
-    if resolved is None:
-        default = _default_only(state, [body.model, *(s.model for s in body.series)])
-        resolved = ([default] * len(body.series), {default: model})
+    """``/forecast/batch``'s whole answer (``resolved``: each series' model name, and the models by name):
+    the route's, and the same for the raw ASGI path (``fastpath.py``)."""
     names, models = resolved
     settings: Settings = state.settings
     if len(body.series) > settings.max_batch_series:
@@ -170,8 +153,7 @@ async def answer_batch(
 async def forecast_batch(body: BatchForecastRequest, request: Request) -> Response:
     """Forecast several series, one model call per step for each model named; answers in the order sent."""
     resolved = await forecasters_of(request, [s.model or body.model for s in body.series])
-    model = next(iter(resolved[1].values()))
-    return await answer_batch(body, model, request.app.state, resolved)
+    return await answer_batch(body, request.app.state, resolved)
 
 
 @noop_router.post("/noop/forecast", response_model=ForecastResponse, responses=_ERRORS)
