@@ -142,3 +142,18 @@ def test_concurrent_named_model_forecasts_are_batched_and_equal_unbatched_bit_fo
     assert {r.json()["model"] for r in batched} == {"spy", "fixture"}
     batches, requests = batcher.batches - before[0], batcher.requests - before[1]
     assert requests == len(bodies) and batches < requests  # some requests shared a call
+
+
+def test_each_series_of_a_mixed_batch_is_answered_as_alone_by_its_model(
+    clients: tuple[TestClient, TestClient, HandedOn],
+) -> None:
+    fast, _, _ = clients
+    models = ("spy", "fixture")
+    series = [
+        {"id": str(k), "closes": make_closes(21 + 17 * k, seed=k).tolist(), "model": models[k % 2]}
+        for k in range(12)
+    ]
+    answers = fast.post("/forecast/batch", json={"series": series, "horizon": 3}).json()["forecasts"]
+    for sent, answer in zip(series, answers, strict=True):
+        alone = fast.post("/forecast", json={"closes": sent["closes"], "model": sent["model"], "horizon": 3})
+        assert {k: answer[k] for k in alone.json()} == alone.json()  # bit for bit (JSON's shortest floats)

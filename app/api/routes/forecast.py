@@ -26,7 +26,8 @@ from app.inference.batcher import Batcher
 from app.inference.models import forecast_per_model
 from app.metrics import Metrics
 from closecast.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
-from closecast.forecaster import BatchForecast, Forecaster, SeriesForecast
+from closecast.forecaster import Forecaster
+from closecast.results import BatchForecast, PriceRows, SeriesForecast
 
 # JSONBodyRoute: bodies validated from their bytes in one pass, big batches in a child process (bodies.py)
 router = APIRouter(tags=["forecast"], route_class=JSONBodyRoute)
@@ -70,12 +71,16 @@ def _answer(item: SeriesForecast) -> dict[str, Any]:
     }
 
 
-def _record(state: State, endpoint: str, result: BatchForecast, model: str) -> None:
+def _record(state: State, endpoint: str, result: BatchForecast | PriceRows, model: str) -> None:
     # The metrics come from the app state, not a dependency: each Depends costs tens of microseconds per
     # request in FastAPI's solver, more than the counting itself.
     metrics: Metrics = state.metrics
-    warnings = [w.kind for item in result.items for w in item.warnings]
-    metrics.observe_forecast(endpoint, result.inference_s, len(result.items), warnings, model)
+    if isinstance(result, PriceRows):
+        per_series = result.warnings
+    else:
+        per_series = [item.warnings for item in result.items]
+    warnings = [w.kind for series in per_series for w in series]
+    metrics.observe_forecast(endpoint, result.inference_s, len(per_series), warnings, model)
 
 
 async def answer_one(body: ForecastRequest, model: Forecaster, state: State, name: str) -> Response:
@@ -122,31 +127,37 @@ async def answer_batch(
     )
     closes = [s.closes for s in body.series]
     sent = [s.features for s in body.series]
-    features = sent if any(f is not None for f in sent) else None
-    args = (models, names, closes, body.horizon, body.level, locs, features)
+    args = (models, names, closes, body.horizon, body.level, locs, sent)
     if len(closes) > settings.inline_batch_threshold:  # large batches must not stall the event loop
-        items, results = await run_in_threadpool(forecast_per_model, *args)
+        table, results = await run_in_threadpool(forecast_per_model, *args)
     else:
-        items, results = forecast_per_model(*args)
+        table, results = forecast_per_model(*args)
     for name, result in results.items():
         _record(state, "forecast_batch", result, name)
-    keys = [(str(level), level) for level in body.level]  # once per request, not per series
-    forecasts = [
+    answers = _batch_answers(body, names, models, table)
+    return _json({"forecasts": answers, "model_version": answers[0]["model_version"]})
+
+
+def _batch_answers(
+    body: BatchForecastRequest, names: list[str], models: dict[str, Forecaster], table: PriceRows
+) -> list[dict[str, Any]]:
+    """Each series' answer straight from the batch's price table, keys in the response model's order: one
+    pass over the series, no object per series in between."""
+    keys = [(str(level), k) for k, level in table.levels]  # once per request, not per series
+    versions = {name: model.version for name, model in models.items()}
+    series = zip(body.series, names, table.rows, table.last_closes, table.warnings, strict=True)
+    return [
         {
             "id": s.id,
-            "forecast": item.forecast,
-            "intervals": {
-                key: {"lower": item.intervals[level][0], "upper": item.intervals[level][1]}
-                for key, level in keys
-            },
+            "forecast": row[0],
+            "intervals": {key: {"lower": row[k], "upper": row[k + 1]} for key, k in keys},
             "model": name,
-            "model_version": models[name].version,
-            "last_close": item.last_close,
-            "warnings": [w.message for w in item.warnings],
+            "model_version": versions[name],
+            "last_close": last,
+            "warnings": [w.message for w in warnings],
         }
-        for s, item, name in zip(body.series, items, names, strict=True)
+        for s, name, row, last, warnings in series
     ]
-    return _json({"forecasts": forecasts, "model_version": forecasts[0]["model_version"]})
 
 
 @router.post("/forecast/batch", response_model=BatchForecastResponse, responses=_ERRORS)
