@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +86,20 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+DEFAULT_MODEL = "default"  # CLOSECAST_DEFAULT_MODEL's default: the servers run without CLOSECAST_* set
+
+
+def default_bundle(root: Path) -> Path | None:
+    """The default model's current bundle in the registry ``root`` (``root/default/<version>``), if any."""
+    version = registry.read_current(root / DEFAULT_MODEL)
+    return root / DEFAULT_MODEL / version if version else None
+
+
 def pick_model_dir(explicit: Path | None) -> Path:
     if explicit is not None:
         return explicit.resolve()
     for candidate in (ROOT / "models", ROOT / "tests" / "fixtures" / "models"):
-        if registry.read_current(candidate):
+        if default_bundle(candidate) is not None:
             return candidate
     raise SystemExit("no model bundle in models/ or tests/fixtures/models/; pass --model-dir")
 
@@ -216,21 +226,30 @@ def run_wrk(
 Target = tuple[str, str, int, Path, int]  # name, url, series per request, body file, server pid
 
 
-def compare(targets: list[Target], connections: int, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every target once per round, in turn (A B A B): each round's ratios to the first target (the
-    floor) see the same load on a shared machine; a row holds the median run and the median ratios."""
+def compare(
+    targets: list[Target], connections: int, args: argparse.Namespace, ort: Callable[[], float]
+) -> list[dict[str, Any]]:
+    """Every target once per round, in turn (A B A B), after ONNX Runtime alone (``ort``: its series/s
+    for the targets' batch): each round's ratios to the first target (the floor) and to ONNX Runtime see
+    the same load on a shared machine; a row holds the median run and the median ratios."""
     runs: list[list[dict[str, Any]]] = [[] for _ in targets]
+    ort_rates: list[float] = []
     for _ in range(args.rounds):
+        ort_rates.append(ort())
         for i, (_, url, _, body, pid) in enumerate(targets):
             runs[i].append(run_wrk(url, body, connections, args, pid))
+    rates = ", ".join(f"{r:.0f}" for r in ort_rates)
+    print(f"{targets[-1][0]}, {connections} conns: ONNX Runtime alone before each round {rates} series/s")
     rows = []
     for (name, _, n, _, _), mine in zip(targets, runs, strict=True):
         ratios = {
             key: statistics.median(m[key] / f[key] for m, f in zip(mine, runs[0], strict=True))
             for key in ("req_s", "p50_ms", "p99_ms", "cpu_us")
         }
+        # a request of horizon h makes h model calls: ``ort`` is ORT-alone series/s divided by h
+        vs_ort = statistics.median(m["req_s"] * n / o for m, o in zip(mine, ort_rates, strict=True))
         median = sorted(mine, key=lambda r: float(r["req_s"]))[len(mine) // 2]
-        rows.append({"name": name, "c": connections, "n": n, **median, "vs": ratios})
+        rows.append({"name": name, "c": connections, "n": n, **median, "vs": ratios, "vs_ort": vs_ort})
     return rows
 
 
@@ -238,9 +257,9 @@ def time_ort(
     model_dir: Path, windows: list[list[float]], providers: str, seconds: float = 3.0
 ) -> dict[str, Any]:
     """ONNX Runtime alone: ``session.run`` on prepared inputs, same batch, same thread count as the server."""
-    version = registry.read_current(model_dir)
-    assert version is not None
-    model = load_forecaster(model_dir / version, providers, ort_threads=1)
+    bundle = default_bundle(model_dir)
+    assert bundle is not None
+    model = load_forecaster(bundle, providers, ort_threads=1)
     x = np.zeros((len(windows), model.window - 1, 1), np.float32)  # its time does not depend on values
     feeds = {model.input_name: x}
     for _ in range(20):
@@ -263,7 +282,7 @@ def time_ort(
     }
 
 
-def print_table(rows: list[dict[str, Any]], ort: dict[int, float]) -> None:
+def print_table(rows: list[dict[str, Any]]) -> None:
     print(
         "| endpoint | conns | series/req | req/s | p50 ms | p99 ms | req/s vs floor | p50 vs floor | "
         "p99 vs floor | CPU µs/req | CPU vs floor | series/s vs ORT alone | errors |"
@@ -271,7 +290,7 @@ def print_table(rows: list[dict[str, Any]], ort: dict[int, float]) -> None:
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         vs, n = r["vs"], r["n"]
-        vs_ort = f"{r['req_s'] * n / ort[n]:.2f}×" if n in ort and not r["name"].startswith("floor") else "—"
+        vs_ort = f"{r['vs_ort']:.2f}×"  # the floor's too: what the HTTP stack alone leaves of it
         print(
             f"| {r['name']} | {r['c']} | {n} | {r['req_s']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.2f} | "
             f"{vs['req_s']:.2f}× | {vs['p50_ms']:.2f}× | {vs['p99_ms']:.2f}× | {r['cpu_us']:.0f} | "
@@ -288,11 +307,18 @@ def main() -> None:
     for package in ("app", "closecast", "bench"):
         compileall.compile_dir(ROOT / package, quiet=1)
     model_dir = pick_model_dir(args.model_dir)
-    version = registry.read_current(model_dir)
-    window = load_forecaster(model_dir / str(version), "cpu").window
+    bundle = default_bundle(model_dir)
+    if bundle is None:
+        raise SystemExit(f"no current bundle of model {DEFAULT_MODEL!r} in {model_dir}")
+    window = load_forecaster(bundle, "cpu").window
     windows = sample_closes(window, args.batch)
     load_before = os.getloadavg()
     ort_rows = {n: time_ort(model_dir, windows[:n], args.providers) for n in (1, args.batch)}
+
+    def ort_alone(n: int) -> Callable[[], float]:
+        """ONNX Runtime alone for 1 s on ``n`` series: series/s per request of ``args.horizon`` steps."""
+        return lambda: time_ort(model_dir, windows[:n], args.providers, 1.0)["req_s"] * n / args.horizon
+
     floor_server, floor_port, floor_ready = floor()
     plain, plain_port, _ = closecast(model_dir, args.providers, batch_max_size="1")
     served, port, ready_s = closecast(model_dir, args.providers)  # the defaults: batching as shipped
@@ -324,13 +350,13 @@ def main() -> None:
                 ("/noop/forecast", f"{b}/noop/forecast", 1, one, served.pid),
             ]
             for c in args.connections:
-                rows += compare(singles, c, args)
+                rows += compare(singles, c, args, ort_alone(1))
             batches: list[Target] = [
                 ("floor /forecast/batch", f"{f}/forecast/batch", args.batch, many, floor_server.pid),
                 ("/forecast/batch", f"{b}/forecast/batch", args.batch, many, served.pid),
             ]
             for c in (1, 16):
-                rows += compare(batches, c, args)
+                rows += compare(batches, c, args, ort_alone(args.batch))
         helpers = children(served.pid)
         memory = f"API process RSS {rss_mb(served.pid):.0f} MB"
         memory += "".join(f"; child `{cmdline(c)}` RSS {rss_mb(c):.0f} MB" for c in helpers) or "; no child"
@@ -339,15 +365,7 @@ def main() -> None:
             server.send_signal(signal.SIGTERM)
         for server in servers:
             server.wait(timeout=30)
-    # ONNX Runtime alone again, after the HTTP runs: the machine's load may have changed; the faster of
-    # the two is the yardstick (the lower, more conservative ratio)
-    for n, again in ((n, time_ort(model_dir, windows[:n], args.providers)) for n in (1, args.batch)):
-        first, second = ort_rows[n]["req_s"] * n, again["req_s"] * n
-        print(f"ONNX Runtime alone, batch {n}: {first:.0f} series/s before the HTTP runs, {second:.0f} after")
-        ort_rows[n] = max(ort_rows[n], again, key=lambda r: float(r["req_s"]))
-    # a request of horizon h makes h model calls: compare with ORT-alone series/s divided by h
-    ort = {n: r["req_s"] * n / args.horizon for n, r in ort_rows.items()}
-    print_table(rows, ort)
+    print_table(rows)
     for n, r in ort_rows.items():
         print(
             f"\nONNX Runtime alone, batch {n}: {r['req_s'] * n:.0f} series/s, p50 {r['p50_ms']:.3f} ms",
