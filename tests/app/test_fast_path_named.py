@@ -58,7 +58,7 @@ class HandedOn:
 @pytest.fixture(scope="module")
 def clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, TestClient, HandedOn]]:
     root = _registry(tmp_path_factory.mktemp("named") / "models")
-    fast = create_app(make_settings(root))
+    fast = create_app(make_settings(root, batch_max_delay_us=5000))  # as in test_fast_path.py
     plain = _without_fast_path(create_app(make_settings(root, batch_max_size=1)))
     with TestClient(fast) as a, TestClient(plain) as b:
         handed_on = HandedOn(a)
