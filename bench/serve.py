@@ -239,7 +239,7 @@ def compare(
         for i, (_, url, _, body, pid) in enumerate(targets):
             runs[i].append(run_wrk(url, body, connections, args, pid))
     rates = ", ".join(f"{r:.0f}" for r in ort_rates)
-    print(f"{targets[-1][0]}, {connections} conns: ONNX Runtime alone before each round {rates} series/s")
+    print(f"ONNX Runtime alone, batch {targets[0][2]}, before each round ({connections} conns): {rates}")
     rows = []
     for (name, _, n, _, _), mine in zip(targets, runs, strict=True):
         ratios = {
