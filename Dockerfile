@@ -125,7 +125,7 @@ VOLUME ["/models"]
 # Ready means a verified model is loaded; urllib raises on 503 or a refused connection (exit 1).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--ws", "none", "--no-access-log"]
 
 
 # ---- serve: no torch, CPU ONNX Runtime (~300 MB) -------------------------------------------------------------
@@ -158,7 +158,7 @@ EXPOSE 8000
 VOLUME ["/models"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--ws", "none", "--no-access-log"]
 COPY --from=venv-cuda /opt/venv /opt/venv
 COPY --from=default-model /out /opt/closecast/models
 RUN --mount=type=bind,from=wheel,source=/dist,target=/dist pip install --no-deps --no-cache-dir /dist/*.whl

@@ -23,6 +23,7 @@ core of its own would reach.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +86,20 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+DEFAULT_MODEL = "default"  # CLOSECAST_DEFAULT_MODEL's default: the servers run without CLOSECAST_* set
+
+
+def default_bundle(root: Path) -> Path | None:
+    """The default model's current bundle in the registry ``root`` (``root/default/<version>``), if any."""
+    version = registry.read_current(root / DEFAULT_MODEL)
+    return root / DEFAULT_MODEL / version if version else None
+
+
 def pick_model_dir(explicit: Path | None) -> Path:
     if explicit is not None:
         return explicit.resolve()
     for candidate in (ROOT / "models", ROOT / "tests" / "fixtures" / "models"):
-        if registry.read_current(candidate):
+        if default_bundle(candidate) is not None:
             return candidate
     raise SystemExit("no model bundle in models/ or tests/fixtures/models/; pass --model-dir")
 
@@ -157,7 +168,7 @@ def floor() -> tuple[subprocess.Popen[bytes], int, float]:
     """The bare FastAPI app (``bench/floor_app.py``) under the same uvicorn options as ``python -m app``."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--port", str(port), "--loop", "uvloop"]
-    argv += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    argv += ["--http", "httptools", "--ws", "none", "--no-access-log", "--log-level", "warning"]
     server, ready_s = start_server(argv, {"CLOSECAST_PORT": str(port)}, "/readyz")
     return server, port, ready_s
 
@@ -215,21 +226,30 @@ def run_wrk(
 Target = tuple[str, str, int, Path, int]  # name, url, series per request, body file, server pid
 
 
-def compare(targets: list[Target], connections: int, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every target once per round, in turn (A B A B): each round's ratios to the first target (the
-    floor) see the same load on a shared machine; a row holds the median run and the median ratios."""
+def compare(
+    targets: list[Target], connections: int, args: argparse.Namespace, ort: Callable[[], float]
+) -> list[dict[str, Any]]:
+    """Every target once per round, in turn (A B A B), after ONNX Runtime alone (``ort``: its series/s
+    for the targets' batch): each round's ratios to the first target (the floor) and to ONNX Runtime see
+    the same load on a shared machine; a row holds the median run and the median ratios."""
     runs: list[list[dict[str, Any]]] = [[] for _ in targets]
+    ort_rates: list[float] = []
     for _ in range(args.rounds):
+        ort_rates.append(ort())
         for i, (_, url, _, body, pid) in enumerate(targets):
             runs[i].append(run_wrk(url, body, connections, args, pid))
+    rates = ", ".join(f"{r:.0f}" for r in ort_rates)
+    print(f"ONNX Runtime alone, batch {targets[0][2]}, before each round ({connections} conns): {rates}")
     rows = []
     for (name, _, n, _, _), mine in zip(targets, runs, strict=True):
         ratios = {
             key: statistics.median(m[key] / f[key] for m, f in zip(mine, runs[0], strict=True))
             for key in ("req_s", "p50_ms", "p99_ms", "cpu_us")
         }
+        # a request of horizon h makes h model calls: ``ort`` is ORT-alone series/s divided by h
+        vs_ort = statistics.median(m["req_s"] * n / o for m, o in zip(mine, ort_rates, strict=True))
         median = sorted(mine, key=lambda r: float(r["req_s"]))[len(mine) // 2]
-        rows.append({"name": name, "c": connections, "n": n, **median, "vs": ratios})
+        rows.append({"name": name, "c": connections, "n": n, **median, "vs": ratios, "vs_ort": vs_ort})
     return rows
 
 
@@ -237,9 +257,9 @@ def time_ort(
     model_dir: Path, windows: list[list[float]], providers: str, seconds: float = 3.0
 ) -> dict[str, Any]:
     """ONNX Runtime alone: ``session.run`` on prepared inputs, same batch, same thread count as the server."""
-    version = registry.read_current(model_dir)
-    assert version is not None
-    model = load_forecaster(model_dir / version, providers, ort_threads=1)
+    bundle = default_bundle(model_dir)
+    assert bundle is not None
+    model = load_forecaster(bundle, providers, ort_threads=1)
     x = np.zeros((len(windows), model.window - 1, 1), np.float32)  # its time does not depend on values
     feeds = {model.input_name: x}
     for _ in range(20):
@@ -262,7 +282,7 @@ def time_ort(
     }
 
 
-def print_table(rows: list[dict[str, Any]], ort: dict[int, float]) -> None:
+def print_table(rows: list[dict[str, Any]]) -> None:
     print(
         "| endpoint | conns | series/req | req/s | p50 ms | p99 ms | req/s vs floor | p50 vs floor | "
         "p99 vs floor | CPU µs/req | CPU vs floor | series/s vs ORT alone | errors |"
@@ -270,7 +290,7 @@ def print_table(rows: list[dict[str, Any]], ort: dict[int, float]) -> None:
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         vs, n = r["vs"], r["n"]
-        vs_ort = f"{r['req_s'] * n / ort[n]:.2f}×" if n in ort and not r["name"].startswith("floor") else "—"
+        vs_ort = f"{r['vs_ort']:.2f}×"  # the floor's too: what the HTTP stack alone leaves of it
         print(
             f"| {r['name']} | {r['c']} | {n} | {r['req_s']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.2f} | "
             f"{vs['req_s']:.2f}× | {vs['p50_ms']:.2f}× | {vs['p99_ms']:.2f}× | {r['cpu_us']:.0f} | "
@@ -282,11 +302,23 @@ def main() -> None:
     args = parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
+    # The image's `pip install` compiles the wheel's bytecode; with PYTHONDONTWRITEBYTECODE=1 (the image,
+    # this VM) a source checkout would otherwise compile every project module at each start (~0.15 CPU s).
+    for package in ("app", "closecast", "bench"):
+        compileall.compile_dir(ROOT / package, quiet=1)
     model_dir = pick_model_dir(args.model_dir)
-    version = registry.read_current(model_dir)
-    window = load_forecaster(model_dir / str(version), "cpu").window
+    bundle = default_bundle(model_dir)
+    if bundle is None:
+        raise SystemExit(f"no current bundle of model {DEFAULT_MODEL!r} in {model_dir}")
+    window = load_forecaster(bundle, "cpu").window
     windows = sample_closes(window, args.batch)
+    load_before = os.getloadavg()
     ort_rows = {n: time_ort(model_dir, windows[:n], args.providers) for n in (1, args.batch)}
+
+    def ort_alone(n: int) -> Callable[[], float]:
+        """ONNX Runtime alone for 1 s on ``n`` series: series/s per request of ``args.horizon`` steps."""
+        return lambda: time_ort(model_dir, windows[:n], args.providers, 1.0)["req_s"] * n / args.horizon
+
     floor_server, floor_port, floor_ready = floor()
     plain, plain_port, _ = closecast(model_dir, args.providers, batch_max_size="1")
     served, port, ready_s = closecast(model_dir, args.providers)  # the defaults: batching as shipped
@@ -318,13 +350,13 @@ def main() -> None:
                 ("/noop/forecast", f"{b}/noop/forecast", 1, one, served.pid),
             ]
             for c in args.connections:
-                rows += compare(singles, c, args)
+                rows += compare(singles, c, args, ort_alone(1))
             batches: list[Target] = [
                 ("floor /forecast/batch", f"{f}/forecast/batch", args.batch, many, floor_server.pid),
                 ("/forecast/batch", f"{b}/forecast/batch", args.batch, many, served.pid),
             ]
             for c in (1, 16):
-                rows += compare(batches, c, args)
+                rows += compare(batches, c, args, ort_alone(args.batch))
         helpers = children(served.pid)
         memory = f"API process RSS {rss_mb(served.pid):.0f} MB"
         memory += "".join(f"; child `{cmdline(c)}` RSS {rss_mb(c):.0f} MB" for c in helpers) or "; no child"
@@ -333,15 +365,15 @@ def main() -> None:
             server.send_signal(signal.SIGTERM)
         for server in servers:
             server.wait(timeout=30)
-    # a request of horizon h makes h model calls: compare with ORT-alone series/s divided by h
-    ort = {n: r["req_s"] * n / args.horizon for n, r in ort_rows.items()}
-    print_table(rows, ort)
+    print_table(rows)
     for n, r in ort_rows.items():
         print(
             f"\nONNX Runtime alone, batch {n}: {r['req_s'] * n:.0f} series/s, p50 {r['p50_ms']:.3f} ms",
             end="",
         )
     print(f"\n\n{memory}; ready {ready_s:.2f} s after start (floor {floor_ready:.2f} s)")
+    load = " ".join(f"{x:.2f}" for x in load_before), " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average (1, 5, 15 min) at the start: {load[0]}; at the end: {load[1]}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence, Sized
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -21,6 +21,7 @@ import onnxruntime as ort
 from closecast.errors import InputInvalid, Loc, Problem, forecast_overflow, series_too_short
 from closecast.features import check_batch
 from closecast.representation import FloatArray, Scaler, log_returns, model_inputs
+from closecast.results import BatchForecast, InputWarning, PriceRows, SeriesForecast
 
 F64 = npt.NDArray[np.float64]
 SeriesLike = Sequence[float] | FloatArray  # closes, oldest first
@@ -41,24 +42,6 @@ _MAX_PLANS = 1024  # distinct `level` lists remembered; the cache is emptied bey
 
 
 @dataclass(frozen=True)
-class InputWarning:
-    """Something about the input the model was not trained for; ``kind`` labels the metrics counter."""
-
-    kind: str
-    message: str
-
-
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3x, paid per series of a batch
-class SeriesForecast:
-    """One series' answer, JSON-ready lists: prices per step, ``intervals[level] = (lower, upper)``."""
-
-    forecast: list[float]
-    intervals: dict[int, tuple[list[float], list[float]]]
-    last_close: float
-    warnings: list[InputWarning] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
 class _LevelPlan:
     """What a request's ``level`` list needs, computed once per distinct list."""
 
@@ -66,12 +49,6 @@ class _LevelPlan:
     quantile_list: list[float]  # the same without the 0, as Python floats
     rows: tuple[tuple[int, int], ...]  # (row of the lower bound in the prices array, level)
     notes: list[InputWarning]  # level_beyond_quantiles warnings
-
-
-@dataclass(frozen=True)
-class BatchForecast:
-    items: list[SeriesForecast]
-    inference_s: float  # time spent inside ONNX Runtime, all steps
 
 
 class Forecaster:
@@ -186,6 +163,17 @@ class Forecaster:
             for i, row in enumerate(rows)
         ]
         return BatchForecast(items, inference_s)
+
+    def forecast_rows(
+        self,
+        series: Sequence[SeriesLike],
+        horizon: int,
+        levels: Sequence[int],
+        locs: Sequence[Loc],
+        features: Sequence[FeatureMap | None] | None = None,
+    ) -> PriceRows:
+        """``forecast`` as one price table (what ``/forecast/batch`` writes out); same checks, same prices."""
+        return PriceRows.of(self.forecast(series, horizon, levels, locs, features), levels)
 
     def _forecast_one(self, closes: SeriesLike, horizon: int, plan: _LevelPlan, loc: Loc) -> BatchForecast:
         """``forecast`` of one series on Python floats. numpy runs only where its result could differ from

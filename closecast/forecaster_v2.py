@@ -27,18 +27,7 @@ import onnxruntime as ort
 
 from closecast.errors import Loc
 from closecast.features import FeatureScaler, held, raw_channels
-from closecast.forecaster import (
-    F64,
-    BatchForecast,
-    FeatureMap,
-    FeatureWindows,
-    Forecaster,
-    InputWarning,
-    SeriesForecast,
-    SeriesLike,
-    _exp,
-    _sqrt_steps,
-)
+from closecast.forecaster import F64, FeatureMap, FeatureWindows, Forecaster, SeriesLike, _exp, _sqrt_steps
 from closecast.intervals import (
     _WEIGHT_SUMS,
     _WEIGHTS,
@@ -50,6 +39,7 @@ from closecast.intervals import (
     is_flat,
 )
 from closecast.representation import FLAT_EPS, FloatArray, WindowScaler, log_returns
+from closecast.results import BatchForecast, InputWarning, PriceRows, SeriesForecast
 
 TABLES = ("ewma", "window")
 _SQRT_STEPS = _sqrt_steps(1024)
@@ -156,19 +146,41 @@ class ForecasterV2(Forecaster):
         single = len(series) == 1 and not self.features  # the one-series path reads closes only
         if single and (one := self._forecast_single(series[0], horizon, plan)) is not None:
             return one
-        history, counts = history_matrix(series)  # [N, EWMA_SPAN], [N]
-        returns = np.ascontiguousarray(history[:, -(self.window - 1) :])  # the input windows' returns
+        return self._rows(series, horizon, plan, locs, features).batch()
+
+    def forecast_rows(
+        self,
+        series: Sequence[SeriesLike],
+        horizon: int,
+        levels: Sequence[int],
+        locs: Sequence[Loc],
+        features: Sequence[FeatureMap | None] | None = None,
+    ) -> PriceRows:
+        """``forecast`` as one price table, computed for the whole batch at once (no object per series)."""
+        self.check_lengths(series, locs)
+        self.check_features(series, features, locs)
+        return self._rows(series, horizon, self._table_plan(levels), locs, features)
+
+    def _rows(
+        self,
+        series: Sequence[SeriesLike],
+        horizon: int,
+        plan: _TablePlan,
+        locs: Sequence[Loc],
+        features: Sequence[FeatureMap | None] | None,
+    ) -> PriceRows:
+        """The batch path: every array ``[N, ...]``, one ONNX Runtime call per step, one ``tolist``."""
+        returns, history, counts = self._returns(series)  # [N, W-1], [N, EWMA_SPAN] or None, [N]
         raw = self._request_raw(series, features)
         started = time.perf_counter()
         cumulative, window_scale, flat = self._roll(returns, raw, horizon)  # [N, H], [N], [N]
         inference_s = time.perf_counter() - started
         use_ewma = counts >= EWMA_MIN_RETURNS
-        window_scale = np.where(
-            flat, 0.0, window_scale
-        )  # a flat window's true RMS (0), not the 1 used to divide
-        scale = (
-            np.where(use_ewma, ewma_scale(history, counts), window_scale) if use_ewma.any() else window_scale
-        )
+        window_scale = np.where(flat, 0.0, window_scale)  # a flat window's true RMS (0), not the 1 used
+        if history is not None and use_ewma.any():
+            scale = np.where(use_ewma, ewma_scale(history, counts), window_scale)
+        else:
+            scale = window_scale
         warnings: list[list[InputWarning]] = [[] for _ in series]
         if flat.any() or is_flat(scale).any():  # rare: identical closes
             scale = self._flat_fallback(series, flat, scale, warnings)
@@ -179,17 +191,20 @@ class ForecasterV2(Forecaster):
         widen = scale[:, np.newaxis, np.newaxis] * steps  # [N, 1, H]
         prices = self._prices(last, cumulative, widen, quantiles)  # [N, 1+2L, H]
         self._check_finite(prices, lasts, locs)
-        rows = prices.tolist()
-        items = [
-            SeriesForecast(
-                forecast=row[0],
-                intervals={level: (row[k], row[k + 1]) for k, level in plan.rows},
-                last_close=lasts[i],
-                warnings=warnings[i] + plan.notes,
-            )
-            for i, row in enumerate(rows)
-        ]
-        return BatchForecast(items, inference_s)
+        if plan.notes:
+            warnings = [w + plan.notes for w in warnings]
+        return PriceRows(prices.tolist(), lasts, warnings, plan.rows, inference_s)
+
+    def _returns(self, series: Sequence[SeriesLike]) -> tuple[F64, F64 | None, npt.NDArray[np.int64]]:
+        """The input windows' log returns ``[N, W-1]``, the EWMA history ``[N, EWMA_SPAN]`` (None when no
+        series sends enough returns for it: then the last ``W`` closes of each are all that is read) and
+        how many returns each sent (at most ``EWMA_SPAN``). The same values either way (elementwise)."""
+        counts = np.fromiter(map(len, series), dtype=np.int64, count=len(series)) - 1
+        if counts.max() >= EWMA_MIN_RETURNS:
+            history, counts = history_matrix(series)
+            return np.ascontiguousarray(history[:, -(self.window - 1) :]), history, counts
+        closes = np.array([s[-self.window :] for s in series], dtype=np.float64)  # [N, W]
+        return np.diff(np.log(closes), axis=-1), None, counts
 
     def _request_raw(
         self, series: Sequence[SeriesLike], features: Sequence[FeatureMap | None] | None

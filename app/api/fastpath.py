@@ -4,10 +4,12 @@ FastAPI's routing, dependency solving, exception layers and response wrapping co
 request as a one-series forecast (py-spy: README "Measured speed"). This ASGI layer, inside ``BodyLimits``
 (the body is already whole) and ``RequestMetrics`` (still counted, under the route's template), answers a
 well-formed request itself: the body model's ``model_validate_json`` on the bytes, then the route's own
-``answer_one`` / ``answer_batch``. Anything else (another path, a body that does not validate, a limit
-exceeded, no model yet, a batch big enough for the parsing child, an error of any kind before the answer
-starts) goes on to FastAPI with the body replayed, so every error, 422 text and header stays exactly
-FastAPI's, and the OpenAPI docs still come from the routes.
+``answer_one`` / ``answer_batch`` with the models the body names (the default one when it names none), if
+every one of them is in memory. Anything else (another path, a body that does not validate, a model that is
+unknown or not loaded yet, a limit exceeded, no model yet, a batch big enough for the parsing child, an
+error of any kind before the answer starts) goes on to FastAPI with the body replayed, so every error, 422
+and 404 text and header stays exactly FastAPI's, a cold model is loaded off the event loop by the route as
+always, and the OpenAPI docs still come from the routes.
 """
 
 from __future__ import annotations
@@ -24,12 +26,41 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.bodies import _is_json
 from app.api.routes.forecast import answer_batch, answer_one
 from app.api.schemas import BatchForecastRequest, ForecastRequest
+from app.inference.models import LoadedModels
 from closecast.forecaster import Forecaster
 
-Answer = Callable[[Any, Forecaster, State], Awaitable[Response]]
+Answer = Callable[[Any, State], Awaitable[Response | None]]
+
+
+def _loaded(state: State, names: list[str | None]) -> tuple[list[str], dict[str, Forecaster]] | None:
+    """The models ``names`` ask for (``None``: the default one) as the route's ``forecasters_of`` resolves
+    them, if all are in memory; else None (the route loads a cold model or answers 404/503)."""
+    models: LoadedModels = state.models
+    resolved = [name or models.default_name for name in names]
+    found: dict[str, Forecaster] = {}
+    for name in dict.fromkeys(resolved):
+        if (model := models.loaded(name)) is None:
+            return None
+        found[name] = model
+    return resolved, found
+
+
+async def _one(body: ForecastRequest, state: State) -> Response | None:
+    resolved = _loaded(state, [body.model])
+    if resolved is None:
+        return None
+    (name,), models = resolved
+    return await answer_one(body, models[name], state, name)
+
+
+async def _batch(body: BatchForecastRequest, state: State) -> Response | None:
+    resolved = _loaded(state, [s.model or body.model for s in body.series])
+    return None if resolved is None else await answer_batch(body, state, resolved)
+
+
 ROUTES: dict[str, tuple[type[BaseModel], Answer]] = {
-    "/forecast": (ForecastRequest, answer_one),
-    "/forecast/batch": (BatchForecastRequest, answer_batch),
+    "/forecast": (ForecastRequest, _one),
+    "/forecast/batch": (BatchForecastRequest, _batch),
 }
 
 
@@ -61,13 +92,10 @@ class ForecastFastPath:
 
 async def _answer(scope: Scope, body: bytes, model_class: type[BaseModel], answer: Answer) -> Response | None:
     state = scope["app"].state
-    model = state.holder.current
-    if not body or model is None or len(body) > state.settings.big_body_bytes:
-        return None
-    if not _is_json(_content_type(scope)):
+    if not body or len(body) > state.settings.big_body_bytes or not _is_json(_content_type(scope)):
         return None
     try:
-        return await answer(model_class.model_validate_json(body), model, state)
+        return await answer(model_class.model_validate_json(body), state)
     except Exception:  # FastAPI's path raises it again and answers it as it always did
         return None
 

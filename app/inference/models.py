@@ -26,7 +26,8 @@ from app.inference.holder import ModelHolder
 from app.metrics import Metrics
 from closecast import registry
 from closecast.errors import InputInvalid, Loc, ModelNotFound, ModelNotReady, Problem
-from closecast.forecaster import BatchForecast, FeatureMap, Forecaster, SeriesForecast, SeriesLike
+from closecast.forecaster import FeatureMap, Forecaster, SeriesLike
+from closecast.results import PriceRows
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +195,15 @@ def forecast_per_model(
     levels: Sequence[int],
     locs: Sequence[Loc],
     features: Sequence[FeatureMap | None] | None = None,
-) -> tuple[list[SeriesForecast], dict[str, BatchForecast]]:
-    """A batch whose series name their models: one ``Forecaster.forecast`` (one ONNX Runtime call per step)
-    per model, answers put back in the order sent. Every series' length problem is reported, whatever its
-    model, before anything runs. Returns the items and each model's own result (for the metrics)."""
+) -> tuple[PriceRows, dict[str, PriceRows]]:
+    """A batch whose series name their models: one ``Forecaster.forecast_rows`` (one ONNX Runtime call per
+    step) per model, the answers as one table in the order sent. Every series' length problem is
+    reported, whatever its model, before anything runs. Returns the table and each model's own (for the
+    metrics). A batch of one model (the usual) is passed through whole, with no per-series work here."""
+    if len(forecasters) == 1:
+        ((name, model),) = forecasters.items()
+        rows = model.forecast_rows(series, horizon, levels, locs, _sent(features))
+        return rows, {name: rows}
     groups: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         groups.setdefault(name, []).append(i)
@@ -209,21 +215,21 @@ def forecast_per_model(
             problems += exc.problems
     if problems:
         raise InputInvalid(sorted(problems, key=lambda p: _series_index(p.loc)))
-    items: list[SeriesForecast | None] = [None] * len(series)
-    results: dict[str, BatchForecast] = {}
+    results: dict[str, PriceRows] = {}
     for name, members in groups.items():
-        sent = [features[i] for i in members] if features is not None else None
-        result = forecasters[name].forecast(
+        results[name] = forecasters[name].forecast_rows(
             [series[i] for i in members],
             horizon,
             levels,
             [locs[i] for i in members],
-            sent if sent is not None and any(f is not None for f in sent) else None,
+            _sent([features[i] for i in members] if features is not None else None),
         )
-        results[name] = result
-        for i, item in zip(members, result.items, strict=True):
-            items[i] = item
-    return [item for item in items if item is not None], results
+    return PriceRows.joined([(groups[name], rows) for name, rows in results.items()], len(series)), results
+
+
+def _sent(features: Sequence[FeatureMap | None] | None) -> Sequence[FeatureMap | None] | None:
+    """A batch's features, or None when no series sent any."""
+    return features if features is not None and any(f is not None for f in features) else None
 
 
 def _series_index(loc: Loc) -> int:

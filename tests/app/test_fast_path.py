@@ -35,7 +35,9 @@ def _without_fast_path(app: FastAPI) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def clients() -> Iterator[tuple[TestClient, TestClient]]:
-    fast = create_app(make_settings(MODELS))
+    # a 5 ms gathering window: the concurrent requests share calls even when a loaded machine runs the
+    # client threads one at a time (answers do not depend on it)
+    fast = create_app(make_settings(MODELS, batch_max_delay_us=5000))
     plain = _without_fast_path(create_app(make_settings(MODELS, batch_max_size=1)))
     with TestClient(fast) as a, TestClient(plain) as b:
         yield a, b

@@ -80,3 +80,11 @@ def test_one_series_is_answered_bit_for_bit_as_in_a_batch(model: Forecaster) -> 
         alone = model.forecast([series], horizon, levels).items[0]
         batched = model.forecast([series, calm_walk(model.window, seed=99)], horizon, levels).items[0]
         assert alone == batched
+
+
+def test_forecast_rows_is_forecast_as_one_table(model: Forecaster) -> None:
+    series = [np.asarray(calm_walk(), dtype=np.float64)[: model.window + k] for k in range(6)]
+    locs = [("body", "series", i, "closes") for i in range(len(series))]
+    for horizon, levels in ((1, [80, 95]), (3, [99, 50])):
+        rows = model.forecast_rows(series, horizon, levels, locs)
+        assert rows.items() == model.forecast(series, horizon, levels, locs).items

@@ -54,3 +54,22 @@ def test_one_series_path_is_taken_for_ordinary_requests(model: ForecasterV2) -> 
     assert (
         model._forecast_single(np.full(model.window, 2.0), 1, plan) is None
     )  # flat: the batch path words it
+
+
+def test_a_batch_of_short_series_reads_only_their_windows_and_equals_each_alone(model: ForecasterV2) -> None:
+    """Under 64 closes no series uses the EWMA table: the batch path skips the history matrix, same bits."""
+    short = [make_closes(model.window + k % 43, level=10.0 ** (k % 5 - 2), seed=k) for k in range(40)]
+    short.append(np.full(model.window + 3, 2.5))  # flat: its warning inside a short batch
+    returns, history, _ = model._returns(short)
+    assert history is None and returns.shape == (len(short), model.window - 1)
+    for horizon, levels in ((1, [80, 95]), (7, [50, 99])):
+        batch = model.forecast(short, horizon, levels).items
+        assert batch == [model.forecast([s], horizon, levels).items[0] for s in short]
+
+
+def test_forecast_rows_is_forecast_as_one_table(model: ForecasterV2) -> None:
+    series = [*_cases(model.window)[:12], np.full(model.window, 4.0)]
+    locs = [("body", "series", i, "closes") for i in range(len(series))]
+    for horizon, levels in ((1, [80, 95]), (4, [99, 1])):
+        rows = model.forecast_rows(series, horizon, levels, locs)
+        assert rows.items() == model.forecast(series, horizon, levels, locs).items

@@ -26,7 +26,8 @@ from app.inference.batcher import Batcher
 from app.inference.models import forecast_per_model
 from app.metrics import Metrics
 from closecast.errors import InputInvalid, Loc, Problem, TooManySeries, horizon_too_large, series_too_long
-from closecast.forecaster import BatchForecast, Forecaster, SeriesForecast
+from closecast.forecaster import Forecaster
+from closecast.results import BatchForecast, PriceRows, SeriesForecast
 
 # JSONBodyRoute: bodies validated from their bytes in one pass, big batches in a child process (bodies.py)
 router = APIRouter(tags=["forecast"], route_class=JSONBodyRoute)
@@ -70,20 +71,21 @@ def _answer(item: SeriesForecast) -> dict[str, Any]:
     }
 
 
-def _record(state: State, endpoint: str, result: BatchForecast, model: str) -> None:
+def _record(state: State, endpoint: str, result: BatchForecast | PriceRows, model: str) -> None:
     # The metrics come from the app state, not a dependency: each Depends costs tens of microseconds per
     # request in FastAPI's solver, more than the counting itself.
     metrics: Metrics = state.metrics
-    warnings = [w.kind for item in result.items for w in item.warnings]
-    metrics.observe_forecast(endpoint, result.inference_s, len(result.items), warnings, model)
+    if isinstance(result, PriceRows):
+        per_series = result.warnings
+    else:
+        per_series = [item.warnings for item in result.items]
+    warnings = [w.kind for series in per_series for w in series]
+    metrics.observe_forecast(endpoint, result.inference_s, len(per_series), warnings, model)
 
 
-async def answer_one(
-    body: ForecastRequest, model: Forecaster, state: State, name: str | None = None
-) -> Response:
-    """``/forecast``'s whole answer: the route's, and the same for the raw ASGI path (``fastpath.py``), which
-    serves the default model only (a body naming another model raises here and goes on to the route)."""
-    name = name or _default_only(state, [body.model])
+async def answer_one(body: ForecastRequest, model: Forecaster, state: State, name: str) -> Response:
+    """``/forecast``'s whole answer with the model ``name`` resolved to: the route's, and the same for the
+    raw ASGI path (``fastpath.py``), which resolves only models already in memory."""
     check_limits(state.settings, body.horizon, [(("body", "closes"), len(body.closes))])
     locs: list[Loc] = [("body", "closes")]
     model.check_lengths([body.closes], locs)  # checked before joining a batch they would fail
@@ -110,25 +112,11 @@ async def forecast(body: ForecastRequest, request: Request) -> Response:
     return await answer_one(body, models[names[0]], request.app.state, names[0])
 
 
-def _default_only(state: State, names: list[str | None]) -> str:
-    """The raw path's model: the default one; any other name is resolved by the route (``forecasters_of``)."""
-    default: str = state.settings.default_model
-    if any(name not in (None, default) for name in names):
-        raise LookupError("a named model: answered by the route, which resolves it")
-    return default
-
-
 async def answer_batch(
-    body: BatchForecastRequest,
-    model: Forecaster,
-    state: State,
-    resolved: tuple[list[str], dict[str, Forecaster]] | None = None,
+    body: BatchForecastRequest, state: State, resolved: tuple[list[str], dict[str, Forecaster]]
 ) -> Response:
-    """``/forecast/batch``'s whole answer: the route's (``resolved``: each series' model), and the same for
-    the raw ASGI path (the default model only)."""
-    if resolved is None:
-        default = _default_only(state, [body.model, *(s.model for s in body.series)])
-        resolved = ([default] * len(body.series), {default: model})
+    """``/forecast/batch``'s whole answer (``resolved``: each series' model name, and the models by name):
+    the route's, and the same for the raw ASGI path (``fastpath.py``)."""
     names, models = resolved
     settings: Settings = state.settings
     if len(body.series) > settings.max_batch_series:
@@ -139,39 +127,44 @@ async def answer_batch(
     )
     closes = [s.closes for s in body.series]
     sent = [s.features for s in body.series]
-    features = sent if any(f is not None for f in sent) else None
-    args = (models, names, closes, body.horizon, body.level, locs, features)
+    args = (models, names, closes, body.horizon, body.level, locs, sent)
     if len(closes) > settings.inline_batch_threshold:  # large batches must not stall the event loop
-        items, results = await run_in_threadpool(forecast_per_model, *args)
+        table, results = await run_in_threadpool(forecast_per_model, *args)
     else:
-        items, results = forecast_per_model(*args)
+        table, results = forecast_per_model(*args)
     for name, result in results.items():
         _record(state, "forecast_batch", result, name)
-    keys = [(str(level), level) for level in body.level]  # once per request, not per series
-    forecasts = [
+    answers = _batch_answers(body, names, models, table)
+    return _json({"forecasts": answers, "model_version": answers[0]["model_version"]})
+
+
+def _batch_answers(
+    body: BatchForecastRequest, names: list[str], models: dict[str, Forecaster], table: PriceRows
+) -> list[dict[str, Any]]:
+    """Each series' answer straight from the batch's price table, keys in the response model's order: one
+    pass over the series, no object per series in between."""
+    keys = [(str(level), k) for k, level in table.levels]  # once per request, not per series
+    versions = {name: model.version for name, model in models.items()}
+    series = zip(body.series, names, table.rows, table.last_closes, table.warnings, strict=True)
+    return [
         {
             "id": s.id,
-            "forecast": item.forecast,
-            "intervals": {
-                key: {"lower": item.intervals[level][0], "upper": item.intervals[level][1]}
-                for key, level in keys
-            },
+            "forecast": row[0],
+            "intervals": {key: {"lower": row[k], "upper": row[k + 1]} for key, k in keys},
             "model": name,
-            "model_version": models[name].version,
-            "last_close": item.last_close,
-            "warnings": [w.message for w in item.warnings],
+            "model_version": versions[name],
+            "last_close": last,
+            "warnings": [w.message for w in warnings],
         }
-        for s, item, name in zip(body.series, items, names, strict=True)
+        for s, name, row, last, warnings in series
     ]
-    return _json({"forecasts": forecasts, "model_version": forecasts[0]["model_version"]})
 
 
 @router.post("/forecast/batch", response_model=BatchForecastResponse, responses=_ERRORS)
 async def forecast_batch(body: BatchForecastRequest, request: Request) -> Response:
     """Forecast several series, one model call per step for each model named; answers in the order sent."""
     resolved = await forecasters_of(request, [s.model or body.model for s in body.series])
-    model = next(iter(resolved[1].values()))
-    return await answer_batch(body, model, request.app.state, resolved)
+    return await answer_batch(body, request.app.state, resolved)
 
 
 @noop_router.post("/noop/forecast", response_model=ForecastResponse, responses=_ERRORS)
