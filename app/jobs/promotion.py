@@ -33,6 +33,7 @@ from closecast.errors import ClosecastError, TooManyModels
 from closecast.forecaster import F64, Forecaster
 from closecast.representation import closes_sha256, sliding_windows
 from closecast.scoring import error_metrics
+from closecast.series import Series
 
 # Serialises registry changes of this process (job promotions, manual ones, deletions); workers follow the
 # pointers. One lock for every model: promotions are rare, and a deletion must not race a promotion.
@@ -68,20 +69,36 @@ class Decision:
     reason: str
 
 
-def _one_step(model: Forecaster, closes: F64, first: int) -> F64:
-    """Forecasts of ``closes[first:]``, each from the ``window`` closes before it: ``[n]``."""
-    windows = sliding_windows(closes[first - model.window : closes.size - 1], model.window)  # [n, W]
-    return model.predict_closes(windows, 1)[:, 0]
+# What a job trained on: closes, or a series with the features a model may read; several by name.
+JobData = F64 | Series | Mapping[str, F64 | Series]
+
+
+def _one_step(model: Forecaster, closes: F64, features: Mapping[str, F64], first: int) -> F64:
+    """Forecasts of ``closes[first:]``, each from the ``window`` closes (and the features the model reads)
+    before it: ``[n]``."""
+    span = slice(first - model.window, closes.size - 1)
+    windows = sliding_windows(closes[span], model.window)  # [n, W]
+    reads = {
+        name: sliding_windows(features[name][span], model.window)
+        for name in model.features
+        if name in features
+    }
+    return model.predict_closes(windows, 1, reads or None)[:, 0]
+
+
+def _closes_and_features(data: F64 | Series) -> tuple[F64, Mapping[str, F64]]:
+    return (data.closes, data.features) if isinstance(data, Series) else (data, {})
 
 
 def compare_on_test_part(
     candidate: Forecaster,
     current: Forecaster,
-    closes: F64 | Mapping[str, F64],
+    closes: JobData,
     against: str = "current",
 ) -> GateScores:
-    """Score both models on the candidate's test part of ``closes`` (the closes it was trained on): one
-    series, or several by name (their test closes pooled: one MAE over every test close of every series)."""
+    """Score both models on the candidate's test part of ``closes`` (the closes it was trained on, with their
+    features for a model that reads them): one series, or several by name (their test closes pooled: one
+    MAE over every test close of every series)."""
     data = candidate.manifest.get("data", {})
     if not isinstance(closes, Mapping):
         return _pooled(candidate, current, [(data, closes)], True, against)
@@ -109,18 +126,19 @@ def _test_part(
 def _pooled(
     candidate: Forecaster,
     current: Forecaster,
-    parts: list[tuple[dict[str, Any], F64]],
+    parts: list[tuple[dict[str, Any], F64 | Series]],
     strict: bool,
     against: str,
 ) -> GateScores:
     actual, cand, cur, naive, firsts = [], [], [], [], []
-    for entry, closes in parts:
+    for entry, part in parts:
+        closes, features = _closes_and_features(part)
         first = _test_part(candidate.version, entry, closes, max(candidate.window, current.window), strict)
         if first is None or first >= closes.size:
             continue
         actual.append(closes[first:])
-        cand.append(_one_step(candidate, closes, first))
-        cur.append(_one_step(current, closes, first))
+        cand.append(_one_step(candidate, closes, features, first))
+        cur.append(_one_step(current, closes, features, first))
         naive.append(closes[first - 1 : -1])
         firsts.append(first)
     if not actual:
@@ -259,7 +277,7 @@ def _judge(
     holder: ModelHolder,
     candidate: Forecaster,
     mode: str,
-    load_closes: Callable[[], F64 | Mapping[str, F64]],
+    load_closes: Callable[[], JobData],
     rules: RegistryRules,
 ) -> tuple[GateScores | None, Decision, bool]:
     """The gate's scores and decision, and whether this is the model's first version (no incumbent)."""
@@ -287,7 +305,7 @@ def judge_and_register(
     holder: ModelHolder,
     bundle: Path,
     mode: str,
-    load_closes: Callable[[], F64 | Mapping[str, F64]],
+    load_closes: Callable[[], JobData],
     cancel_requested: Callable[[], bool] = _never,
     rules: RegistryRules = RegistryRules(),
 ) -> Outcome:

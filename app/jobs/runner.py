@@ -51,9 +51,9 @@ from app.jobs.shards import train_job
 from app.jobs.sqlite_store import SQLiteJobStore
 from app.jobs.store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
 from app.jobs.supervisor import Supervisor
-from app.jobs.validation import Prepare, job_closes
+from app.jobs.validation import Prepare, job_series
 from closecast import registry
-from closecast.forecaster import F64
+from closecast.series import Series
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +390,6 @@ class JobRunner:
         return await anyio.to_thread.run_sync(judge)
 
     @staticmethod
-    def _job_closes(job: Job, work: Path) -> F64 | dict[str, F64]:
-        """The closes the job trained on (each series' by name, for several), read back from its work dir."""
-        return job_closes(work, job.spec)
+    def _job_closes(job: Job, work: Path) -> Series | dict[str, Series]:
+        """The series the job trained on (each by name, for several), read back from its work dir."""
+        return job_series(work, job.spec)

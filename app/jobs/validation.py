@@ -20,7 +20,6 @@ from app.config import Settings
 from closecast.config import Config
 from closecast.csvrows import check_column_name
 from closecast.errors import InputInvalid, Loc, Problem
-from closecast.forecaster import F64
 from closecast.series import (
     ConstantSeries,
     MissingFeature,
@@ -264,9 +263,9 @@ def upload_name(filename: str | None) -> str:
     return cleaned or "upload"
 
 
-def job_closes(work: Path, spec: Mapping[str, Any]) -> F64 | dict[str, F64]:
-    """The closes the training CLI read from a job's CSVs (same reader, same arguments): one array for one
-    series, else each series' closes by its name."""
+def job_series(work: Path, spec: Mapping[str, Any]) -> Series | dict[str, Series]:
+    """The series the training CLI read from a job's CSVs (same reader, same arguments, the features it
+    trained on): one series, else each by its name. The gate scores both models on them."""
     column, date_column = spec["column"], spec.get("date_column")
     found = load_many(
         [work / f for f in spec_files(spec)],
@@ -274,7 +273,8 @@ def job_closes(work: Path, spec: Mapping[str, Any]) -> F64 | dict[str, F64]:
         date_column or "Date",
         spec.get("id_column"),
         require_date_column=date_column is not None,
+        features=spec.get("params", {}).get("features") or (),
     )
     if len(found) == 1 and not spec.get("id_column"):
-        return found[0].closes
-    return {s.name: s.closes for s in found}
+        return found[0]
+    return {s.name: s for s in found}

@@ -92,3 +92,20 @@ def test_bad_train_feature_value_is_refused(client: TestClient, ohlcv: Path) -> 
     response = client.post("/train", json=body, headers=AUTH)
     assert response.status_code == 422, response.text
     assert "features.volume[0] is '-5.0'; a volume must be finite and >= 0" in detail_msgs(response)
+
+
+def test_promote_auto_judges_a_features_model_with_its_features(client: TestClient, ohlcv: Path) -> None:
+    """The gate reads the features back with the closes: the candidate's gate MAE is its own test MAE (the
+    same test closes, the same inputs), not a refusal to compare."""
+    form = {**{k: str(v) for k, v in TINY.items()}, "features": "high,low", "promote": "auto"}
+    files = {"file": ("ohlcv.csv", ohlcv.read_bytes(), "text/csv")}
+    response = client.post("/train", data=form, files=files, headers=AUTH)
+    assert response.status_code == 202, response.text
+    final = wait_status(client, response.json()["job_id"], "succeeded", "failed")
+    assert final["status"] == "succeeded", final
+    result = final["result"]
+    assert "could not compare" not in result["reason"], result["reason"]
+    gate, test = result["metrics"]["gate"], result["metrics"]["test"]
+    assert gate["n"] == test["n"] and gate["candidate_mae"] == pytest.approx(
+        test["model"]["mae"], rel=1e-9
+    ), result
