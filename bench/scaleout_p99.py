@@ -11,6 +11,7 @@ on separate machines the second line would match the first.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import subprocess
 import sys
@@ -55,8 +56,11 @@ def _line(name: str, took: list[float]) -> str:
 
 
 def main() -> None:
-    requests = int(sys.argv[sys.argv.index("--requests") + 1]) if "--requests" in sys.argv else 400
-    epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 20
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--requests", type=int, default=400, help="forecasts per phase (default 400)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of the training job (default 20)")
+    args = parser.parse_args()
+    requests, epochs = args.requests, args.epochs
     cluster = start_cluster()
     if isinstance(cluster, str):
         sys.exit(cluster)

@@ -167,7 +167,7 @@ def _prepare_uploads(
                        "reads one CSV); upload one file without id_column, or train without tune_* fields",
                        "tune_invalid")  # fmt: skip
     names = _file_names(files)
-    name = form.source or form.name or f"{len(files)}-series"
+    label = form.source or form.name  # default: one file's stem, or "<n>-series" once n is known
 
     def prepare(work: Path) -> Submission:
         for csv_name, (_, content) in zip(names, files, strict=True):
@@ -179,6 +179,7 @@ def _prepare_uploads(
             raise _problem(("body", "file"), str(exc), "data_invalid") from None
         _check_count(len(found), settings, None)
         total = _checked_together(found, cfg, ("body", "file"))
+        name = label or (names[0].removesuffix(".csv") if len(names) == 1 else f"{len(found)}-series")
         return Submission(name, form.promote, names, form.column, form.date_column, total, params,
                           cfg.train.epochs, model, id_column=form.id_column, n_series=len(found))  # fmt: skip
 

@@ -90,6 +90,7 @@ def test_a_long_format_upload_with_an_id_column_trains_each_id(
     final = wait_status(client, response.json()["job_id"], "succeeded", "failed")
     data = _manifest(model_dir, final)["data"]
     assert data["id_column"] == "symbol" and [s["name"] for s in data["series"]] == ["MSFT", "SPX"]
+    assert final["source"] == "prices" and final["series"] == 2  # one file: its stem, as a single upload
 
 
 def test_closes_beside_series_is_a_conflict(client: TestClient) -> None:
