@@ -33,7 +33,7 @@ _COLUMNS = (
     "owner_pid, owner_host, owner_started, owner_token, heartbeat_at, child_pid, cancel_requested, model"
 )
 
-_SUBMITTED = "spec->>'shard_of' IS NULL"  # a job a user submitted, not a tune job's shard (app/jobs/shards.py)
+_SUBMITTED = "spec->>'shard_of' IS NULL"  # a job users submitted, not a tune job's shard (shards.py)
 
 # The oldest queued job of a model that may start now: a shard while its parent runs, any other job while
 # no other job of its model (shards aside) runs. A race past this check is stopped by the unique index.
