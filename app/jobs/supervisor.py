@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 from contextlib import suppress
@@ -73,6 +74,9 @@ def command_flags(
     }
     if spec.get("study"):  # one stage of a distributed job (app/jobs/shards.py); the URL goes in the env
         search.update(study=spec["study"], budget=tune["trials"], shard=spec["shard"], stage=spec["stage"])
+        # a killed shard's trial is given up after the same lease as its job row (whole seconds for Optuna)
+        search.update({"trial-heartbeat": math.ceil(settings.job_heartbeat_s)})
+        search.update({"trial-grace": math.ceil(settings.job_lease_s)})
     return "tune", {**flags, **search}
 
 

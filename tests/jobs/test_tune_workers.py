@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,85 @@ def test_bad_workers_on_postgres_are_422(fleet: Fleet, tune: dict[str, Any], wor
     response = _submit(fleet, tune)
     assert response.status_code == 422, response.text
     assert detail_msgs(response)[0].startswith(words)
+
+
+def _shard_trial(url: str, study: str) -> int | None:
+    """The number of the trial shard 1 is running now (its process is mid-search), if any."""
+    with psycopg.connect(url) as conn, suppress(psycopg.errors.UndefinedTable):  # before Optuna's tables
+        row = conn.execute(
+            "SELECT t.number FROM trials t JOIN studies s USING (study_id) JOIN trial_user_attributes a "
+            "USING (trial_id) WHERE s.study_name = %s AND t.state = 'RUNNING' AND a.key = 'shard' "
+            "AND a.value_json = '1'",
+            (study,),
+        ).fetchone()
+        return None if row is None else int(row[0])
+    return None
+
+
+def _served(fleet: Fleet) -> str:
+    listed = httpx.get(fleet.api.url + "/models", timeout=10).json()["models"]
+    (current,) = [m["current_version"] for m in listed if m["model"] == "default"]
+    return str(current)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
+def test_a_worker_killed_mid_search_loses_its_shard_and_the_job_goes_on(fleet: Fleet) -> None:
+    """Runs last: it kills one of the module's workers."""
+    served, trials = _served(fleet), 20  # ~0.5 s each: the search outlasts the grace
+    response = _submit(fleet, {"trials": trials, "folds": 2, "timeout_s": 300, "workers": WORKERS})
+    assert response.status_code == 202, response.text
+    job_id, study = response.json()["job_id"], f"closecast-job-{response.json()['job_id']}"
+    killed = wait_for(lambda: _shard_trial(fleet.url, study), timeout=120, every=0.1)
+    shard = _rows(fleet.url, job_id)[1]
+    (holder,) = [w for w in fleet.workers if w.pid == shard["owner_pid"]]
+    with psycopg.connect(fleet.url) as conn:
+        trainer = conn.execute("SELECT child_pid FROM jobs WHERE id = %s", (shard["id"],)).fetchone()
+    assert trainer is not None
+    holder.kill()
+    holder.wait(10)
+    kill_at, lost_after = time.time(), None
+    while (job := _job(fleet, job_id))[
+        "status"
+    ] not in ENDED:  # the served model is the job's only at its end
+        assert _served(fleet) == served, "the served model changed before the job's gate"
+        if lost_after is None and _rows(fleet.url, job_id)[1]["status"] == "failed":
+            lost_after = time.time() - kill_at
+        assert time.time() - kill_at < 180, (
+            f"job {job_id} still {job['status']} 180 s after its shard's worker died"
+        )
+        time.sleep(0.2)
+    ended_after = time.time() - kill_at
+    assert job["status"] == "succeeded", job
+    rows = _rows(fleet.url, job_id)
+    assert [r["status"] for r in rows] == ["succeeded", "failed"], rows
+    assert rows[1]["owner_pid"] == holder.pid  # never claimed again
+    assert rows[1]["error"].startswith(f"interrupted by restart: the worker process {holder.pid} "), rows[1]
+    assert lost_after is not None and lost_after < 10  # failed by the parent's worker, not at the job's end
+    assert _gone(trainer[0])  # the shard's training process did not go on
+
+    storage = rdb_storage(fleet.url)
+    assert not isinstance(storage, str)
+    try:
+        every = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    finally:
+        storage.engine.dispose()
+    finished = [t for t in every if t.state in FINISHED]
+    assert trials <= len(finished) <= trials + WORKERS - 1  # the budget, reached without the lost shard
+    assert not [t for t in every if t.user_attrs.get("shard") == 1 and t.datetime_start.timestamp() > kill_at]
+    (lost,) = [t for t in every if t.number == killed]
+    retried = [t for t in every if t.system_attrs.get("failed_trial") == killed]
+    if lost.state == optuna.trial.TrialState.RUNNING:  # the budget was reached before its heartbeat's grace
+        assert not retried
+    else:  # failed by its stale heartbeat (CLOSECAST_JOB_LEASE_S) and run again once, after it
+        assert lost.state == optuna.trial.TrialState.FAIL and len(retried) == 1, (lost, retried)
+        assert retried[0].state in FINISHED and retried[0].datetime_start >= lost.datetime_complete
+    assert job["progress"]["trials_done"] == len(finished)
+    print(f"shard lost {lost_after:.1f} s, job ended {ended_after:.1f} s after the kill; trial {lost.state}")
+    result = job["result"]
+    assert _served(fleet) == (result["version"] if result["promoted"] else served)
