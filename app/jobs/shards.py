@@ -11,14 +11,18 @@ The job that was submitted (the parent) runs in three stages on the worker that 
 2. once its own search has stopped (the study reached its budget, or ``timeout_s``), shards still queued are
    cancelled (no worker was free: their trials are no longer needed), and it waits for the running ones to
    end: each stops after the trial it is running (``MaxTrialsCallback``: up to K-1 trials over the budget).
-   A shard whose worker died (its lease not renewed for ``CLOSECAST_JOB_LEASE_S``) is not waited for: the
-   job goes on with the trials the study has; so does one that outlives the job's time limit;
+   Throughout stages 1 and 2 the parent's worker fails the shards whose worker died, as an idle worker
+   would (``JobRunner.recover``: at once on the same host, after ``CLOSECAST_JOB_LEASE_S`` on any): with
+   every worker busy, nobody else looks. The job goes on with the trials the study has; the killed trial
+   is failed by its stale Optuna heartbeat (the shards' grace is the job lease) and run again once, by
+   the next trial a shard starts. A shard that outlives the job's time limit is not waited for either;
 3. ``--stage refit`` refits the study's best trial into the job's bundle, judged and promoted as any job's.
 
-While it waits, the parent's progress shows the whole study (the most trials done and pruned any process
-has reported, the best value). Whatever ends the parent (success, failure, cancel, shutdown) cancels the
-shards still queued or running; a shard also cancels itself when it finds its parent ended (a parent whose
-worker was lost and recovered by another).
+While it searches and waits, the parent's progress shows the whole study (the most trials done and pruned
+any process has reported, the best value), refreshed every ``WATCH_S`` between its own trial ends.
+Whatever ends the parent (success, failure, cancel, shutdown) cancels the shards still queued or running;
+a shard also cancels itself when it finds its parent ended (a parent whose worker was lost and recovered by
+another). Shards take no place in the queue bound (``CLOSECAST_JOB_QUEUE_SIZE``): their parent has one.
 """
 
 from __future__ import annotations
