@@ -75,8 +75,8 @@ def command_flags(
     if spec.get("study"):  # one stage of a distributed job (app/jobs/shards.py); the URL goes in the env
         search.update(study=spec["study"], budget=tune["trials"], shard=spec["shard"], stage=spec["stage"])
         # a killed shard's trial is given up after the same lease as its job row (whole seconds for Optuna)
-        search.update({"trial-heartbeat": math.ceil(settings.job_heartbeat_s)})
-        search.update({"trial-grace": math.ceil(settings.job_lease_s)})
+        beats = {"trial-heartbeat": settings.job_heartbeat_s, "trial-grace": settings.job_lease_s}
+        search.update({flag: math.ceil(seconds) for flag, seconds in beats.items()})
     return "tune", {**flags, **search}
 
 
