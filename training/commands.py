@@ -125,6 +125,19 @@ def add_tune(sub: Any, hyperparameter_flags: Callable[[argparse.ArgumentParser],
         "the study's best (once the shards are done); default both",
     )
     tu.add_argument("--study", help="study name; the same name resumes (default closecast-<csv name>)")
+    tu.add_argument(
+        "--trial-heartbeat",
+        type=_count,
+        metavar="S",
+        help="server storages (PostgreSQL): a running trial's heartbeat every S s (default 10) ...",
+    )
+    tu.add_argument(
+        "--trial-grace",
+        type=_count,
+        metavar="S",
+        help="... and a trial silent for S s (its process was killed) is failed and run again once by the "
+        "next trial any shard starts (default 30); /train jobs pass CLOSECAST_JOB_HEARTBEAT_S and _LEASE_S",
+    )
     tu.add_argument("--quiet", action="store_true", help="no progress bar")
     tu.add_argument(
         "--progress-file",
@@ -208,6 +221,7 @@ def run_tune_command(args: argparse.Namespace) -> int:
         shard=args.shard,
         progress=progress_writer(args.progress_file),
         stage=args.stage,
+        **_trial_heartbeat(args),
     )
     if args.stage == "search":
         return _search_only(series, search)
@@ -223,6 +237,12 @@ def run_tune_command(args: argparse.Namespace) -> int:
         f"{json.dumps(tuning['best_params'])}; test skill {t['skill']:+.4f}"
     )
     return 0
+
+
+def _trial_heartbeat(args: argparse.Namespace) -> dict[str, int]:
+    """``--trial-heartbeat`` and ``--trial-grace`` as given; ``Search``'s defaults for the others."""
+    given = {"heartbeat": args.trial_heartbeat, "grace": args.trial_grace}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _search_only(series: Any, search: Any) -> int:

@@ -45,7 +45,7 @@ WINDOW_RANGE = (11, 121)
 # Distributed tuning: a study's budget counts finished trials; a killed shard's trial is failed by heartbeat.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SHARD_SEED_STEP = 7919  # shards' samplers start from different seeds, so they do not draw the same trials
-HEARTBEAT_S = 10
+HEARTBEAT_S = 10  # --trial-heartbeat / --trial-grace by default; a /train job's shards: its heartbeat, lease
 HEARTBEAT_GRACE_S = 30
 SEARCH_SPACE: dict[str, Any] = {  # documented in README "Tuning"; a CLI flag fixes a parameter instead
     "window": list(WINDOW_RANGE),
@@ -75,6 +75,8 @@ class Search:
     shard: int = 0  # this process's index among the shards sharing the study (its sampler's seed)
     progress: ProgressFn | None = None  # one event per finished trial and per refit epoch (/train jobs)
     stage: str = "both"  # "search": trials only, no bundle (a job's shard); "refit": no new trial, refit best
+    heartbeat: int = HEARTBEAT_S  # a trial's heartbeat (RDB storages); stale, failed and retried after grace
+    grace: int = HEARTBEAT_GRACE_S
 
 
 def dev_folds(n_dev: int, cfg: DataConfig, folds: int) -> list[int]:
@@ -222,7 +224,7 @@ def run_search(series: Series, search: Search) -> optuna.Study:
     seed = int(search.base.get("seed") or 0) + SHARD_SEED_STEP * search.shard
     study = optuna.create_study(  # the first shard creates it; the others load it (load_if_exists)
         study_name=search.study,
-        storage=rdb_storage(search.storage),
+        storage=rdb_storage(search.storage, search.heartbeat, search.grace),
         direction="minimize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed + len_trials(search)),
@@ -245,11 +247,14 @@ def run_search(series: Series, search: Search) -> optuna.Study:
     return study
 
 
-def rdb_storage(url: str) -> str | optuna.storages.RDBStorage:
-    """A server database (PostgreSQL) gets trial heartbeats: a trial whose shard was killed is failed after
-    ``HEARTBEAT_GRACE_S`` and run again once. ``postgresql://`` URLs use psycopg 3 (the `pg` extra). Optuna
-    creates its tables on first use, which races when shards start together ("relation studies already
-    exists"), so that happens under a PostgreSQL advisory lock. A SQLite file (one process) is left as is."""
+def rdb_storage(
+    url: str, heartbeat: int = HEARTBEAT_S, grace: int = HEARTBEAT_GRACE_S
+) -> str | optuna.storages.RDBStorage:
+    """A server database (PostgreSQL) gets trial heartbeats every ``heartbeat`` s: a trial whose shard was
+    killed is failed ``grace`` s after its last one (when any shard starts its next trial) and run again
+    once. ``postgresql://`` URLs use psycopg 3 (the `pg` extra). Optuna creates its tables on first use,
+    which races when shards start together ("relation studies already exists"), so that happens under a
+    PostgreSQL advisory lock. A SQLite file (one process) is left as is."""
     if url.startswith("sqlite"):
         return url
     plain = url
@@ -266,8 +271,8 @@ def rdb_storage(url: str) -> str | optuna.storages.RDBStorage:
         conn.execute("SELECT pg_advisory_lock(hashtext('closecast optuna schema'))")  # freed on close
         return optuna.storages.RDBStorage(
             url,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=HEARTBEAT_GRACE_S,
+            heartbeat_interval=heartbeat,
+            grace_period=grace,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
         )
 
@@ -275,7 +280,8 @@ def rdb_storage(url: str) -> str | optuna.storages.RDBStorage:
 def len_trials(search: Search) -> int:
     """Trials already in the study (so a resumed search does not replay the same random start)."""
     try:
-        return len(optuna.load_study(study_name=search.study, storage=rdb_storage(search.storage)).trials)
+        storage = rdb_storage(search.storage, search.heartbeat, search.grace)
+        return len(optuna.load_study(study_name=search.study, storage=storage).trials)
     except KeyError:
         return 0
 

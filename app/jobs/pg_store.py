@@ -33,6 +33,7 @@ _COLUMNS = (
     "owner_pid, owner_host, owner_started, owner_token, heartbeat_at, child_pid, cancel_requested, model"
 )
 
+_SUBMITTED = "spec->>'shard_of' IS NULL"  # a job users submitted, not a tune job's shard (shards.py)
 
 # The oldest queued job of a model that may start now: a shard while its parent runs, any other job while
 # no other job of its model (shards aside) runs. A race past this check is stopped by the unique index.
@@ -109,7 +110,8 @@ class PostgresJobStore:
 
     def count(self, status: str) -> int:
         with self.db.connection() as conn:
-            row = conn.execute("SELECT count(*) AS n FROM jobs WHERE status = %s", (status,)).fetchone()
+            query = f"SELECT count(*) AS n FROM jobs WHERE status = %s AND {_SUBMITTED}"
+            row = conn.execute(query, (status,)).fetchone()
         return int(row["n"]) if row else 0
 
     # --- writing -----------------------------------------------------------------------------------------
@@ -124,14 +126,16 @@ class PostgresJobStore:
         limit: int,
         model: str = DEFAULT_MODEL,
     ) -> Job:
-        """Add a queued job, or raise ``QueueFull`` when ``limit`` jobs are already waiting.
+        """Add a queued job, or raise ``QueueFull`` when ``limit`` submitted jobs are already waiting (a tune
+        job's shards are not counted: its parent took the one place).
 
         The queue bound is checked under a transaction-level advisory lock so two replicas enqueueing at
         once cannot both take the last place.
         """
         with self.db.transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('closecast enqueue'))")
-            row = conn.execute("SELECT count(*) AS n FROM jobs WHERE status = 'queued'").fetchone()
+            queued = f"SELECT count(*) AS n FROM jobs WHERE status = 'queued' AND {_SUBMITTED}"
+            row = conn.execute(queued).fetchone()
             if row and int(row["n"]) >= limit:
                 raise QueueFull(limit)
             created = conn.execute(

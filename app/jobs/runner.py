@@ -239,10 +239,10 @@ class JobRunner:
             if not self.store.exists():
                 return None
             self.store.open()
-            self._recover()
+            self.recover()
             self._sweep_work_dirs()
             self._store_seen = True
-        self._recover()
+        self.recover()
         assert self._owner is not None
         return claim_any(self.store, self._owner, self.models.default_name) if claim else None
 
@@ -269,8 +269,9 @@ class JobRunner:
             )
         return None
 
-    def _recover(self) -> None:
-        """Fail the running jobs whose worker is gone, and kill the training processes they left behind."""
+    def recover(self) -> None:
+        """Fail the running jobs whose worker is gone, kill their training processes (a tune job's parent
+        calls this too: ``shards.py``)."""
         for job, reason in recover_stale_all(self.store, self._gone, self.models.default_name):
             log.warning("job %s: %s", job.id, reason)
             here = job.owner is not None and job.owner.host == HOST_AND_BOOT

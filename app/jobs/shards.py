@@ -11,14 +11,18 @@ The job that was submitted (the parent) runs in three stages on the worker that 
 2. once its own search has stopped (the study reached its budget, or ``timeout_s``), shards still queued are
    cancelled (no worker was free: their trials are no longer needed), and it waits for the running ones to
    end: each stops after the trial it is running (``MaxTrialsCallback``: up to K-1 trials over the budget).
-   A shard whose worker died (its lease not renewed for ``CLOSECAST_JOB_LEASE_S``) is not waited for: the
-   job goes on with the trials the study has; so does one that outlives the job's time limit;
+   Throughout stages 1 and 2 the parent's worker fails the shards whose worker died, as an idle worker
+   would (``JobRunner.recover``: at once on the same host, after ``CLOSECAST_JOB_LEASE_S`` on any): with
+   every worker busy, nobody else looks. The job goes on with the trials the study has; the killed trial
+   is failed by its stale Optuna heartbeat (the shards' grace is the job lease) and run again once, by
+   the next trial a shard starts. A shard that outlives the job's time limit is not waited for either;
 3. ``--stage refit`` refits the study's best trial into the job's bundle, judged and promoted as any job's.
 
-While it waits, the parent's progress shows the whole study (the most trials done and pruned any process
-has reported, the best value). Whatever ends the parent (success, failure, cancel, shutdown) cancels the
-shards still queued or running; a shard also cancels itself when it finds its parent ended (a parent whose
-worker was lost and recovered by another).
+While it searches and waits, the parent's progress shows the whole study (the most trials done and pruned
+any process has reported, the best value), refreshed every ``WATCH_S`` between its own trial ends.
+Whatever ends the parent (success, failure, cancel, shutdown) cancels the shards still queued or running;
+a shard also cancels itself when it finds its parent ended (a parent whose worker was lost and recovered by
+another). Shards take no place in the queue bound (``CLOSECAST_JOB_QUEUE_SIZE``): their parent has one.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
-import time
 import uuid
 from contextlib import suppress
 from dataclasses import replace
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 
 SHARD_OF = "shard_of"  # in a shard's spec: its parent job's id
 POLL_S = 0.5  # while the parent waits for its shards
+WATCH_S = 1.0  # while the parent runs its own search beside them
 NO_DATABASE = (
     "tune.workers > 1 needs the PostgreSQL backend (CLOSECAST_DATABASE_URL) that every worker shares; "
     "submit it again with workers 1, or on a service with a database"
@@ -94,7 +98,10 @@ async def _run_distributed(runner: JobRunner, job: Job, work: Path, out: Path) -
     try:
         await anyio.to_thread.run_sync(enqueue_shards, runner, job, work, shards)
         log.info("job %s: %d shards queued on study %s", job.id, len(shards), study_name(job.id))
-        ended = await run_process(runner, _stage(job, "search"), work, out)
+        async with anyio.create_task_group() as group:  # its own search, and the study's progress beside it
+            group.start_soon(_watch_shards, runner, job, shards)
+            ended = await run_process(runner, _stage(job, "search"), work, out)
+            group.cancel_scope.cancel()
         if ended is not None:
             return ended
         deadline = started + time_limit(job.spec, runner.settings)[0]
@@ -134,16 +141,24 @@ def cancel_shards(runner: JobRunner, shards: list[str]) -> None:
                 shutil.rmtree(runner.work_dir(shard_id), ignore_errors=True)
 
 
+async def _watch_shards(runner: JobRunner, job: Job, shards: list[str]) -> None:
+    """Beside the parent's own search: every ``WATCH_S``, the shards' reports onto its progress (between its
+    own trial ends) and the shards whose workers died failed. A database down for now: the next look."""
+    while True:
+        await anyio.sleep(WATCH_S)
+        with suppress(JobStoreUnavailable):
+            await anyio.to_thread.run_sync(_refresh, runner, job, shards)
+
+
 async def _wait_for_shards(runner: JobRunner, job: Job, shards: list[str], deadline: float) -> Outcome | None:
     """Stage 2: cancel the shards nobody claimed, wait for the running ones (showing the study's progress on
     the parent); a cancel of the parent ends the job, the time limit or lost shards do not."""
-    store, lease = runner.store, runner.settings.job_lease_s
     await anyio.to_thread.run_sync(_cancel_unclaimed, runner, shards)
     while True:
-        found = await anyio.to_thread.run_sync(_look, store, job, shards)
-        if found is None:
+        if await anyio.to_thread.run_sync(runner.store.cancel_requested, job.id):
             return Outcome("cancelled", error=CANCELLED)
-        waiting = [s for s in found if not s.finished and not _silent(s, lease)]
+        found = await anyio.to_thread.run_sync(_refresh, runner, job, shards)
+        waiting = [s for s in found if not s.finished]
         if not waiting:
             return None
         if anyio.current_time() > deadline:
@@ -160,19 +175,17 @@ def _cancel_unclaimed(runner: JobRunner, shards: list[str]) -> None:
         log.info("%d shards were never claimed (no worker free); cancelled", len(unclaimed))
 
 
-def _silent(shard: Job, lease_s: float) -> bool:
-    """A running shard whose worker stopped renewing its lease (its trial fails by Optuna's heartbeat)."""
-    return shard.heartbeat_at is not None and time.time() - shard.heartbeat_at > lease_s
-
-
-def _look(store: JobStore, job: Job, shards: list[str]) -> list[Job] | None:
-    """The shards now, after copying the study's progress onto the parent; None when it is to be cancelled."""
-    if store.cancel_requested(job.id):
-        return None
+def _refresh(runner: JobRunner, job: Job, shards: list[str]) -> list[Job]:
+    """The shards now, once those whose worker is gone are failed (the parent's worker is busy: no idle
+    worker may be looking) and their reports are copied onto the parent's progress."""
+    runner.recover()  # same host: its process is gone, at once; any host: once its lease is too old
+    store = runner.store
     found = [s for s in map(store.get, shards) if s is not None]
     parent = store.get(job.id)
-    if parent is not None:
-        store.set_progress(job.id, study_progress(parent.progress or {}, [s.progress or {} for s in found]))
+    if parent is not None and not parent.finished:
+        progress = study_progress(parent.progress or {}, [s.progress or {} for s in found])
+        if progress != parent.progress:
+            store.set_progress(job.id, progress)
     return found
 
 

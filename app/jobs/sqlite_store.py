@@ -30,6 +30,7 @@ from app.jobs.store import DEFAULT_MODEL, KEEP_FINISHED, TERMINAL, Job, Lease, O
 
 log = logging.getLogger(__name__)
 
+_SUBMITTED = "json_extract(spec, '$.shard_of') IS NULL"  # not a tune job's shard (PostgreSQL only has them)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     seq              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -226,7 +227,8 @@ class SQLiteJobStore:
 
     def count(self, status: str) -> int:
         with self._connect() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0])
+            query = f"SELECT COUNT(*) FROM jobs WHERE status = ? AND {_SUBMITTED}"
+            return int(conn.execute(query, (status,)).fetchone()[0])
 
     # --- writing -----------------------------------------------------------------------------------------
 
@@ -240,9 +242,10 @@ class SQLiteJobStore:
         limit: int,
         model: str = DEFAULT_MODEL,
     ) -> Job:
-        """Add a queued job, or raise ``QueueFull`` when ``limit`` jobs are already waiting."""
+        """Add a queued job, or raise ``QueueFull`` when ``limit`` submitted jobs are already waiting."""
         with self._transaction() as conn:
-            waiting = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+            queued = f"SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND {_SUBMITTED}"
+            waiting = conn.execute(queued).fetchone()[0]
             if waiting >= limit:
                 raise QueueFull(limit)
             conn.execute(

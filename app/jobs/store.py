@@ -99,7 +99,9 @@ class JobStore(Protocol):
     def with_status(self, status: str, model: str | None = None) -> list[Job]:
         """Oldest first; every model's unless ``model`` is given."""
 
-    def count(self, status: str) -> int: ...
+    def count(self, status: str) -> int:
+        """Jobs with ``status`` that users submitted: a tune job's shards (``spec.shard_of``) belong to their
+        parent and take no place of their own in the queue bound."""
 
     def enqueue(
         self,
@@ -111,7 +113,7 @@ class JobStore(Protocol):
         limit: int,
         model: str = DEFAULT_MODEL,
     ) -> Job:
-        """Add a queued job, or raise ``QueueFull`` when ``limit`` jobs are already waiting."""
+        """Add a queued job, or raise ``QueueFull`` when ``limit`` jobs (as ``count`` counts) already wait."""
 
     def claim(self, owner: Owner, model: str = DEFAULT_MODEL) -> Job | None:
         """Start the oldest queued job of ``model`` for ``owner``, unless one of its jobs runs (atomic)."""

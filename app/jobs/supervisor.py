@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 from contextlib import suppress
@@ -73,6 +74,9 @@ def command_flags(
     }
     if spec.get("study"):  # one stage of a distributed job (app/jobs/shards.py); the URL goes in the env
         search.update(study=spec["study"], budget=tune["trials"], shard=spec["shard"], stage=spec["stage"])
+        # a killed shard's trial is given up after the same lease as its job row (whole seconds for Optuna)
+        beats = {"trial-heartbeat": settings.job_heartbeat_s, "trial-grace": settings.job_lease_s}
+        search.update({flag: math.ceil(seconds) for flag, seconds in beats.items()})
     return "tune", {**flags, **search}
 
 

@@ -81,6 +81,16 @@ def test_queue_is_bounded(store: JobStore) -> None:
     assert store.get("c") is None and store.count("queued") == 2
 
 
+def test_a_tune_jobs_queued_shards_take_no_place_in_the_queue(store: JobStore) -> None:
+    add(store, "parent", limit=2)
+    for n in (1, 2, 3):  # a 4-worker job's shards, waiting for free workers (they skip the bound)
+        store.enqueue(f"shard{n}", "name", "never", {**SPEC, "shard_of": "parent"}, PROGRESS, 10**9)
+    add(store, "b", limit=2)  # the second place is still free for another user
+    with pytest.raises(QueueFull):
+        add(store, "c", limit=2)
+    assert store.count("queued") == 2 and len(store.with_status("queued")) == 5
+
+
 def test_a_job_ends_once(store: JobStore) -> None:
     add(store, "a")
     assert store.claim(Owner(1, "h", None, "t")) is not None

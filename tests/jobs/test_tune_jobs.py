@@ -4,6 +4,7 @@ trials, the refitted best trial is judged and registered like any job; bad tune 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,6 +166,8 @@ def test_a_shards_study_url_goes_in_its_environment_never_on_its_command_line(tm
     command, flags = command_flags(spec, tmp_path, tmp_path / "v", settings)
     assert command == "tune" and "s3cret" not in repr(flags)
     assert [flags[k] for k in ("study", "budget", "shard", "stage")] == ["closecast-job-x", 4, 1, "search"]
+    beats = (settings.job_heartbeat_s, settings.job_lease_s)  # a killed trial is given up with the job lease
+    assert (flags["trial-heartbeat"], flags["trial-grace"]) == tuple(math.ceil(s) for s in beats)
     assert study_environment(spec, settings) == {"CLOSECAST_TUNE_STORAGE": url}
     assert study_environment({**spec, "study": None}, settings) == {}
     assert time_limit({**spec, "stage": "refit"}, settings)[1] == "CLOSECAST_TRAIN_TIMEOUT_S"

@@ -3,8 +3,9 @@ enqueues, two ``python -m app.worker`` processes running the real training CLI, 
 
 The job's shard runs on the other worker beside its parent, both search one Optuna study in the same
 database until its budget, the parent refits the study's best trial and is judged; cancelling the parent
-cancels its shard. Tiny on purpose (300 closes, 2 epochs, 2 folds, 4 trials): what is under test is the
-split, the budget and the ending, not the search."""
+cancels its shard; SIGKILLing the worker that runs the shard loses the shard, not the job. Tiny on purpose
+(300 closes, 2 epochs, 2 folds, 4 or 20 trials): what is under test is the split, the budget and the
+ending, not the search."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,3 +145,105 @@ def test_bad_workers_on_postgres_are_422(fleet: Fleet, tune: dict[str, Any], wor
     response = _submit(fleet, tune)
     assert response.status_code == 422, response.text
     assert detail_msgs(response)[0].startswith(words)
+
+
+def _shard_trial(url: str, study: str) -> int | None:
+    """The number of the trial shard 1 is running now (its process is mid-search), if any."""
+    with psycopg.connect(url) as conn, suppress(psycopg.errors.UndefinedTable):  # before Optuna's tables
+        row = conn.execute(
+            "SELECT t.number FROM trials t JOIN studies s USING (study_id) JOIN trial_user_attributes a "
+            "USING (trial_id) WHERE s.study_name = %s AND t.state = 'RUNNING' AND a.key = 'shard' "
+            "AND a.value_json = '1'",
+            (study,),
+        ).fetchone()
+        return None if row is None else int(row[0])
+    return None
+
+
+def _served(fleet: Fleet) -> str:
+    listed = httpx.get(fleet.api.url + "/models", timeout=10).json()["models"]
+    (current,) = [m["current_version"] for m in listed if m["model"] == "default"]
+    return str(current)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
+def _follow(
+    fleet: Fleet, job_id: str, served: str, trainer: int, kill_at: float
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The job once ended, and how long after the kill its shard's row was failed ("row") and its training
+    process gone ("process"); the served model must stay as it was until then (a job changes it only at its
+    gate, its last step)."""
+    after: dict[str, float] = {}
+    while (job := _job(fleet, job_id))["status"] not in ENDED:
+        assert _served(fleet) == served, "the served model changed before the job's gate"
+        if "row" not in after and _rows(fleet.url, job_id)[1]["status"] == "failed":
+            after["row"] = time.time() - kill_at
+        if "process" not in after and _gone(trainer):
+            after["process"] = time.time() - kill_at
+        assert time.time() - kill_at < 180, f"job {job_id} is still {job['status']} 180 s after the kill"
+        time.sleep(0.1)
+    return job, after
+
+
+def _trials(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    storage = rdb_storage(url)
+    assert not isinstance(storage, str)
+    try:
+        return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    finally:
+        storage.engine.dispose()
+
+
+def test_a_worker_killed_mid_search_loses_its_shard_and_the_job_goes_on(fleet: Fleet) -> None:
+    """Runs last: it kills one of the module's workers (the one running the shard, mid-trial)."""
+    served, trials = _served(fleet), 20  # ~0.5 s each here: the parent's search outlasts the trial grace
+    response = _submit(fleet, {"trials": trials, "folds": 2, "timeout_s": 300, "workers": WORKERS})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    wait_for(lambda: _shard_trial(fleet.url, f"closecast-job-{job_id}") is not None, timeout=120, every=0.1)
+    shard = _rows(fleet.url, job_id)[1]
+    (holder,) = [w for w in fleet.workers if w.pid == shard["owner_pid"]]
+    with psycopg.connect(fleet.url) as conn:
+        trainer = conn.execute("SELECT child_pid FROM jobs WHERE id = %s", (shard["id"],)).fetchone()
+    assert trainer is not None
+    holder.kill()
+    holder.wait(10)
+    kill_at = time.time()
+    job, after = _follow(fleet, job_id, served, trainer[0], kill_at)
+    ended_after = time.time() - kill_at
+
+    assert job["status"] == "succeeded", job  # the job goes on with the trials the study has
+    rows = _rows(fleet.url, job_id)
+    assert [r["status"] for r in rows] == ["succeeded", "failed"], rows
+    assert rows[1]["owner_pid"] == holder.pid  # failed, never claimed again
+    assert rows[1]["error"].startswith(f"interrupted by restart: the worker process {holder.pid} "), rows[1]
+    assert after.get("row", 99) < 10  # by the parent's worker at once, not at the job's end
+    assert after.get("process", 99) < 5  # the orphan stops itself (--parent-pid) or is killed by recovery
+    every = _trials(fleet.url, f"closecast-job-{job_id}")
+    seen = [(t.number, t.state.name, t.user_attrs.get("shard"), t.system_attrs) for t in every]  # on failure
+    finished = [t for t in every if t.state in FINISHED]
+    assert trials <= len(finished) <= trials + WORKERS - 1, seen  # the budget, without the lost shard
+    assert job["progress"]["trials_done"] == len(finished), (job["progress"], seen)
+    lost = [t for t in every if t.user_attrs.get("shard") == 1 and t.state not in FINISHED]
+    lost = [t for t in lost if "failed_trial" not in t.system_attrs]  # not a retry (it copies user attrs)
+    assert len(lost) <= 1, seen  # the trial its process was running when it ended, if any
+    for trial in lost:
+        retried = [t for t in every if t.system_attrs.get("failed_trial") == trial.number]
+        if trial.state == optuna.trial.TrialState.RUNNING:  # the budget was reached before its grace
+            assert not retried, seen
+        else:  # failed by its stale heartbeat (grace: CLOSECAST_JOB_LEASE_S) and run again once, after it
+            assert trial.state == optuna.trial.TrialState.FAIL and len(retried) == 1, (trial.number, seen)
+            assert retried[0].state in FINISHED and retried[0].datetime_start >= trial.datetime_complete, seen
+    states = [t.state.name for t in lost]
+    print(
+        f"after the kill: shard failed {after['row']:.1f} s, process gone {after['process']:.1f} s, "
+        f"job ended {ended_after:.1f} s; its trial {states}"
+    )
+    result = job["result"]
+    assert _served(fleet) == (result["version"] if result["promoted"] else served)
