@@ -200,10 +200,14 @@ def _train(args: argparse.Namespace) -> int:
     )
     if args.registry and args.promote:
         from closecast.registry import set_current
+        from closecast.registry_lock import registry_lock
 
-        set_current(
-            args.out.parent, args.out.name, reason=f"python -m training train --model {args.model} --promote"
-        )
+        with registry_lock(args.registry):  # a running service's workers may be changing the registry too
+            set_current(
+                args.out.parent,
+                args.out.name,
+                reason=f"python -m training train --model {args.model} --promote",
+            )
     _print_summary(args.out, manifest)
     return 0
 

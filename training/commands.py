@@ -228,8 +228,12 @@ def run_tune_command(args: argparse.Namespace) -> int:
     manifest = tune(series, search, args.out, force=args.force)
     if args.registry and args.promote:
         from closecast.registry import set_current
+        from closecast.registry_lock import registry_lock
 
-        set_current(args.out.parent, args.out.name, f"python -m training tune --model {args.model} --promote")
+        with registry_lock(args.registry):  # a running service's workers may be changing the registry too
+            set_current(
+                args.out.parent, args.out.name, f"python -m training tune --model {args.model} --promote"
+            )
     t, tuning = manifest["metrics"]["test"], manifest["tuning"]
     print(
         f"wrote {args.out}: {tuning['n_trials']} trials ({tuning['n_pruned']} pruned) in "

@@ -98,6 +98,8 @@ def storage_failed(model_dir: Path, exc: Exception, action: str = "store the job
     full_db = getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL
     if full_disk or full_db:
         return StorageFull(model_dir, exc, "free some space", action)
+    if isinstance(exc, TimeoutError):  # the registry lock (closecast/registry_lock.py): its text says what
+        return StorageFailed(model_dir, exc, "nothing changed", action)
     return StorageFailed(model_dir, exc, action=action)
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,19 +31,19 @@ from closecast import registry, retention
 from closecast.bundle import load_forecaster
 from closecast.errors import ClosecastError, TooManyModels
 from closecast.forecaster import F64, Forecaster
+from closecast.registry_lock import registry_lock
 from closecast.representation import closes_sha256, sliding_windows
 from closecast.scoring import error_metrics
 from closecast.series import Series
 
-# Serialises registry changes of this process (job promotions, manual ones, deletions); workers follow the
-# pointers. One lock for every model: promotions are rare, and a deletion must not race a promotion.
-_PROMOTION_LOCK = threading.Lock()
 log = logging.getLogger(__name__)
 
 
-def promotion_lock() -> threading.Lock:
-    """The lock every pointer move and deletion of this process holds (``with promotion_lock(): ...``)."""
-    return _PROMOTION_LOCK
+def promotion_lock(pointers: registry.PointerStore, root: Path) -> AbstractContextManager[None]:
+    """The one lock of every registry change (promotions, deletions, retention, a new model), for every model:
+    across processes (``closecast/registry_lock.py``) while the pointers are files in ``root``; with the
+    pointers in PostgreSQL its transaction serialises them, so only this process's threads."""
+    return registry_lock(root if isinstance(pointers, registry.FilePointers) else None)
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ def make_current(
     nothing when the pointer names another version by now: a win over a model that is no longer current
     says nothing about the one that is.
     """
-    with _PROMOTION_LOCK:
+    with promotion_lock(holder.pointers, holder.registry_root):
         previous = holder.pointers.current(holder.model)
         if judged_against is not None and previous not in (judged_against, forecaster.version):
             raise CurrentChanged(judged_against, previous)
@@ -352,7 +352,7 @@ def judge_and_register(
 
 def _prune(holder: ModelHolder, keep: int) -> None:
     try:
-        with _PROMOTION_LOCK:
+        with promotion_lock(holder.pointers, holder.registry_root):
             removed = retention.prune_versions(holder.model_dir, keep)
     except OSError as exc:  # retention is housekeeping: the job itself succeeded
         log.warning("could not prune old versions of model %s: %s", holder.model, exc.strerror or exc)
@@ -386,7 +386,7 @@ def register(holder: ModelHolder, bundle: Path, max_models: int | None = None) -
     the directory for a new model unless ``max_models`` names exist already (``TooManyModels``)."""
     model_dir = holder.model_dir
     if not model_dir.is_dir():
-        with _PROMOTION_LOCK:
+        with promotion_lock(holder.pointers, holder.registry_root):
             names = registry.list_models(holder.registry_root)
             if max_models is not None and holder.model not in names and len(names) >= max_models:
                 raise TooManyModels(holder.model, max_models)

@@ -94,12 +94,13 @@ async def promote_default(version: Version, models: ModelsDep) -> Promoted:
 
 
 def _delete_version(models: LoadedModels, model: str, version: str) -> None:
-    with promotion_lock():  # a promotion of this very version cannot slip in between check and removal
+    # a promotion of this very version, in any worker, cannot slip in between check and removal
+    with promotion_lock(models.pointers, models.root):
         retention.delete_version(models.model_dir(model), model, version)
 
 
 def _delete_model(models: LoadedModels, model: str, default_model: str) -> None:
-    with promotion_lock():
+    with promotion_lock(models.pointers, models.root):
         retention.delete_model(models.root, model, default_model)
     models.forget(model)
 
