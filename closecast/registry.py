@@ -9,6 +9,7 @@ pointer and its history.
         promotions.jsonl             append-only: one JSON line per promotion (version, at, previous, reason)
       aapl/ ...                      another model, same shape
       jobs.sqlite  .jobs/            the retrain jobs of every model (app/jobs/)
+      .registry.lock                 flocked by every change of the registry (closecast/registry_lock.py)
 
 The functions below that take a ``model_dir`` work on one model's directory; ``FilePointers.model_dir_of``
 is the one place mapping a name to it. A registry in the older flat layout (versions directly in the root)

@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 def promotion_lock(pointers: registry.PointerStore, root: Path) -> AbstractContextManager[None]:
     """The one lock of every registry change (promotions, deletions, retention, a new model), for every model:
-    across processes (``closecast/registry_lock.py``) while the pointers are files in ``root``; with the
-    pointers in PostgreSQL its transaction serialises them, so only this process's threads."""
+    across processes (``closecast/registry_lock.py``) while the pointers are files in ``root``. PostgreSQL
+    pointers: only this process's threads; ``PostgresPointers.promote`` writes pointer and history in one
+    transaction under a per-model advisory lock, but the gate's check before it reads outside of it."""
     return registry_lock(root if isinstance(pointers, registry.FilePointers) else None)
 
 
