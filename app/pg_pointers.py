@@ -85,14 +85,18 @@ class PostgresPointers:
                 ordered.append(version)
         return ordered
 
-    def promote(self, model: str, version: str, reason: str = "") -> None:
-        """Record the promotion, move the pointer and notify every replica: one transaction."""
+    def promote(self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()) -> None:
+        """Record the promotion, move the pointer and notify every replica: one transaction, under the
+        model's advisory lock; with ``expected`` the pointer is compared inside it (compare-and-set), so a
+        promotion judged against one version never overrides another replica's rollback."""
         if not registry.is_bundle(self.files.model_dir_of(model), version):
             raise ValueError(f"version {version!r} is not a bundle in the registry")
         at = datetime.now(UTC).isoformat(timespec="seconds")
         with self.db.transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('closecast pointer ' || %s))", (model,))
             row = conn.execute("SELECT version FROM pointers WHERE model = %s", (model,)).fetchone()
+            if expected and (now := row["version"] if row else None) not in expected:
+                raise registry.PointerMoved(model, expected, now)
             serial = conn.execute(
                 "INSERT INTO promotions (model, version, at, previous, reason) VALUES (%s, %s, %s, %s, %s) "
                 "RETURNING serial",

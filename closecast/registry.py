@@ -243,6 +243,14 @@ def _write_atomically(model_dir: Path, name: str, text: str) -> None:
         raise
 
 
+class PointerMoved(Exception):
+    """A conditional promotion found the pointer naming another version than it was told to expect."""
+
+    def __init__(self, model: str, expected: tuple[str, ...], now: str | None) -> None:
+        self.now = now
+        super().__init__(f"the pointer of {model!r} names {now} now, not one of {list(expected)}")
+
+
 class PointerStore(Protocol):
     """Which version of a model name is served, and the history of that choice.
 
@@ -253,7 +261,10 @@ class PointerStore(Protocol):
 
     def candidates(self, model: str) -> list[str]: ...
 
-    def promote(self, model: str, version: str, reason: str = "") -> None: ...
+    def promote(self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()) -> None:
+        """Move the pointer to ``version``; with ``expected``, only if it names one of those now (checked
+        where the write happens, so two processes cannot interleave): else ``PointerMoved``."""
+        ...
 
     def history(self, model: str) -> list[Promotion]: ...
 
@@ -277,7 +288,10 @@ class FilePointers:
     def candidates(self, model: str) -> list[str]:
         return current_candidates(self.model_dir_of(model))
 
-    def promote(self, model: str, version: str, reason: str = "") -> None:
+    def promote(self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()) -> None:
+        """Callers hold ``closecast.registry_lock`` across processes: the check and the write are one."""
+        if expected and (now := self.current(model)) not in expected:
+            raise PointerMoved(model, expected, now)
         set_current(self.model_dir_of(model), version, reason)
 
     def history(self, model: str) -> list[Promotion]:

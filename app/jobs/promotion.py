@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 def promotion_lock(pointers: registry.PointerStore, root: Path) -> AbstractContextManager[None]:
     """The one lock of every registry change (promotions, deletions, retention, a new model), for every model:
     across processes (``closecast/registry_lock.py``) while the pointers are files in ``root``. PostgreSQL
-    pointers: only this process's threads; ``PostgresPointers.promote`` writes pointer and history in one
-    transaction under a per-model advisory lock, but the gate's check before it reads outside of it."""
+    pointers: only this process's threads; ``PostgresPointers.promote`` compares (``expected``) and writes
+    pointer and history in one transaction under a per-model advisory lock."""
     return registry_lock(root if isinstance(pointers, registry.FilePointers) else None)
 
 
@@ -245,9 +245,11 @@ def make_current(
     """
     with promotion_lock(holder.pointers, holder.registry_root):
         previous = holder.pointers.current(holder.model)
-        if judged_against is not None and previous not in (judged_against, forecaster.version):
-            raise CurrentChanged(judged_against, previous)
-        holder.pointers.promote(holder.model, forecaster.version, reason)
+        expected = (judged_against, forecaster.version) if judged_against is not None else ()
+        try:  # compared again where the pointer is written: PostgreSQL replicas share no file lock
+            holder.pointers.promote(holder.model, forecaster.version, reason, expected)
+        except registry.PointerMoved as exc:
+            raise CurrentChanged(str(judged_against), exc.now) from None
         holder.swap(forecaster)
     return previous
 

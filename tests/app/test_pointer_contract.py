@@ -112,3 +112,16 @@ def test_a_promotion_is_notified_to_listeners(pg_url: str, tmp_path: Path) -> No
     finally:
         listener.close()
         db.close()
+
+
+def test_a_conditional_promotion_compares_where_it_writes(pointers: PointerStore) -> None:
+    """``expected`` is checked inside the write (the PostgreSQL transaction, the file lock's holder): a
+    promotion judged against a version that is no longer current changes nothing, on either backend."""
+    pointers.promote("default", SECOND, "test: someone else promoted first")
+    before = pointers.history("default")
+    with pytest.raises(registry.PointerMoved, match=f"names {SECOND} now"):
+        pointers.promote("default", FIXTURE_VERSION, "test: judged against the old one", (FIXTURE_VERSION,))
+    assert pointers.current("default") == SECOND
+    assert pointers.history("default") == before
+    pointers.promote("default", FIXTURE_VERSION, "test: judged against the current one", (SECOND,))
+    assert pointers.current("default") == FIXTURE_VERSION
