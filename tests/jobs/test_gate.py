@@ -18,7 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.jobs import promotion
-from app.jobs.promotion import GateScores, compare_on_test_part, decide, promote_version, undecided
+from app.jobs.gate import GateScores, compare_on_test_part
+from app.jobs.promotion import decide, promote_version, undecided
 from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.forecaster import Forecaster
