@@ -324,7 +324,10 @@ def test_a_real_server_follows_pointer_moves_of_a_named_model_without_a_failed_r
         threads = [threading.Thread(target=traffic, args=(m,)) for m in ("aapl", "default")]
         for t in threads:
             t.start()
-        try:
+        try:  # both threads answered once before the pointer moves (a loaded machine starts them late)
+            wait_for(
+                lambda: {FIXTURE_VERSION, A2} <= {a[1] for a in answers}, timeout=30
+            )  # aapl starts on A2
             for version in (A1, A2, A1):
                 registry.set_current(root / "aapl", version, "another worker")
                 wait_for(lambda v=version: v in [a[1] for a in answers[-4:]], timeout=30)  # type: ignore[misc]
