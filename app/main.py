@@ -38,6 +38,7 @@ from app.metrics import Metrics
 from closecast import registry
 from closecast.migrate import prepare_registry
 from closecast.providers import cuda_built, cuda_unavailable
+from closecast.registry_lock import registry_lock
 
 log = logging.getLogger("app")
 
@@ -83,12 +84,20 @@ def _prepare_registry(settings: Settings) -> None:
         log.info("%s", what)
 
 
+def _record_existing_pointer(holder: ModelHolder) -> None:
+    """Under the registry lock, and only when there is something to write: workers starting together write one
+    history line, not one each; a registry with its history never opens the lock (a read-only one serves)."""
+    if registry.pointer_unrecorded(holder.model_dir):
+        with registry_lock(holder.registry_root):
+            registry.record_existing_pointer(holder.model_dir)  # checks again, under the lock
+
+
 async def _load_model(settings: Settings, holder: ModelHolder, backends: Backends) -> None:
     """Migrate or seed the registry, open the backends (a database: connect, migrate, seed its pointers
     from the files), then load, verify and serve the default model."""
     await anyio.to_thread.run_sync(_prepare_registry, settings)
     try:  # a registry from before the promotion history: its pointer becomes the first promotion
-        await anyio.to_thread.run_sync(registry.record_existing_pointer, holder.model_dir)
+        await anyio.to_thread.run_sync(_record_existing_pointer, holder)
     except OSError as exc:  # a read-only model dir still serves; it just has no history to fall back to
         log.warning("cannot record the current pointer in the promotion history: %s", exc.strerror or exc)
     await anyio.to_thread.run_sync(backends.open)

@@ -198,12 +198,19 @@ def record_existing_pointer(model_dir: Path) -> bool:
     Returns True when it wrote. Without this, deleting the pointer of such a registry would leave no
     promoted version to fall back to.
     """
-    pointed = read_pointer(model_dir).version
-    history = promotion_history(model_dir)
-    if pointed is None or (history and history[-1].version == pointed):
+    if not pointer_unrecorded(model_dir):
         return False
+    pointed = read_pointer(model_dir).version
+    assert pointed is not None  # pointer_unrecorded says so
     _append_promotion(model_dir, Promotion(pointed, _now(), None, "recorded from the existing pointer"))
     return True
+
+
+def pointer_unrecorded(model_dir: Path) -> bool:
+    """Whether the pointer names a version the promotion history does not end with (a read, no lock)."""
+    pointed = read_pointer(model_dir).version
+    history = promotion_history(model_dir)
+    return pointed is not None and not (history and history[-1].version == pointed)
 
 
 def set_current(model_dir: Path, version: str, reason: str = "") -> None:

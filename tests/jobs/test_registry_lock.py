@@ -158,3 +158,19 @@ def test_a_holder_that_never_lets_go_makes_the_change_give_up(model_dir: Path) -
     )
     with registry_lock(model_dir, wait_s=0.3):  # released with the holder
         pass
+
+
+def test_a_start_records_an_unrecorded_pointer_under_the_lock(model_dir: Path) -> None:
+    """A registry from before the history: the start writes its pointer as the first promotion while holding
+    the lock (workers starting together write one line), so it waits for another process's change."""
+    (model_dir / DEFAULT / "promotions.jsonl").unlink()
+    with holding(model_dir, 1.0):
+        start = time.monotonic()
+        with TestClient(build_app(trainer_settings(model_dir))) as client:
+            waited = time.monotonic() - start
+            assert client.post("/forecast", json={"closes": calm_walk()}).status_code == 200
+    assert [p.version for p in registry.promotion_history(model_dir / DEFAULT)] == [FIXTURE_VERSION]
+    assert 0.8 <= waited < 10.0, waited
+    with TestClient(build_app(trainer_settings(model_dir))):  # recorded: a second start writes nothing
+        pass
+    assert len(registry.promotion_history(model_dir / DEFAULT)) == 1
