@@ -17,22 +17,30 @@ from closecast import registry
 from closecast.errors import RegistryConflict
 
 
-def protected_versions(model_dir: Path) -> set[str]:
-    """Versions that must stay: the one served and every one the promotion history records."""
+def protected_versions(model_dir: Path, pointers: registry.PointerStore | None = None) -> set[str]:
+    """Versions that must stay: the one served and every one the promotion history records -- in the
+    files, and in ``pointers`` when they live elsewhere (PostgreSQL records promotions in the database
+    only, so the files alone would leave a version promoted there unprotected)."""
     kept = {item.version for item in registry.promotion_history(model_dir)}
     current = registry.read_current(model_dir)
+    if pointers is not None and not isinstance(pointers, registry.FilePointers):
+        kept |= {item.version for item in pointers.history(model_dir.name)}
+        kept |= {v for v in [pointers.current(model_dir.name)] if v}
     return kept | ({current} if current else set())
 
 
-def delete_version(model_dir: Path, model: str, version: str) -> None:
-    """Remove one stored version; ``RegistryConflict`` when it is current or was ever promoted."""
-    current = registry.read_current(model_dir)
+def delete_version(
+    model_dir: Path, model: str, version: str, pointers: registry.PointerStore | None = None
+) -> None:
+    """Remove one stored version; ``RegistryConflict`` when it is current or was ever promoted (in the
+    files or in ``pointers``)."""
+    current = pointers.current(model) if pointers is not None else registry.read_current(model_dir)
     if version == current:
         raise RegistryConflict(
             f"version {version!r} is the current version of model {model!r}; promote another version first "
             f"(POST /models/{model}/versions/{{version}}/promote), then delete this one"
         )
-    if version in protected_versions(model_dir):
+    if version in protected_versions(model_dir, pointers):
         raise RegistryConflict(
             f"version {version!r} of model {model!r} is in its promotion history, which rollbacks and the "
             "fallback of an unusable pointer rely on; only never-promoted versions can be deleted"
@@ -50,12 +58,12 @@ def delete_model(root: Path, model: str, default_model: str) -> None:
     _remove(registry.FilePointers(root).model_dir_of(model), root)
 
 
-def prune_versions(model_dir: Path, keep: int) -> list[str]:
+def prune_versions(model_dir: Path, keep: int, pointers: registry.PointerStore | None = None) -> list[str]:
     """Retention (``CLOSECAST_KEEP_VERSIONS``): of the never-promoted versions, keep the newest ``keep``.
 
     Returns the versions removed, oldest first.
     """
-    protected = protected_versions(model_dir)
+    protected = protected_versions(model_dir, pointers)
     unpromoted = [v for v in registry.list_versions(model_dir) if v not in protected]  # oldest first
     doomed = unpromoted[: max(len(unpromoted) - keep, 0)]
     for version in doomed:

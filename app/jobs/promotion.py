@@ -244,7 +244,7 @@ def judge_and_register(
 def _prune(holder: ModelHolder, keep: int) -> None:
     try:
         with promotion_lock(holder.pointers, holder.registry_root):
-            removed = retention.prune_versions(holder.model_dir, keep)
+            removed = retention.prune_versions(holder.model_dir, keep, holder.pointers)
     except OSError as exc:  # retention is housekeeping: the job itself succeeded
         log.warning("could not prune old versions of model %s: %s", holder.model, exc.strerror or exc)
         return

@@ -125,3 +125,23 @@ def test_a_conditional_promotion_compares_where_it_writes(pointers: PointerStore
     assert pointers.history("default") == before
     pointers.promote("default", FIXTURE_VERSION, "test: judged against the current one", (SECOND,))
     assert pointers.current("default") == FIXTURE_VERSION
+
+
+def test_a_version_the_store_promoted_is_never_deleted_or_pruned(
+    pointers: PointerStore, tmp_path: Path
+) -> None:
+    """Deletion and retention ask the pointer store what was promoted: on PostgreSQL the promotion history
+    lives in the database only, and the files alone would let the version just rolled back from go."""
+    from closecast import retention
+    from closecast.errors import RegistryConflict
+
+    model_dir = tmp_path / "models" / "default"
+    pointers.promote("default", SECOND, "test: promoted")
+    pointers.promote("default", FIXTURE_VERSION, "test: rolled back")  # SECOND is history now
+    with pytest.raises(RegistryConflict, match="promotion history"):
+        retention.delete_version(model_dir, "default", SECOND, pointers)
+    pointers.promote("default", SECOND, "test: current again")
+    with pytest.raises(RegistryConflict, match="current version"):
+        retention.delete_version(model_dir, "default", SECOND, pointers)
+    assert retention.prune_versions(model_dir, 0, pointers) == []
+    assert registry.is_bundle(model_dir, SECOND)

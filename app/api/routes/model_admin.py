@@ -96,7 +96,7 @@ async def promote_default(version: Version, models: ModelsDep) -> Promoted:
 def _delete_version(models: LoadedModels, model: str, version: str) -> None:
     # a promotion of this very version, in any worker, cannot slip in between check and removal
     with promotion_lock(models.pointers, models.root):
-        retention.delete_version(models.model_dir(model), model, version)
+        retention.delete_version(models.model_dir(model), model, version, models.pointers)
 
 
 def _delete_model(models: LoadedModels, model: str, default_model: str) -> None:
