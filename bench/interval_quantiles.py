@@ -35,7 +35,6 @@ quantiles: unattainable) bounds what any constant table could gain.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from interval_scale import BLOCK, LEVELS, Prepared, closes_of, held_out, prepare, winkler_points
+from interval_scale import BLOCK, LEVELS, Prepared, closes_of, held_out, parse_args, prepare, winkler_points
 from intervals import garch_bands
 from scipy import stats
 from served import cases, default_bundle, load
@@ -255,11 +254,7 @@ def kept(parts: list[Part]) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=None)
-    parser.add_argument("--refit", type=int, default=50, help="refit GARCH every N closes (default 50)")
-    parser.add_argument("--start", type=int, default=1500, help="held-out series: first target scored")
-    args = parser.parse_args()
+    args = parse_args(__doc__.splitlines()[0])
     bundle = args.bundle or default_bundle()
     forecaster = load(bundle)
     cal, early_parts, tests = slices(forecaster, bundle)

@@ -299,12 +299,17 @@ def real_parts(
     return cal, tests
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(description: str) -> argparse.Namespace:
+    """The flags of this bench and of ``interval_quantiles.py``, which scores on the same parts."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--bundle", type=Path, default=None)
     parser.add_argument("--refit", type=int, default=50, help="refit GARCH every N closes (default 50)")
     parser.add_argument("--start", type=int, default=1500, help="held-out series: first target scored")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
     bundle = args.bundle or default_bundle()
     forecaster = load(bundle)
     cal, tests = real_parts(forecaster, bundle)
