@@ -40,28 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import wrk
 
 from closecast import registry
 from closecast.bundle import load_forecaster
 
 ROOT = Path(__file__).resolve().parents[1]
-
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open("%(body)s", "rb"))
-wrk.body = f:read("*a")
-f:close()
-
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "BENCH {\\"requests\\": %%d, \\"duration_us\\": %%d, \\"p50_us\\": %%d, \\"p99_us\\": %%d, " ..
-    "\\"socket_errors\\": %%d, \\"non_2xx\\": %%d}\\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout, e.status))
-end
-"""
 
 
 def parse_args() -> argparse.Namespace:
@@ -205,20 +189,15 @@ def run_wrk(
     url: str, body_path: Path, connections: int, args: argparse.Namespace, pid: int
 ) -> dict[str, Any]:
     """One wrk run (after a 1 s warm-up): req/s, p50/p99 in ms, errors, the server's CPU µs per request."""
-    script = body_path.with_suffix(".lua")
-    script.write_text(LUA % {"body": body_path})
+    script = wrk.write_script(body_path.with_suffix(".lua"), body_path)
     base = ["wrk", f"-t{min(args.threads, connections)}", f"-c{connections}", "--latency", "-s", str(script)]
     subprocess.run([*base, "-d1s", url], check=True, capture_output=True)  # warm-up
     cpu = cpu_seconds(pid)
     done = subprocess.run([*base, f"-d{args.duration}s", url], check=True, capture_output=True, text=True)
     cpu = cpu_seconds(pid) - cpu
-    line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH "))
-    r = json.loads(line.removeprefix("BENCH "))
+    r = wrk.summary(done.stdout)
     return {
-        "req_s": r["requests"] / (r["duration_us"] / 1e6),
-        "p50_ms": r["p50_us"] / 1e3,
-        "p99_ms": r["p99_us"] / 1e3,
-        "errors": r["socket_errors"] + r["non_2xx"],
+        **{k: r[k] for k in ("req_s", "p50_ms", "p99_ms", "errors")},
         "cpu_us": cpu / max(r["requests"], 1) * 1e6,
     }
 

@@ -35,24 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import wrk
 
 ROOT = Path(__file__).resolve().parents[1]
-
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open("%(body)s", "rb"))
-wrk.body = f:read("*a")
-f:close()
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "BENCH {\\"requests\\": %%d, \\"duration_us\\": %%d, \\"p50_us\\": %%d, \\"p99_us\\": %%d, " ..
-    "\\"max_us\\": %%d, \\"socket_errors\\": %%d, \\"non_2xx\\": %%d}\\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
-    e.connect + e.read + e.write + e.timeout, e.status))
-end
-"""
 
 
 def parse_args() -> argparse.Namespace:
@@ -172,14 +157,8 @@ def batch_client(port: int, body_path: str, stop: Any, out: Any) -> None:
 def run_wrk(url: str, script: Path, args: argparse.Namespace, seconds: int) -> dict[str, float]:
     cmd = ["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script), url]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    r = json.loads(next(x for x in done.stdout.splitlines() if x.startswith("BENCH ")).removeprefix("BENCH "))
-    return {
-        "req_s": r["requests"] / (r["duration_us"] / 1e6),
-        "p50_ms": r["p50_us"] / 1e3,
-        "p99_ms": r["p99_us"] / 1e3,
-        "max_ms": r["max_us"] / 1e3,
-        "errors": r["socket_errors"] + r["non_2xx"],
-    }
+    r = wrk.summary(done.stdout)
+    return {k: r[k] for k in ("req_s", "p50_ms", "p99_ms", "max_ms", "errors")}
 
 
 def with_batches(
@@ -272,7 +251,7 @@ def main() -> None:
             work = Path(tmp)
             single = {"closes": sample_closes(30, 1)[0], "horizon": 1}
             (work / "single.json").write_text(json.dumps(single))
-            (work / "post.lua").write_text(LUA % {"body": work / "single.json"})
+            wrk.write_script(work / "post.lua", work / "single.json")
             series = sample_closes(args.closes, args.series)
             big = json.dumps(
                 {"series": [{"id": f"s{i}", "closes": c} for i, c in enumerate(series)], "horizon": 1},
