@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from closecast.config import Config, DataConfig, ModelConfig, TrainConfig
-from training.commands import add_backtest, add_guard_flags, add_tune, progress_writer
+from training.commands import add_backtest, add_destination_flags, add_guard_flags, add_tune, progress_writer
 from training.guard import Stop, start_guard, stop_guard, write_stderr
 
 PROG = "python -m training"
@@ -103,20 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="add N seeded synthetic GARCH series as training windows only (default 0)",
     )
-    dest = tr.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--out", type=Path, help="bundle directory to create")
-    dest.add_argument(
-        "--registry",
-        type=Path,
-        help="registry: write a new version of --model there, as REGISTRY/MODEL/VERSION (models/README.md)",
-    )
-    tr.add_argument(
-        "--model",
-        default=os.environ.get("CLOSECAST_DEFAULT_MODEL", "default"),
-        help="with --registry: the model's name, a slug (default: $CLOSECAST_DEFAULT_MODEL or `default`)",
-    )
-    tr.add_argument("--promote", action="store_true", help="with --registry: make the new version current")
-    tr.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+    add_destination_flags(tr)
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.add_argument(
         "--progress-file", type=Path, help="append one JSON line per epoch here (used by /train jobs)"

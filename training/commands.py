@@ -87,19 +87,31 @@ def add_backtest(sub: Any) -> None:
     bt.set_defaults(run=run_backtest_command)
 
 
+def add_destination_flags(parser: argparse.ArgumentParser) -> None:
+    """Where ``train`` and ``tune`` write their bundle: ``--out`` or ``--registry``/``--model``
+    (``--promote``), and ``--force``."""
+    dest = parser.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", type=Path, help="bundle directory to create")
+    dest.add_argument(
+        "--registry",
+        type=Path,
+        help="registry: write a new version of --model there, as REGISTRY/MODEL/VERSION (models/README.md)",
+    )
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("CLOSECAST_DEFAULT_MODEL", "default"),
+        help="with --registry: the model's name, a slug (default: $CLOSECAST_DEFAULT_MODEL or `default`)",
+    )
+    parser.add_argument(
+        "--promote", action="store_true", help="with --registry: make the new version current"
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+
+
 def add_tune(sub: Any, hyperparameter_flags: Callable[[argparse.ArgumentParser], None]) -> None:
     tu = sub.add_parser("tune", help="Optuna search; the best trial refitted and written as a bundle")
     tu.add_argument("--csv", type=Path, required=True, help="CSV file with a header row")
-    dest = tu.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--out", type=Path, help="bundle directory to create")
-    dest.add_argument("--registry", type=Path, help="registry: write a new version of --model there")
-    tu.add_argument(
-        "--model",
-        default=os.environ.get("CLOSECAST_DEFAULT_MODEL", "default"),
-        help="with --registry: the model's name (default: $CLOSECAST_DEFAULT_MODEL or `default`)",
-    )
-    tu.add_argument("--promote", action="store_true", help="with --registry: make the new version current")
-    tu.add_argument("--force", action="store_true", help="replace an existing non-empty --out")
+    add_destination_flags(tu)
     tu.add_argument("--trials", type=_count, default=20, help="trials to run now (default %(default)s)")
     tu.add_argument(
         "--budget",
