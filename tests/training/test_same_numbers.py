@@ -1,10 +1,13 @@
 """Windows built per batch (flat memory) must train the very model the materialised windows trained.
 
 ``tests/fixtures/pre_flat_memory.json`` holds what two tiny runs produced *before* windows became views
-(commit 0c1a47f): run this file as a script on a checkout to rewrite it (``python -m
-tests.training.test_same_numbers``). Both runs fit in one evaluation batch and one scaler chunk, where the
-batched code computes exactly what the old code did, so the figures must match to the last bit. The
-interval tables and coverages in it were refreshed when tables became symmetric (``|e|``); nothing else did.
+(run this file as a script on a checkout to rewrite it: ``python -m tests.training.test_same_numbers``).
+Both runs fit in one evaluation batch and one scaler chunk, where the batched code computes what the old code
+did. The figures were written on one CPU and are read on others: float kernels (BLAS, vectorised reductions)
+round differently on Intel and AMD, so floats are compared to a stated tolerance (float64 figures to ``RTOL``
+relative or ``ATOL`` absolute, the float32 training history to ``RTOL_FLOAT32``) and everything else (shapes,
+counts, the best epoch, keys) exactly. The interval tables and coverages in it were refreshed when tables
+became symmetric (``|e|``); nothing else was.
 """
 
 from __future__ import annotations
@@ -23,6 +26,27 @@ from tests.synthetic import make_closes
 from training.pipeline import run_training
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "pre_flat_memory.json"
+# Seen across machines: float64 figures differ from the 11th significant digit (AMD EPYC vs the file's CPU);
+# a skill (1 - MAE/MAE_naive, near 0) carries that as an absolute difference, hence ATOL beside RTOL.
+RTOL = 1e-9
+ATOL = 1e-9
+RTOL_FLOAT32 = 1e-5  # a float32 fit: a last-bit difference in one step can carry through the epochs
+
+
+def assert_close(got: Any, expected: Any, rtol: float, where: str = "") -> None:
+    """Equal structure, exact non-floats, floats within ``rtol`` relative or ``ATOL`` absolute."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(expected), f"{where}: keys differ"
+        for key in expected:
+            assert_close(got[key], expected[key], rtol, f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), f"{where}: lengths differ"
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+            assert_close(g, e, rtol, f"{where}[{i}]")
+    elif isinstance(expected, float) and not isinstance(got, bool) and isinstance(got, int | float):
+        assert got == pytest.approx(expected, rel=rtol, abs=ATOL), f"{where}: {got!r} vs {expected!r}"
+    else:
+        assert got == expected, f"{where}: {got!r} vs {expected!r}"
 
 
 def _series(closes: np.ndarray, name: str) -> Series:
@@ -69,8 +93,13 @@ def run_scenario(name: str, out: Path) -> dict[str, Any]:
 def test_batched_windows_train_the_same_model_as_before(name: str, tmp_path: Path) -> None:
     expected = json.loads(FIXTURE.read_text())[name]
     got = json.loads(json.dumps(run_scenario(name, tmp_path / name)))
-    assert got["history"] == expected["history"]  # the float32 training itself: bit for bit
-    assert got == expected
+    assert_close(got["history"], expected["history"], RTOL_FLOAT32, "history")  # the float32 training
+    assert_close(
+        {k: v for k, v in got.items() if k != "history"},
+        {k: v for k, v in expected.items() if k != "history"},
+        RTOL,
+        name,
+    )
 
 
 if __name__ == "__main__":
