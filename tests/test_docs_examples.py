@@ -108,7 +108,13 @@ def _option(args: list[str], *names: str) -> list[str]:
 
 
 def _url(args: list[str]) -> str:
-    return next((a for a in args if a.startswith(("localhost:", "http://", '"localhost:'))), "")
+    return next((a for a in args if a.startswith(("localhost:", "127.0.0.1:", "http://", "https://"))), "")
+
+
+def _path(args: list[str]) -> str:
+    """The path a curl call asks for: ``localhost:8000/forecast`` -> ``/forecast``."""
+    rest = _url(args).split("://", 1)[-1]
+    return "/" + rest.split("/", 1)[1] if "/" in rest else ""
 
 
 def test_the_pages_have_shell_examples() -> None:
@@ -150,7 +156,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("jobs.sqlite*", ".jobs", ".tmp-*"))
     version = registry.read_current(models / "default")
     assert version is not None
-    for name in ("msft", "spx"):
+    for name in _model_names():
         shutil.copytree(models / "default" / version, models / name / version)
         (models / name / "current").write_text(version + "\n")
     with TestClient(create_app(make_settings(models))) as c:
@@ -169,7 +175,7 @@ def _form_fields(client: TestClient) -> set[str]:
 def test_train_form_fields_exist(block: Block, client: TestClient) -> None:
     fields = _form_fields(client)
     for _, args in _curls(block):
-        if "/train" in _url(args):
+        if _path(args) == "/train":
             names = {field.split("=", 1)[0] for field in _option(args, "-F", "--form")}
             assert names <= fields, f"{block}: POST /train has no form field {sorted(names - fields)}"
 
@@ -178,8 +184,18 @@ FORECASTS = [
     (command, args)
     for block in SHELL
     for command, args in _curls(block)
-    if _url(args).split("8000", 1)[-1] in ("/forecast", "/forecast/batch")
+    if _path(args) in ("/forecast", "/forecast/batch")
 ]
+
+
+def _model_names() -> set[str]:
+    """Every model name a forecast example asks for, besides the default."""
+    names = set()
+    for _, args in FORECASTS:
+        for body in _option(args, "-d"):
+            sent = json.loads(body)
+            names |= {s.get("model") for s in [sent, *sent.get("series", [])]} - {None, "default"}
+    return {name for name in names if registry.model_name_problem(name) is None}
 
 
 def test_the_tour_forecasts_are_among_the_examples() -> None:
@@ -190,7 +206,7 @@ def test_the_tour_forecasts_are_among_the_examples() -> None:
 @pytest.mark.parametrize("example", FORECASTS, ids=lambda e: str(e[0].block))
 def test_forecast_example_answers_as_shown(example: tuple[Command, list[str]], client: TestClient) -> None:
     command, args = example
-    path = _url(args).split("8000", 1)[-1]
+    path = _path(args)
     (body,) = _option(args, "-d")
     answer = client.post(path, content=body, headers={"content-type": "application/json"})
     if command.shown.startswith('# {"detail"'):
