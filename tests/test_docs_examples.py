@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.config import Settings
 from app.main import create_app
 from closecast import registry
 from tests.helpers import make_settings
@@ -259,3 +260,11 @@ def test_python_example_compiles(block: Block) -> None:
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "json"], ids=str)
 def test_json_example_parses(block: Block) -> None:
     json.loads(block.text)
+
+
+def test_every_setting_has_a_row_in_the_settings_page() -> None:
+    """One table of every ``CLOSECAST_*`` variable of ``app/config.py``, one row each."""
+    page = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `(CLOSECAST_[A-Z0-9_]+)` \|", page, re.M))
+    wanted = {f"CLOSECAST_{name.upper()}" for name in Settings.model_fields}
+    assert not wanted - rows, f"docs/settings.md has no row for {sorted(wanted - rows)}: add one each"
