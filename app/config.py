@@ -171,7 +171,7 @@ class Settings(BaseSettings):
         description="a running job whose lease was not renewed this long is failed as `worker lost`",
     )
 
-    # Scale-out (README "Scale-out on PostgreSQL")
+    # Scale-out (docs/scale-out.md)
     database_url: SecretStr | None = Field(
         default=None,
         description="postgresql://user:pass@host:5432/db: jobs and pointers in PostgreSQL; unset = embedded",

@@ -1,9 +1,10 @@
-"""The default model's "Done when" table: skill vs naive and 80%/95% coverage on the S&P 500 and MSFT test
-parts, and on the S&P 500 with every log return multiplied by 0.1 and by 3, through the served code.
+"""The default model's table (docs/training.md): skill vs naive and 80%/95% coverage on the S&P 500 and
+MSFT test parts, and on the S&P 500 with every log return multiplied by 0.1 and by 3, through the served
+code.
 
     python bench/default_model.py [--bundle models/default/<version>]
 
-Targets (issue 9): skill >= -0.005 (0 within noise), coverage 77-83% at 80% and 93-97% at 95%.
+Targets: skill >= -0.005 (0 within noise), coverage 77-83% at 80% and 93-97% at 95%.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ latency of the first request to a model that is not loaded (load + verify + fore
 Builds a temporary registry with the default model and ``--models`` more names (copies of ``--bundle``),
 starts the real app in this process (``TestClient`` runs the lifespan; CPU, one ORT thread) with an LRU large
 enough for all of them, then asks each model once (cold) and again (warm), reading this process's resident
-set (``/proc/self/statm``) after each cold load. Goal from issue 10: <= 5 MB per extra model, cold <= 50 ms.
+set (``/proc/self/statm``) after each cold load. Goal: <= 5 MB per extra model, cold <= 50 ms.
 A second pass with ``CLOSECAST_MAX_LOADED_MODELS=2`` measures evict-and-reload (every request cold).
 """
 

@@ -6,7 +6,7 @@ For each size, writes a seeded random-walk CSV of that many closes (minute times
 directory, trains on it in a child process and prints the child's peak RSS (``ru_maxrss`` from ``wait4``),
 its wall time and the training windows. Windows are index arrays built per batch
 (``training/windowset.py``), so the peak should grow with the series (8 bytes a close, several arrays), not
-with series x window. The issue's budget: at most 1.5 GB for a million closes with ``--window 64``.
+with series x window. The budget: at most 1.5 GB for a million closes with ``--window 64``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     python bench/train_time.py [--csv data/sp500_daily.csv] [--runs 1]
 
 Prints wall time for the whole CLI (imports, training, ONNX + TorchScript export, parity, bundle) and the
-fit alone, read back from the manifest. The issue's budget is 2 minutes on a 2-core VM.
+fit alone, read back from the manifest. The budget: 2 minutes on a 2-core VM.
 """
 
 from __future__ import annotations

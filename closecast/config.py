@@ -1,6 +1,6 @@
 """Every hyperparameter in one place, with its default; the whole object is saved in the manifest.
 
-Defaults come from measurements on data/sp500_daily.csv (see README, "Training"): a small LSTM over a
+Defaults come from measurements on data/sp500_daily.csv (see docs/training.md): a small LSTM over a
 month of daily log returns, stopped early on the validation loss.
 """
 

@@ -3,7 +3,8 @@
 Why: trained on two real series, the network's skill moved with the seed (-0.002 .. +0.0035 on the S&P 500
 test part) and it learned their upward drift. Adding zero-drift series with volatility clusters at several
 scales (daily std 0.1%..3%) and persistences made skill stable across seeds and shrank the learned drift
-(research report of issue 9). They are training windows only: never early stopping, calibration or scores.
+(measured with 3 seeds each; docs/training.md, "The default model"). They are training windows only:
+never early stopping, calibration or scores.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SHARD_SEED_STEP = 7919  # shards' samplers start from different seeds, so they do not draw the same trials
 HEARTBEAT_S = 10  # --trial-heartbeat / --trial-grace by default; a /train job's shards: its heartbeat, lease
 HEARTBEAT_GRACE_S = 30
-SEARCH_SPACE: dict[str, Any] = {  # documented in README "Tuning"; a CLI flag fixes a parameter instead
+SEARCH_SPACE: dict[str, Any] = {  # docs/training.md "Tuning"; a CLI flag fixes a parameter instead
     "window": list(WINDOW_RANGE),
     "hidden_size": [16, 128],
     "num_layers": [1, 3],

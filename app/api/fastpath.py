@@ -1,7 +1,7 @@
 """``POST /forecast`` and ``/forecast/batch`` answered without FastAPI's request machinery, same bytes.
 
 FastAPI's routing, dependency solving, exception layers and response wrapping cost about as much per
-request as a one-series forecast (py-spy: README "Measured speed"). This ASGI layer, inside ``BodyLimits``
+request as a one-series forecast (py-spy: docs/performance.md). This ASGI layer, inside ``BodyLimits``
 (the body is already whole) and ``RequestMetrics`` (still counted, under the route's template), answers a
 well-formed request itself: the body model's ``model_validate_json`` on the bytes, then the route's own
 ``answer_one`` / ``answer_batch`` with the models the body names (the default one when it names none), if

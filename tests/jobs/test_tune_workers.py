@@ -111,7 +111,7 @@ def test_a_two_worker_tune_job_splits_into_shards_on_one_study_and_is_judged(fle
         storage.engine.dispose()
     assert TRIALS <= len(finished) <= TRIALS + WORKERS - 1  # MaxTrialsCallback: overshoot up to K-1
     by_shard = sorted(t.user_attrs["shard"] for t in finished)
-    print(f"2-worker tune job: {seconds:.1f} s, trials by shard {by_shard}")  # README's figures (-s)
+    print(f"2-worker tune job: {seconds:.1f} s, trials by shard {by_shard}")  # docs/performance.md (-s)
     manifest_path = fleet.model_dir / "default" / final["result"]["version"] / "manifest.json"
     tuning = json.loads(manifest_path.read_text())["tuning"]
     assert tuning["study"] == f"closecast-job-{job_id}" and tuning["n_trials"] == len(finished)
