@@ -1,4 +1,5 @@
-"""Timestamps of a series: parsing, one kind per series (naive or aware), ISO text, inferred frequency.
+"""Timestamps of a series: parsing, one kind per series (naive or aware), ISO text, inferred frequency, and
+the timestamps of the steps a forecast looks ahead.
 
 Prices come at any frequency (minutes to years) and with gaps (weekends, holidays, FX's Friday close), so
 the time axis is judged by what it holds, not by a calendar: duplicates on the full timestamp, order, and a
@@ -7,10 +8,11 @@ frequency named from the median spacing.
 
 from __future__ import annotations
 
+import calendar
 import itertools
 import statistics
 from collections.abc import Sequence
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 # Named steps, in seconds. A median spacing within ``NAMED_TOLERANCE`` of one takes its name.
 NAMED_STEPS: dict[str, float] = {
@@ -117,3 +119,64 @@ def common_frequency(frequencies: Sequence[str | None]) -> str | None:
     if not known:
         return None
     return known.pop() if len(known) == 1 and None not in frequencies else MIXED
+
+
+DAY = 86400.0
+MONTH_DAYS = 30.4375
+
+
+def next_stamps(stamps: Sequence[datetime], horizon: int) -> list[datetime]:
+    """The ``horizon`` timestamps after the last one, stepping as the series steps (no holiday calendar).
+
+    The step is the median spacing. Monthly and longer series step by whole calendar months (month-ends stay
+    month-ends); weekly and multi-day ones by whole days; daily ones day by day through the weekdays seen in
+    ``stamps`` (a Monday-to-Friday series skips weekends, a crypto series does not); intraday ones by their
+    step through the (weekday, time of day) slots seen, so an hourly FX series skips its weekend and a
+    session's closed hours. Weekdays are read only from dates spanning a week, times of day only from dates
+    spanning a day: a shorter span steps plainly. Needs two timestamps (``TimestampError`` otherwise).
+    """
+    if len(stamps) < 2:
+        raise TimestampError("dates needs at least 2 timestamps to tell the step; send one per close")
+    median = statistics.median((b - a).total_seconds() for a, b in itertools.pairwise(stamps))
+    last = stamps[-1]
+    if median >= 25 * DAY:
+        months = max(1, round(median / (MONTH_DAYS * DAY)))
+        month_ends = all(_is_month_end(s) for s in stamps)
+        return [_add_months(last, months * k, month_ends) for k in range(1, horizon + 1)]
+    if median >= 1.5 * DAY:
+        return [last + timedelta(days=round(median / DAY) * k) for k in range(1, horizon + 1)]
+    step = timedelta(days=1) if median >= 0.8 * DAY else timedelta(seconds=max(1.0, round(median)))
+    span = last - stamps[0]
+    # the week's pattern only from a week of dates, the day's only from a day: fewer show too little of it
+    by_weekday, by_time = span >= timedelta(days=7), step < timedelta(days=1) and span >= timedelta(days=1)
+    slots = {_slot(s, by_weekday, by_time) for s in stamps}
+    out: list[datetime] = []
+    current = last
+    tries = max(7, round(7 * DAY / step.total_seconds()))  # a week of steps finds any slot seen
+    for _ in range(horizon):
+        candidate = current + step
+        for _ in range(tries):
+            if _slot(candidate, by_weekday, by_time) in slots:
+                break
+            candidate += step
+        else:
+            candidate = current + step  # no slot seen fits this phase: plain step
+        out.append(candidate)
+        current = candidate
+    return out
+
+
+def _slot(stamp: datetime, by_weekday: bool, by_time: bool) -> tuple[int | None, time | None]:
+    """Where a stamp falls in the week: its weekday and time of day, each when the dates sent show it."""
+    return (stamp.weekday() if by_weekday else None), (stamp.timetz() if by_time else None)
+
+
+def _is_month_end(stamp: datetime) -> bool:
+    return (stamp + timedelta(days=1)).month != stamp.month
+
+
+def _add_months(stamp: datetime, months: int, month_end: bool) -> datetime:
+    index = stamp.month - 1 + months
+    year, month = stamp.year + index // 12, index % 12 + 1
+    last_day = calendar.monthrange(year, month)[1]
+    return stamp.replace(year=year, month=month, day=last_day if month_end else min(stamp.day, last_day))

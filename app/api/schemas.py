@@ -81,6 +81,16 @@ FeatureMap = Annotated[
         }
     ),
 ]
+Dates = Annotated[
+    list[Annotated[str, Field(max_length=40)]] | None,
+    Field(
+        default=None,
+        max_length=MAX_CLOSES_CEILING,
+        description="optional ISO 8601 dates or times, one per close, ascending (2024-01-05, "
+        "2024-01-05T14:00:00Z): the answer then carries `forecast_dates`, one per step, stepping as the "
+        "dates step (the weekdays seen, and intraday the hours of the week seen; no holiday calendar)",
+    ),
+]
 Features = Annotated[
     FeatureMap | None,
     Field(
@@ -157,6 +167,7 @@ class ForecastRequest(_Request):
 
     closes: Closes
     features: Features = None
+    dates: Dates = None
 
 
 class SeriesIn(BaseModel):
@@ -170,6 +181,7 @@ class SeriesIn(BaseModel):
     )
     closes: Closes
     features: Features = None
+    dates: Dates = None
 
 
 class BatchForecastRequest(_Request):
@@ -218,6 +230,10 @@ def _warnings_field() -> Any:
     return Field(description="inputs beyond what the model saw in training, in words")
 
 
+def _forecast_dates_field() -> Any:
+    return Field(default=None, description="the date of each step when `dates` were sent, else null")
+
+
 class ForecastResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra=_examples(
@@ -238,6 +254,7 @@ class ForecastResponse(BaseModel):
     model_version: str = Field(description="version of the bundle that answered")
     last_close: float = Field(description="the last close sent: forecasts are relative to it")
     warnings: list[str] = _warnings_field()
+    forecast_dates: list[str] | None = _forecast_dates_field()
 
 
 class SeriesForecastOut(BaseModel):
@@ -248,6 +265,7 @@ class SeriesForecastOut(BaseModel):
     model_version: str = Field(description="version of the bundle that answered this series")
     last_close: float = Field(description="the last close of this series")
     warnings: list[str] = _warnings_field()
+    forecast_dates: list[str] | None = _forecast_dates_field()
 
 
 class BatchForecastResponse(BaseModel):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import calendar
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from closecast.series import DataError, load_csv, series_from_values
-from closecast.timeaxis import common_frequency, infer_frequency
+from closecast.timeaxis import TimestampError, common_frequency, infer_frequency, next_stamps
 from tests.synthetic import hourly_stamps, make_closes
 
 
@@ -103,3 +105,63 @@ def test_mixed_zoned_and_plain_times_are_refused(tmp_path: Path) -> None:
 def test_unreadable_timestamp_quotes_the_cell(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"line 3: Date is '19/04/2017'; expected an ISO date or time"):
         load_csv(_write(tmp_path / "p.csv", ["2017-04-18", "19/04/2017", "2017-04-20"]))
+
+
+# --- the dates of a forecast's steps ------------------------------------------------------------------------
+
+
+def _kept(start: datetime, step: timedelta, n: int, keep: Callable[[datetime], bool]) -> list[datetime]:
+    """The first ``n`` of ``start + i * step`` that ``keep`` keeps."""
+    stamps = (start + step * i for i in range(n * 24))
+    return [s for s in stamps if keep(s)][:n]
+
+
+def _fx_closed(h: datetime) -> bool:
+    """Friday 22:00 to Sunday 22:00 UTC."""
+    return h.weekday() == 5 or (h.weekday() == 6 and h.hour < 22) or (h.weekday() == 4 and h.hour >= 22)
+
+
+def _session(h: datetime) -> bool:
+    return h.weekday() < 5 and 9 <= h.hour <= 16
+
+
+def test_daily_weekday_series_step_over_the_weekend() -> None:
+    days = _kept(datetime(2024, 1, 1), timedelta(days=1), 30, lambda d: d.weekday() < 5)
+    assert days[-1] == datetime(2024, 2, 9)  # a Friday
+    assert next_stamps(days, 3) == [datetime(2024, 2, 12), datetime(2024, 2, 13), datetime(2024, 2, 14)]
+
+
+def test_a_seven_day_series_steps_every_day() -> None:
+    days = _kept(datetime(2024, 1, 1), timedelta(days=1), 30, lambda d: True)
+    assert next_stamps(days, 2) == [days[-1] + timedelta(days=1), days[-1] + timedelta(days=2)]
+
+
+def test_hourly_fx_skips_its_weekend_and_keeps_its_zone() -> None:
+    hours = _kept(datetime(2024, 1, 1, tzinfo=UTC), timedelta(hours=1), 24 * 12, lambda h: not _fx_closed(h))
+    last = datetime(2024, 1, 12, 21, tzinfo=UTC)  # Friday 21:00, the last open hour
+    hours = [h for h in hours if h <= last]
+    sunday = datetime(2024, 1, 14, tzinfo=UTC)
+    assert next_stamps(hours, 2) == [sunday.replace(hour=22), sunday.replace(hour=23)]
+
+
+def test_a_session_series_steps_to_the_next_open_hour() -> None:
+    hours = _kept(datetime(2024, 1, 1), timedelta(hours=1), 8 * 10, _session)
+    assert hours[-1] == datetime(2024, 1, 12, 16)
+    assert next_stamps(hours, 2) == [datetime(2024, 1, 15, 9), datetime(2024, 1, 15, 10)]
+
+
+def test_month_ends_stay_month_ends_and_weekly_steps_a_week() -> None:
+    ends = [datetime(2023, m, calendar.monthrange(2023, m)[1]) for m in range(1, 13)]
+    assert next_stamps(ends, 3) == [datetime(2024, 1, 31), datetime(2024, 2, 29), datetime(2024, 3, 31)]
+    fridays = [datetime(2024, 1, 5) + timedelta(weeks=i) for i in range(10)]
+    assert next_stamps(fridays, 2) == [datetime(2024, 3, 15), datetime(2024, 3, 22)]
+
+
+def test_a_span_shorter_than_a_week_steps_plainly() -> None:
+    two = [datetime(2024, 1, 2, 10, tzinfo=UTC), datetime(2024, 1, 2, 11, tzinfo=UTC)]
+    assert next_stamps(two, 2) == [two[1] + timedelta(hours=1), two[1] + timedelta(hours=2)]
+
+
+def test_one_timestamp_cannot_tell_the_step() -> None:
+    with pytest.raises(TimestampError, match="at least 2"):
+        next_stamps([datetime(2024, 1, 2)], 1)

@@ -8,12 +8,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.api.backtest_schemas import BacktestRequest, BacktestResponse
+from app.api.dates import checked_dates
 from app.api.deps import SettingsDep, forecasters_of
 from app.api.responses import errors
 from app.api.routes.forecast import check_limits
 from closecast.backtest import backtest
 from closecast.errors import InputInvalid, Problem
-from closecast.series import DataError, series_from_values
 
 router = APIRouter(tags=["backtest"])
 
@@ -33,22 +33,6 @@ _ERRORS = errors(
 )
 
 
-def _dates(body: BacktestRequest) -> list[str] | None:
-    """The dates checked by the training rules (ISO, one per close, ascending)."""
-    if body.dates is None:
-        return None
-    try:
-        series = series_from_values(body.closes, body.dates)
-    except DataError as exc:
-        raise InputInvalid([Problem(("body", "dates"), str(exc), "dates_invalid", None)]) from None
-    if series.notes:  # newest first would reorder the closes the caller meant
-        raise InputInvalid(
-            [Problem(("body", "dates"), "dates are newest first; send closes and dates oldest first",
-                     "dates_not_ascending", None)]
-        )  # fmt: skip
-    return series.dates
-
-
 @router.post("/backtest", response_model=BacktestResponse, responses=_ERRORS)
 async def run_backtest(body: BacktestRequest, settings: SettingsDep, request: Request) -> Response:
     """Score a model (default: the default model) walk-forward on a series: per fold and overall, vs naive."""
@@ -61,7 +45,7 @@ async def run_backtest(body: BacktestRequest, settings: SettingsDep, request: Re
                      "run (CLOSECAST_MAX_BACKTEST_FOLDS); ask for fewer", "too_many_folds", body.folds)]
         )  # fmt: skip
     model.check_features([body.closes], [body.features], [("body", "closes")])
-    dates = _dates(body)
+    dates = checked_dates(body.closes, body.dates, ("body", "dates"))
     result = await run_in_threadpool(
         backtest,
         body.closes,

@@ -18,6 +18,7 @@ from starlette.datastructures import State
 from starlette.responses import Response
 
 from app.api.bodies import JSONBodyRoute
+from app.api.dates import forecast_dates
 from app.api.deps import ForecasterDep, SettingsDep, forecasters_of
 from app.api.responses import errors
 from app.api.schemas import BatchForecastRequest, BatchForecastResponse, ForecastRequest, ForecastResponse
@@ -90,6 +91,8 @@ async def answer_one(body: ForecastRequest, model: Forecaster, state: State, nam
     locs: list[Loc] = [("body", "closes")]
     model.check_lengths([body.closes], locs)  # checked before joining a batch they would fail
     model.check_features([body.closes], [body.features] if body.features is not None else None, locs)
+    dates, loc = body.dates, ("body", "dates")
+    steps = None if dates is None else forecast_dates(body.closes, dates, body.horizon, loc)
     batcher: Batcher = state.batcher
     result = await batcher.forecast(model, body.closes, body.horizon, body.level, body.features)
     _record(state, "forecast", result, name)
@@ -101,6 +104,7 @@ async def answer_one(body: ForecastRequest, model: Forecaster, state: State, nam
             "model_version": model.version,
             "last_close": item.last_close,
             "warnings": [w.message for w in item.warnings],
+            "forecast_dates": steps,
         }
     )
 
@@ -125,6 +129,11 @@ async def answer_batch(
     check_limits(
         settings, body.horizon, [(loc, len(s.closes)) for loc, s in zip(locs, body.series, strict=True)]
     )
+    steps = {
+        i: forecast_dates(s.closes, s.dates, body.horizon, ("body", "series", i, "dates"))
+        for i, s in enumerate(body.series)
+        if s.dates is not None
+    }
     closes = [s.closes for s in body.series]
     sent = [s.features for s in body.series]
     args = (models, names, closes, body.horizon, body.level, locs, sent)
@@ -135,6 +144,8 @@ async def answer_batch(
     for name, result in results.items():
         _record(state, "forecast_batch", result, name)
     answers = _batch_answers(body, names, models, table)
+    for i, dates in steps.items():
+        answers[i]["forecast_dates"] = dates
     return _json({"forecasts": answers, "model_version": answers[0]["model_version"]})
 
 
@@ -155,6 +166,7 @@ def _batch_answers(
             "model_version": versions[name],
             "last_close": last,
             "warnings": [w.message for w in warnings],
+            "forecast_dates": None,
         }
         for s, name, row, last, warnings in series
     ]
@@ -181,5 +193,6 @@ async def noop_forecast(body: ForecastRequest, model: ForecasterDep, settings: S
             "model_version": model.version,
             "last_close": last,
             "warnings": [],
+            "forecast_dates": None,
         }
     )
