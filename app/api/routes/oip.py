@@ -14,7 +14,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio.to_thread
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from pydantic_core import to_json
@@ -214,8 +213,7 @@ async def answer_infer(parsed: InferRequest, state: State, name: str, model: For
         table, results = forecast_per_model(*args)
     _record(state, "oip_infer", results[name], name)
     warnings = [(i, w.message) for i, series in enumerate(table.warnings) for w in series]
-    prices = np.asarray(table.rows, dtype=np.float64)  # [N, 1+2L, H]
-    body, headers = encode_infer(parsed, prices, name, model.version, warnings)
+    body, headers = encode_infer(parsed, table.array(), name, model.version, warnings)
     return Response(body, headers=headers)
 
 
