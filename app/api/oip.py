@@ -83,12 +83,13 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     _check_shapes(arrays)
     _check_values(arrays)
     parameters = _parameters(header.get("parameters"))
+    levels = _levels(parameters.get("levels", list(DEFAULT_LEVELS)))
     return InferRequest(
         id=_request_id(header.get("id")),
         inputs=arrays,
         horizon=_horizon(parameters.get("horizon", 1)),
-        levels=_levels(parameters.get("levels", list(DEFAULT_LEVELS))),
-        outputs=_requested_outputs(header.get("outputs")),
+        levels=levels,
+        outputs=_requested_outputs(header.get("outputs"), output_names(levels)),
         binary_output=_flag(parameters.get("binary_data_output", False), "parameters.binary_data_output"),
     )
 
@@ -267,7 +268,8 @@ def _levels(value: Any) -> tuple[int, ...]:
     return levels
 
 
-def _requested_outputs(outputs: Any) -> tuple[tuple[str, bool | None], ...] | None:
+def _requested_outputs(outputs: Any, names: list[str]) -> tuple[tuple[str, bool | None], ...] | None:
+    """The outputs asked for, each one this request makes (checked before anything runs)."""
     if outputs is None:
         return None
     if not isinstance(outputs, list):
@@ -277,6 +279,10 @@ def _requested_outputs(outputs: Any) -> tuple[tuple[str, bool | None], ...] | No
         name = output.get("name") if isinstance(output, dict) else None
         if not isinstance(name, str):
             raise ProtocolInvalid(f"outputs[{i}] is {render_value(output)}; send {{'name': ...}}")
+        if name not in names:
+            raise ProtocolInvalid(
+                f"outputs[{i}].name is {name!r}, which this request does not make; ask for {', '.join(names)}"
+            )
         parameters = output.get("parameters") or {}
         binary = parameters.get("binary_data") if isinstance(parameters, dict) else None
         asked.append(
@@ -326,11 +332,6 @@ def encode_infer(
         wanted = [
             (name, request.binary_output if binary is None else binary) for name, binary in request.outputs
         ]
-        for name, _ in wanted:
-            if name not in rows:
-                raise ProtocolInvalid(
-                    f"outputs names {name!r}, which this request does not make; ask for {', '.join(names)}"
-                )
     shape = [prices.shape[0], prices.shape[2]]
     tensors: list[dict[str, Any]] = []
     chunks: list[bytes] = []
