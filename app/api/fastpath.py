@@ -10,6 +10,9 @@ unknown or not loaded yet, a limit exceeded, no model yet, a batch big enough fo
 error of any kind before the answer starts) goes on to FastAPI with the body replayed, so every error, 422
 and 404 text and header stays exactly FastAPI's, a cold model is loaded off the event loop by the route as
 always, and the OpenAPI docs still come from the routes.
+
+The inference protocol's ``POST /v2/models/{model}/infer`` is answered the same way (``routes/oip.py``'s
+``answer_infer``, for a model in memory; a version's path always goes to the route).
 """
 
 from __future__ import annotations
