@@ -16,6 +16,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
@@ -71,6 +72,22 @@ class ProtocolRoute(APIRoute):
 router = APIRouter(tags=["inference protocol"], route_class=ProtocolRoute)
 
 
+class ProtocolError(BaseModel):
+    """The protocol's error answer."""
+
+    error: str = Field(description="what went wrong and what to do")
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    words = {
+        400: "the request or its input is refused; the message names the tensor or parameter",
+        404: "no model (or version) of that name; the message lists known ones",
+        409: "the version asked for does not verify",
+        503: "no verified model loaded yet (`Retry-After`)",
+    }
+    return {status: {"model": ProtocolError, "description": words[status]} for status in statuses}
+
+
 def _json(content: dict[str, Any], status: int = 200) -> Response:
     return Response(to_json(content), status, media_type="application/json")
 
@@ -104,7 +121,7 @@ async def live() -> Response:
     return _json({"live": True})
 
 
-@router.get("/v2/health/ready")
+@router.get("/v2/health/ready", responses=_errors(503))
 async def ready(request: Request) -> Response:
     """Ready: the default model is verified and serving (503 before)."""
     if request.app.state.models.default.current is None:
@@ -132,8 +149,8 @@ def metadata(name: str, model: Forecaster, versions: list[str]) -> dict[str, Any
     }
 
 
-@router.get("/v2/models/{model}")
-@router.get("/v2/models/{model}/versions/{version}")
+@router.get("/v2/models/{model}", responses=_errors(404, 409, 503))
+@router.get("/v2/models/{model}/versions/{version}", responses=_errors(404, 409, 503))
 async def model_metadata(model: str, request: Request, version: str | None = None) -> Response:
     """A model's metadata (inputs, outputs, versions); the model is loaded when cold."""
     state = request.app.state
@@ -143,8 +160,8 @@ async def model_metadata(model: str, request: Request, version: str | None = Non
     return _json(metadata(name, served, versions))
 
 
-@router.get("/v2/models/{model}/config")
-@router.get("/v2/models/{model}/versions/{version}/config")
+@router.get("/v2/models/{model}/config", responses=_errors(404, 409, 503))
+@router.get("/v2/models/{model}/versions/{version}/config", responses=_errors(404, 409, 503))
 async def model_config(model: str, request: Request, version: str | None = None) -> Response:
     """Triton's model configuration extension, which its tools (perf_analyzer) read before they send."""
     name, served = await resolve(request.app.state, model, version)
@@ -160,8 +177,8 @@ async def model_config(model: str, request: Request, version: str | None = None)
     )
 
 
-@router.get("/v2/models/{model}/ready")
-@router.get("/v2/models/{model}/versions/{version}/ready")
+@router.get("/v2/models/{model}/ready", responses=_errors(404, 409, 503))
+@router.get("/v2/models/{model}/versions/{version}/ready", responses=_errors(404, 409, 503))
 async def model_ready(model: str, request: Request, version: str | None = None) -> Response:
     """Whether a model (version) can serve: 200 once loaded (it is loaded when cold), 404 unknown."""
     name, _ = await resolve(request.app.state, model, version)
@@ -171,8 +188,10 @@ async def model_ready(model: str, request: Request, version: str | None = None) 
 # --- infer -------------------------------------------------------------------------------------------------
 
 
-@router.post(OIP_INFER)
-@router.post("/v2/models/{model}/versions/{version}/infer")
+# Not in OpenAPI: the body is the protocol's JSON header followed by raw tensor bytes, framed by a header
+# (Inference-Header-Content-Length), which OpenAPI cannot state; the protocol itself specifies it.
+@router.post(OIP_INFER, include_in_schema=False)
+@router.post("/v2/models/{model}/versions/{version}/infer", include_in_schema=False)
 async def infer(model: str, request: Request, version: str | None = None) -> Response:
     """Forecast N series of T closes (``closes`` [N, T]); JSON or binary tensors in and out."""
     state = request.app.state
