@@ -26,13 +26,14 @@ from app.api.fastpath import ForecastFastPath
 from app.api.middleware import BodyLimits, RequestMetrics
 from app.api.protect import PROTECTED_READS, ProtectReads
 from app.api.query import RejectUnknownQuery
-from app.api.routes import backtest, forecast, health, metrics, model_admin, models, train
+from app.api.routes import backtest, forecast, health, metrics, model_admin, models, oip, train
 from app.backends import Backends, build_backends
 from app.background import Background, Supervised
 from app.config import Settings, get_settings
 from app.inference.batcher import Batcher
 from app.inference.holder import ModelHolder
 from app.inference.models import LoadedModels, watch_models
+from app.inference.pinned import PinnedVersions
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
 from closecast import registry
@@ -51,6 +52,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     metrics.router,
     train.router,
     backtest.router,
+    oip.router,  # the Open Inference Protocol (KServe v2 REST)
 )
 
 
@@ -170,6 +172,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = app_metrics = Metrics()
     app.state.models = LoadedModels(settings, app_metrics)  # every model name; the default always loaded
     app.state.holder = app.state.models.default
+    app.state.pinned_versions = PinnedVersions(
+        app.state.models, settings.max_loaded_models
+    )  # /v2/.../versions
     app.state.backends = backends = build_backends(settings, app.state.models)  # embedded or PostgreSQL
     app.state.jobs = JobRunner(settings, app.state.models, backends.store)  # starts in the lifespan
     app.state.batch_parser = BatchParser(settings.parse_nice)  # big batches parsed in a child process
@@ -181,7 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.enable_noop:
         app.include_router(forecast.noop_router)
     # /forecast and /forecast/batch without FastAPI's request machinery (same bytes; errors go through it)
-    app.add_middleware(ForecastFastPath, routes=forecast.router.routes)
+    app.add_middleware(ForecastFastPath, routes=[*forecast.router.routes, *oip.router.routes])
     app.add_middleware(BodyLimits, settings=settings)  # per route: limit, deadline, big-body slots
     if settings.protect_reads and settings.api_key is not None:  # Settings refuses it without a key
         app.add_middleware(ProtectReads, key=settings.api_key)  # outside the body limits: no body is read

@@ -8,7 +8,7 @@ from pathlib import Path
 
 LUA = """
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+%(headers)s
 local f = assert(io.open("%(body)s", "rb"))
 wrk.body = f:read("*a")
 f:close()
@@ -24,9 +24,12 @@ end
 """
 
 
-def write_script(script: Path, body: Path) -> Path:
-    """The Lua script at ``script`` that POSTs the bytes of ``body``."""
-    script.write_text(LUA % {"body": body})
+def write_script(script: Path, body: Path, headers: dict[str, str] | None = None) -> Path:
+    """The Lua script at ``script`` that POSTs the bytes of ``body`` with ``headers`` (default: a JSON
+    content type)."""
+    sent = headers if headers is not None else {"Content-Type": "application/json"}
+    lines = "\n".join(f'wrk.headers["{name}"] = "{value}"' for name, value in sent.items())
+    script.write_text(LUA % {"body": body, "headers": lines})
     return script
 
 

@@ -193,7 +193,7 @@ class ForecasterV2(Forecaster):
         self._check_finite(prices, lasts, locs)
         if plan.notes:
             warnings = [w + plan.notes for w in warnings]
-        return PriceRows(prices.tolist(), lasts, warnings, plan.rows, inference_s)
+        return PriceRows(prices.tolist(), lasts, warnings, plan.rows, inference_s, prices)
 
     def _returns(self, series: Sequence[SeriesLike]) -> tuple[F64, F64 | None, npt.NDArray[np.int64]]:
         """The input windows' log returns ``[N, W-1]``, the EWMA history ``[N, EWMA_SPAN]`` (None when no

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 
 @dataclass(frozen=True)
 class InputWarning:
@@ -46,6 +49,13 @@ class PriceRows:
     warnings: list[list[InputWarning]]  # per series, the level notes included
     levels: tuple[tuple[int, int], ...]
     inference_s: float  # time spent inside ONNX Runtime, all steps
+    # the ``[N, 1+2L, H]`` array ``rows`` was listed from, where the batch path made one (binary answers
+    # write it out as it is rather than turn the lists back into an array)
+    prices: npt.NDArray[np.float64] | None = None
+
+    def array(self) -> npt.NDArray[np.float64]:
+        """The table as one ``[N, 1+2L, H]`` float64 array."""
+        return self.prices if self.prices is not None else np.asarray(self.rows, dtype=np.float64)
 
     def items(self) -> list[SeriesForecast]:
         """The same answers, one object per series."""

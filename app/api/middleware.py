@@ -75,6 +75,11 @@ async def _refuse(send: Send, status: int, detail: str, *extra: tuple[bytes, byt
 DEFAULT = Limit(64 * 1024)  # routes that take no body, or a small one (promotion)
 
 
+def _is_oip_infer(path: str) -> bool:
+    """The inference protocol's infer paths (their model name varies, so no entry of ``route_limits``)."""
+    return path.startswith("/v2/models/") and path.endswith("/infer")
+
+
 def _declared_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
@@ -93,6 +98,7 @@ class BodyLimits:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.limits = route_limits(settings)
+        self.oip = self.limits["/forecast/batch"]  # /v2/models/{model}[/versions/{version}]/infer: a batch
         self.timeout_s = settings.body_timeout_s
         self.big_bytes = settings.big_body_bytes
         self.big_wait_s = settings.big_body_wait_s
@@ -105,7 +111,7 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         path = scope["path"].removeprefix(scope.get("root_path", "")).rstrip("/") or "/"
-        limit = self.limits.get(path, DEFAULT)
+        limit = self.limits.get(path) or (self.oip if _is_oip_infer(path) else DEFAULT)
         declared = _declared_length(scope)
         if declared is not None and declared > limit.bytes:
             await _refuse(send, 413, _too_large(f"{declared} bytes", path, limit))

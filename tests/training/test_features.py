@@ -145,3 +145,45 @@ def test_features_model_is_free_of_level_and_volatility(registry: Path, tmp_path
 
     np.testing.assert_allclose(cumulative(scaled), cumulative(base), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(cumulative(wild), 3.0 * cumulative(base), rtol=1e-6, atol=1e-12)
+
+
+def test_inference_protocol_takes_one_input_per_feature_and_agrees_with_batch(
+    client: TestClient, data: dict[str, Any]
+) -> None:
+    """``/v2/models/default/infer`` with closes, high, low and volume as ``[N, T]`` tensors (FP64, binary)
+    answers what /forecast/batch answers for the same series; a missing feature is a 400."""
+    rows = [slice(0, 60), slice(40, 100), slice(90, 150)]  # three series of 60 closes each
+    inputs = {"closes": np.array([data["closes"][r] for r in rows])}
+    inputs |= {name: np.array([data["features"][name][r] for r in rows]) for name in FEATURES}
+    tensors = [
+        {
+            "name": name,
+            "shape": list(values.shape),
+            "datatype": "FP64",
+            "parameters": {"binary_data_size": values.nbytes},
+        }
+        for name, values in inputs.items()
+    ]
+    header = json.dumps({"inputs": tensors, "parameters": {"horizon": 2}}).encode()
+    body = header + b"".join(values.tobytes() for values in inputs.values())
+    response = client.post(
+        "/v2/models/default/infer",
+        content=body,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 200, response.text
+    forecast = next(o for o in response.json()["outputs"] if o["name"] == "forecast")
+    series = [
+        {"id": str(i), "closes": data["closes"][r], "features": {n: data["features"][n][r] for n in FEATURES}}
+        for i, r in enumerate(rows)
+    ]
+    batch = client.post("/forecast/batch", json={"series": series, "horizon": 2})
+    assert batch.status_code == 200, batch.text
+    assert forecast["data"] == [x for f in batch.json()["forecasts"] for x in f["forecast"]]
+    missing = {
+        "inputs": [{"name": "closes", "shape": [1, 60], "datatype": "FP64", "data": data["closes"][:60]}]
+    }
+    refused = client.post("/v2/models/default/infer", json=missing)
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("inputs are closes but model 'default'")
+    assert "reads closes, high, low, volume" in refused.json()["error"]
