@@ -25,7 +25,7 @@ F64 = npt.NDArray[np.float64]
 # the datatypes a closes or feature tensor may have, as little-endian numpy dtypes
 DATATYPES: dict[str, np.dtype[Any]] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
 FEATURES = ("high", "low", "open", "volume")  # the feature inputs a model may read, besides closes
-PARAMETERS = ("horizon", "levels", "binary_data_output")
+PARAMETERS = ("horizon", "levels", "binary_data_output", "dates")
 DEFAULT_LEVELS = (80, 95)
 MAX_LEVELS = 10
 
@@ -44,6 +44,7 @@ class InferRequest:
     levels: tuple[int, ...]
     outputs: tuple[tuple[str, bool | None], ...] | None  # (name, as binary or None: the default), None: all
     binary_output: bool  # the default of outputs that do not say (``binary_data_output``)
+    dates: list[str] | None = None  # one per column of ``closes``, shared by every series
 
     @property
     def closes(self) -> F64:
@@ -91,6 +92,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
         levels=levels,
         outputs=_requested_outputs(header.get("outputs"), output_names(levels)),
         binary_output=_flag(parameters.get("binary_data_output", False), "parameters.binary_data_output"),
+        dates=_dates(parameters.get("dates")),
     )
 
 
@@ -249,6 +251,20 @@ def _horizon(value: Any) -> int:
     return int(value)
 
 
+def _dates(value: Any) -> list[str] | None:
+    """``dates`` as a list of ISO strings or one comma-separated string (a parameter may only be a string in
+    some clients); their checks against the closes are ``/forecast``'s (``app/api/dates.py``)."""
+    if value is None:
+        return None
+    parsed = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+        raise ProtocolInvalid(
+            f"parameters.dates is {render_value(value)}; send ISO dates, one per close, as a list of strings "
+            'or one comma-separated string ("2024-03-21,2024-03-22")'
+        )
+    return [v.strip() for v in parsed]
+
+
 def _levels(value: Any) -> tuple[int, ...]:
     """``levels`` as a list of numbers, one number, or a comma-separated string (``"80,95"``): a parameter
     value is a string, number or bool in the protocol, and clients differ in what they send."""
@@ -319,11 +335,18 @@ def output_names(levels: Sequence[int]) -> list[str]:
 
 
 def encode_infer(
-    request: InferRequest, prices: F64, model: str, version: str, warnings: list[tuple[int, str]]
+    request: InferRequest,
+    prices: F64,
+    model: str,
+    version: str,
+    warnings: list[tuple[int, str]],
+    forecast_dates: list[str] | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """The answer's body and headers. ``prices`` is the batch's ``[N, 1+2L, H]`` table (the forecast, then
     the lower and upper bound of each level), written out as ``forecast`` ``[N, H]`` and ``lower_<level>`` /
-    ``upper_<level>`` ``[N, H]``; binary outputs follow the JSON header in the order it lists them."""
+    ``upper_<level>`` ``[N, H]``; binary outputs follow the JSON header in the order it lists them.
+    ``forecast_dates`` (when dates were sent) and warnings are parameters: JSON text, as a parameter's value
+    is a string."""
     names = output_names(request.levels)
     rows = dict(zip(names, range(len(names)), strict=True))
     if request.outputs is None:
@@ -348,8 +371,13 @@ def encode_infer(
     answer: dict[str, Any] = {"model_name": model, "model_version": version}
     if request.id is not None:
         answer["id"] = request.id
-    if warnings:  # a parameter value is a string: the list as JSON, each item [series, message]
-        answer["parameters"] = {"warnings": to_json(warnings).decode()}
+    parameters: dict[str, str] = {}
+    if warnings:  # each item [series, message]
+        parameters["warnings"] = to_json(warnings).decode()
+    if forecast_dates is not None:
+        parameters["forecast_dates"] = to_json(forecast_dates).decode()
+    if parameters:
+        answer["parameters"] = parameters
     answer["outputs"] = tensors
     header = to_json(answer)
     if not chunks:

@@ -282,3 +282,30 @@ def test_binary_body_errors(server: Server, window: int) -> None:
     assert "the inputs' binary_data_size add up" in error_of(
         send(header + closes.tobytes() + b"x", str(len(header))), 400
     )
+
+
+@pytest.mark.parametrize("as_text", [True, False], ids=["comma-separated", "list"])
+def test_dates_give_forecast_dates_as_forecast_batch_does(
+    server: Server, client: triton.InferenceServerClient, window: int, as_text: bool
+) -> None:
+    closes = closes_of(2, window + 10, seed=7)
+    start = np.datetime64("2024-01-01")
+    days = [str(d) for d in np.busday_offset(start, np.arange(closes.shape[1]), roll="forward")]
+    tensor = triton.InferInput("closes", list(closes.shape), "FP64")
+    tensor.set_data_from_numpy(closes)
+    dates: Any = ",".join(days) if as_text else days
+    result = client.infer("default", [tensor], parameters={"horizon": 3, "dates": dates})
+    got = json.loads(result.get_response()["parameters"]["forecast_dates"])
+    body = {"series": [{"id": "a", "closes": closes[0].tolist(), "dates": days}], "horizon": 3}
+    expected = httpx.post(server.url + "/forecast/batch", json=body, timeout=30).json()["forecasts"][0]
+    assert got == expected["forecast_dates"] and len(got) == 3
+    short = httpx.post(
+        server.url + "/v2/models/default/infer",
+        json={
+            "inputs": [{"name": "closes", "shape": list(closes.shape), "datatype": "FP64",
+                        "data": closes.ravel().tolist()}],
+            "parameters": {"dates": days[1:]},
+        },
+    )  # fmt: skip
+    assert short.status_code == 400
+    assert f"dates has {len(days) - 1} values but closes has {len(days)}" in short.json()["error"]

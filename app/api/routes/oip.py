@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
 from starlette.responses import Response
 
+from app.api.dates import forecast_dates
 from app.api.errors import RETRY_AFTER, status_of, without_paths
 from app.api.oip import (
     DATATYPES,
@@ -216,6 +217,9 @@ async def answer_infer(parsed: InferRequest, state: State, name: str, model: For
     if length < model.window:  # one message for the whole tensor, not one per series
         raise InputInvalid([_too_short(closes.shape, model.window)])
     _check_feature_names(parsed, model, name)
+    steps = None
+    if parsed.dates is not None:  # one calendar for the whole tensor: checked against its first row
+        steps = forecast_dates(closes[0].tolist(), parsed.dates, parsed.horizon, ("parameters", "dates"))
     locs: list[Loc] = [("body", "series", i, "closes") for i in range(count)]
     args = (
         {name: model},
@@ -232,7 +236,7 @@ async def answer_infer(parsed: InferRequest, state: State, name: str, model: For
         table, results = forecast_per_model(*args)
     _record(state, "oip_infer", results[name], name)
     warnings = [(i, w.message) for i, series in enumerate(table.warnings) for w in series]
-    body, headers = encode_infer(parsed, table.array(), name, model.version, warnings)
+    body, headers = encode_infer(parsed, table.array(), name, model.version, warnings, steps)
     return Response(body, headers=headers)
 
 
