@@ -49,7 +49,9 @@ def test_bundle_is_complete_and_self_describing(tiny_bundle: Path) -> None:
     assert m["data"]["split"] == {"train": 210, "validation": 30, "test": 60, "test_start": 240}
     test = m["metrics"]["test"]
     assert test["skill"] == pytest.approx(1 - test["model"]["mae"] / test["naive"]["mae"])
-    assert m["metrics"]["beats_naive"] == (test["skill"] > 0)
+    assert m["metrics"]["beats_naive"] == (test["dm_pvalue"] < 0.05)
+    assert test["skill_se"] > 0 and 0 <= test["dm_pvalue"] <= 1
+    assert m["training"]["untrained"] == (m["training"]["best_epoch"] == 0)
     assert max(v for k, v in m["parity"].items() if k.endswith("max_abs")) <= 1e-5
     assert m["format_version"] == 2 and m["input"]["representation"] == "log_returns_window_rms"
     for table in m["intervals"]["tables"].values():
