@@ -28,7 +28,14 @@ BUNDLE_FILES = {"manifest.json", "model.onnx", "model.pt", "scaler.json", "repor
 # between one series (the single-series fields) and the default's several (`data.series`)
 OPAQUE = {"history", "files", "test_coverage", "series", "test_coverage_by_series", "data"}
 # fields a bundle gained after the committed default was trained (readers default them when absent)
-ADDED_SINCE_DEFAULT: list[str] = []  # none since the rebuild with symmetric tables (20261129T134243Z)
+_TEST_STATISTICS = ("skill_se", "dm_stat", "dm_pvalue", "dm_pvalue_worse", "dm_lag", "verdict")
+ADDED_SINCE_DEFAULT: list[str] = [  # the error bars of docs/statistics.md, and the untrained flag
+    *(f"metrics.{part}.{key}" for part in ("test", "validation") for key in _TEST_STATISTICS),
+    "metrics.test.coverage_interval",
+    "metrics.test.coverage_interval.80",
+    "metrics.test.coverage_interval.95",
+    "training.untrained",
+]
 
 
 def _fields(manifest: dict[str, Any], prefix: str = "") -> list[str]:
