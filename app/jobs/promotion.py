@@ -101,16 +101,12 @@ def _by_test(ev: GateScores, rule: GateRule) -> Decision:
 def first_version(
     mode: str, model: str, version: str, ev: GateScores | None, why: str = "", untrained: bool = False
 ) -> Decision:
-    """A new model's first version: there is no incumbent, so it becomes current unless ``never`` (or, for
-    ``auto``, it is untrained); the scores against naive and the default model tell whether it is worth
-    keeping."""
+    """A new model's first version: there is no incumbent, so it becomes current unless ``never``, even when
+    untrained (refusing it would leave the name with nothing to serve; the reason and its card say so); the
+    scores against naive and the default model tell whether the model is worth keeping."""
     scores = _scores(ev) if ev is not None else f"could not compare it with the default model ({why})"
-    if mode == "auto" and untrained:
-        return Decision(
-            False,
-            f"not promoted: {UNTRAINED}; model {model!r} has no current version yet "
-            f"(POST /models/{model}/versions/{version}/promote makes it current); {scores}",
-        )
+    if untrained:
+        scores = f"{UNTRAINED}; {scores}"
     if mode == "never":
         return Decision(
             False,

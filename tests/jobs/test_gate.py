@@ -1,8 +1,9 @@
 """The promotion gate: a worse candidate is registered but not promoted; the gate's arithmetic.
 
 The served fixture model was trained for 40 epochs on a ``tests/synthetic.py`` series and learned its weekly
-rhythm. A candidate trained for 3 epochs on another series of that kind has barely started to learn it, so
-it is honestly worse on its own test part than the fixture, and ``promote=auto`` keeps the fixture.
+rhythm. A candidate trained for 3 epochs on another series of that kind has not yet beaten its starting
+weights on validation (best epoch 0: untrained) and is worse on its own test part than the fixture, so
+``promote=auto`` keeps the fixture.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClie
     model_dir = copy_registry(tmp_path_factory.mktemp("gate") / "models")
     with TestClient(build_app(trainer_settings(model_dir))) as client:
         job_id = submit(client, SERIES, promote="auto", name="synthetic-seed1")
-        yield client, model_dir, wait_status(client, job_id, "succeeded", "failed", "cancelled")
+        yield client, model_dir, wait_status(client, job_id, "succeeded", "failed", "cancelled", timeout=300)
 
 
 Outcome = tuple[TestClient, Path, dict[str, Any]]
@@ -51,9 +52,15 @@ def test_worse_candidate_is_registered_but_not_promoted(outcome: Outcome) -> Non
     gate = result["metrics"]["gate"]
     assert gate["candidate_mae"] > gate["current_mae"]
     assert result["promoted"] is False
-    assert result["reason"].startswith("not promoted: the candidate is worse")
+    assert result["untrained"] is True
+    assert result["reason"].startswith("not promoted: the candidate is untrained")
     for mae in (gate["candidate_mae"], gate["current_mae"], gate["naive_mae"]):
         assert f"{mae:.6g}" in result["reason"]
+    assert gate["dm_stat"] > 0 and gate["dm_pvalue_worse"] < 0.5 < gate["dm_pvalue_better"]
+    assert (
+        f"DM {gate['dm_stat']:.3f}, p(better) {gate['dm_pvalue_better']:.3g}, "
+        f"p(worse) {gate['dm_pvalue_worse']:.3g}" in result["reason"]
+    )
     assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
     assert result["version"] in registry.list_versions(model_dir / DEFAULT)
     listed = {
