@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from app.jobs import promotion
 from app.jobs.gate import GateScores, compare_on_test_part
-from app.jobs.promotion import GateRule, decide, promote_version, undecided
+from app.jobs.promotion import GateRule, decide, first_version, promote_version, undecided
 from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.forecaster import Forecaster
@@ -149,6 +149,15 @@ def test_decide_refuses_the_same_model_and_an_untrained_one(rule: GateRule) -> N
     untrained = decide("auto", _scores(0.001, 0.999), rule, untrained=True)
     assert not untrained.promote and untrained.reason.startswith("not promoted: the candidate is untrained")
     assert decide("always", _scores(0.5, 0.5, identical=True), rule, untrained=True).promote
+
+
+def test_an_untrained_first_version_is_still_made_current_and_says_so() -> None:
+    decision = first_version("auto", "aapl", "v1", None, "none configured", untrained=True)
+    assert decision.promote is True
+    assert decision.reason.startswith(
+        "first version of model 'aapl': made current (no incumbent); the candidate"
+    )
+    assert "untrained: no epoch beat its starting weights" in decision.reason
 
 
 @pytest.mark.parametrize(("mode", "promoted"), [("auto", False), ("always", True), ("never", False)])
