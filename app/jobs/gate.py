@@ -8,6 +8,7 @@ within ``IDENTICAL_TOLERANCE``). ``promotion.py`` decides and promotes on these 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -44,8 +45,12 @@ class GateScores:
     identical: bool = False  # every forecast equal within IDENTICAL_TOLERANCE: the same model
     max_relative_difference: float = float("nan")  # largest |candidate - other| / close over the test part
 
-    def as_dict(self) -> dict[str, float | int | str]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        """For the job result: a test that could not be computed (fewer than 2 closes) is null, not NaN,
+        which JSON stores such as PostgreSQL's refuse."""
+        return {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(self).items()
+        }
 
 
 # What a job trained on: closes, or a series with the features a model may read; several by name.
