@@ -171,6 +171,17 @@ class Settings(BaseSettings):
         description="a running job whose lease was not renewed this long is failed as `worker lost`",
     )
 
+    # Promotion gate of promote=auto jobs (docs/statistics.md)
+    gate: Literal["not_worse", "superior"] = Field(
+        default="not_worse",
+        description="not_worse: promote unless a one-sided Diebold-Mariano test finds the candidate worse "
+        "than the current version; superior: only when it finds it better (identical and untrained ones are "
+        "refused either way)",
+    )
+    gate_alpha: float = Field(
+        default=0.05, gt=0, le=0.5, description="significance level of the gate's Diebold-Mariano test"
+    )
+
     # Scale-out (docs/scale-out.md)
     database_url: SecretStr | None = Field(
         default=None,

@@ -8,8 +8,11 @@ all origins come from one ONNX Runtime call per step (the forecaster's batch pat
 intervals ``/forecast`` sends). Every step 1..horizon of every path is scored against the naive forecast
 (the origin's last close), and the share of actual closes inside each interval is the coverage.
 
-A fold's model comes from ``model_for(start)``: the served model as it is (folds inside its own training
-data are flagged ``in_sample``), or, for ``--refit``, one trained on ``closes[:start]`` only.
+A fold's model comes from ``model_for(start)``: the served model as it is (folds whose targets include
+closes of its own training series before their test part are flagged ``in_sample``: ``closecast/overlap.py``),
+or, for ``--refit``, one trained on ``closes[:start]`` only. Each fold and the overall figures carry the
+skill's Newey–West standard error and the one-sided Diebold–Mariano test against naive, computed on the
+per-origin mean absolute errors (``closecast/statistics.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import numpy.typing as npt
 
 from closecast.errors import InputInvalid, Problem
 from closecast.forecaster import Forecaster
+from closecast.overlap import Span, overlaps, training_spans
 from closecast.representation import sliding_windows
-from closecast.scoring import score_against_naive
+from closecast.scoring import naive_test, score_against_naive
 
 F64 = npt.NDArray[np.float64]
 LEVELS = (80, 95)  # interval levels whose coverage is reported
@@ -109,20 +113,13 @@ def score_paths(
     items = model.forecast(list(inputs), horizon, LEVELS, None, features).items
     predicted = np.array([item.forecast for item in items], dtype=np.float64)  # [N, H]
     naive = np.repeat(inputs[:, -1:], horizon, axis=1)
-    scores = score_against_naive(actual.ravel(), predicted.ravel(), naive.ravel())
+    scores = score_against_naive(actual, predicted, naive)  # [N, H]: the test on per-origin mean errors
     coverage = {}
     for level in LEVELS:
         lower = np.array([item.intervals[level][0] for item in items], dtype=np.float64)
         upper = np.array([item.intervals[level][1] for item in items], dtype=np.float64)
         coverage[str(level)] = float(np.mean((actual >= lower) & (actual <= upper)))
-    return {**scores, "origins": len(items), "coverage": coverage}
-
-
-def _in_sample(fold: Fold, dates: Sequence[str] | None, trained_until: str | None) -> bool | None:
-    """Whether the fold's first target is on or before the last date the model's bundle was made from."""
-    if not dates or not trained_until:
-        return None  # without dates the overlap cannot be told
-    return dates[fold.start] <= trained_until
+    return {**scores, "origins": len(items), "coverage": coverage, "_paths": (actual, predicted, naive)}
 
 
 def backtest(
@@ -133,29 +130,33 @@ def backtest(
     folds: int = 5,
     horizon: int = 1,
     dates: Sequence[str] | None = None,
-    trained_until: str | None = None,
+    trained_on: dict[str, Any] | None = None,
     min_past: int = 0,
     features: Mapping[str, Sequence[float]] | None = None,
 ) -> dict[str, Any]:
     """``{"folds": [...], "overall": {...}}`` for ``closes`` (oldest first, validated by the caller).
 
     ``model_for(start)`` returns the model that forecasts the fold whose first target is ``closes[start]``;
-    a refit one must not have seen ``closes[start:]``. The served model may have: folds on or before
-    ``trained_until`` (the ISO date its bundle's data ended) are flagged ``in_sample``. ``min_past`` closes
-    must precede the first fold (what a refit needs to train on).
+    a refit one must not have seen ``closes[start:]``. The served model may have: with ``trained_on`` (its
+    manifest), folds with targets among its own training closes are flagged ``in_sample`` (without it,
+    ``in_sample`` is null). ``min_past`` closes must precede the first fold (what a refit needs to train on).
     """
     c = np.asarray(closes, dtype=np.float64)
-    rows = []
+    spans = training_spans(trained_on, c, dates) if trained_on is not None else None
+    rows, paths = [], []
     for fold in plan_folds(c.size, window, folds, horizon, min_past):
         model = model_for(fold.start)
         inputs, actual = _fold_paths(c, fold, window, horizon)
         row = score_paths(model, inputs, actual, horizon, _fold_features(features, fold, window, horizon))
-        rows.append(_fold_row(fold, row, dates, trained_until, model.version))
-    return {"folds": rows, "overall": _overall(rows)}
+        paths.append(row.pop("_paths"))
+        rows.append(_fold_row(fold, row, dates, spans, model.version))
+    overall = _overall(rows)
+    overall.update(naive_test(*(np.concatenate(p) for p in zip(*paths, strict=True))))
+    return {"folds": rows, "overall": overall}
 
 
 def _fold_row(
-    fold: Fold, row: dict[str, Any], dates: Sequence[str] | None, trained_until: str | None, version: str
+    fold: Fold, row: dict[str, Any], dates: Sequence[str] | None, spans: list[Span] | None, version: str
 ) -> dict[str, Any]:
     return {
         "fold": fold.index,
@@ -164,7 +165,7 @@ def _fold_row(
         "date_start": dates[fold.start] if dates else None,
         "date_end": dates[fold.stop - 1] if dates else None,
         **row,
-        "in_sample": _in_sample(fold, dates, trained_until),
+        "in_sample": overlaps(fold.start, fold.stop, spans),
         "model_version": version,
     }
 

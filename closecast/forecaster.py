@@ -22,6 +22,7 @@ from closecast.errors import InputInvalid, Loc, Problem, forecast_overflow, seri
 from closecast.features import check_batch
 from closecast.representation import FloatArray, Scaler, log_returns, model_inputs
 from closecast.results import BatchForecast, InputWarning, PriceRows, SeriesForecast
+from closecast.scoring import naive_verdict
 
 F64 = npt.NDArray[np.float64]
 SeriesLike = Sequence[float] | FloatArray  # closes, oldest first
@@ -364,6 +365,7 @@ class Forecaster:
             "provider": self.provider,
             "metrics": metrics,
             "beats_naive": metrics.get("beats_naive"),
+            **naive_verdict(m),
             "data": m.get("data", {}),
             "intervals": m.get("intervals", {}),
         }

@@ -203,18 +203,32 @@ def _print_summary(out: Path, manifest: dict[str, Any]) -> None:
     """Skill and interval coverage, pooled and per series; interval warnings on stderr."""
     metrics = manifest["metrics"]
     t = metrics["test"]
-    verdict = "beats" if metrics["beats_naive"] else "does NOT beat"
+    training = manifest["training"]
+    untrained = (
+        "; UNTRAINED: no epoch beat the starting weights on the validation loss (best epoch 0)"
+        if training.get("untrained")
+        else ""
+    )
     print(
-        f"wrote {out}: test MAE {t['model']['mae']:.4g} vs naive {t['naive']['mae']:.4g}, "
-        f"skill {t['skill']:+.4f} ({verdict} the naive forecast), {_coverage(t)}, "
-        f"{manifest['training']['epochs_run']} epochs in {manifest['training']['seconds']:.1f}s"
+        f"wrote {out}: test MAE {t['model']['mae']:.4g} vs naive {t['naive']['mae']:.4g}, {_skill(t)}, "
+        f"{_coverage(t)}, {training['epochs_run']} epochs in {training['seconds']:.1f}s{untrained}"
     )
     per_series = metrics.get("series", {})
     if len(per_series) > 1:
         for name, m in per_series.items():
-            print(f"  {name}: skill {m['test']['skill']:+.4f}, {_coverage(m['test'])}, n {m['test']['n']}")
+            print(f"  {name}: {_skill(m['test'])}, {_coverage(m['test'])}, n {m['test']['n']}")
     for warning in manifest["intervals"].get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
+
+
+def _skill(scores: dict[str, Any]) -> str:
+    """``skill +0.0016 ± 0.0014 (s.e.), Diebold–Mariano p 0.13: not distinguishable from naive``."""
+    if "dm_pvalue" not in scores:
+        return f"skill {scores['skill']:+.4f}"
+    return (
+        f"skill {scores['skill']:+.4f} ± {scores['skill_se']:.4f} (s.e.), Diebold–Mariano p "
+        f"{scores['dm_pvalue']:.3g}: {scores['verdict']}"
+    )
 
 
 def _coverage(scores: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from closecast.intervals import (
     ewma_along,
     is_flat,
 )
-from closecast.scoring import score_against_naive, score_pooled
+from closecast.scoring import beats_naive, coverage_interval, score_against_naive, score_pooled
 from training.parts import Pooled, SeriesSlices, Windows
 
 F64 = npt.NDArray[np.float64]
@@ -110,6 +110,9 @@ def evaluate(pooled: Pooled, predict: PredictFn) -> Evaluation:
     everything = _coverage_pooled(list(tests.values()), tables)
     warnings = _coverage_warnings(everything) + _method_warnings(tables)
     metrics = _metrics(scored, coverages, everything)
+    metrics["test"]["coverage_interval"] = _coverage_intervals(list(tests.values()), tables)
+    for name, t in tests.items():
+        metrics["series"][name]["test"]["coverage_interval"] = _coverage_intervals([t], tables)
     return Evaluation(
         metrics=metrics,
         intervals=_section(tables, pooled.scaler.flat_scale, everything, coverages, warnings),
@@ -140,6 +143,14 @@ def _coverage(t: Scored, tables: dict[str, Any]) -> dict[str, float]:
 def _coverage_pooled(tests: list[Scored], tables: dict[str, Any]) -> dict[str, float]:
     return {
         str(level): float(np.mean(np.concatenate([_inside(t, tables, level) for t in tests])))
+        for level in LEVELS
+    }
+
+
+def _coverage_intervals(tests: list[Scored], tables: dict[str, Any]) -> dict[str, list[float]]:
+    """Wilson 95% interval of each level's coverage (independent hits assumed)."""
+    return {
+        str(level): coverage_interval(np.concatenate([_inside(t, tables, level) for t in tests]))
         for level in LEVELS
     }
 
@@ -192,7 +203,7 @@ def _metrics(
         "validation": {**score_against_naive(*validations[0]), "units": "price"}
         if single
         else score_pooled(validations),
-        "beats_naive": bool(test["skill"] > 0),
+        "beats_naive": beats_naive(test),  # the Diebold-Mariano test at 5%, not the sign of the skill
         "series": per_series,
     }
 

@@ -188,16 +188,17 @@ def run_backtest_command(args: argparse.Namespace) -> int:
 def format_backtest(result: dict[str, Any]) -> str:
     """A fold-by-fold table and the overall line, for a human."""
     lines = [f"{'fold':>4} {'from':>10} {'to':>10} {'n':>6} {'MAE':>10} {'naive':>10} {'skill':>8} "
-             f"{'cov80':>6} {'cov95':>6}  in_sample"]  # fmt: skip
+             f"{'s.e.':>7} {'DM p':>7} {'cov80':>6} {'cov95':>6}  in_sample"]  # fmt: skip
     rows = [*result["folds"], {**result["overall"], "fold": "all", "in_sample": ""}]
     for r in rows:
         cov = r["coverage"]
         lines.append(
             f"{r['fold']!s:>4} {r.get('date_start') or r.get('start', ''):>10} "
             f"{r.get('date_end') or r.get('stop', ''):>10} {r['n']:>6} {r['model']['mae']:>10.4f} "
-            f"{r['naive']['mae']:>10.4f} {r['skill']:>+8.4f} {cov['80']:>6.1%} {cov['95']:>6.1%}  "
-            f"{r['in_sample']}"
+            f"{r['naive']['mae']:>10.4f} {r['skill']:>+8.4f} {r['skill_se']:>7.4f} {r['dm_pvalue']:>7.3g} "
+            f"{cov['80']:>6.1%} {cov['95']:>6.1%}  {r['in_sample']}"
         )
+    lines.append(f"overall: {result['overall']['verdict']} (one-sided Diebold-Mariano test at 5%)")
     return "\n".join(lines)
 
 

@@ -62,7 +62,7 @@ def run_backtest(bundle: Path, series: Series, *, folds: int, horizon: int, refi
             folds=folds,
             horizon=horizon,
             dates=series.dates,
-            trained_until=served.manifest.get("data", {}).get("date_end"),
+            trained_on=served.manifest,
         )
     config = Config.from_dict(served.manifest["config"])
     with tempfile.TemporaryDirectory(prefix="closecast-backtest-") as scratch:

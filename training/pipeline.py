@@ -152,6 +152,8 @@ def _write_files(
         training={
             "epochs_run": fitted.epochs_run,
             "best_epoch": fitted.best_epoch,
+            # the drift-only starting weights were never beaten on the validation loss
+            "untrained": fitted.best_epoch == 0,
             "seconds": round(fitted.seconds, 3),
             "history": fitted.history,
             "windows": {"train": len(pooled.dataset("train", with_augment=True))},

@@ -22,7 +22,7 @@ from closecast.bundle import load_forecaster
 from closecast.errors import BundleInvalid
 from closecast.forecaster import Forecaster
 from closecast.intervals import EWMA_SPAN
-from closecast.scoring import score_against_naive
+from closecast.scoring import beats_naive, score_against_naive
 from closecast.series import DataError, Series, load_many
 
 LEVELS = (80, 95)
@@ -123,7 +123,7 @@ def _score(forecaster: Forecaster, s: Series, choice: Choice) -> dict[str, Any]:
         "date_start": s.dates[choice.start] if s.dates else None,
         "date_end": s.dates[-1] if s.dates else None,
         **scores,
-        "beats_naive": bool(scores["skill"] > 0),
+        "beats_naive": beats_naive(scores),
         "interval_coverage": coverage,
         "warnings": choice.warnings,
     }

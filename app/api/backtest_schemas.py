@@ -41,8 +41,8 @@ class BacktestRequest(BaseModel):
     features: Features = None
     dates: list[Annotated[str, Field(max_length=40)]] | None = Field(
         default=None,
-        description="optional ISO dates, one per close, ascending: folds are then dated and those inside "
-        "the model's own training data are flagged `in_sample`",
+        description="optional ISO dates, one per close, ascending: folds are then dated, and a training "
+        "series of the model that starts later than `closes` is found by its first date",
     )
     folds: Folds = 5
     horizon: Horizon = 1
@@ -60,6 +60,20 @@ class FoldScores(BaseModel):
     skill: float = Field(description="1 - MAE(model) / MAE(naive); > 0 beats naive")
     n: int = Field(description="forecasts scored: origins × horizon steps")
     coverage: dict[str, float] = Field(description="share of actual closes inside the 80% and 95% intervals")
+    skill_se: float | None = Field(
+        default=None, description="Newey-West standard error of the skill (per-origin mean absolute errors)"
+    )
+    dm_stat: float | None = Field(
+        default=None,
+        description="Diebold-Mariano statistic vs naive (HLN-corrected; < 0: the model is better)",
+    )
+    dm_pvalue: float | None = Field(default=None, description="one-sided p-value of 'the model beats naive'")
+    dm_pvalue_worse: float | None = Field(default=None, description="one-sided p-value of 'worse than naive'")
+    dm_lag: int | None = Field(default=None, description="Newey-West lag: floor(origins^(1/3))")
+    verdict: str | None = Field(
+        default=None,
+        description='"beats naive", "not distinguishable from naive" or "worse than naive" at 5%',
+    )
 
 
 class FoldOut(FoldScores):
@@ -70,7 +84,8 @@ class FoldOut(FoldScores):
     date_end: str | None
     origins: int = Field(description="forecast origins in the fold")
     in_sample: bool | None = Field(
-        description="the fold starts on or before the last date of the model's training data (null: no dates)"
+        description="the fold's targets include closes of the model's own training series before its test "
+        "part (matched by the manifest's closes_sha256, not by date); null: the bundle records no hash"
     )
     model_version: str
 

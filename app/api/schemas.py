@@ -308,7 +308,26 @@ class ModelCard(BaseModel):
         description="test/validation MAE, RMSE, MAPE of the model and the naive "
         "last-close forecast, skill = 1 - MAE_model/MAE_naive, beats_naive"
     )
-    beats_naive: bool | None = Field(description="test skill > 0")
+    beats_naive: bool | None = Field(
+        description="the one-sided Diebold-Mariano test on the test part says the model beats naive at 5% "
+        "(bundles written before the test: test skill > 0)"
+    )
+    skill_se: float | None = Field(
+        default=None, description="Newey-West standard error of the test skill (null: older bundle)"
+    )
+    dm_pvalue: float | None = Field(
+        default=None,
+        description="one-sided Diebold-Mariano p-value of 'beats naive' on the test part (null: older "
+        "bundle)",
+    )
+    verdict: str | None = Field(
+        default=None,
+        description='"beats naive", "not distinguishable from naive" or "worse than naive" (5% level)',
+    )
+    untrained: bool = Field(
+        default=False, description="no training epoch beat the starting weights on the validation loss"
+    )
+    in_sample_rule: str | None = Field(default=None, description="when a backtest fold is flagged in_sample")
     data: dict[str, Any] = Field(description="source, date range, rows and split the model was trained on")
     intervals: dict[str, Any] = Field(description="residual quantiles the intervals come from")
 
@@ -351,7 +370,12 @@ class ModelSummary(BaseModel):
     window: int | None = Field(default=None, description="closes a request must send at least")
     source: str | None = Field(default=None, description="the data the current version was trained on")
     skill: float | None = Field(default=None, description="test skill = 1 - MAE_model/MAE_naive")
-    beats_naive: bool | None = Field(default=None, description="test skill > 0")
+    beats_naive: bool | None = Field(
+        default=None,
+        description="the Diebold-Mariano test says it beats naive at 5% (older bundles: skill > 0)",
+    )
+    skill_se: float | None = Field(default=None, description="Newey-West standard error of the test skill")
+    dm_pvalue: float | None = Field(default=None, description="one-sided Diebold-Mariano p-value vs naive")
     coverage: dict[str, Any] | None = Field(
         default=None, description="test coverage of the prediction intervals by level"
     )

@@ -257,10 +257,14 @@ class JobResult(BaseModel):
         description="`test`: the bundle's own test metrics; `gate`: candidate, current (`against`: `current`;"
         " "
         "for a new model's first version the default model, `against`: `default`) and naive MAE on the "
-        "candidate's test closes"
+        "candidate's test closes, the one-sided Diebold-Mariano tests of candidate vs the other "
+        "(`dm_stat`, `dm_pvalue_better`, `dm_pvalue_worse`, `dm_lag`) and `identical` (the same model)"
     )
     promoted: bool = Field(description="whether the new version is now current")
-    reason: str = Field(description="why it was or was not promoted, with both MAEs")
+    reason: str = Field(description="why it was or was not promoted: both MAEs, the test and its p-values")
+    untrained: bool = Field(
+        default=False, description="no epoch beat the starting weights on the validation loss (best epoch 0)"
+    )
 
 
 class JobOut(BaseModel):

@@ -1,10 +1,14 @@
 """The promotion gate's scores: the candidate and the model it is judged against each forecast every close of
 the candidate's own test part one step ahead, from their own window of history (and the features a model
 reads), one vectorised ONNX Runtime call per model; several series pool their test closes into one MAE.
-``promotion.py`` decides and promotes on these scores."""
+The same forecasts give the one-sided Diebold–Mariano tests of "the candidate is better" and "... is worse"
+(absolute-error loss, Newey–West variance: ``closecast/statistics.py``; several series on errors relative to
+each last close, as pooled test metrics are), and whether the two are the same model (every forecast equal
+within ``IDENTICAL_TOLERANCE``). ``promotion.py`` decides and promotes on these scores."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -15,6 +19,9 @@ from closecast.forecaster import F64, Forecaster
 from closecast.representation import closes_sha256, sliding_windows
 from closecast.scoring import error_metrics
 from closecast.series import Series
+from closecast.statistics import diebold_mariano
+
+IDENTICAL_TOLERANCE = 1e-12  # relative to the close: forecasts this close are the same model's
 
 
 @dataclass(frozen=True)
@@ -29,9 +36,21 @@ class GateScores:
     current_version: str
     against: str = "current"  # "current": this model's current version; "default": the default model's
     series: int = 1  # series whose test closes were pooled
+    dm_stat: float = float(
+        "nan"
+    )  # Diebold-Mariano statistic of candidate vs the other (< 0: candidate better)
+    dm_pvalue_better: float = float("nan")  # one-sided p-value of "the candidate is better"
+    dm_pvalue_worse: float = float("nan")  # one-sided p-value of "the candidate is worse"
+    dm_lag: int = 0  # Newey-West lag
+    identical: bool = False  # every forecast equal within IDENTICAL_TOLERANCE: the same model
+    max_relative_difference: float = float("nan")  # largest |candidate - other| / close over the test part
 
-    def as_dict(self) -> dict[str, float | int | str]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        """For the job result: a test that could not be computed (fewer than 2 closes) is null, not NaN,
+        which JSON stores such as PostgreSQL's refuse."""
+        return {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(self).items()
+        }
 
 
 # What a job trained on: closes, or a series with the features a model may read; several by name.
@@ -111,14 +130,23 @@ def _pooled(
             f"the current model {current.version} needs {current.window} closes of history, which leaves no "
             "test close to compare it on; use promote=always or never"
         )
-    y = np.concatenate(actual)
+    y, c, o = np.concatenate(actual), np.concatenate(cand), np.concatenate(cur)
+    scale = np.concatenate(naive) if len(actual) > 1 else np.ones_like(y)  # relative errors when pooled
+    test = diebold_mariano(np.abs(c - y) / scale, np.abs(o - y) / scale)
+    difference = float(np.max(np.abs(c - o) / np.abs(np.concatenate(naive))))
     return GateScores(
-        candidate_mae=error_metrics(y, np.concatenate(cand))["mae"],
-        current_mae=error_metrics(y, np.concatenate(cur))["mae"],
+        candidate_mae=error_metrics(y, c)["mae"],
+        current_mae=error_metrics(y, o)["mae"],
         naive_mae=error_metrics(y, np.concatenate(naive))["mae"],
         n=int(y.size),
         first_target=firsts[0],
         current_version=current.version,
         against=against,
         series=len(actual),
+        dm_stat=test.statistic,
+        dm_pvalue_better=test.pvalue,
+        dm_pvalue_worse=test.pvalue_worse,
+        dm_lag=test.lag,
+        identical=difference <= IDENTICAL_TOLERANCE,
+        max_relative_difference=difference,
     )

@@ -3,9 +3,11 @@ and ``POST /models/{version}/promote``).
 
 A candidate is judged on its own test part (``gate.py`` scores it: the candidate and the current model each
 forecast every test close one step ahead from their own window of history), and ``promote=auto`` makes the
-candidate current only if its MAE is not worse, and only if the model it was compared with is still current
-when the job promotes. Making a version current is: verified bundle in memory, then ``set_current`` (every
-worker follows the pointer), then ``swap`` (this worker at once).
+candidate current only if the gate's test allows it (``GateRule``: by default, a one-sided Diebold–Mariano
+test does not find it worse at ``CLOSECAST_GATE_ALPHA``; ``CLOSECAST_GATE=superior``: it finds it better),
+it is not the same model (identical forecasts), it learned something (not ``untrained``), and the model it
+was compared with is still current when the job promotes. Making a version current is: verified bundle in
+memory, then ``set_current`` (every worker follows the pointer), then ``swap`` (this worker at once).
 
 ``judge_and_register`` is the whole last step of a job as a plain function (no subprocess, no store): verify
 the candidate bundle, judge it, rename it into the registry, promote it if judged so.
@@ -23,13 +25,14 @@ from typing import Any
 
 from app.inference.holder import ModelHolder
 from app.jobs.errors import os_reason
-from app.jobs.gate import GateScores, JobData, compare_on_test_part
+from app.jobs.gate import IDENTICAL_TOLERANCE, GateScores, JobData, compare_on_test_part
 from app.jobs.store import CANCELLED, Outcome
 from closecast import registry, retention
 from closecast.bundle import load_forecaster
 from closecast.errors import ClosecastError, TooManyModels
 from closecast.forecaster import Forecaster
 from closecast.registry_lock import registry_lock
+from closecast.scoring import is_untrained
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +51,62 @@ class Decision:
     reason: str
 
 
+@dataclass(frozen=True)
+class GateRule:
+    """What ``promote=auto`` asks of a candidate: ``not_worse`` (a one-sided Diebold-Mariano test does not
+    find it worse at ``alpha``) or ``superior`` (the test finds it better at ``alpha``)."""
+
+    test: str = "not_worse"
+    alpha: float = 0.05
+
+
+UNTRAINED = (
+    "the candidate is untrained: no epoch beat its starting weights on the validation loss (best epoch 0)"
+)
+
+
 def _scores(ev: GateScores) -> str:
     other = "current" if ev.against == "current" else "the default model"
     return (
         f"candidate MAE {ev.candidate_mae:.6g} vs {other} ({ev.current_version}) MAE {ev.current_mae:.6g} "
-        f"on the {ev.n} test closes (naive MAE {ev.naive_mae:.6g})"
+        f"on the {ev.n} test closes (naive MAE {ev.naive_mae:.6g}); one-sided Diebold-Mariano test on "
+        f"absolute errors (Newey-West lag {ev.dm_lag}): DM {ev.dm_stat:.3f}, p(better) "
+        f"{ev.dm_pvalue_better:.3g}, p(worse) {ev.dm_pvalue_worse:.3g}"
     )
 
 
-def first_version(mode: str, model: str, version: str, ev: GateScores | None, why: str = "") -> Decision:
-    """A new model's first version: there is no incumbent, so it becomes current unless ``never``; the
+def _by_test(ev: GateScores, rule: GateRule) -> Decision:
+    """``promote=auto`` on a comparable, trained candidate: identical refused, then the rule's test."""
+    scores = _scores(ev)
+    if ev.identical:
+        return Decision(
+            False,
+            f"not promoted: the candidate is the same model as the current one (every forecast within "
+            f"{IDENTICAL_TOLERANCE:g} of it on the test part; Diebold-Mariano DM {ev.dm_stat:.3f}, "
+            f"p {ev.dm_pvalue_better:.3g}); {scores}",
+        )
+    if rule.test == "superior":
+        if ev.dm_pvalue_better < rule.alpha:
+            return Decision(True, f"promoted: the candidate is better at the {rule.alpha:g} level; {scores}")
+        return Decision(
+            False,
+            f"not promoted: the candidate is not better at the {rule.alpha:g} level (gate: superior); "
+            f"{scores}",
+        )
+    if ev.dm_pvalue_worse < rule.alpha:
+        return Decision(False, f"not promoted: the candidate is worse at the {rule.alpha:g} level; {scores}")
+    return Decision(True, f"promoted: the candidate is not worse at the {rule.alpha:g} level; {scores}")
+
+
+def first_version(
+    mode: str, model: str, version: str, ev: GateScores | None, why: str = "", untrained: bool = False
+) -> Decision:
+    """A new model's first version: there is no incumbent, so it becomes current unless ``never``, even when
+    untrained (refusing it would leave the name with nothing to serve; the reason and its card say so); the
     scores against naive and the default model tell whether the model is worth keeping."""
     scores = _scores(ev) if ev is not None else f"could not compare it with the default model ({why})"
+    if untrained:
+        scores = f"{UNTRAINED}; {scores}"
     if mode == "never":
         return Decision(
             False,
@@ -69,16 +116,17 @@ def first_version(mode: str, model: str, version: str, ev: GateScores | None, wh
     return Decision(True, f"first version of model {model!r}: made current (no incumbent); {scores}")
 
 
-def decide(mode: str, ev: GateScores) -> Decision:
-    """``auto``: promote unless the candidate's MAE is worse; ``always`` / ``never`` as they say."""
+def decide(mode: str, ev: GateScores, rule: GateRule = GateRule(), untrained: bool = False) -> Decision:
+    """``auto``: refuse an untrained candidate or the same model, else ask ``rule``'s Diebold-Mariano test;
+    ``always`` / ``never`` as they say."""
     scores = _scores(ev)
     if mode == "always":
         return Decision(True, f"promote=always: made current; {scores}")
     if mode == "never":
         return Decision(False, f"promote=never: registered only; {scores}")
-    if ev.candidate_mae <= ev.current_mae:
-        return Decision(True, f"promoted: the candidate is not worse; {scores}")
-    return Decision(False, f"not promoted: the candidate is worse; {scores}")
+    if untrained:
+        return Decision(False, f"not promoted: {UNTRAINED}; {scores}")
+    return _by_test(ev, rule)
 
 
 def undecided(mode: str, version: str, why: str, model: str = "default") -> Decision:
@@ -162,6 +210,7 @@ class RegistryRules:
     default: ModelHolder | None = None
     max_models: int | None = None
     keep_versions: int | None = None
+    gate: GateRule = GateRule()
 
 
 def _judge(
@@ -173,22 +222,22 @@ def _judge(
 ) -> tuple[GateScores | None, Decision, bool]:
     """The gate's scores and decision, and whether this is the model's first version (no incumbent)."""
     first = not holder.pointers.candidates(holder.model)
+    untrained = is_untrained(candidate.manifest)
     gate: GateScores | None = None
     try:
         if first:
             if rules.default is None or rules.default is holder:
-                return (
-                    None,
-                    first_version(mode, holder.model, candidate.version, None, "none configured"),
-                    True,
+                decision = first_version(
+                    mode, holder.model, candidate.version, None, "none configured", untrained
                 )
+                return None, decision, True
             gate = compare_on_test_part(candidate, current_model(rules.default), load_closes(), "default")
-            return gate, first_version(mode, holder.model, candidate.version, gate), True
+            return gate, first_version(mode, holder.model, candidate.version, gate, "", untrained), True
         gate = compare_on_test_part(candidate, current_model(holder), load_closes())
-        return gate, decide(mode, gate), False
+        return gate, decide(mode, gate, rules.gate, untrained), False
     except (ClosecastError, OSError, ValueError, KeyError) as exc:
         if first:
-            return None, first_version(mode, holder.model, candidate.version, None, str(exc)), True
+            return None, first_version(mode, holder.model, candidate.version, None, str(exc), untrained), True
         return None, undecided(mode, candidate.version, str(exc), holder.model), False
 
 
@@ -222,6 +271,7 @@ def judge_and_register(
         },
         "promoted": False,
         "reason": decision.reason,
+        "untrained": is_untrained(candidate.manifest),
     }
     if cancel_requested():
         return Outcome("cancelled", error=f"{CANCELLED} before the new version was registered")

@@ -46,7 +46,7 @@ from app.config import Settings
 from app.inference.models import LoadedModels
 from app.jobs.errors import JobFinished, JobNotFound, JobStoreUnavailable, JobsUnavailable, storage_failed
 from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
-from app.jobs.promotion import RegistryRules, judge_and_register
+from app.jobs.promotion import GateRule, RegistryRules, judge_and_register
 from app.jobs.shards import train_job
 from app.jobs.sqlite_store import SQLiteJobStore
 from app.jobs.store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
@@ -378,7 +378,10 @@ class JobRunner:
         ended = await train_job(self, job, work, out)  # one CLI process, or a tune job's shards (shards.py)
         if ended is not None:
             return ended
-        rules = RegistryRules(self.models.default, self.settings.max_models, self.settings.keep_versions)
+        gate = GateRule(self.settings.gate, self.settings.gate_alpha)
+        rules = RegistryRules(
+            self.models.default, self.settings.max_models, self.settings.keep_versions, gate
+        )
         judge = partial(
             judge_and_register,
             self.models.holder_of(job.model),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +13,11 @@ from app.main import create_app
 from closecast.backtest import closes_needed
 from closecast.bundle import load_forecaster
 from closecast.scoring import score_against_naive
+from closecast.series import load_csv
 from tests.helpers import FIXTURE_BUNDLE, FIXTURE_MODELS, detail_msgs, make_settings
 from tests.synthetic import make_closes
+
+FIXTURE_CSV = Path(__file__).resolve().parents[1] / "fixtures" / "synthetic.csv"
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +38,11 @@ def test_backtest_scores_every_fold_and_matches_the_forecaster(client: TestClien
     body = r.json()
     assert body["model"] == "default" and body["model_version"] == FIXTURE_BUNDLE.name
     assert [f["fold"] for f in body["folds"]] == [0, 1, 2]
-    assert all(f["in_sample"] is None for f in body["folds"])  # no dates: cannot tell
+    assert all(f["in_sample"] is False for f in body["folds"])  # closes the model never saw
     last = body["folds"][-1]
+    for scores in (last, body["overall"]):
+        assert scores["skill_se"] > 0 and 0 <= scores["dm_pvalue"] <= 1 and scores["dm_lag"] >= 1
+        assert scores["verdict"] in {"beats naive", "not distinguishable from naive", "worse than naive"}
     assert last["stop"] == 300 and last["n"] == last["origins"] == last["stop"] - last["start"]
     # the same numbers, one forecast at a time through the forecaster
     model = load_forecaster(FIXTURE_BUNDLE, providers="cpu")
@@ -59,15 +66,40 @@ def test_backtest_horizon_scores_every_step_inside_the_fold(client: TestClient) 
         assert fold["origins"] == fold["stop"] - fold["start"] - 2 and fold["n"] == 3 * fold["origins"]
 
 
-def test_backtest_flags_folds_inside_the_training_data(client: TestClient) -> None:
-    """The fixture model's data end on 2021-02-03: with dates from 2020, the early folds are in sample."""
-    trained_until = load_forecaster(FIXTURE_BUNDLE, providers="cpu").manifest["data"]["date_end"]
+def test_backtest_of_a_series_the_model_never_saw_has_no_in_sample_fold(client: TestClient) -> None:
+    """Dates inside the fixture model's training period (2020-01-01 to 2021-02-03), other closes: the
+    calendar overlaps, the data do not, so no fold is in sample."""
     n = 500
     r = client.post("/backtest", json={"closes": make_closes(n).tolist(), "dates": _dates(n), "folds": 4})
     assert r.status_code == 200, r.text
-    flags = [(f["date_start"], f["in_sample"]) for f in r.json()["folds"]]
-    assert flags[0][1] is True and flags[-1][1] is False, flags
-    assert all(flag == (start <= trained_until) for start, flag in flags)
+    assert [f["in_sample"] for f in r.json()["folds"]] == [False] * 4
+
+
+def _training_file() -> tuple[list[float], list[str]]:
+    series = load_csv(FIXTURE_CSV)
+    assert series.dates is not None
+    return series.closes.tolist(), list(series.dates)
+
+
+def test_backtest_flags_folds_among_the_models_own_training_closes(client: TestClient) -> None:
+    """The fixture's own training file: folds with targets before its test part are in sample, the rest
+    not; the same closes behind 100 earlier ones are found by their first date."""
+    test_start = load_forecaster(FIXTURE_BUNDLE, providers="cpu").manifest["data"]["split"]["test_start"]
+    closes, dates = _training_file()
+    r = client.post("/backtest", json={"closes": closes, "dates": dates, "folds": 4})
+    assert r.status_code == 200, r.text
+    folds = r.json()["folds"]
+    assert [f["in_sample"] for f in folds] == [f["start"] < test_start for f in folds]
+    assert folds[0]["in_sample"] is True and folds[-1]["in_sample"] is False
+    earlier = (np.asarray(closes[:100]) * 0.9).tolist()
+    r = client.post(
+        "/backtest",
+        json={"closes": earlier + closes, "dates": _dates(100, "2019-09-23") + dates, "folds": 4},
+    )
+    assert r.status_code == 200, r.text
+    folds = r.json()["folds"]
+    assert [f["in_sample"] for f in folds] == [f["start"] < 100 + test_start for f in folds]
+    assert any(f["in_sample"] for f in folds)
 
 
 def test_backtest_too_short_says_how_many_closes_are_needed(client: TestClient) -> None:

@@ -90,3 +90,19 @@ def test_get_settings_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLOSECAST_PORT", "9003")
     assert get_settings() is first and first.port == 9002
     get_settings.cache_clear()
+
+
+def test_gate_settings_read_and_refuse_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().gate, Settings().gate_alpha) == ("not_worse", 0.05)
+    monkeypatch.setenv("CLOSECAST_GATE", "superior")
+    monkeypatch.setenv("CLOSECAST_GATE_ALPHA", "0.01")
+    assert (Settings().gate, Settings().gate_alpha) == ("superior", 0.01)
+    for name, value in (
+        ("CLOSECAST_GATE", "sometimes"),
+        ("CLOSECAST_GATE_ALPHA", "0"),
+        ("CLOSECAST_GATE_ALPHA", "0.9"),
+    ):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError):
+            Settings()
+        monkeypatch.delenv(name)

@@ -1,8 +1,8 @@
 """``judge_and_register`` without a subprocess or a job store: a candidate bundle cloned from the fixture is
 verified, judged against the served fixture, registered, and promoted or not, with its reason.
 
-The clone was trained on ``tests/fixtures/synthetic.csv`` like the fixture, so on those closes the gate sees
-a tie ("not worse": ``auto`` promotes).
+The clone was trained on ``tests/fixtures/synthetic.csv`` like the fixture and forecasts exactly as it does,
+so ``auto`` refuses it as the same model.
 """
 
 from __future__ import annotations
@@ -40,16 +40,30 @@ def trained_closes() -> np.ndarray:
     return load_csv(SYNTHETIC_CSV).closes
 
 
-def test_auto_registers_and_promotes_a_candidate_that_is_not_worse(
+def test_auto_registers_but_refuses_a_candidate_that_is_the_same_model(
     holder: ModelHolder, candidate: Path
 ) -> None:
     outcome = judge_and_register(holder, candidate, "auto", trained_closes)
     assert outcome.status == "succeeded", outcome
     assert outcome.result is not None
-    assert outcome.result["promoted"] is True
-    assert outcome.result["reason"].startswith("promoted: the candidate is not worse; candidate MAE ")
-    assert outcome.result["metrics"]["gate"]["current_version"] == FIXTURE_VERSION
+    assert outcome.result["promoted"] is False
+    gate = outcome.result["metrics"]["gate"]
+    assert gate["identical"] is True and gate["max_relative_difference"] == 0.0
+    assert (gate["dm_stat"], gate["dm_pvalue_better"], gate["dm_pvalue_worse"]) == (0.0, 0.5, 0.5)
+    assert outcome.result["reason"].startswith(
+        "not promoted: the candidate is the same model as the current one (every forecast within 1e-12 of it "
+        "on the test part; Diebold-Mariano DM 0.000, p 0.5); candidate MAE "
+    )
+    assert gate["current_version"] == FIXTURE_VERSION
     assert not candidate.exists() and CANDIDATE in registry.list_versions(holder.model_dir)
+    assert registry.read_current(holder.model_dir) == FIXTURE_VERSION
+    assert holder.current is not None and holder.current.version == FIXTURE_VERSION
+
+
+def test_always_promotes_the_same_model(holder: ModelHolder, candidate: Path) -> None:
+    outcome = judge_and_register(holder, candidate, "always", trained_closes)
+    assert outcome.status == "succeeded" and outcome.result is not None, outcome
+    assert outcome.result["promoted"] is True
     assert registry.read_current(holder.model_dir) == CANDIDATE
     assert holder.current is not None and holder.current.version == CANDIDATE
 

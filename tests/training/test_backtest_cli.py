@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from closecast.overlap import recorded_series
 from closecast.series import load_csv
 from tests.synthetic import make_closes, write_csv
 from training.__main__ import main
@@ -21,7 +22,12 @@ def test_backtest_json_prints_one_object_with_in_sample_flags(
     assert main(["backtest", "--bundle", str(tiny_bundle), "--csv", str(synthetic_csv), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"folds", "overall"} and len(result["folds"]) == 5
-    assert all(f["in_sample"] is True for f in result["folds"])  # the bundle was trained on this very file
+    # the bundle was trained on this very file: folds with targets before its test part are in sample
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    test_start = recorded_series(manifest)[0]["split"]["test_start"]
+    assert [f["in_sample"] for f in result["folds"]] == [f["start"] < test_start for f in result["folds"]]
+    assert result["folds"][0]["in_sample"] is True
+    assert all("dm_pvalue" in f and "skill_se" in f for f in [*result["folds"], result["overall"]])
     assert result["overall"]["n"] == sum(f["n"] for f in result["folds"])
 
 

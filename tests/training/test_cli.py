@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,19 @@ def test_train_flat_series_exits_2_before_training(
 ) -> None:
     err = _run_bad(tmp_path, capsys, "--csv", str(write_csv(tmp_path / "p.csv", np.full(100, 42.0))))
     assert "the training returns have standard deviation 0.0; a constant series cannot be scaled" in err
+
+
+def test_train_closing_line_gives_the_skills_error_bar_and_flags_an_untrained_model(
+    synthetic_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A learning rate of 1e-9 cannot move the validation loss: the bundle is flagged untrained."""
+    out = tmp_path / "bundle"
+    argv = ["train", "--csv", str(synthetic_csv), "--out", str(out), "--window", "11", "--hidden-size", "8"]
+    assert main([*argv, "--epochs", "2", "--lr", "1e-9", "--quiet"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    test = json.loads((out / "manifest.json").read_text())["metrics"]["test"]
+    assert f"skill {test['skill']:+.4f} ± {test['skill_se']:.4f} (s.e.), Diebold–Mariano p " in line
+    assert f"p {test['dm_pvalue']:.3g}: {test['verdict']}," in line
+    assert line.endswith(
+        "; UNTRAINED: no epoch beat the starting weights on the validation loss (best epoch 0)"
+    )

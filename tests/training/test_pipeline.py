@@ -28,7 +28,14 @@ BUNDLE_FILES = {"manifest.json", "model.onnx", "model.pt", "scaler.json", "repor
 # between one series (the single-series fields) and the default's several (`data.series`)
 OPAQUE = {"history", "files", "test_coverage", "series", "test_coverage_by_series", "data"}
 # fields a bundle gained after the committed default was trained (readers default them when absent)
-ADDED_SINCE_DEFAULT: list[str] = []  # none since the rebuild with symmetric tables (20261129T134243Z)
+_TEST_STATISTICS = ("skill_se", "dm_stat", "dm_pvalue", "dm_pvalue_worse", "dm_lag", "verdict")
+ADDED_SINCE_DEFAULT: list[str] = [  # the error bars of docs/statistics.md, and the untrained flag
+    *(f"metrics.{part}.{key}" for part in ("test", "validation") for key in _TEST_STATISTICS),
+    "metrics.test.coverage_interval",
+    "metrics.test.coverage_interval.80",
+    "metrics.test.coverage_interval.95",
+    "training.untrained",
+]
 
 
 def _fields(manifest: dict[str, Any], prefix: str = "") -> list[str]:
@@ -49,7 +56,9 @@ def test_bundle_is_complete_and_self_describing(tiny_bundle: Path) -> None:
     assert m["data"]["split"] == {"train": 210, "validation": 30, "test": 60, "test_start": 240}
     test = m["metrics"]["test"]
     assert test["skill"] == pytest.approx(1 - test["model"]["mae"] / test["naive"]["mae"])
-    assert m["metrics"]["beats_naive"] == (test["skill"] > 0)
+    assert m["metrics"]["beats_naive"] == (test["dm_pvalue"] < 0.05)
+    assert test["skill_se"] > 0 and 0 <= test["dm_pvalue"] <= 1
+    assert m["training"]["untrained"] == (m["training"]["best_epoch"] == 0)
     assert max(v for k, v in m["parity"].items() if k.endswith("max_abs")) <= 1e-5
     assert m["format_version"] == 2 and m["input"]["representation"] == "log_returns_window_rms"
     for table in m["intervals"]["tables"].values():

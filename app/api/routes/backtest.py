@@ -54,7 +54,7 @@ async def run_backtest(body: BacktestRequest, settings: SettingsDep, request: Re
         folds=body.folds,
         horizon=body.horizon,
         dates=dates,
-        trained_until=model.manifest.get("data", {}).get("date_end"),
+        trained_on=model.manifest,
         features=body.features,
     )
     content = {**result, "model": names[0], "model_version": model.version}

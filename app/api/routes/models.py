@@ -124,6 +124,8 @@ def _model_summary(models: LoadedModels, model: str, loaded: set[str], sees_all:
             "source": manifest.get("data", {}).get("source") if sees_all else None,
             "skill": metrics.get("test", {}).get("skill"),
             "beats_naive": metrics.get("beats_naive"),
+            "skill_se": metrics.get("test", {}).get("skill_se"),
+            "dm_pvalue": metrics.get("test", {}).get("dm_pvalue"),
             "coverage": manifest.get("intervals", {}).get("test_coverage"),
         }
     )
