@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from app.api.bodies import json_text_problem
 from app.api.deps import RunnerDep, SettingsDep, TrainerDep
 from app.api.errors import without_paths
 from app.api.responses import errors
@@ -86,8 +87,12 @@ def _json_invalid(exc: ValueError | RecursionError) -> RequestValidationError:
 
 
 async def _from_json(request: Request, settings: Settings) -> Prepare:
+    raw = await request.body()
+    if (problem := json_text_problem(raw)) is not None:  # json.loads would take both, unlike /forecast
+        item = {"type": "json_invalid", "loc": ("body", 0), "msg": "JSON decode error", "input": {}}
+        raise RequestValidationError([{**item, "ctx": {"error": problem}}])
     try:
-        data = json.loads(await request.body())
+        data = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise _json_invalid(exc) from None
     try:
