@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     """Parse ``argv`` (default: the command line) and run the command it names."""
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    given = [f"--{name}" for name in ("host", "port", "workers") if getattr(args, name, None) is not None]
+    if args.command in ("worker", "migrate") and given:
+        parser.error(f"{' '.join(given)} only applies to serve, not to {args.command}")
     if args.command == "worker":
         from app.worker import main as worker_main
 

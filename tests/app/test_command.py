@@ -50,6 +50,7 @@ def test_top_level_help_lists_every_command_and_flag() -> None:
         (["--port", "70000"], "--port: Input should be less than or equal to 65535"),
         (["serve", "--workers", "0"], "--workers: Input should be greater than or equal to 1"),
         (["worker", "--port", "9000"], "unrecognized arguments: --port 9000"),
+        (["--port", "9000", "migrate"], "--port only applies to serve, not to migrate"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(args: list[str], says: str) -> None:
