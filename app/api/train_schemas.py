@@ -234,20 +234,32 @@ class TrainRequest(BaseModel):
         return self.source or self.name or "request"
 
 
+# No control character in a column name (`column_invalid`): in the schema only, the refusal keeps its message
+_PRINTABLE: dict[str, Any] = {"pattern": r"^[^\x00-\x1f\x7f-\x9f]+$"}
+
+
 class UploadForm(TrainParams):
     """The multipart form of `POST /train` besides `file`: the CSV's columns, the options, the params."""
 
-    column: str = Field("Close", min_length=1, max_length=200, description="column holding the closes")
+    column: str = Field(
+        "Close",
+        min_length=1,
+        max_length=200,
+        description="column holding the closes",
+        json_schema_extra=_PRINTABLE,
+    )
     date_column: str | None = Field(
         default=None,
         min_length=1,
         max_length=200,
+        json_schema_extra=_PRINTABLE,
         description="column holding the dates; default `Date` when the file has it, else file order",
     )
     id_column: str | None = Field(
         default=None,
         min_length=1,
         max_length=200,
+        json_schema_extra=_PRINTABLE,
         description="long format: the column naming each row's series (e.g. `symbol`); one series per value",
     )
     model: ModelName | None = _MODEL_FIELD
