@@ -1,4 +1,4 @@
-"""OpenAPI schemas of multipart forms, from the pydantic models that validate them."""
+"""Hand-written OpenAPI request bodies (``POST /train``), from the pydantic models that validate them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,27 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app.api.train_schemas import inline_schema
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema with its nested models written in place (for hand-written OpenAPI bodies)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            # a bound behind a BeforeValidator (WholeNumber) comes out as pydantic's own `ge`/`le`
+            return {_BOUNDS.get(k, k): resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
 
 
 def form_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 from app.api.bodies import json_text_problem
 from app.api.deps import RunnerDep, SettingsDep, TrainerDep
 from app.api.errors import without_paths
-from app.api.forms import form_schema
+from app.api.forms import form_schema, inline_schema
 from app.api.responses import errors
 from app.api.train_schemas import (
     JobAccepted,
@@ -26,7 +26,6 @@ from app.api.train_schemas import (
     JobOut,
     TrainRequest,
     UploadForm,
-    inline_schema,
 )
 from app.config import Settings
 from app.inference.models import LoadedModels
