@@ -9,6 +9,8 @@ ever starts; the queue is as long as the settings allow, so a few hundred accept
 from __future__ import annotations
 
 import atexit
+import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -61,3 +63,11 @@ def test_each_data_dependent_refusal_is_one_the_service_really_makes() -> None:
     sources = [*(ROOT / "app").rglob("*.py"), *(ROOT / "closecast").rglob("*.py")]
     text = "\n".join(p.read_text() for p in sources)
     assert not [kind for kind in sorted(DATA_DEPENDENT) if f'"{kind}"' not in text]
+
+
+def test_every_bound_is_stated_in_json_schema_terms() -> None:
+    """No pydantic ``ge``/``le`` left in the schema (JSON Schema ignores them: tune.trials 0 was valid)."""
+    text = json.dumps(APP.openapi())
+    assert not re.findall(r'"(?:ge|le|gt|lt)": -?[0-9]', text)
+    tune = APP.openapi()["components"]["schemas"]["TuneRequest"]["properties"]["trials"]
+    assert (tune["minimum"], tune["maximum"]) == (1, 10_000)
