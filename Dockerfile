@@ -110,7 +110,8 @@ RUN groupadd --system --gid 10001 closecast \
     && useradd --system --uid 10001 --gid closecast --no-log-init --create-home --home-dir /home/closecast \
        --shell /usr/sbin/nologin closecast \
     && install -d -o closecast -g closecast -m 0755 /models
-# CLOSECAST_HOST only matters for `python -m app`; the CMD below passes --host itself.
+# The CMD is the project's server command (`closecast serve`: uvloop, httptools with bounded request heads,
+# CLOSECAST_MAX_HEADER_BYTES and CLOSECAST_HEADER_TIMEOUT_S); its --host and --port override the settings.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -125,7 +126,7 @@ VOLUME ["/models"]
 # Ready means a verified model is loaded; urllib raises on 503 or a refused connection (exit 1).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--ws", "none", "--no-access-log"]
+CMD ["closecast", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
 
 # ---- serve: no torch, CPU ONNX Runtime (~300 MB) -------------------------------------------------------------
@@ -158,7 +159,7 @@ EXPOSE 8000
 VOLUME ["/models"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--ws", "none", "--no-access-log"]
+CMD ["closecast", "serve", "--host", "0.0.0.0", "--port", "8000"]
 COPY --from=venv-cuda /opt/venv /opt/venv
 COPY --from=default-model /out /opt/closecast/models
 RUN --mount=type=bind,from=wheel,source=/dist,target=/dist pip install --no-deps --no-cache-dir /dist/*.whl

@@ -67,6 +67,19 @@ class Settings(BaseSettings):
         default=1, ge=1, le=64, description="uvicorn worker processes (each loads the model)"
     )
     log_level: LogLevel = Field(default="info", description="log level of the service and uvicorn")
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        le=1024**2,
+        description="request line and headers at most this many bytes (431 after); `closecast` serve only",
+    )
+    header_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        le=3600,
+        description="request headers must arrive within this of the connection or request start (408 after); "
+        "`closecast` serve only",
+    )
 
     # Inference
     providers: Providers = Field(default="auto", description="auto = CUDA when it loads, else CPU")

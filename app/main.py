@@ -19,10 +19,11 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 
-from app.api import openapi
+from app.api import docs_ui, openapi
 from app.api.bodies import BatchParser
 from app.api.errors import register_error_handlers
 from app.api.fastpath import ForecastFastPath
+from app.api.head import HeadAsGet
 from app.api.middleware import BodyLimits, RequestMetrics
 from app.api.protect import PROTECTED_READS, ProtectReads
 from app.api.query import RejectUnknownQuery
@@ -165,6 +166,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=_version(),
         summary="Next-close forecasts from an LSTM over log returns, served by ONNX Runtime.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc from the package's own assets (app/api/docs_ui.py), no CDN
+        redoc_url=None,
         # without an SDK (the image has only the API) FastAPI finds no provider, but it looks on every request
         telemetry=None if settings.otel_telemetry else {"tracing": False, "metrics": False, "logs": False},
     )
@@ -188,12 +191,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # /forecast and /forecast/batch without FastAPI's request machinery (same bytes; errors go through it)
     app.add_middleware(ForecastFastPath, routes=[*forecast.router.routes, *oip.router.routes])
     app.add_middleware(BodyLimits, settings=settings)  # per route: limit, deadline, big-body slots
-    if settings.protect_reads and settings.api_key is not None:  # Settings refuses it without a key
-        app.add_middleware(ProtectReads, key=settings.api_key)  # outside the body limits: no body is read
     app.add_middleware(RejectUnknownQuery)  # free without a query string
+    if settings.protect_reads and settings.api_key is not None:  # Settings refuses it without a key
+        app.add_middleware(ProtectReads, key=settings.api_key)  # outermost check: 401 before any other answer
+    docs_ui.install(app)
     openapi.install(app, settings, app.state.holder, PROTECTED_READS if settings.protect_reads else ())
     plain_paths = frozenset(path for r in app.routes if "{" not in (path := getattr(r, "path", "{")))
-    app.add_middleware(RequestMetrics, metrics=app_metrics, plain_paths=plain_paths)  # outermost: counts 413s
+    app.add_middleware(RequestMetrics, metrics=app_metrics, plain_paths=plain_paths)  # counts 413s
+    app.add_middleware(
+        HeadAsGet
+    )  # outermost: HEAD is GET to every layer and route (the server drops the body)
     return app
 
 

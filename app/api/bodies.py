@@ -19,6 +19,7 @@ import email.message
 import functools
 import logging
 import multiprocessing
+import re
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
@@ -137,19 +138,45 @@ class BatchParser:
         return BatchForecastRequest.model_construct(series=series, horizon=horizon, level=level)
 
 
+_BOM = b"\xef\xbb\xbf"
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a \uDC00-\uDFFF one not after a high one;
+# the lookbehind skips an escaped backslash ("\\ud800" is the text \ud800, not an escape).
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})(?<!\\)(?:\\\\)*\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def json_text_problem(body: bytes) -> str | None:
+    """What makes ``body`` unusable as JSON text before any syntax: a UTF-8 byte order mark in front, or a
+    lone surrogate escape (``\\ud800`` alone encodes no character); None when neither."""
+    if body.startswith(_BOM):
+        return "it starts with a UTF-8 byte order mark (BOM, bytes EF BB BF); send the JSON without it"
+    if b"\\u" in body and (match := _LONE_SURROGATE.search(body)) is not None:
+        escape = match.group(0).lstrip(b"\\")[-5:].decode("ascii")
+        return (
+            f"it has a lone surrogate escape \\{escape} at byte {match.end() - 6}, which encodes no "
+            "character; send the character as UTF-8, or as a high and a low surrogate pair"
+        )
+    return None
+
+
 def with_utf8_position(errors: list[dict[str, Any]], body: bytes) -> list[dict[str, Any]]:
-    """A JSON syntax error in a body that is not UTF-8 says so, with where (pydantic only says "expected
-    value" when the bad byte stands outside a string)."""
+    """A JSON syntax error in a body that is not UTF-8 says so, with where; one from a BOM or a lone surrogate
+    escape names it (pydantic only says "expected value" or "unexpected end of hex escape")."""
     if not any(e["type"] == "json_invalid" for e in errors):
         return errors
+    where = json_text_problem(body)
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = body.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (body.rfind(b"\n", 0, exc.start) + 1) + 1
-        where = f"invalid UTF-8 at line {line} column {column} (byte 0x{body[exc.start]:02x})"
-        return [{**e, "ctx": {"error": where}} if e["type"] == "json_invalid" else e for e in errors]
-    return errors
+        if where is None or not body.startswith(_BOM):
+            line = body.count(b"\n", 0, exc.start) + 1
+            column = exc.start - (body.rfind(b"\n", 0, exc.start) + 1) + 1
+            where = f"invalid UTF-8 at line {line} column {column} (byte 0x{body[exc.start]:02x})"
+    if where is None:
+        return errors
+    return [{**e, "ctx": {"error": where}} if e["type"] == "json_invalid" else e for e in errors]
 
 
 @functools.lru_cache(maxsize=256)  # parsing the header costs ~10 µs; clients send a handful of spellings

@@ -86,6 +86,13 @@ async def caller_sees_all(request: Request, settings: SettingsDep) -> bool:
     return bearer_matches(settings.api_key, request.headers.get("authorization"))
 
 
+async def caller_sees_names(request: Request, settings: SettingsDep) -> bool:
+    """Whether the caller may see training file and series names: only with the key (with no key configured,
+    nobody: an open deployment shows counts and date ranges, ``app/api/redact.py``)."""
+    key = settings.api_key
+    return key is not None and bearer_matches(key, request.headers.get("authorization"))
+
+
 async def get_runner(request: Request) -> JobRunner:
     """This worker's job runner, once it can take jobs (else 503 with the reason)."""
     runner: JobRunner | None = getattr(request.app.state, "jobs", None)
@@ -101,4 +108,5 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ForecasterDep = Annotated[Forecaster, Depends(get_forecaster)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 SeesAllDep = Annotated[bool, Depends(caller_sees_all)]
+SeesNamesDep = Annotated[bool, Depends(caller_sees_names)]
 TrainerDep = Depends(require_trainer)  # for `dependencies=[TrainerDep]`: it yields nothing to the handler

@@ -77,7 +77,10 @@ def status_of(exc: ClosecastError) -> int:
 
 def _json_message(loc: Loc, error: str) -> str:
     """A body that is not JSON, in words. ``loc`` ends in a character offset where ``json.loads`` found the
-    problem (``/train``); pydantic-core's parser (the forecast routes) puts line and column in ``error``."""
+    problem (``/train``); pydantic-core's parser (the forecast routes) puts line and column in ``error``; a
+    BOM or a lone surrogate escape is described in full (``bodies.json_text_problem``: "it ...")."""
+    if error.startswith("it "):
+        return f"body is not valid JSON: {error}"
     if isinstance(loc[-1], int):
         return f"body is not valid JSON ({error} at character {loc[-1]}); send a JSON object"
     if "recursion limit" in error:

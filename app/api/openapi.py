@@ -72,6 +72,23 @@ def _protect_reads(schema: dict[str, Any], protected: tuple[str, ...]) -> None:
                 operation.setdefault("responses", {}).setdefault("401", unauthorized)
 
 
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _standard_bounds(node: Any) -> None:
+    """pydantic writes a bound behind a ``BeforeValidator`` (``WholeNumber``) as its own ``ge``/``le``, which
+    JSON Schema ignores: rename them (in place) so the schema states the bound validation enforces."""
+    if isinstance(node, dict):
+        if node.get("type") in ("integer", "number"):
+            for key in [k for k in node if k in _BOUNDS]:
+                node[_BOUNDS[key]] = node.pop(key)
+        for value in node.values():
+            _standard_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _standard_bounds(value)
+
+
 @lru_cache(maxsize=64)
 def _template_regex(template: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$")
@@ -98,6 +115,7 @@ def install(app: FastAPI, settings: Settings, holder: ModelHolder, protected: tu
             app.openapi_schema = None  # FastAPI's own cache: build afresh, then patch
             schema = build()
             patch_limits(schema, settings, model.window if model is not None else None, version)
+            _standard_bounds(schema.get("components", {}))
             if protected:
                 _protect_reads(schema, protected)
             cached.clear()

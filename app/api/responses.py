@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app.jobs.errors import AuthFailed, JobFinished, QueueFull, TrainingDisabled
+
 # What each status means on any route; a route may word its own (``words=``).
 MEANING: dict[int, str] = {
     401: "the bearer key is missing or wrong",
@@ -23,6 +25,32 @@ MEANING: dict[int, str] = {
     429: "too many requests queued; retry after `Retry-After` seconds",
     503: "not available yet or now (`Retry-After` says when to retry); the detail says why",
     507: "no space left in the model dir",
+}
+
+
+# One real answer per status, shown in /docs beside the schema (the messages the service writes).
+EXAMPLES: dict[int, Any] = {
+    401: {"detail": AuthFailed().message},
+    403: {"detail": TrainingDisabled().message},
+    404: {"detail": "no model 'aapl'; known models: default (GET /models lists them)"},
+    408: {"detail": "the request body did not arrive within 30 s (CLOSECAST_BODY_TIMEOUT_S); send it faster"},
+    409: {"detail": JobFinished("20261207T101500Z-1a2b3c4d", "succeeded").message},
+    413: {
+        "detail": "the body is over 8388608 bytes (CLOSECAST_MAX_BODY_BYTES); send fewer or shorter series"
+    },
+    422: {
+        "detail": [
+            {
+                "loc": ["body", "closes", 3],
+                "msg": "closes[3] is -1.5; prices must be finite and > 0",
+                "type": "price_not_positive",
+                "input": -1.5,
+            }
+        ]
+    },
+    429: {"detail": QueueFull(4).message},
+    503: {"detail": "no verified model is loaded yet; retry in a few seconds"},
+    507: {"detail": "no space left in the model dir; delete old versions (CLOSECAST_KEEP_VERSIONS), retry"},
 }
 
 
@@ -52,6 +80,7 @@ def errors(*statuses: int, words: dict[int, str] | None = None) -> dict[int | st
         status: {
             "model": ValidationProblems if status == 422 else ErrorDetail,
             "description": words.get(status, MEANING[status]),
+            "content": {"application/json": {"example": EXAMPLES[status]}},
         }
         for status in statuses
     }

@@ -45,21 +45,56 @@ Promote = Annotated[
 ]
 
 
+def _range(low: float, high: float) -> dict[str, Any]:
+    """The bounds ``closecast.config`` checks, stated in the schema only: the value is still checked there,
+    so a bad one gets the CLI's own message; the schema must not promise what validation refuses."""
+    return {"minimum": low, "maximum": high}
+
+
 class TrainParams(BaseModel):
     """Hyperparameters, all optional (defaults: `python -m training train --help`); one per CLI flag."""
 
     model_config = ConfigDict(extra="forbid")
 
-    window: WholeOrNone = Field(default=None, le=100_000, description="closes per input window (>= 3)")
-    train_frac: float | None = Field(default=None, description="chronological training share, in (0, 1)")
-    val_frac: float | None = Field(default=None, description="validation share, in (0, 1); test is the rest")
-    hidden_size: WholeOrNone = Field(default=None, description="LSTM hidden units, 1..1024")
-    num_layers: WholeOrNone = Field(default=None, description="LSTM layers, 1..8")
-    dropout: float | None = Field(default=None, description="dropout between LSTM layers, in [0, 1)")
+    window: WholeOrNone = Field(
+        default=None,
+        le=100_000,
+        description="closes per input window, 3..1000",
+        json_schema_extra=_range(3, 1000),
+    )
+    train_frac: float | None = Field(
+        default=None,
+        description="chronological training share, in [0.3, 0.95]; with val_frac at most 0.98",
+        json_schema_extra=_range(0.3, 0.95),
+    )
+    val_frac: float | None = Field(
+        default=None,
+        description="validation share, in [0.02, 0.5]; test is the rest",
+        json_schema_extra=_range(0.02, 0.5),
+    )
+    hidden_size: WholeOrNone = Field(
+        default=None, description="LSTM hidden units, 1..1024", json_schema_extra=_range(1, 1024)
+    )
+    num_layers: WholeOrNone = Field(
+        default=None, description="LSTM layers, 1..8", json_schema_extra=_range(1, 8)
+    )
+    dropout: float | None = Field(
+        default=None,
+        description="dropout between LSTM layers, in [0, 1)",
+        json_schema_extra={"minimum": 0, "exclusiveMaximum": 1},
+    )
     bidirectional: bool | None = Field(default=None, description="read each window both ways")
-    epochs: WholeOrNone = Field(default=None, le=100_000, description="maximum epochs (>= 1)")
-    batch_size: WholeOrNone = Field(default=None, le=1_000_000, description="mini-batch size (>= 1)")
-    lr: float | None = Field(default=None, description="Adam learning rate, in (0, 1)")
+    epochs: WholeOrNone = Field(
+        default=None, le=100_000, description="maximum epochs (>= 1)", json_schema_extra={"minimum": 1}
+    )
+    batch_size: WholeOrNone = Field(
+        default=None, le=1_000_000, description="mini-batch size (>= 1)", json_schema_extra={"minimum": 1}
+    )
+    lr: float | None = Field(
+        default=None,
+        description="Adam learning rate, in (0, 1)",
+        json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    )
     loss: Literal["mse", "huber", "mae"] | None = Field(default=None, description="training loss")
     patience: WholeOrNone = Field(
         default=None, ge=1, le=100_000, description="early-stopping patience in epochs"
@@ -84,6 +119,9 @@ class TrainParams(BaseModel):
 
 
 Closes = Annotated[list[float], Field(max_length=MAX_CLOSES_CEILING)]
+# > 0 stated in the schema only: the value is checked with the service's own message (`price_not_positive`)
+Price = Annotated[float, Field(json_schema_extra={"exclusiveMinimum": 0})]
+Prices = Annotated[list[Price], Field(max_length=MAX_CLOSES_CEILING)]
 Features = dict[FeatureName, Closes]
 _FEATURES = (
     'OHLCV values aligned with `closes`: {"high": [...], "low": [...], "volume": [...]}; name the ones to '
@@ -97,7 +135,7 @@ class TrainSeries(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     id: Annotated[str, Field(pattern=NAME_PATTERN, description="the series' name (letters, digits, `._-`)")]
-    closes: Closes = Field(
+    closes: Prices = Field(
         description="closing prices, each finite and > 0, oldest first (or any order with dates)"
     )
     dates: list[str] | None = Field(
@@ -146,11 +184,27 @@ class TrainRequest(BaseModel):
             "examples": [
                 {"closes": [100.0, 100.4, 99.8, "..."], "params": {"epochs": 20}, "promote": "auto"}
             ],
-            "oneOf": [{"required": ["closes"]}, {"required": ["series"]}],  # one series, or several
+            # one series (`closes`, with `dates` and `features`), or several (`series`): never both, never
+            # neither; a null is the same as absent, so each branch names the types that count as sent
+            "oneOf": [
+                {
+                    "required": ["closes"],
+                    "properties": {"closes": {"type": "array"}, "series": {"type": "null"}},
+                },
+                {
+                    "required": ["series"],
+                    "properties": {
+                        "series": {"type": "array"},
+                        "closes": {"type": "null"},
+                        "dates": {"type": "null"},
+                        "features": {"type": "null"},
+                    },
+                },
+            ],
         },
     )
 
-    closes: list[float] | None = Field(
+    closes: list[Price] | None = Field(
         default=None,
         max_length=MAX_CLOSES_CEILING,
         description="closing prices, each finite and > 0, oldest first (or newest first with `dates`); "
@@ -180,20 +234,32 @@ class TrainRequest(BaseModel):
         return self.source or self.name or "request"
 
 
+# No control character in a column name (`column_invalid`): in the schema only, the refusal keeps its message
+_PRINTABLE: dict[str, Any] = {"pattern": r"^[^\x00-\x1f\x7f-\x9f]+$"}
+
+
 class UploadForm(TrainParams):
     """The multipart form of `POST /train` besides `file`: the CSV's columns, the options, the params."""
 
-    column: str = Field("Close", min_length=1, max_length=200, description="column holding the closes")
+    column: str = Field(
+        "Close",
+        min_length=1,
+        max_length=200,
+        description="column holding the closes",
+        json_schema_extra=_PRINTABLE,
+    )
     date_column: str | None = Field(
         default=None,
         min_length=1,
         max_length=200,
+        json_schema_extra=_PRINTABLE,
         description="column holding the dates; default `Date` when the file has it, else file order",
     )
     id_column: str | None = Field(
         default=None,
         min_length=1,
         max_length=200,
+        json_schema_extra=_PRINTABLE,
         description="long format: the column naming each row's series (e.g. `symbol`); one series per value",
     )
     model: ModelName | None = _MODEL_FIELD
@@ -316,22 +382,3 @@ def _progress(progress: dict[str, Any] | None) -> TuneProgress | Progress | None
 
 class JobList(BaseModel):
     jobs: list[JobOut] = Field(description="newest first")
-
-
-def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``model``'s JSON schema with its nested models written in place (for hand-written OpenAPI bodies)."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return resolve(defs[ref.removeprefix("#/$defs/")])
-            return {k: resolve(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [resolve(v) for v in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved

@@ -7,6 +7,7 @@ pids are recycled, and a restarted container hands out the same small ones again
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,6 +80,10 @@ class TrainingProcess:
         self.reader.join(timeout=5)
         lines = [line for line in self.stderr_tail if line]
         return lines[-1] if lines else None
+
+    def stderr_lines(self) -> list[str]:
+        """Once the process has ended: the last lines it wrote to stderr (``last_stderr_line`` waited)."""
+        return [line for line in self.stderr_tail if line]
 
 
 def training_environment(threads: int) -> dict[str, str]:
@@ -157,11 +162,38 @@ def last_line(path: Path, tail_bytes: int = 8192) -> str | None:
     return lines[-1] if lines else None
 
 
-def describe_exit(returncode: int, last: str | None) -> str:
-    """Why the CLI ended: its own one-line message for exit 2 (bad input), else the code or the signal, with
-    the last line of stderr (for a crash, the exception)."""
+# What a process writing to a full disk says (OSError 28, a C++ layer's own words, a quota); torch and ONNX
+# may then abort (SIGABRT), which alone would say nothing about the cause.
+DISK_FULL_MARKERS = ("No space left on device", "[Errno 28]", "ENOSPC", "Disk quota exceeded", "[Errno 122]")
+LOW_DISK_BYTES = 1024 * 1024  # a volume with less free than this after a failed run is taken as full
+
+
+def disk_full(stderr_lines: list[str], dirs: tuple[Path, ...] = ()) -> bool:
+    """Whether a failed run ran out of disk: its stderr says so, or a directory it writes to has (nearly) no
+    room left."""
+    if any(marker in line for line in stderr_lines for marker in DISK_FULL_MARKERS):
+        return True
+    for directory in dirs:
+        try:
+            if shutil.disk_usage(directory).free < LOW_DISK_BYTES:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def describe_exit(returncode: int, last: str | None, out_of_disk: bool = False) -> str:
+    """Why the CLI ended: its own one-line message for exit 2 (bad input), a full disk (``disk_full``), else
+    the code or the signal, with the last line of stderr (for a crash, the exception)."""
     if returncode == 2 and last:
         return last
+    if out_of_disk:
+        how = f"exited with code {returncode}" if returncode >= 0 else "was aborted"
+        return (
+            f"the training process {how} because the disk is full (no space left on the volume of "
+            "CLOSECAST_MODEL_DIR); free some space (DELETE /models/{model}/versions/{version}, "
+            "CLOSECAST_KEEP_VERSIONS) and train again"
+        )
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name

@@ -22,7 +22,7 @@ import anyio.to_thread
 
 from app.config import Settings
 from app.jobs.errors import JobStoreUnavailable
-from app.jobs.process import TrainingProcess, describe_exit, last_line
+from app.jobs.process import TrainingProcess, describe_exit, disk_full, last_line
 from app.jobs.store import CANCELLED, Job, JobStore, Outcome
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,9 @@ class Supervisor:
         self.child = None
         if proc.returncode == 0:
             return None
-        return Outcome("failed", error=describe_exit(proc.returncode, training.last_stderr_line()))
+        last = training.last_stderr_line()
+        full = disk_full(training.stderr_lines(), (work, self.settings.model_dir))
+        return Outcome("failed", error=describe_exit(proc.returncode, last, full))
 
     def _tick(self, job: Job, work: Path, seen: str | None) -> tuple[str | None, bool]:
         """Copy a new progress line into the store; report whether to cancel. A store that is locked or gone

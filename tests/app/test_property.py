@@ -66,6 +66,14 @@ DATA_DEPENDENT = {
     "feature_missing",
     "feature_length",
     "feature_invalid",
+    # POST /train: a CSV's content (any bytes, as far as a multipart schema can say), closes too few for the
+    # window and split asked, train_frac + val_frac over 0.98, series ids that repeat, a tune job with
+    # several series (id_column) or more workers than trials
+    "data_invalid",
+    "series_too_short",
+    "param_invalid",
+    "series_duplicate",
+    "tune_invalid",
 }
 
 

@@ -15,7 +15,8 @@ from fastapi import APIRouter
 from fastapi import Path as PathParam
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.deps import ForecasterDep, ModelsDep, SeesAllDep
+from app.api.deps import ForecasterDep, ModelsDep, SeesAllDep, SeesNamesDep
+from app.api.redact import public_data, public_metrics
 from app.api.responses import errors
 from app.api.schemas import ModelCard, ModelsOut, ModelSummary, ModelVersion, ModelVersions
 from app.inference.models import LoadedModels
@@ -61,12 +62,12 @@ Version = Annotated[
     ),
 ]
 
-# What a caller without the key sees of a version's training data, when a key is set: not the `source`
-# (a job's name or upload file name says what someone trained on).
+# What a caller without the key sees of a version's training data: not the `source` (a job's name or upload
+# file name says what someone trained on); with no key configured, nobody sees it.
 PUBLIC_DATA = ("date_start", "date_end", "rows_used")
 
 
-def _summary(bundle_dir: Path, current: str | None, sees_all: bool) -> ModelVersion:
+def _summary(bundle_dir: Path, current: str | None, sees_names: bool) -> ModelVersion:
     """A version's headline manifest fields (not verified: promotion verifies)."""
     name = bundle_dir.name
     try:
@@ -74,18 +75,19 @@ def _summary(bundle_dir: Path, current: str | None, sees_all: bool) -> ModelVers
     except ClosecastError as exc:
         return ModelVersion(version=name, current=name == current, problem=exc.message)
     data: dict[str, Any] = manifest.get("data", {})
-    shown = ("source", "date_start", "date_end", "rows_used") if sees_all else PUBLIC_DATA
+    shown = ("source", "date_start", "date_end", "rows_used") if sees_names else PUBLIC_DATA
+    metrics = manifest.get("metrics")
     return ModelVersion(
         version=name,
         current=name == current,
         created_at=manifest.get("created_at"),
         window=manifest["input"].get("window"),
-        metrics=manifest.get("metrics"),
+        metrics=metrics if sees_names else public_metrics(metrics, data),
         data={k: data[k] for k in shown if k in data},
     )
 
 
-def _versions(models: LoadedModels, model: str, sees_all: bool) -> ModelVersions:
+def _versions(models: LoadedModels, model: str, sees_all: bool, sees_names: bool) -> ModelVersions:
     model_dir = models.model_dir(model)
     current = models.pointers.current(model)  # the pointer files, or the database in scale-out mode
     served = models.loaded(model)
@@ -94,13 +96,13 @@ def _versions(models: LoadedModels, model: str, sees_all: bool) -> ModelVersions
         public = {p.version for p in models.pointers.history(model)}
         public |= {v for v in (current, served.version if served else None) if v}
         names = [v for v in names if v in public]
-    versions = [_summary(model_dir / v, current, sees_all) for v in names]
+    versions = [_summary(model_dir / v, current, sees_names) for v in names]
     return ModelVersions(
         model=model, current=current, served=served.version if served else None, versions=versions
     )
 
 
-def _model_summary(models: LoadedModels, model: str, loaded: set[str], sees_all: bool) -> ModelSummary:
+def _model_summary(models: LoadedModels, model: str, loaded: set[str], sees_names: bool) -> ModelSummary:
     model_dir = models.model_dir(model)
     current = models.pointers.current(model)
     base = ModelSummary(
@@ -121,7 +123,7 @@ def _model_summary(models: LoadedModels, model: str, loaded: set[str], sees_all:
         update={
             "created_at": manifest.get("created_at"),
             "window": manifest.get("input", {}).get("window"),
-            "source": manifest.get("data", {}).get("source") if sees_all else None,
+            "source": manifest.get("data", {}).get("source") if sees_names else None,
             "skill": metrics.get("test", {}).get("skill"),
             "beats_naive": metrics.get("beats_naive"),
             "skill_se": metrics.get("test", {}).get("skill_se"),
@@ -131,22 +133,25 @@ def _model_summary(models: LoadedModels, model: str, loaded: set[str], sees_all:
     )
 
 
-def _model_list(models: LoadedModels, sees_all: bool) -> ModelsOut:
+def _model_list(models: LoadedModels, sees_names: bool) -> ModelsOut:
     loaded = set(models.loaded_names())
-    return ModelsOut(models=[_model_summary(models, name, loaded, sees_all) for name in models.names()])
+    return ModelsOut(models=[_model_summary(models, name, loaded, sees_names) for name in models.names()])
 
 
-def _card(model: str, forecaster: Forecaster, sees_all: bool) -> ModelCard:
+def _card(model: str, forecaster: Forecaster, sees_names: bool) -> ModelCard:
     card = forecaster.card()
-    if not sees_all:  # the data's `source` is for the key holder (see PUBLIC_DATA)
-        card["data"] = {k: v for k, v in card.get("data", {}).items() if k != "source"}
+    if not sees_names:  # file and series names are for the key holder (app/api/redact.py)
+        data = card.get("data", {})
+        card["metrics"] = public_metrics(card.get("metrics", {}), data)
+        card["intervals"] = public_metrics(card.get("intervals", {}), data)
+        card["data"] = public_data(data)
     return ModelCard(model=model, **card)
 
 
 @router.get("/models/current", responses={503: {"description": "no verified model loaded yet"}})
-async def current_model(model: ForecasterDep, models: ModelsDep, sees_all: SeesAllDep) -> ModelCard:
+async def current_model(model: ForecasterDep, models: ModelsDep, sees_names: SeesNamesDep) -> ModelCard:
     """The default model's card: version, window, test metrics against the naive forecast, data range."""
-    return _card(models.default_name, model, sees_all)
+    return _card(models.default_name, model, sees_names)
 
 
 @router.api_route("/models/current", methods=["DELETE"], include_in_schema=False)
@@ -157,20 +162,23 @@ async def current_is_not_a_model() -> None:
 
 
 @router.get("/models")
-async def list_models(models: ModelsDep, sees_all: SeesAllDep) -> ModelsOut:
-    """Every model name with its current version's test skill, interval coverage and data source."""
-    return await anyio.to_thread.run_sync(_model_list, models, sees_all)
+async def list_models(models: ModelsDep, sees_names: SeesNamesDep) -> ModelsOut:
+    """Every model name with its current version's test skill, interval coverage and (with the key) data
+    source."""
+    return await anyio.to_thread.run_sync(_model_list, models, sees_names)
 
 
 @router.get("/models/{model}", responses=_NOT_FOUND)
-async def model_card(model: ModelPath, models: ModelsDep, sees_all: SeesAllDep) -> ModelCard:
+async def model_card(model: ModelPath, models: ModelsDep, sees_names: SeesNamesDep) -> ModelCard:
     """A model's card (loads it when it is not in memory): the version it serves, its metrics and data."""
     name = checked_model(models, model)
-    return _card(name, await models.aforecaster_of(name), sees_all)
+    return _card(name, await models.aforecaster_of(name), sees_names)
 
 
 @router.get("/models/{model}/versions", responses=_NOT_FOUND)
-async def list_versions(model: ModelPath, models: ModelsDep, sees_all: SeesAllDep) -> ModelVersions:
+async def list_versions(
+    model: ModelPath, models: ModelsDep, sees_all: SeesAllDep, sees_names: SeesNamesDep
+) -> ModelVersions:
     """A model's stored versions, newest first, with their test metrics; marks the one `current` names."""
     name = checked_model(models, model)
-    return await anyio.to_thread.run_sync(_versions, models, name, sees_all)
+    return await anyio.to_thread.run_sync(_versions, models, name, sees_all, sees_names)
