@@ -24,7 +24,7 @@ from typing import Any
 from app.inference.holder import ModelHolder
 from app.jobs.errors import os_reason
 from app.jobs.gate import GateScores, JobData, compare_on_test_part
-from app.jobs.store import CANCELLED, Outcome
+from app.storage.job_store import CANCELLED, Outcome
 from closecast import registry, retention
 from closecast.bundle import load_forecaster
 from closecast.errors import ClosecastError, TooManyModels

@@ -1,6 +1,6 @@
 """Retrain jobs of one worker process: the queue and the worker loop that runs them one at a time.
 
-    <model_dir>/jobs.sqlite          the embedded job store (app/jobs/store.py), created by the first job
+    <model_dir>/jobs.sqlite          the embedded job store (app/storage/), created by the first job
     <model_dir>/.jobs/<job_id>/      a job's work dir: its CSVs, progress.jsonl, a tune job's Optuna study
                                      (SQLite) and, while judged, the new bundle <version>/ (hidden till then)
 
@@ -11,7 +11,7 @@ made current if the gate says so (``promotion.py``); anything failing before the
 and served models as they were.
 
 Every worker runs a ``JobRunner`` (a supervised loop); they share the queue through the job store (SQLite,
-or PostgreSQL in scale-out mode: ``app/backends.py``) and claim atomically, one job per model at a time. A
+or PostgreSQL in scale-out: ``app/storage/backends.py``) and claim atomically, one job per model at a time. A
 running job's lease is renewed every ``CLOSECAST_JOB_HEARTBEAT_S``; a job whose worker is gone is failed by
 whichever runner looks next and its training process killed: "interrupted by restart" when its process died
 (same host and boot), "worker lost" when its runner stopped inside a live process or its lease was not
@@ -48,10 +48,10 @@ from app.jobs.errors import JobFinished, JobNotFound, JobStoreUnavailable, JobsU
 from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
 from app.jobs.promotion import RegistryRules, judge_and_register
 from app.jobs.shards import train_job
-from app.jobs.sqlite_store import SQLiteJobStore
-from app.jobs.store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
 from app.jobs.supervisor import Supervisor
 from app.jobs.validation import Prepare, job_series
+from app.storage.job_store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
+from app.storage.sqlite_jobs import SQLiteJobStore
 from closecast import registry
 from closecast.series import Series
 

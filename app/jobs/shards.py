@@ -4,7 +4,7 @@ K shards searching one Optuna study in the same database, then one refit.
 The job that was submitted (the parent) runs in three stages on the worker that claimed it:
 
 1. it queues K-1 shard jobs (``spec.shard_of`` = its id; each with a copy of the CSV in its own work dir on
-   the shared volume) that idle workers claim beside it (``app/jobs/pg_store.py``), and runs shard 0 itself:
+   the shared volume) that idle workers claim beside it (``app/storage/pg_jobs.py``), and runs shard 0 itself:
    ``python -m training tune --stage search --study closecast-job-<id> --budget <trials> --shard n``. The
    study is created by whichever shard starts first (``load_if_exists``: one row, one study); the database
    URL reaches the CLI in ``CLOSECAST_TUNE_STORAGE``, never on its command line;
@@ -40,9 +40,9 @@ import anyio
 import anyio.to_thread
 
 from app.jobs.errors import JobStoreUnavailable
-from app.jobs.store import CANCELLED, Job, JobStore, Outcome
 from app.jobs.supervisor import time_limit
 from app.jobs.validation import spec_files
+from app.storage.job_store import CANCELLED, Job, JobStore, Outcome
 
 if TYPE_CHECKING:
     from app.jobs.runner import JobRunner

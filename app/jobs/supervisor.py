@@ -23,7 +23,7 @@ import anyio.to_thread
 from app.config import Settings
 from app.jobs.errors import JobStoreUnavailable
 from app.jobs.process import TrainingProcess, describe_exit, last_line
-from app.jobs.store import CANCELLED, Job, JobStore, Outcome
+from app.storage.job_store import CANCELLED, Job, JobStore, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from app.jobs.errors import JobStoreUnavailable
 from app.jobs.process import HOST_AND_BOOT, process_start
 from app.jobs.runner import DB_FILE
-from app.jobs.sqlite_store import SQLiteJobStore
-from app.jobs.store import Owner
+from app.storage.job_store import Owner
+from app.storage.sqlite_jobs import SQLiteJobStore
 from tests.jobs.helpers import AUTH, TINY, build_app, job, submit, trainer_settings, wait_for, wait_status
 from tests.jobs.test_restart import FORGED_SPEC
 from tests.synthetic import random_walk

@@ -24,8 +24,8 @@ from app.inference.models import LoadedModels
 from app.jobs.errors import QueueFull
 from app.jobs.many import prepare_files, prepare_json
 from app.jobs.runner import JobRunner
-from app.jobs.store import Job
 from app.jobs.validation import Prepare
+from app.storage.job_store import Job
 from closecast.errors import InputInvalid, Problem, TooManyModels
 
 JobId = Annotated[str, Path(max_length=64, description="the `job_id` POST /train answered")]

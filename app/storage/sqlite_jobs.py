@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from app.jobs.errors import JobStoreUnavailable, QueueFull
-from app.jobs.store import DEFAULT_MODEL, KEEP_FINISHED, TERMINAL, Job, Lease, Owner, now_iso
+from app.storage.job_store import DEFAULT_MODEL, KEEP_FINISHED, TERMINAL, Job, Lease, Owner, now_iso
 
 log = logging.getLogger(__name__)
 

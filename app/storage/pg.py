@@ -1,6 +1,6 @@
 """The PostgreSQL connection of one process (scale-out mode): a small pool, the schema, and error mapping.
 
-Only used when ``CLOSECAST_DATABASE_URL`` is set (``app/backends.py`` decides). psycopg lives in ``app/``
+Only used when ``CLOSECAST_DATABASE_URL`` is set (``backends.py`` decides). psycopg lives in ``app/``
 rather than the core so the core stays numpy + ONNX Runtime + stdlib, and training never needs a database
 driver (Optuna's RDB storage brings its own through SQLAlchemy).
 

@@ -1,7 +1,7 @@
 """The job store interface: what the runner and the API need from wherever jobs are kept.
 
 ``JobStore`` is a Protocol so a second backend (PostgreSQL for scale-out) can stand in for the SQLite one
-(``app/jobs/sqlite_store.py``) without the runner changing. Jobs belong to a model name (``"default"`` until
+(``app/storage/sqlite_jobs.py``) without the runner changing. Jobs belong to a model name (``"default"`` until
 named models exist); at most one job per model runs at a time across every worker sharing the store.
 
 A running job carries a lease: its owner (pid, host and boot, process start time, runner token) and the

@@ -12,7 +12,7 @@ A queued job's data (its CSV) is not in the database: it lives in the job's work
 volume (``<model_dir>/.jobs/<id>/``) that every replica and worker mounts, as bundles do.
 
 Every failure of the database (down, restarting, a connection cut) is ``JobStoreUnavailable`` (503) from
-``app/pg.py``; the runner notes it and tries again at its next tick.
+``app/storage/pg.py``; the runner notes it and tries again at its next tick.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from app.jobs.errors import QueueFull
-from app.jobs.store import DEFAULT_MODEL, KEEP_FINISHED, TERMINAL, Job, Lease, Owner, now_iso
-from app.pg import STORE_NAME, Database
+from app.storage.job_store import DEFAULT_MODEL, KEEP_FINISHED, TERMINAL, Job, Lease, Owner, now_iso
+from app.storage.pg import STORE_NAME, Database
 
 _NOW = "extract(epoch from clock_timestamp())"
 _COLUMNS = (

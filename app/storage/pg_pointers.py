@@ -31,7 +31,7 @@ import anyio.to_thread
 import psycopg
 
 from app.inference.holder import ModelHolder
-from app.pg import CHANNEL, Database, unavailable
+from app.storage.pg import CHANNEL, Database, unavailable
 from closecast import registry
 from closecast.registry import FilePointers, PointerRead, Promotion
 
