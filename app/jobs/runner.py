@@ -42,6 +42,7 @@ import anyio.to_thread
 from anyio import CancelScope
 from anyio.abc import TaskStatus
 
+from app.api.train_intake import Prepare, job_series
 from app.config import Settings
 from app.inference.models import LoadedModels
 from app.jobs.errors import JobFinished, JobNotFound, JobStoreUnavailable, JobsUnavailable, storage_failed
@@ -49,7 +50,6 @@ from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive
 from app.jobs.promotion import RegistryRules, judge_and_register
 from app.jobs.shards import train_job
 from app.jobs.supervisor import Supervisor
-from app.jobs.validation import Prepare, job_series
 from app.storage.job_store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
 from app.storage.sqlite_jobs import SQLiteJobStore
 from closecast import registry

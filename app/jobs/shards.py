@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
+from app.api.train_intake import spec_files
 from app.jobs.errors import JobStoreUnavailable
 from app.jobs.supervisor import time_limit
-from app.jobs.validation import spec_files
 from app.storage.job_store import CANCELLED, Job, JobStore, Outcome
 
 if TYPE_CHECKING:

@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.api.train_schemas import TrainRequest, TrainSeries, UploadForm
-from app.config import MAX_CLOSES_CEILING, Settings
-from app.jobs.validation import (
+from app.api.train_intake import (
     Prepare,
     Submission,
     prepare_upload,
@@ -25,6 +23,8 @@ from app.jobs.validation import (
     upload_name,
     write_series_csv,
 )
+from app.api.train_schemas import TrainRequest, TrainSeries, UploadForm
+from app.config import MAX_CLOSES_CEILING, Settings
 from closecast.collection import split_by_time
 from closecast.config import Config
 from closecast.errors import InputInvalid, Loc, PayloadTooLarge, Problem, TooManySeries

@@ -1,5 +1,5 @@
 """The training CLI's own input checks, run before a job is queued, so ``/train`` refuses bad data at once
-with the messages ``python -m training train`` prints (as a 422). Several series (``app/jobs/many.py``)
+with the messages ``python -m training train`` prints (as a 422). Several series (``app/api/train_many.py``)
 are checked as the CLI checks them, each message starting with the series' id.
 
 The checks themselves live in the core (``closecast.config``, ``closecast.series``): numpy only, never
@@ -108,7 +108,7 @@ def series_of_values(
     check_length: bool = True,
 ) -> Series:
     """Closes (and features) sent as JSON, validated and (with ``check_length``) length-checked like a
-    CSV; several series are length-checked together (``app/jobs/many.py``)."""
+    CSV; several series are length-checked together (``app/api/train_many.py``)."""
     unused = sorted(set(features or {}) - set(cfg.data.features))
     if unused:
         raise _invalid(("body", "features", unused[0]), ValueError(
@@ -199,7 +199,7 @@ def check_tune_workers(tune: TuneRequest, settings: Settings) -> None:
 
 def prepare_values(body: TrainRequest, settings: Settings, model: str) -> Prepare:
     """Validate JSON closes now; the returned step writes them as the job's CSV."""
-    assert body.closes is not None  # app/jobs/many.py sends several series elsewhere
+    assert body.closes is not None  # app/api/train_many.py sends several series elsewhere
     cfg = training_config(body.params.overrides(), settings.train_threads)
     tune = tune_spec(body.tune, settings, body.params)
     series = series_of_values(
