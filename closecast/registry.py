@@ -261,8 +261,16 @@ class PointerMoved(Exception):
 class PointerStore(Protocol):
     """Which version of a model name is served, and the history of that choice.
 
-    ``FilePointers`` keeps them beside the bundles; a database backend implements the same four calls.
+    ``FilePointers`` keeps them beside the bundles; a database backend implements the same calls.
     """
+
+    def read_pointer(self, model: str) -> PointerRead:
+        """The pointer as the store holds it: a servable version, or what is wrong with it."""
+        ...
+
+    def stamp(self, model: str) -> tuple[int, int] | None:
+        """Identity of the pointer's last write (changes whenever it is written); None without one."""
+        ...
 
     def current(self, model: str) -> str | None: ...
 
@@ -288,6 +296,17 @@ class FilePointers:
         if problem is not None:
             raise ValueError(f"model name {model[:80]!r} is not valid: {problem}")
         return self.root / model
+
+    def read_pointer(self, model: str) -> PointerRead:
+        return read_pointer(self.model_dir_of(model))
+
+    def stamp(self, model: str) -> tuple[int, int] | None:
+        """The pointer file's inode and mtime: ``set_current`` replaces the file, so both change."""
+        try:
+            info = (self.model_dir_of(model) / CURRENT_POINTER).stat()
+        except OSError:
+            return None
+        return info.st_ino, info.st_mtime_ns
 
     def current(self, model: str) -> str | None:
         return read_current(self.model_dir_of(model))

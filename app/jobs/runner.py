@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import signal
-import sqlite3
 import sys
 import time
 import uuid
@@ -45,19 +44,18 @@ from anyio.abc import TaskStatus
 from app.api.train_intake import Prepare, job_series
 from app.config import Settings
 from app.inference.models import LoadedModels
-from app.jobs.errors import JobFinished, JobNotFound, JobStoreUnavailable, JobsUnavailable, storage_failed
+from app.jobs.errors import JobFinished, JobNotFound, JobsUnavailable, storage_failed
 from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
 from app.jobs.promotion import RegistryRules, judge_and_register
 from app.jobs.shards import train_job
 from app.jobs.supervisor import Supervisor
+from app.storage.errors import StoreFull, StoreUnavailable
 from app.storage.job_store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
-from app.storage.sqlite_jobs import SQLiteJobStore
 from closecast import registry
 from closecast.series import Series
 
 log = logging.getLogger(__name__)
 
-DB_FILE = "jobs.sqlite"
 JOBS_DIR = ".jobs"
 IDLE_S = 1.0  # between looks at the queue when it was empty (jobs queued by other workers)
 STRAY_AFTER_S = 3600  # a work dir without a job row is removed after this (a request that crashed)
@@ -77,14 +75,14 @@ class JobRunner:
         self,
         settings: Settings,
         models: LoadedModels,
-        store: JobStore | None = None,
+        store: JobStore,
         python: str = sys.executable,
     ) -> None:
         self.settings = settings
         self.models = models  # a job promotes through its model's holder (the loaded one, when loaded)
         self.model_dir = settings.model_dir
         self.jobs_dir = settings.model_dir / JOBS_DIR
-        self.store = store or SQLiteJobStore(settings.model_dir / DB_FILE, settings.job_store_timeout_s)
+        self.store = store  # the backend chosen once, by app/storage/backends.py
         self.python = python  # interpreter for `-m training`; tests put a wrapper here
         self.token = secrets.token_hex(8)
         self._owner: Owner | None = None  # built in `serve`, in the worker process that runs the jobs
@@ -121,7 +119,7 @@ class JobRunner:
             job = self.store.enqueue(
                 job_id, sub.name, sub.promote, sub.spec(), progress, self.settings.job_queue_size, sub.model
             )
-        except (OSError, sqlite3.Error) as exc:  # e.g. a full disk while writing the data or the row
+        except OSError as exc:  # e.g. a full disk while writing the data or the row (StoreFull)
             shutil.rmtree(work, ignore_errors=True)
             raise storage_failed(self.model_dir, exc) from exc
         except BaseException:
@@ -225,11 +223,11 @@ class JobRunner:
         """Recover gone workers' jobs and, with ``claim``, start the next queued job; None on trouble."""
         try:
             job = await anyio.to_thread.run_sync(self._look_blocking, claim)
-        except JobStoreUnavailable as exc:
+        except StoreUnavailable as exc:
             self._note(exc.message)
             return None
-        except sqlite3.Error as exc:  # a full disk: nothing to claim until there is room again
-            self._note(f"the job store {self.store.name} cannot be written ({exc})")
+        except StoreFull as exc:  # a full disk: nothing to claim until there is room again
+            self._note(f"the job store {self.store.name} cannot be written ({exc.strerror})")
             return None
         self._note(None)
         return job
@@ -303,7 +301,7 @@ class JobRunner:
                 group.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():  # shutdown: never leave a job running behind us
             self.supervisor.stop()
-            with suppress(JobStoreUnavailable, sqlite3.Error):
+            with suppress(StoreUnavailable, StoreFull):
                 self.store.finish(job.id, "failed", error=SHUTDOWN)
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -317,7 +315,7 @@ class JobRunner:
     async def _outcome(self, job: Job, work: Path) -> Outcome:
         try:
             return await self._train_and_promote(job, work)
-        except JobStoreUnavailable as exc:
+        except StoreUnavailable as exc:
             self.supervisor.stop()
             return Outcome("failed", error=f"the job store failed while the job ran: {exc.message}")
         except Exception as exc:  # a bug here must not stop the queue
@@ -332,7 +330,7 @@ class JobRunner:
             await anyio.sleep(self.settings.job_heartbeat_s)
             try:
                 lease = await anyio.to_thread.run_sync(self._renew, job)
-            except JobStoreUnavailable as exc:  # locked or gone for now: training goes on, retry next beat
+            except StoreUnavailable as exc:  # locked or gone for now: training goes on, retry next beat
                 self._note(exc.message)
                 continue
             self._note(None)
@@ -357,7 +355,7 @@ class JobRunner:
                 try:
                     await anyio.to_thread.run_sync(self._record_blocking, job, outcome)
                     break
-                except JobStoreUnavailable as exc:
+                except StoreUnavailable as exc:
                     self._note(exc.message)
                     if anyio.current_time() > deadline:
                         raise

@@ -40,8 +40,8 @@ import anyio
 import anyio.to_thread
 
 from app.api.train_intake import spec_files
-from app.jobs.errors import JobStoreUnavailable
 from app.jobs.supervisor import time_limit
+from app.storage.errors import StoreUnavailable
 from app.storage.job_store import CANCELLED, Job, JobStore, Outcome
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def cancel_shards(runner: JobRunner, shards: list[str]) -> None:
     (their workers kill them). A database that is down: each shard cancels itself once it sees the parent
     ended."""
     for shard_id in shards:
-        with suppress(JobStoreUnavailable):
+        with suppress(StoreUnavailable):
             ended = runner.store.request_cancel(shard_id)
             if ended is not None and ended.status == "cancelled" and ended.started_at is None:
                 shutil.rmtree(runner.work_dir(shard_id), ignore_errors=True)
@@ -146,7 +146,7 @@ async def _watch_shards(runner: JobRunner, job: Job, shards: list[str]) -> None:
     own trial ends) and the shards whose workers died failed. A database down for now: the next look."""
     while True:
         await anyio.sleep(WATCH_S)
-        with suppress(JobStoreUnavailable):
+        with suppress(StoreUnavailable):
             await anyio.to_thread.run_sync(_refresh, runner, job, shards)
 
 
@@ -206,7 +206,7 @@ async def _run_shard(runner: JobRunner, job: Job, work: Path, out: Path) -> Outc
         ended = await run_process(runner, job, work, out)
         group.cancel_scope.cancel()
     if ended is not None and ended.status == "cancelled":
-        with suppress(JobStoreUnavailable):
+        with suppress(StoreUnavailable):
             why = await anyio.to_thread.run_sync(_parent_ended, runner.store, job)
             if why is not None:
                 return Outcome("cancelled", error=f"cancelled: its parent job {job.spec[SHARD_OF]} {why}")
@@ -225,7 +225,7 @@ async def _follow_parent(runner: JobRunner, job: Job) -> None:
     """Every heartbeat: once the parent has ended (or is gone), cancel this shard: its supervisor kills it."""
     while True:
         await anyio.sleep(runner.settings.job_heartbeat_s)
-        with suppress(JobStoreUnavailable):
+        with suppress(StoreUnavailable):
             if await anyio.to_thread.run_sync(_parent_ended, runner.store, job) is not None:
                 await anyio.to_thread.run_sync(runner.store.request_cancel, job.id)
                 return

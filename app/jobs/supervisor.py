@@ -21,8 +21,8 @@ import anyio
 import anyio.to_thread
 
 from app.config import Settings
-from app.jobs.errors import JobStoreUnavailable
 from app.jobs.process import TrainingProcess, describe_exit, last_line
+from app.storage.errors import StoreUnavailable
 from app.storage.job_store import CANCELLED, Job, JobStore, Outcome
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class Supervisor:
                     self.store.set_progress(job.id, progress)
                     seen = line
             return seen, self.store.cancel_requested(job.id)
-        except JobStoreUnavailable:
+        except StoreUnavailable:
             return seen, False
 
     async def _kill(self) -> None:

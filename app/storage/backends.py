@@ -17,9 +17,8 @@ from pathlib import Path
 from app.config import Settings
 from app.inference.holder import watch_pointer
 from app.inference.models import LoadedModels
-from app.jobs.runner import DB_FILE
 from app.storage.job_store import JobStore
-from app.storage.sqlite_jobs import SQLiteJobStore
+from app.storage.sqlite_jobs import DB_FILE, SQLiteJobStore
 
 
 def _nothing() -> None:

@@ -11,7 +11,7 @@ the recovering worker's (clocks kept in sync with NTP).
 A queued job's data (its CSV) is not in the database: it lives in the job's work dir on the shared models
 volume (``<model_dir>/.jobs/<id>/``) that every replica and worker mounts, as bundles do.
 
-Every failure of the database (down, restarting, a connection cut) is ``JobStoreUnavailable`` (503) from
+Every failure of the database (down, restarting, a connection cut) is ``StoreUnavailable`` (503) from
 ``app/storage/pg.py``; the runner notes it and tries again at its next tick.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from app.jobs.errors import QueueFull
+from app.storage.errors import QueueFull
 from app.storage.job_store import DEFAULT_MODEL, KEEP_FINISHED, TERMINAL, Job, Lease, Owner, now_iso
 from app.storage.pg import STORE_NAME, Database
 

@@ -155,7 +155,7 @@ class PostgresPointers:
         """Blocking: True as soon as a promotion is notified, False after ``timeout_s`` without one.
 
         The listening connection is its own (not pooled); it is opened on first use and again after it
-        breaks, which raises ``JobStoreUnavailable`` (the watcher is supervised: it backs off and retries).
+        breaks, which raises ``StoreUnavailable`` (the watcher is supervised: it backs off and retries).
         """
         try:
             if self._listener is None or self._listener.closed:
@@ -178,7 +178,7 @@ class PostgresPointers:
 async def follow_promotions(holder: ModelHolder, pointers: PostgresPointers, interval_s: float) -> None:
     """Run until cancelled: reload when a promotion is notified, and at least every ``interval_s``.
 
-    Supervised (``app/background.py``): a database that is down ends the loop with ``JobStoreUnavailable``;
+    Supervised (``app/background.py``): a database that is down ends the loop with ``StoreUnavailable``;
     the replica keeps serving the model it holds, ``/readyz`` lists the problem, and the loop starts again
     after a backoff.
     """

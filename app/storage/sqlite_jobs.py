@@ -7,7 +7,7 @@ process. ``claim`` takes SQLite's write lock first (``BEGIN IMMEDIATE``) and che
 is running, so two workers never start two; a partial unique index on ``model`` where ``status = 'running'``
 makes a second running row impossible even for a careless caller.
 
-Locks are waited on for ``timeout_s`` only (2 s by default), then ``JobStoreUnavailable`` says the store is
+Locks are waited on for ``timeout_s`` only (2 s by default), then ``StoreUnavailable`` says the store is
 locked; the old 30 s wait hung ``POST /train`` and then blamed permissions. A store deleted under a running
 service is created again on the next use (stale ``-wal``/``-shm`` files removed first, so they cannot replay
 into the new file); the runner puts its running job back with ``restore``.
@@ -25,10 +25,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from app.jobs.errors import JobStoreUnavailable, QueueFull
+from app.storage.errors import QueueFull, StoreFull, StoreUnavailable
 from app.storage.job_store import DEFAULT_MODEL, KEEP_FINISHED, TERMINAL, Job, Lease, Owner, now_iso
 
 log = logging.getLogger(__name__)
+
+DB_FILE = "jobs.sqlite"  # in the model dir
 
 _SUBMITTED = "json_extract(spec, '$.shard_of') IS NULL"  # not a tune job's shard (PostgreSQL only has them)
 _SCHEMA = """
@@ -133,10 +135,10 @@ class SQLiteJobStore:
         self.timeout_s = timeout_s
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file this store opened
 
-    def unavailable(self, exc: BaseException) -> JobStoreUnavailable:
+    def unavailable(self, exc: BaseException) -> StoreUnavailable:
         """The domain error for ``exc`` (its text carries no path: ``strerror`` for an ``OSError``)."""
         detail = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
-        return JobStoreUnavailable(failure_kind(exc), self.name, detail)
+        return StoreUnavailable(failure_kind(exc), self.name, detail)
 
     @contextmanager
     def _connect(self, reopen: bool = True) -> Iterator[sqlite3.Connection]:
@@ -151,7 +153,7 @@ class SQLiteJobStore:
             yield conn
         except sqlite3.Error as exc:
             if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_FULL:
-                raise  # a full disk is the caller's 507, with the rest of its storage errors
+                raise StoreFull(self.name, str(exc)) from exc  # the caller's 507, as any full disk
             raise self.unavailable(exc) from exc
         finally:
             conn.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from app.jobs.errors import QueueFull
+from app.storage.errors import QueueFull
 from app.storage.job_store import Job, Owner
 from app.storage.sqlite_jobs import SQLiteJobStore
 

@@ -23,8 +23,8 @@ from app.api.train_many import prepare_files, prepare_json
 from app.api.train_schemas import JobAccepted, JobList, JobOut, TrainRequest, UploadForm, inline_schema
 from app.config import Settings
 from app.inference.models import LoadedModels
-from app.jobs.errors import QueueFull
 from app.jobs.runner import JobRunner
+from app.storage.errors import QueueFull
 from app.storage.job_store import Job
 from closecast.errors import InputInvalid, Problem, TooManyModels
 
