@@ -41,13 +41,13 @@ import anyio.to_thread
 from anyio import CancelScope
 from anyio.abc import TaskStatus
 
-from app.api.train_intake import Prepare, job_series
 from app.config import Settings
 from app.inference.models import LoadedModels
 from app.jobs.errors import JobFinished, JobNotFound, JobsUnavailable, storage_failed
 from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
 from app.jobs.promotion import RegistryRules, judge_and_register
-from app.jobs.shards import train_job
+from app.jobs.shards import JobContext, train_job
+from app.jobs.spec import Prepare, job_series
 from app.jobs.supervisor import Supervisor
 from app.storage.errors import StoreFull, StoreUnavailable
 from app.storage.job_store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
@@ -94,6 +94,12 @@ class JobRunner:
 
     def work_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
+
+    def context(self) -> JobContext:
+        """What a job's training may use of this runner (read when the job starts: tests swap ``python``)."""
+        return JobContext(
+            self.settings, self.store, self.supervisor, self.python, self.work_dir, self.recover
+        )
 
     def check_available(self) -> None:
         if self.unavailable is not None:
@@ -373,7 +379,7 @@ class JobRunner:
 
     async def _train_and_promote(self, job: Job, work: Path) -> Outcome:
         out = work / registry.new_version_id(job.id.encode())
-        ended = await train_job(self, job, work, out)  # one CLI process, or a tune job's shards (shards.py)
+        ended = await train_job(self.context(), job, work, out)  # one CLI process, or a tune job's shards
         if ended is not None:
             return ended
         rules = RegistryRules(self.models.default, self.settings.max_models, self.settings.keep_versions)

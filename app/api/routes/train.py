@@ -18,12 +18,12 @@ from starlette.datastructures import UploadFile
 from app.api.deps import RunnerDep, SettingsDep, TrainerDep
 from app.api.errors import without_paths
 from app.api.responses import errors
-from app.api.train_intake import Prepare
 from app.api.train_many import prepare_files, prepare_json
 from app.api.train_schemas import JobAccepted, JobList, JobOut, TrainRequest, UploadForm, inline_schema
 from app.config import Settings
 from app.inference.models import LoadedModels
 from app.jobs.runner import JobRunner
+from app.jobs.spec import Prepare
 from app.storage.errors import QueueFull
 from app.storage.job_store import Job
 from closecast.errors import InputInvalid, Problem, TooManyModels
