@@ -27,12 +27,9 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import sys
-import time
 import uuid
 from contextlib import suppress
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -44,13 +41,14 @@ from anyio.abc import TaskStatus
 from app.config import Settings
 from app.inference.models import LoadedModels
 from app.jobs.errors import JobFinished, JobNotFound, JobsUnavailable, storage_failed
-from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
+from app.jobs.leases import LIVE_TOKENS, record_end, recover_gone, renew, sweep_work_dirs
+from app.jobs.process import HOST_AND_BOOT, process_start
 from app.jobs.promotion import RegistryRules, judge_and_register
 from app.jobs.shards import JobContext, train_job
 from app.jobs.spec import Prepare, job_series
 from app.jobs.supervisor import Supervisor
 from app.storage.errors import StoreFull, StoreUnavailable
-from app.storage.job_store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
+from app.storage.job_store import Job, JobStore, Outcome, Owner, claim_any
 from closecast import registry
 from closecast.series import Series
 
@@ -58,11 +56,8 @@ log = logging.getLogger(__name__)
 
 JOBS_DIR = ".jobs"
 IDLE_S = 1.0  # between looks at the queue when it was empty (jobs queued by other workers)
-STRAY_AFTER_S = 3600  # a work dir without a job row is removed after this (a request that crashed)
 
 SHUTDOWN = "interrupted: the service shut down while this job was running; submit it again"
-
-_LIVE_TOKENS: set[str] = set()  # runners serving in this process (tests run several apps in one process)
 
 
 class JobRunner:
@@ -195,7 +190,7 @@ class JobRunner:
         self.token = secrets.token_hex(8)
         self._owner = Owner(os.getpid(), HOST_AND_BOOT, process_start(os.getpid()), self.token)
         self._wake = anyio.Event()
-        _LIVE_TOKENS.add(self.token)
+        LIVE_TOKENS.add(self.token)
         try:
             await self._look(claim=False)
             self.unavailable = None
@@ -209,7 +204,7 @@ class JobRunner:
                 else:
                     await self._run(job)
         finally:
-            _LIVE_TOKENS.discard(self.token)
+            LIVE_TOKENS.discard(self.token)
             self.supervisor.stop()  # a run that failed mid-job leaves no training process behind
 
     def health(self) -> str | None:
@@ -244,55 +239,16 @@ class JobRunner:
                 return None
             self.store.open()
             self.recover()
-            self._sweep_work_dirs()
+            sweep_work_dirs(self.store, self.jobs_dir)
             self._store_seen = True
         self.recover()
         assert self._owner is not None
         return claim_any(self.store, self._owner, self.models.default_name) if claim else None
 
-    def _gone(self, job: Job) -> str | None:
-        """Why ``job``'s owner counts as gone (the job's error), or None while it holds its lease."""
-        owner = job.owner
-        if owner is None:
-            return "worker lost: the job was running without an owner; submit it again"
-        here = owner.host == HOST_AND_BOOT
-        if here and owner.pid == os.getpid():  # ours, or a dead worker's whose pid this process reuses
-            if owner.token in _LIVE_TOKENS:
-                return None
-            return f"worker lost: the job runner of worker process {owner.pid} stopped; submit it again"
-        if here and not process_alive(owner.pid, owner.started):
-            return (
-                f"interrupted by restart: the worker process {owner.pid} that ran this job is gone; "
-                "submit it again"
-            )
-        silent = time.time() - (job.heartbeat_at or 0.0)
-        if silent > self.settings.job_lease_s:
-            return (
-                f"worker lost: worker process {owner.pid} did not renew its lease for {silent:.0f} s "
-                f"(CLOSECAST_JOB_LEASE_S is {self.settings.job_lease_s:g}); submit it again"
-            )
-        return None
-
     def recover(self) -> None:
         """Fail the running jobs whose worker is gone, kill their training processes (a tune job's parent
         calls this too: ``shards.py``)."""
-        for job, reason in recover_stale_all(self.store, self._gone, self.models.default_name):
-            log.warning("job %s: %s", job.id, reason)
-            here = job.owner is not None and job.owner.host == HOST_AND_BOOT
-            if here and job.child_pid and command_line_mentions(job.child_pid, str(self.work_dir(job.id))):
-                with suppress(ProcessLookupError, PermissionError):
-                    os.killpg(job.child_pid, signal.SIGKILL)
-            shutil.rmtree(self.work_dir(job.id), ignore_errors=True)
-
-    def _sweep_work_dirs(self) -> None:
-        """Remove work dirs of ended jobs, and stale ones of requests that died before queuing theirs."""
-        for path in self.jobs_dir.iterdir() if self.jobs_dir.is_dir() else ():
-            if not path.is_dir():
-                continue
-            job = self.store.get(path.name)
-            stale = job is None and time.time() - path.stat().st_mtime > STRAY_AFTER_S
-            if stale or (job is not None and job.finished):
-                shutil.rmtree(path, ignore_errors=True)
+        recover_gone(self.store, self.models.default_name, self.settings.job_lease_s, self.work_dir)
 
     async def _run(self, job: Job) -> None:
         """Train, judge and record ``job`` while a companion task keeps its lease."""
@@ -335,7 +291,7 @@ class JobRunner:
         while True:
             await anyio.sleep(self.settings.job_heartbeat_s)
             try:
-                lease = await anyio.to_thread.run_sync(self._renew, job)
+                lease = await anyio.to_thread.run_sync(renew, self.store, job, self._owner)
             except StoreUnavailable as exc:  # locked or gone for now: training goes on, retry next beat
                 self._note(exc.message)
                 continue
@@ -345,21 +301,13 @@ class JobRunner:
                 scope.cancel()
                 return
 
-    def _renew(self, job: Job) -> str:
-        assert self._owner is not None
-        lease = self.store.heartbeat(job.id, self._owner)
-        if lease == "missing" and self.store.restore(job):  # the store was recreated: the job is still ours
-            log.warning("job %s: the job store lost this running job; it was put back", job.id)
-            lease = self.store.heartbeat(job.id, self._owner)
-        return lease
-
     async def _record(self, job: Job, work: Path, outcome: Outcome) -> None:
         """Write how the job ended, retrying a locked store for up to a lease (then the run ends: lost)."""
         deadline = anyio.current_time() + self.settings.job_lease_s
         try:
             while True:
                 try:
-                    await anyio.to_thread.run_sync(self._record_blocking, job, outcome)
+                    await anyio.to_thread.run_sync(record_end, self.store, job, outcome)
                     break
                 except StoreUnavailable as exc:
                     self._note(exc.message)
@@ -369,13 +317,6 @@ class JobRunner:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         log.info("job %s %s%s", job.id, outcome.status, f": {outcome.error}" if outcome.error else "")
-
-    def _record_blocking(self, job: Job, outcome: Outcome) -> None:
-        status, result, error = outcome.status, outcome.result, outcome.error
-        written = self.store.finish(job.id, status, result=result, error=error)
-        if not written and self.store.get(job.id) is None:
-            ended = replace(job, status=status, result=result, error=error, finished_at=now_iso())
-            self.store.restore(ended)  # the store was recreated meanwhile: the job goes back, ended
 
     async def _train_and_promote(self, job: Job, work: Path) -> Outcome:
         out = work / registry.new_version_id(job.id.encode())
