@@ -11,6 +11,9 @@ Locks are waited on for ``timeout_s`` only (2 s by default), then ``StoreUnavail
 locked; the old 30 s wait hung ``POST /train`` and then blamed permissions. A store deleted under a running
 service is created again on the next use (stale ``-wal``/``-shm`` files removed first, so they cannot replay
 into the new file); the runner puts its running job back with ``restore``.
+
+The queries both backends share are ``sql_jobs.py``'s; this module creates the file and its schema, and
+claims (the write lock taken first, then the check that no job of the model runs).
 """
 
 from __future__ import annotations
@@ -20,19 +23,18 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from app.storage.errors import QueueFull, StoreFull, StoreUnavailable
-from app.storage.job_store import DEFAULT_MODEL, KEEP_FINISHED, TERMINAL, Job, Lease, Owner, now_iso
+from app.storage.errors import StoreFull, StoreUnavailable
+from app.storage.job_store import DEFAULT_MODEL, Job, Owner, now_iso
+from app.storage.sql_jobs import Dialect, SQLJobStore
 
 log = logging.getLogger(__name__)
 
 DB_FILE = "jobs.sqlite"  # in the model dir
 
-_SUBMITTED = "json_extract(spec, '$.shard_of') IS NULL"  # not a tune job's shard (PostgreSQL only has them)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     seq              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -62,49 +64,15 @@ _INDEXES = """
 DROP INDEX IF EXISTS one_running_job;
 CREATE UNIQUE INDEX IF NOT EXISTS one_running_job_per_model ON jobs (model) WHERE status = 'running';
 """
-_COLUMNS = (
-    "id, status, name, promote, spec, progress, result, error, created_at, started_at, finished_at, "
-    "owner_pid, owner_host, owner_started, owner_token, heartbeat_at, child_pid, cancel_requested, model"
+DIALECT = Dialect(
+    placeholder="?",
+    json_in=json.dumps,
+    json_out=json.loads,
+    same="IS",
+    submitted="json_extract(spec, '$.shard_of') IS NULL",  # not a tune job's shard (PostgreSQL only has them)
+    clock=None,  # the worker's clock: one machine
+    lost_race=sqlite3.IntegrityError,
 )
-
-
-def _job(row: sqlite3.Row) -> Job:
-    def load(text: str | None) -> Any:
-        return None if text is None else json.loads(text)
-
-    return Job(
-        id=row["id"],
-        status=row["status"],
-        name=row["name"],
-        promote=row["promote"],
-        spec=load(row["spec"]),
-        progress=load(row["progress"]),
-        result=load(row["result"]),
-        error=row["error"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        owner=None
-        if row["owner_pid"] is None
-        else Owner(row["owner_pid"], row["owner_host"], row["owner_started"], row["owner_token"]),
-        heartbeat_at=row["heartbeat_at"],
-        child_pid=row["child_pid"],
-        cancel_requested=bool(row["cancel_requested"]),
-        model=row["model"],
-    )
-
-
-def _row(job: Job) -> tuple[Any, ...]:
-    def dump(value: Any) -> str | None:
-        return None if value is None else json.dumps(value)
-
-    owner = job.owner
-    return (
-        *(job.id, job.status, job.name, job.promote, dump(job.spec), dump(job.progress), dump(job.result)),
-        *(job.error, job.created_at, job.started_at, job.finished_at),
-        *((owner.pid, owner.host, owner.started, owner.token) if owner else (None,) * 4),
-        *(job.heartbeat_at, job.child_pid, int(job.cancel_requested), job.model),
-    )
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -126,8 +94,10 @@ def failure_kind(exc: BaseException) -> str:
     return "failed"
 
 
-class SQLiteJobStore:
+class SQLiteJobStore(SQLJobStore):
     """The job table of one model dir (implements ``JobStore``). Cheap to build; ``open()`` creates it."""
+
+    dialect = DIALECT
 
     def __init__(self, path: Path, timeout_s: float = 2.0) -> None:
         self.path = path
@@ -207,62 +177,6 @@ class SQLiteJobStore:
             conn.executescript(_INDEXES)
         self._identity = self._stat()
 
-    # --- reading -----------------------------------------------------------------------------------------
-
-    def get(self, job_id: str) -> Job | None:
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else _job(row)
-
-    def recent(self, limit: int = 20) -> list[Job]:
-        """Newest first."""
-        with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        return [_job(r) for r in rows]
-
-    def with_status(self, status: str, model: str | None = None) -> list[Job]:
-        """Oldest first; every model's unless ``model`` is given."""
-        query = "SELECT * FROM jobs WHERE status = ? AND (? IS NULL OR model = ?) ORDER BY seq"
-        with self._connect() as conn:
-            rows = conn.execute(query, (status, model, model)).fetchall()
-        return [_job(r) for r in rows]
-
-    def count(self, status: str) -> int:
-        with self._connect() as conn:
-            query = f"SELECT COUNT(*) FROM jobs WHERE status = ? AND {_SUBMITTED}"
-            return int(conn.execute(query, (status,)).fetchone()[0])
-
-    # --- writing -----------------------------------------------------------------------------------------
-
-    def enqueue(
-        self,
-        job_id: str,
-        name: str,
-        promote: str,
-        spec: dict[str, Any],
-        progress: dict[str, Any],
-        limit: int,
-        model: str = DEFAULT_MODEL,
-    ) -> Job:
-        """Add a queued job, or raise ``QueueFull`` when ``limit`` submitted jobs are already waiting."""
-        with self._transaction() as conn:
-            queued = f"SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND {_SUBMITTED}"
-            waiting = conn.execute(queued).fetchone()[0]
-            if waiting >= limit:
-                raise QueueFull(limit)
-            conn.execute(
-                "INSERT INTO jobs (id, status, name, promote, spec, progress, created_at, model) "
-                "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
-                (job_id, name, promote, json.dumps(spec), json.dumps(progress), now_iso(), model),
-            )
-            conn.execute(
-                "DELETE FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') AND seq NOT IN "
-                "(SELECT seq FROM jobs ORDER BY seq DESC LIMIT ?)",
-                (KEEP_FINISHED,),
-            )
-            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _job(row)
-
     def claim(self, owner: Owner, model: str = DEFAULT_MODEL) -> Job | None:
         """Start the oldest queued job of ``model`` for ``owner``, unless one of its jobs runs (atomic)."""
         with self._transaction() as conn:
@@ -279,95 +193,4 @@ class SQLiteJobStore:
                 (now_iso(), time.time(), owner.pid, owner.host, owner.started, owner.token, row["id"]),
             )
             claimed = conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
-        return _job(claimed)
-
-    def heartbeat(self, job_id: str, owner: Owner) -> Lease:
-        """Renew ``owner``'s lease on its running job: held, lost (taken over) or missing (store new)."""
-        with self._connect() as conn:
-            renewed = conn.execute(
-                "UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND status = 'running' AND owner_token = ?",
-                (time.time(), job_id, owner.token),
-            ).rowcount
-            if renewed:
-                return "held"
-            found = conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return "lost" if found else "missing"
-
-    def restore(self, job: Job) -> bool:
-        """Put back a job this store lost; False when another job of its model runs (or it is back)."""
-        with self._transaction() as conn:
-            try:
-                cursor = conn.execute(
-                    f"INSERT OR IGNORE INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 19)})", _row(job)
-                )
-            except sqlite3.IntegrityError:  # the partial unique index: another job of the model runs
-                return False
-            return cursor.rowcount == 1
-
-    def recover_stale(self, model: str, gone: Callable[[Job], str | None]) -> list[tuple[Job, str]]:
-        """Fail the running jobs of ``model`` whose owner ``gone`` says is gone, with its reason as the error.
-
-        A job is failed only if its lease did not change meanwhile (same owner token, same heartbeat), so an
-        owner that renewed its lease after the look keeps its job.
-        """
-        recovered = []
-        for job in self.with_status("running", model):
-            reason = gone(job)
-            if reason is None:
-                continue
-            token = job.owner.token if job.owner else None
-            with self._connect() as conn:
-                changed = conn.execute(
-                    "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ? "
-                    "AND status = 'running' AND owner_token IS ? AND heartbeat_at IS ?",
-                    (reason, now_iso(), job.id, token, job.heartbeat_at),
-                ).rowcount
-            if changed:
-                recovered.append((job, reason))
-        return recovered
-
-    def set_child(self, job_id: str, pid: int) -> None:
-        with self._connect() as conn:
-            conn.execute("UPDATE jobs SET child_pid = ? WHERE id = ?", (pid, job_id))
-
-    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
-        with self._connect() as conn:
-            conn.execute("UPDATE jobs SET progress = ? WHERE id = ?", (json.dumps(progress), job_id))
-
-    def cancel_requested(self, job_id: str) -> bool:
-        with self._connect() as conn:
-            row = conn.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return bool(row and row[0])
-
-    def request_cancel(self, job_id: str) -> Job | None:
-        """A queued job is cancelled at once; a running one is flagged for its owner to kill."""
-        with self._transaction() as conn:
-            conn.execute(
-                "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = 'cancelled by request' "
-                "WHERE id = ? AND status = 'queued'",
-                (now_iso(), job_id),
-            )
-            conn.execute(
-                "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'", (job_id,)
-            )
-            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else _job(row)
-
-    def finish(
-        self,
-        job_id: str,
-        status: str,
-        *,
-        result: dict[str, Any] | None = None,
-        error: str | None = None,
-    ) -> bool:
-        """Record the end of an active job; False (and no change) when it had already ended or is gone."""
-        if status not in TERMINAL:
-            raise ValueError(f"status {status!r} is not one a job ends in; use one of {TERMINAL}")
-        with self._connect() as conn:
-            cursor = conn.execute(
-                "UPDATE jobs SET status = ?, result = ?, error = ?, finished_at = ? "
-                "WHERE id = ? AND status IN ('queued', 'running')",
-                (status, None if result is None else json.dumps(result), error, now_iso(), job_id),
-            )
-            return cursor.rowcount == 1
+        return self._job(claimed)
