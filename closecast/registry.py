@@ -35,10 +35,13 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+
+from closecast.registry_lock import registry_lock
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +279,11 @@ class PointerStore(Protocol):
 
     def candidates(self, model: str) -> list[str]: ...
 
+    def change_lock(self) -> AbstractContextManager[None]:
+        """The lock every registry change holds (promotions, deletions, retention, a new model): across
+        processes where the store itself cannot serialise writers (files), else this process's threads."""
+        ...
+
     def promote(self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()) -> None:
         """Move the pointer to ``version``; with ``expected``, only if it names one of those now (checked
         where the write happens, so two processes cannot interleave): else ``PointerMoved``."""
@@ -313,6 +321,10 @@ class FilePointers:
 
     def candidates(self, model: str) -> list[str]:
         return current_candidates(self.model_dir_of(model))
+
+    def change_lock(self) -> AbstractContextManager[None]:
+        """The registry lock file in ``root`` (``closecast/registry_lock.py``): every process's writers."""
+        return registry_lock(self.root)
 
     def promote(self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()) -> None:
         """Callers hold ``closecast.registry_lock`` across processes: the check and the write are one."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +34,7 @@ from app.inference.holder import ModelHolder
 from app.storage.pg import CHANNEL, Database, unavailable
 from closecast import registry
 from closecast.registry import FilePointers, PointerRead, Promotion
+from closecast.registry_lock import registry_lock
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,11 @@ class PostgresPointers:
         """Identity of the pointer's last write (its promotion serial), as the holder stamps a file."""
         _, serial = self._pointed(model)
         return None if serial is None else (serial, 0)
+
+    def change_lock(self) -> AbstractContextManager[None]:
+        """This process's threads only: ``promote`` compares (``expected``) and writes pointer and history in
+        one transaction under a per-model advisory lock, so other processes need no file lock."""
+        return registry_lock(None)
 
     def current(self, model: str) -> str | None:
         candidates = self.candidates(model)
