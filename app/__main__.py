@@ -101,7 +101,7 @@ def migrate(parser: argparse.ArgumentParser, settings: Settings, wait_s: float) 
         parser.error("migrate needs CLOSECAST_DATABASE_URL (postgresql://user:password@host/db)")
     import psycopg
 
-    from app.pg import Database, connect_kwargs
+    from app.storage.pg import Database, connect_kwargs
 
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)  # its retries would print a line each
     url = settings.database_url.get_secret_value()

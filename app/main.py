@@ -28,7 +28,6 @@ from app.api.middleware import BodyLimits, RequestMetrics
 from app.api.protect import PROTECTED_READS, ProtectReads
 from app.api.query import RejectUnknownQuery
 from app.api.routes import backtest, forecast, health, metrics, model_admin, models, oip, train
-from app.backends import Backends, build_backends
 from app.background import Background, Supervised
 from app.config import Settings, get_settings
 from app.inference.batcher import Batcher
@@ -37,6 +36,7 @@ from app.inference.models import LoadedModels, watch_models
 from app.inference.pinned import PinnedVersions
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
+from app.storage.backends import Backends, build_backends
 from closecast import registry
 from closecast.migrate import prepare_registry
 from closecast.providers import cuda_built, cuda_unavailable

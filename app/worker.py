@@ -16,12 +16,12 @@ import signal
 import anyio
 import anyio.to_thread
 
-from app.backends import build_backends
 from app.background import Background, Supervised
 from app.config import Settings, get_settings
 from app.inference.models import LoadedModels
 from app.jobs.runner import JobRunner
 from app.metrics import Metrics
+from app.storage.backends import build_backends
 
 log = logging.getLogger("app.worker")
 

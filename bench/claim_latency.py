@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.jobs.pg_store import PostgresJobStore  # noqa: E402
-from app.jobs.store import Owner  # noqa: E402
-from app.pg import Database  # noqa: E402
+from app.storage.job_store import Owner  # noqa: E402
+from app.storage.pg import Database  # noqa: E402
+from app.storage.pg_jobs import PostgresJobStore  # noqa: E402
 
 SPEC = {"csv": "x.csv", "column": "Close", "date_column": None, "rows": 300, "params": {}}
 

@@ -35,10 +35,13 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+
+from closecast.registry_lock import registry_lock
 
 log = logging.getLogger(__name__)
 
@@ -261,12 +264,25 @@ class PointerMoved(Exception):
 class PointerStore(Protocol):
     """Which version of a model name is served, and the history of that choice.
 
-    ``FilePointers`` keeps them beside the bundles; a database backend implements the same four calls.
+    ``FilePointers`` keeps them beside the bundles; a database backend implements the same calls.
     """
+
+    def read_pointer(self, model: str) -> PointerRead:
+        """The pointer as the store holds it: a servable version, or what is wrong with it."""
+        ...
+
+    def stamp(self, model: str) -> tuple[int, int] | None:
+        """Identity of the pointer's last write (changes whenever it is written); None without one."""
+        ...
 
     def current(self, model: str) -> str | None: ...
 
     def candidates(self, model: str) -> list[str]: ...
+
+    def change_lock(self) -> AbstractContextManager[None]:
+        """The lock every registry change holds (promotions, deletions, retention, a new model): across
+        processes where the store itself cannot serialise writers (files), else this process's threads."""
+        ...
 
     def promote(self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()) -> None:
         """Move the pointer to ``version``; with ``expected``, only if it names one of those now (checked
@@ -289,11 +305,26 @@ class FilePointers:
             raise ValueError(f"model name {model[:80]!r} is not valid: {problem}")
         return self.root / model
 
+    def read_pointer(self, model: str) -> PointerRead:
+        return read_pointer(self.model_dir_of(model))
+
+    def stamp(self, model: str) -> tuple[int, int] | None:
+        """The pointer file's inode and mtime: ``set_current`` replaces the file, so both change."""
+        try:
+            info = (self.model_dir_of(model) / CURRENT_POINTER).stat()
+        except OSError:
+            return None
+        return info.st_ino, info.st_mtime_ns
+
     def current(self, model: str) -> str | None:
         return read_current(self.model_dir_of(model))
 
     def candidates(self, model: str) -> list[str]:
         return current_candidates(self.model_dir_of(model))
+
+    def change_lock(self) -> AbstractContextManager[None]:
+        """The registry lock file in ``root`` (``closecast/registry_lock.py``): every process's writers."""
+        return registry_lock(self.root)
 
     def promote(self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()) -> None:
         """Callers hold ``closecast.registry_lock`` across processes: the check and the write are one."""

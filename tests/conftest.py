@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from app.config import get_settings
-from tests.helpers import copy_registry
-
-REQUIRE_POSTGRES = os.environ.get("CLOSECAST_REQUIRE_POSTGRES") == "1"  # CI: a skip here is a failure
+from tests.helpers import (
+    REQUIRE_POSTGRES,  # CI: a skip here is a failure
+    copy_registry,
+)
 
 
 @pytest.fixture(scope="session")

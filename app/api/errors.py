@@ -24,12 +24,12 @@ from app.jobs.errors import (
     JobFinished,
     JobNotFound,
     JobsUnavailable,
-    QueueFull,
     StorageFailed,
     StorageFull,
     TrainingDisabled,
     VersionNotFound,
 )
+from app.storage.errors import QueueFull, StoreUnavailable
 from closecast.errors import (
     BundleInvalid,
     ClosecastError,
@@ -63,6 +63,7 @@ STATUS: tuple[tuple[type[ClosecastError], int], ...] = (
     (StorageFull, 507),
     (StorageFailed, 503),
     (JobsUnavailable, 503),
+    (StoreUnavailable, 503),
     (ModelNotReady, 503),
     (ParserCrashed, 503),
     (ProviderUnavailable, 503),

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.jobs.errors import AuthFailed, JobFinished, QueueFull, TrainingDisabled
+from app.jobs.errors import AuthFailed, JobFinished, TrainingDisabled
+from app.storage.errors import QueueFull
 
 # What each status means on any route; a route may word its own (``words=``).
 MEANING: dict[int, str] = {

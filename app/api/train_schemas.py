@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.schemas import ModelName, WholeNumber
 from app.config import MAX_CLOSES_CEILING
-from app.jobs.store import Job
+from app.storage.job_store import Job
 
 WholeOrNone = Annotated[int | None, WholeNumber]  # 21.0 is the integer 21, as in JSON Schema
 PromoteMode = Literal["auto", "always", "never"]

@@ -166,19 +166,11 @@ class ModelHolder:
 
     def _read_pointer(self) -> registry.PointerRead:
         """The pointer as its store holds it (a database store reads its row, the files their file)."""
-        reader = getattr(self.pointers, "read_pointer", None)
-        return reader(self.model) if reader is not None else registry.read_pointer(self.model_dir)
+        return self.pointers.read_pointer(self.model)
 
     def _pointer_stamp(self) -> tuple[int, int] | None:
-        """Identity of the pointer file's last write (``set_current`` replaces the file, so it changes)."""
-        stamp = getattr(self.pointers, "stamp", None)  # a database store: its promotion serial
-        if stamp is not None:
-            return stamp(self.model)
-        try:
-            info = (self.model_dir / registry.CURRENT_POINTER).stat()
-        except OSError:
-            return None
-        return info.st_ino, info.st_mtime_ns
+        """Identity of the pointer's last write: the file's inode and mtime, or a database's serial."""
+        return self.pointers.stamp(self.model)
 
 
 async def watch_pointer(holder: ModelHolder, interval_s: float) -> None:

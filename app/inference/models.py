@@ -51,7 +51,7 @@ class LoadedModels:
         self._loading: dict[str, threading.Lock] = {}
 
     def use_pointers(self, pointers: registry.PointerStore) -> None:
-        """Read every model's pointer from ``pointers`` (app/backends.py: a database) from now on."""
+        """Read every model's pointer from ``pointers`` (app/storage/backends.py: a database) from now on."""
         self.pointers = pointers
         self.default.pointers = pointers
 

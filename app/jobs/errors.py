@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
-from sqlite3 import SQLITE_FULL
-from typing import ClassVar
 
 from closecast.errors import ClosecastError
 
@@ -31,15 +29,6 @@ class AuthFailed(ClosecastError):
         super().__init__(
             "the bearer key is missing or wrong; send `Authorization: Bearer <key>` with the key "
             "configured in CLOSECAST_API_KEY"
-        )
-
-
-class QueueFull(ClosecastError):
-    """As many jobs wait as CLOSECAST_JOB_QUEUE_SIZE allows."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"{limit} retrain jobs are already queued (CLOSECAST_JOB_QUEUE_SIZE); retry once one has started"
         )
 
 
@@ -94,32 +83,8 @@ class StorageFull(StorageFailed):
 
 def storage_failed(model_dir: Path, exc: Exception, action: str = "store the job") -> StorageFailed:
     """503, or 507 when the disk (or the quota) is full; ``action`` is what could not be done there."""
-    full_disk = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    full_db = getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL
-    if full_disk or full_db:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a store's too (StoreFull)
         return StorageFull(model_dir, exc, "free some space", action)
     if isinstance(exc, TimeoutError):  # the registry lock (closecast/registry_lock.py): its text says what
         return StorageFailed(model_dir, exc, "nothing changed", action)
     return StorageFailed(model_dir, exc, action=action)
-
-
-class JobStoreUnavailable(JobsUnavailable):
-    """The job store cannot be used now, and why (``kind``: locked, read-only, missing, damaged, unreachable,
-    failed).
-
-    Answered 503 at once: the lock wait is short (CLOSECAST_JOB_STORE_TIMEOUT_S), and the message names the
-    store (``jobs.sqlite``), never its path.
-    """
-
-    WHAT_TO_DO: ClassVar[dict[str, str]] = {
-        "locked": "is locked by another process; retry in a moment, or end the process holding the lock",
-        "read-only": "is read-only; make CLOSECAST_MODEL_DIR and the store writable by the service",
-        "missing": "is missing or was deleted; it is created again on the next try",
-        "damaged": "is damaged; move it aside (the service creates a new, empty one)",
-        "unreachable": "cannot be reached; serving goes on; jobs and promotions work again once it is back",
-        "failed": "cannot be used",
-    }
-
-    def __init__(self, kind: str, store: str, detail: str) -> None:
-        self.kind = kind
-        super().__init__(f"the job store {store} {self.WHAT_TO_DO[kind]} ({detail})")

@@ -26,23 +26,20 @@ from typing import Any
 from app.inference.holder import ModelHolder
 from app.jobs.errors import os_reason
 from app.jobs.gate import IDENTICAL_TOLERANCE, GateScores, JobData, compare_on_test_part
-from app.jobs.store import CANCELLED, Outcome
+from app.storage.job_store import CANCELLED, Outcome
 from closecast import registry, retention
 from closecast.bundle import load_forecaster
 from closecast.errors import ClosecastError, TooManyModels
 from closecast.forecaster import Forecaster
-from closecast.registry_lock import registry_lock
 from closecast.scoring import is_untrained
 
 log = logging.getLogger(__name__)
 
 
 def promotion_lock(pointers: registry.PointerStore, root: Path) -> AbstractContextManager[None]:
-    """The one lock of every registry change (promotions, deletions, retention, a new model), for every model:
-    across processes (``closecast/registry_lock.py``) while the pointers are files in ``root``. PostgreSQL
-    pointers: only this process's threads; ``PostgresPointers.promote`` compares (``expected``) and writes
-    pointer and history in one transaction under a per-model advisory lock."""
-    return registry_lock(root if isinstance(pointers, registry.FilePointers) else None)
+    """The one lock of every registry change (promotions, deletions, retention, a new model), for every model,
+    as the pointer store holds it (``PointerStore.change_lock``: a lock file in ``root`` for the files)."""
+    return pointers.change_lock()
 
 
 @dataclass(frozen=True)

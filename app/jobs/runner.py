@@ -1,6 +1,6 @@
 """Retrain jobs of one worker process: the queue and the worker loop that runs them one at a time.
 
-    <model_dir>/jobs.sqlite          the embedded job store (app/jobs/store.py), created by the first job
+    <model_dir>/jobs.sqlite          the embedded job store (app/storage/), created by the first job
     <model_dir>/.jobs/<job_id>/      a job's work dir: its CSVs, progress.jsonl, a tune job's Optuna study
                                      (SQLite) and, while judged, the new bundle <version>/ (hidden till then)
 
@@ -11,7 +11,7 @@ made current if the gate says so (``promotion.py``); anything failing before the
 and served models as they were.
 
 Every worker runs a ``JobRunner`` (a supervised loop); they share the queue through the job store (SQLite,
-or PostgreSQL in scale-out mode: ``app/backends.py``) and claim atomically, one job per model at a time. A
+or PostgreSQL in scale-out: ``app/storage/backends.py``) and claim atomically, one job per model at a time. A
 running job's lease is renewed every ``CLOSECAST_JOB_HEARTBEAT_S``; a job whose worker is gone is failed by
 whichever runner looks next and its training process killed: "interrupted by restart" when its process died
 (same host and boot), "worker lost" when its runner stopped inside a live process or its lease was not
@@ -27,13 +27,9 @@ import logging
 import os
 import secrets
 import shutil
-import signal
-import sqlite3
 import sys
-import time
 import uuid
 from contextlib import suppress
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -44,27 +40,24 @@ from anyio.abc import TaskStatus
 
 from app.config import Settings
 from app.inference.models import LoadedModels
-from app.jobs.errors import JobFinished, JobNotFound, JobStoreUnavailable, JobsUnavailable, storage_failed
-from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
+from app.jobs.errors import JobFinished, JobNotFound, JobsUnavailable, storage_failed
+from app.jobs.leases import LIVE_TOKENS, record_end, recover_gone, renew, sweep_work_dirs
+from app.jobs.process import HOST_AND_BOOT, process_start
 from app.jobs.promotion import GateRule, RegistryRules, judge_and_register
-from app.jobs.shards import train_job
-from app.jobs.sqlite_store import SQLiteJobStore
-from app.jobs.store import Job, JobStore, Outcome, Owner, claim_any, now_iso, recover_stale_all
+from app.jobs.shards import JobContext, train_job
+from app.jobs.spec import Prepare, job_series
 from app.jobs.supervisor import Supervisor
-from app.jobs.validation import Prepare, job_series
+from app.storage.errors import StoreFull, StoreUnavailable
+from app.storage.job_store import Job, JobStore, Outcome, Owner, claim_any
 from closecast import registry
 from closecast.series import Series
 
 log = logging.getLogger(__name__)
 
-DB_FILE = "jobs.sqlite"
 JOBS_DIR = ".jobs"
 IDLE_S = 1.0  # between looks at the queue when it was empty (jobs queued by other workers)
-STRAY_AFTER_S = 3600  # a work dir without a job row is removed after this (a request that crashed)
 
 SHUTDOWN = "interrupted: the service shut down while this job was running; submit it again"
-
-_LIVE_TOKENS: set[str] = set()  # runners serving in this process (tests run several apps in one process)
 
 
 class JobRunner:
@@ -77,14 +70,14 @@ class JobRunner:
         self,
         settings: Settings,
         models: LoadedModels,
-        store: JobStore | None = None,
+        store: JobStore,
         python: str = sys.executable,
     ) -> None:
         self.settings = settings
         self.models = models  # a job promotes through its model's holder (the loaded one, when loaded)
         self.model_dir = settings.model_dir
         self.jobs_dir = settings.model_dir / JOBS_DIR
-        self.store = store or SQLiteJobStore(settings.model_dir / DB_FILE, settings.job_store_timeout_s)
+        self.store = store  # the backend chosen once, by app/storage/backends.py
         self.python = python  # interpreter for `-m training`; tests put a wrapper here
         self.token = secrets.token_hex(8)
         self._owner: Owner | None = None  # built in `serve`, in the worker process that runs the jobs
@@ -96,6 +89,12 @@ class JobRunner:
 
     def work_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
+
+    def context(self) -> JobContext:
+        """What a job's training may use of this runner (read when the job starts: tests swap ``python``)."""
+        return JobContext(
+            self.settings, self.store, self.supervisor, self.python, self.work_dir, self.recover
+        )
 
     def check_available(self) -> None:
         if self.unavailable is not None:
@@ -121,7 +120,7 @@ class JobRunner:
             job = self.store.enqueue(
                 job_id, sub.name, sub.promote, sub.spec(), progress, self.settings.job_queue_size, sub.model
             )
-        except (OSError, sqlite3.Error) as exc:  # e.g. a full disk while writing the data or the row
+        except OSError as exc:  # e.g. a full disk while writing the data or the row (StoreFull)
             shutil.rmtree(work, ignore_errors=True)
             raise storage_failed(self.model_dir, exc) from exc
         except BaseException:
@@ -191,7 +190,7 @@ class JobRunner:
         self.token = secrets.token_hex(8)
         self._owner = Owner(os.getpid(), HOST_AND_BOOT, process_start(os.getpid()), self.token)
         self._wake = anyio.Event()
-        _LIVE_TOKENS.add(self.token)
+        LIVE_TOKENS.add(self.token)
         try:
             await self._look(claim=False)
             self.unavailable = None
@@ -205,7 +204,7 @@ class JobRunner:
                 else:
                     await self._run(job)
         finally:
-            _LIVE_TOKENS.discard(self.token)
+            LIVE_TOKENS.discard(self.token)
             self.supervisor.stop()  # a run that failed mid-job leaves no training process behind
 
     def health(self) -> str | None:
@@ -225,11 +224,11 @@ class JobRunner:
         """Recover gone workers' jobs and, with ``claim``, start the next queued job; None on trouble."""
         try:
             job = await anyio.to_thread.run_sync(self._look_blocking, claim)
-        except JobStoreUnavailable as exc:
+        except StoreUnavailable as exc:
             self._note(exc.message)
             return None
-        except sqlite3.Error as exc:  # a full disk: nothing to claim until there is room again
-            self._note(f"the job store {self.store.name} cannot be written ({exc})")
+        except StoreFull as exc:  # a full disk: nothing to claim until there is room again
+            self._note(f"the job store {self.store.name} cannot be written ({exc.strerror})")
             return None
         self._note(None)
         return job
@@ -240,55 +239,16 @@ class JobRunner:
                 return None
             self.store.open()
             self.recover()
-            self._sweep_work_dirs()
+            sweep_work_dirs(self.store, self.jobs_dir)
             self._store_seen = True
         self.recover()
         assert self._owner is not None
         return claim_any(self.store, self._owner, self.models.default_name) if claim else None
 
-    def _gone(self, job: Job) -> str | None:
-        """Why ``job``'s owner counts as gone (the job's error), or None while it holds its lease."""
-        owner = job.owner
-        if owner is None:
-            return "worker lost: the job was running without an owner; submit it again"
-        here = owner.host == HOST_AND_BOOT
-        if here and owner.pid == os.getpid():  # ours, or a dead worker's whose pid this process reuses
-            if owner.token in _LIVE_TOKENS:
-                return None
-            return f"worker lost: the job runner of worker process {owner.pid} stopped; submit it again"
-        if here and not process_alive(owner.pid, owner.started):
-            return (
-                f"interrupted by restart: the worker process {owner.pid} that ran this job is gone; "
-                "submit it again"
-            )
-        silent = time.time() - (job.heartbeat_at or 0.0)
-        if silent > self.settings.job_lease_s:
-            return (
-                f"worker lost: worker process {owner.pid} did not renew its lease for {silent:.0f} s "
-                f"(CLOSECAST_JOB_LEASE_S is {self.settings.job_lease_s:g}); submit it again"
-            )
-        return None
-
     def recover(self) -> None:
         """Fail the running jobs whose worker is gone, kill their training processes (a tune job's parent
         calls this too: ``shards.py``)."""
-        for job, reason in recover_stale_all(self.store, self._gone, self.models.default_name):
-            log.warning("job %s: %s", job.id, reason)
-            here = job.owner is not None and job.owner.host == HOST_AND_BOOT
-            if here and job.child_pid and command_line_mentions(job.child_pid, str(self.work_dir(job.id))):
-                with suppress(ProcessLookupError, PermissionError):
-                    os.killpg(job.child_pid, signal.SIGKILL)
-            shutil.rmtree(self.work_dir(job.id), ignore_errors=True)
-
-    def _sweep_work_dirs(self) -> None:
-        """Remove work dirs of ended jobs, and stale ones of requests that died before queuing theirs."""
-        for path in self.jobs_dir.iterdir() if self.jobs_dir.is_dir() else ():
-            if not path.is_dir():
-                continue
-            job = self.store.get(path.name)
-            stale = job is None and time.time() - path.stat().st_mtime > STRAY_AFTER_S
-            if stale or (job is not None and job.finished):
-                shutil.rmtree(path, ignore_errors=True)
+        recover_gone(self.store, self.models.default_name, self.settings.job_lease_s, self.work_dir)
 
     async def _run(self, job: Job) -> None:
         """Train, judge and record ``job`` while a companion task keeps its lease."""
@@ -303,7 +263,7 @@ class JobRunner:
                 group.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():  # shutdown: never leave a job running behind us
             self.supervisor.stop()
-            with suppress(JobStoreUnavailable, sqlite3.Error):
+            with suppress(StoreUnavailable, StoreFull):
                 self.store.finish(job.id, "failed", error=SHUTDOWN)
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -317,7 +277,7 @@ class JobRunner:
     async def _outcome(self, job: Job, work: Path) -> Outcome:
         try:
             return await self._train_and_promote(job, work)
-        except JobStoreUnavailable as exc:
+        except StoreUnavailable as exc:
             self.supervisor.stop()
             return Outcome("failed", error=f"the job store failed while the job ran: {exc.message}")
         except Exception as exc:  # a bug here must not stop the queue
@@ -331,8 +291,8 @@ class JobRunner:
         while True:
             await anyio.sleep(self.settings.job_heartbeat_s)
             try:
-                lease = await anyio.to_thread.run_sync(self._renew, job)
-            except JobStoreUnavailable as exc:  # locked or gone for now: training goes on, retry next beat
+                lease = await anyio.to_thread.run_sync(renew, self.store, job, self._owner)
+            except StoreUnavailable as exc:  # locked or gone for now: training goes on, retry next beat
                 self._note(exc.message)
                 continue
             self._note(None)
@@ -341,23 +301,15 @@ class JobRunner:
                 scope.cancel()
                 return
 
-    def _renew(self, job: Job) -> str:
-        assert self._owner is not None
-        lease = self.store.heartbeat(job.id, self._owner)
-        if lease == "missing" and self.store.restore(job):  # the store was recreated: the job is still ours
-            log.warning("job %s: the job store lost this running job; it was put back", job.id)
-            lease = self.store.heartbeat(job.id, self._owner)
-        return lease
-
     async def _record(self, job: Job, work: Path, outcome: Outcome) -> None:
         """Write how the job ended, retrying a locked store for up to a lease (then the run ends: lost)."""
         deadline = anyio.current_time() + self.settings.job_lease_s
         try:
             while True:
                 try:
-                    await anyio.to_thread.run_sync(self._record_blocking, job, outcome)
+                    await anyio.to_thread.run_sync(record_end, self.store, job, outcome)
                     break
-                except JobStoreUnavailable as exc:
+                except StoreUnavailable as exc:
                     self._note(exc.message)
                     if anyio.current_time() > deadline:
                         raise
@@ -366,16 +318,9 @@ class JobRunner:
             shutil.rmtree(work, ignore_errors=True)
         log.info("job %s %s%s", job.id, outcome.status, f": {outcome.error}" if outcome.error else "")
 
-    def _record_blocking(self, job: Job, outcome: Outcome) -> None:
-        status, result, error = outcome.status, outcome.result, outcome.error
-        written = self.store.finish(job.id, status, result=result, error=error)
-        if not written and self.store.get(job.id) is None:
-            ended = replace(job, status=status, result=result, error=error, finished_at=now_iso())
-            self.store.restore(ended)  # the store was recreated meanwhile: the job goes back, ended
-
     async def _train_and_promote(self, job: Job, work: Path) -> Outcome:
         out = work / registry.new_version_id(job.id.encode())
-        ended = await train_job(self, job, work, out)  # one CLI process, or a tune job's shards (shards.py)
+        ended = await train_job(self.context(), job, work, out)  # one CLI process, or a tune job's shards
         if ended is not None:
             return ended
         gate = GateRule(self.settings.gate, self.settings.gate_alpha)

@@ -21,9 +21,9 @@ import anyio
 import anyio.to_thread
 
 from app.config import Settings
-from app.jobs.errors import JobStoreUnavailable
 from app.jobs.process import TrainingProcess, describe_exit, disk_full, last_line
-from app.jobs.store import CANCELLED, Job, JobStore, Outcome
+from app.storage.errors import StoreUnavailable
+from app.storage.job_store import CANCELLED, Job, JobStore, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Supervisor:
                     self.store.set_progress(job.id, progress)
                     seen = line
             return seen, self.store.cancel_requested(job.id)
-        except JobStoreUnavailable:
+        except StoreUnavailable:
             return seen, False
 
     async def _kill(self) -> None:

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from app.pg import MIGRATIONS
+from app.storage.pg import MIGRATIONS
 from tests.helpers import FIXTURE_MODELS, ROOT, free_port, server_env, wait_for
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from app.jobs.runner import DB_FILE
+from app.storage.sqlite_jobs import DB_FILE
 from closecast import registry
 from tests.helpers import DEFAULT, FIXTURE_VERSION, ROOT, free_port, server_env
 from tests.jobs.helpers import AUTH, KEY, TINY

@@ -7,15 +7,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from app.backends import build_backends
 from app.inference.models import LoadedModels
-from app.jobs.sqlite_store import SQLiteJobStore
 from app.metrics import Metrics
+from app.storage.backends import build_backends
+from app.storage.sqlite_jobs import SQLiteJobStore
 from tests.helpers import make_settings
 
 
 def test_processes_starting_at_once_create_the_schema_once(pg_cluster: Any) -> None:
-    from app.pg import MIGRATIONS, Database
+    from app.storage.pg import MIGRATIONS, Database
 
     url = pg_cluster.create_database("schema")
     errors: list[BaseException] = []

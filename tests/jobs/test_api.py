@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from app.api.errors import status_of
 from app.jobs.errors import storage_failed
+from app.storage.errors import StoreFull
 from closecast import registry
 from tests.helpers import DEFAULT, FIXTURE_VERSION, copy_registry
 from tests.jobs.helpers import AUTH, KEY, build_app, trainer_settings
@@ -397,7 +398,7 @@ def _sqlite_error(message: str, code: int) -> sqlite3.Error:
     ("exc", "status"),
     [
         (OSError(errno.ENOSPC, "No space left on device"), 507),
-        (_sqlite_error("database or disk is full", sqlite3.SQLITE_FULL), 507),
+        (StoreFull("jobs.sqlite", "database or disk is full"), 507),  # the embedded store's full disk
         (_sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR), 503),
         (PermissionError(errno.EACCES, "Permission denied"), 503),
     ],

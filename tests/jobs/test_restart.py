@@ -17,9 +17,8 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.jobs.process import HOST_AND_BOOT, process_start
-from app.jobs.runner import DB_FILE
-from app.jobs.sqlite_store import SQLiteJobStore
-from app.jobs.store import Owner
+from app.storage.job_store import Owner
+from app.storage.sqlite_jobs import DB_FILE, SQLiteJobStore
 from closecast import registry
 from tests.helpers import DEFAULT
 from tests.jobs.helpers import AUTH, build_app, job, submit, trainer_settings, wait_for, wait_status

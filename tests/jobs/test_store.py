@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from app.jobs.errors import QueueFull
-from app.jobs.sqlite_store import SQLiteJobStore
-from app.jobs.store import Job, Owner
+from app.storage.errors import QueueFull
+from app.storage.job_store import Job, Owner
+from app.storage.sqlite_jobs import SQLiteJobStore
 
 SPEC: dict[str, Any] = {"csv": "x.csv", "column": "Close", "date_column": None, "rows": 300, "params": {}}
 PROGRESS = {"epoch": 0, "epochs": 3, "train_loss": None, "val_loss": None}
@@ -86,8 +86,8 @@ def test_a_second_running_job_is_impossible(store: SQLiteJobStore) -> None:
 CLAIMER = """
 import json, os, sys, time
 from pathlib import Path
-from app.jobs.sqlite_store import SQLiteJobStore
-from app.jobs.store import Owner
+from app.storage.sqlite_jobs import SQLiteJobStore
+from app.storage.job_store import Owner
 store, go = SQLiteJobStore(Path(sys.argv[1])), Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.001)

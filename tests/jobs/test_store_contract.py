@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from app.jobs.errors import JobStoreUnavailable, QueueFull
-from app.jobs.sqlite_store import SQLiteJobStore
-from app.jobs.store import Job, JobStore, Owner
+from app.storage.errors import QueueFull, StoreUnavailable
+from app.storage.job_store import Job, JobStore, Owner
+from app.storage.sqlite_jobs import SQLiteJobStore
 
 SPEC: dict[str, Any] = {"csv": "x.csv", "column": "Close", "date_column": None, "rows": 300, "params": {}}
 PROGRESS = {"epoch": 0, "epochs": 3, "train_loss": None, "val_loss": None}
@@ -25,10 +25,10 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreF
     if request.param == "sqlite":
         yield lambda: SQLiteJobStore(tmp_path / "jobs.sqlite")
         return
-    from app.jobs.pg_store import PostgresJobStore
-    from app.pg import Database
+    url = request.getfixturevalue("pg_url")  # first: a skip (or, in CI, a failure) without the `pg` extra
+    from app.storage.pg import Database
+    from app.storage.pg_jobs import PostgresJobStore
 
-    url = request.getfixturevalue("pg_url")
     dbs: list[Database] = []
 
     def build() -> JobStore:
@@ -170,15 +170,15 @@ def test_concurrent_claims_take_each_job_once(new_store: StoreFactory) -> None:
 
 
 def test_a_store_that_cannot_be_reached_answers_unavailable(pg_cluster: Any) -> None:
-    """PostgreSQL down (a port nobody listens on): a quick JobStoreUnavailable that says so, no URL."""
-    from app.jobs.pg_store import PostgresJobStore
-    from app.pg import Database
+    """PostgreSQL down (a port nobody listens on): a quick StoreUnavailable that says so, no URL."""
+    from app.storage.pg import Database
+    from app.storage.pg_jobs import PostgresJobStore
     from tests.helpers import free_port
 
     db = Database(f"postgresql://postgres:secret@127.0.0.1:{free_port()}/x", timeout_s=0.5)
     db.pool.open(wait=False)
     try:
-        with pytest.raises(JobStoreUnavailable) as caught:
+        with pytest.raises(StoreUnavailable) as caught:
             PostgresJobStore(db).count("queued")
     finally:
         db.close()

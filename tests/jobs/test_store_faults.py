@@ -14,11 +14,10 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from app.jobs.errors import JobStoreUnavailable
 from app.jobs.process import HOST_AND_BOOT, process_start
-from app.jobs.runner import DB_FILE
-from app.jobs.sqlite_store import SQLiteJobStore
-from app.jobs.store import Owner
+from app.storage.errors import StoreUnavailable
+from app.storage.job_store import Owner
+from app.storage.sqlite_jobs import DB_FILE, SQLiteJobStore
 from tests.jobs.helpers import AUTH, TINY, build_app, job, submit, trainer_settings, wait_for, wait_status
 from tests.jobs.test_restart import FORGED_SPEC
 from tests.synthetic import random_walk
@@ -77,7 +76,7 @@ def test_store_errors_name_their_cause_without_a_path(tmp_path: Path) -> None:
     with locked(store.path):
         try:
             store.enqueue("a", "n", "auto", FORGED_SPEC, {}, limit=4)
-        except JobStoreUnavailable as exc:
+        except StoreUnavailable as exc:
             assert exc.kind == "locked" and str(tmp_path) not in exc.message
         else:
             raise AssertionError("a locked store accepted a write")
@@ -85,7 +84,7 @@ def test_store_errors_name_their_cause_without_a_path(tmp_path: Path) -> None:
     store.path.mkdir()  # something that is no database at all
     try:
         store.get("a")
-    except JobStoreUnavailable as exc:
+    except StoreUnavailable as exc:
         assert exc.kind in ("missing", "damaged") and str(tmp_path) not in exc.message
     else:
         raise AssertionError("a directory was read as the job store")

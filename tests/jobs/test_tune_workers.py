@@ -20,14 +20,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import optuna
-import psycopg
 import pytest
 
-from tests.helpers import ROOT, Server, copy_registry, detail_msgs, running_server, server_env, wait_for
+from tests.helpers import (
+    ROOT,
+    Server,
+    copy_registry,
+    detail_msgs,
+    require_extra,
+    running_server,
+    server_env,
+    wait_for,
+)
 from tests.jobs.helpers import AUTH, KEY
 from tests.synthetic import make_closes
-from training.tune import FINISHED, rdb_storage
+
+psycopg = require_extra("psycopg", "pg")
+optuna = require_extra("optuna", "train")
+from training.tune import FINISHED, rdb_storage  # noqa: E402  (after the skips: it imports optuna)
 
 TINY = {"window": 11, "hidden_size": 8, "epochs": 2}
 TRIALS, WORKERS = 4, 2

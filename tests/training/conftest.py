@@ -9,8 +9,11 @@ import pytest
 
 from closecast.config import Config
 from closecast.series import load_csv
+from tests.helpers import require_extra
 from tests.synthetic import make_closes, write_csv
-from training.pipeline import run_training
+
+require_extra("torch", "train")  # every test here trains: without the `train` extra the directory is skipped
+from training.pipeline import run_training  # noqa: E402
 
 TINY = {"window": 11, "hidden_size": 8, "epochs": 3, "seed": 7}
 

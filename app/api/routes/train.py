@@ -20,20 +20,14 @@ from app.api.deps import RunnerDep, SettingsDep, TrainerDep
 from app.api.errors import without_paths
 from app.api.forms import form_schema, inline_schema
 from app.api.responses import errors
-from app.api.train_schemas import (
-    JobAccepted,
-    JobList,
-    JobOut,
-    TrainRequest,
-    UploadForm,
-)
+from app.api.train_many import prepare_files, prepare_json
+from app.api.train_schemas import JobAccepted, JobList, JobOut, TrainRequest, UploadForm
 from app.config import Settings
 from app.inference.models import LoadedModels
-from app.jobs.errors import QueueFull
-from app.jobs.many import prepare_files, prepare_json
 from app.jobs.runner import JobRunner
-from app.jobs.store import Job
-from app.jobs.validation import Prepare
+from app.jobs.spec import Prepare
+from app.storage.errors import QueueFull
+from app.storage.job_store import Job
 from closecast.errors import InputInvalid, Problem, TooManyModels
 
 JobId = Annotated[str, Path(max_length=64, description="the `job_id` POST /train answered")]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -31,9 +31,10 @@ import anyio.to_thread
 import psycopg
 
 from app.inference.holder import ModelHolder
-from app.pg import CHANNEL, Database, unavailable
+from app.storage.pg import CHANNEL, Database, unavailable
 from closecast import registry
 from closecast.registry import FilePointers, PointerRead, Promotion
+from closecast.registry_lock import registry_lock
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,11 @@ class PostgresPointers:
         """Identity of the pointer's last write (its promotion serial), as the holder stamps a file."""
         _, serial = self._pointed(model)
         return None if serial is None else (serial, 0)
+
+    def change_lock(self) -> AbstractContextManager[None]:
+        """This process's threads only: ``promote`` compares (``expected``) and writes pointer and history in
+        one transaction under a per-model advisory lock, so other processes need no file lock."""
+        return registry_lock(None)
 
     def current(self, model: str) -> str | None:
         candidates = self.candidates(model)
@@ -155,7 +161,7 @@ class PostgresPointers:
         """Blocking: True as soon as a promotion is notified, False after ``timeout_s`` without one.
 
         The listening connection is its own (not pooled); it is opened on first use and again after it
-        breaks, which raises ``JobStoreUnavailable`` (the watcher is supervised: it backs off and retries).
+        breaks, which raises ``StoreUnavailable`` (the watcher is supervised: it backs off and retries).
         """
         try:
             if self._listener is None or self._listener.closed:
@@ -178,7 +184,7 @@ class PostgresPointers:
 async def follow_promotions(holder: ModelHolder, pointers: PostgresPointers, interval_s: float) -> None:
     """Run until cancelled: reload when a promotion is notified, and at least every ``interval_s``.
 
-    Supervised (``app/background.py``): a database that is down ends the loop with ``JobStoreUnavailable``;
+    Supervised (``app/background.py``): a database that is down ends the loop with ``StoreUnavailable``;
     the replica keeps serving the model it holds, ``/readyz`` lists the problem, and the loop starts again
     after a backoff.
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from closecast.client.results import Job
+from closecast._client.results import Job
 
 
 class JobBar:

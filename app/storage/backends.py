@@ -1,9 +1,9 @@
 """The one place choosing where jobs and registry pointers live: embedded or PostgreSQL.
 
 ``CLOSECAST_DATABASE_URL`` unset: the SQLite job store in the model dir and the pointer files beside the
-bundles (one machine; today's behaviour). Set to ``postgresql://…``: both in PostgreSQL (``app/pg.py``,
-``app/jobs/pg_store.py``, ``app/pg_pointers.py``), shared by API replicas and workers on any machine that
-mounts the models volume. psycopg is imported only in the second case, so the embedded install needs no
+bundles (one machine; today's behaviour). Set to ``postgresql://…``: both in PostgreSQL (``pg.py``,
+``pg_jobs.py``, ``pg_pointers.py`` beside this module), shared by API replicas and workers on any machine
+that mounts the models volume. psycopg is imported only in the second case, so the embedded install needs no
 database driver.
 """
 
@@ -17,9 +17,8 @@ from pathlib import Path
 from app.config import Settings
 from app.inference.holder import watch_pointer
 from app.inference.models import LoadedModels
-from app.jobs.runner import DB_FILE
-from app.jobs.sqlite_store import SQLiteJobStore
-from app.jobs.store import JobStore
+from app.storage.job_store import JobStore
+from app.storage.sqlite_jobs import DB_FILE, SQLiteJobStore
 
 
 def _nothing() -> None:
@@ -58,9 +57,9 @@ def build_backends(settings: Settings, models: LoadedModels) -> Backends:
             store=embedded_store(settings.model_dir, settings.job_store_timeout_s),
             watcher=partial(watch_pointer, holder, interval),
         )
-    from app.jobs.pg_store import PostgresJobStore  # psycopg only when asked for
-    from app.pg import Database
-    from app.pg_pointers import PostgresPointers, follow_promotions
+    from app.storage.pg import Database
+    from app.storage.pg_jobs import PostgresJobStore  # psycopg only when asked for
+    from app.storage.pg_pointers import PostgresPointers, follow_promotions
 
     db = Database(
         settings.database_url.get_secret_value(), settings.db_pool_size, settings.job_store_timeout_s

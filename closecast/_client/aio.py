@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
-from closecast.client import calls
-from closecast.client.errors import JobFailed
-from closecast.client.progress import JobBar
-from closecast.client.results import BacktestResult, ForecastResult, Job
-from closecast.client.sync import _job_id, auth_headers, error_of
+from closecast._client import calls
+from closecast._client.errors import JobFailed
+from closecast._client.progress import JobBar
+from closecast._client.results import BacktestResult, ForecastResult, Job
+from closecast._client.sync import _job_id, auth_headers, error_of
 
 
 class AsyncClient:

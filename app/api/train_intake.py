@@ -1,22 +1,22 @@
 """The training CLI's own input checks, run before a job is queued, so ``/train`` refuses bad data at once
-with the messages ``python -m training train`` prints (as a 422). Several series (``app/jobs/many.py``)
+with the messages ``python -m training train`` prints (as a 422). Several series (``app/api/train_many.py``)
 are checked as the CLI checks them, each message starting with the series' id.
 
 The checks themselves live in the core (``closecast.config``, ``closecast.series``): numpy only, never
-torch (``tests/jobs/test_no_torch.py`` keeps it so).
+torch (``tests/jobs/test_no_torch.py`` keeps it so). What a check accepts becomes a plain
+``app.jobs.spec.Submission``: the jobs never see a request schema.
 """
 
 from __future__ import annotations
 
-import csv
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from app.api.train_schemas import TrainParams, TrainRequest, TuneRequest, UploadForm
 from app.config import Settings
+from app.jobs.spec import Prepare, Submission, write_series_csv
 from closecast.config import Config
 from closecast.csvrows import check_column_name
 from closecast.errors import InputInvalid, Loc, Problem
@@ -26,58 +26,8 @@ from closecast.series import (
     Series,
     check_trainable,
     load_csv,
-    load_many,
     series_from_values,
 )
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A validated job whose data lie in its work dir as ``csvs``, read with the CLI's column arguments."""
-
-    name: str  # the data's label (`source`)
-    promote: str
-    csvs: list[str]
-    column: str
-    date_column: str | None  # None: the CLI's default ("Date" when the file has it, else file order)
-    rows: int
-    params: dict[str, Any]
-    epochs: int
-    model: str
-    id_column: str | None = None  # long format: one series per value of this column
-    n_series: int = 1
-    tune: dict[str, Any] | None = None  # a search (``python -m training tune``) instead of ``train``
-
-    def initial_progress(self) -> dict[str, Any]:
-        """The job's progress while queued: no epoch yet (and, for a search, no trial yet)."""
-        progress = {"epoch": 0, "epochs": self.epochs, "train_loss": None, "val_loss": None}
-        if self.tune is None:
-            return progress
-        search = {"trials_done": 0, "trials": self.tune["trials"], "trials_pruned": 0, "best_value": None}
-        return {**progress, "phase": "search", **search}
-
-    def spec(self) -> dict[str, Any]:
-        """What the runner needs to build the command line (stored with the job, in its JSON ``spec``, so
-        every job store carries it unchanged). ``csv`` is the first file, as it always was."""
-        spec = {
-            "csv": self.csvs[0],
-            "column": self.column,
-            "date_column": self.date_column,
-            "rows": self.rows,
-            "params": self.params,
-        }
-        extra = {"csvs": self.csvs if len(self.csvs) > 1 else None, "id_column": self.id_column,
-                 "n_series": self.n_series if self.n_series > 1 else None, "tune": self.tune}  # fmt: skip
-        return {**spec, **{k: v for k, v in extra.items() if v is not None}}
-
-
-def spec_files(spec: Mapping[str, Any]) -> list[str]:
-    """The job's CSV files (jobs queued before several series existed name one, as ``csv``)."""
-    files: list[str] = spec.get("csvs") or [spec["csv"]]
-    return files
-
-
-Prepare = Callable[[Path], Submission]
 
 
 def _invalid(loc: Loc, exc: ValueError, kind: str) -> InputInvalid:
@@ -108,7 +58,7 @@ def series_of_values(
     check_length: bool = True,
 ) -> Series:
     """Closes (and features) sent as JSON, validated and (with ``check_length``) length-checked like a
-    CSV; several series are length-checked together (``app/jobs/many.py``)."""
+    CSV; several series are length-checked together (``app/api/train_many.py``)."""
     unused = sorted(set(features or {}) - set(cfg.data.features))
     if unused:
         raise _invalid(("body", "features", unused[0]), ValueError(
@@ -148,21 +98,6 @@ def _long_enough(series: Series, cfg: Config, loc: Loc) -> Series:
     return series
 
 
-def write_series_csv(path: Path, series: Series) -> None:
-    """``Date,Close`` (or ``Close``) rows in chronological order; ``repr`` keeps every float bit."""
-    names = list(series.features)
-    columns = [series.closes, *(series.features[n] for n in names)]
-    rows = ([repr(float(v)) for v in row] for row in zip(*columns, strict=True))
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        if series.dates is None:
-            writer.writerow(["Close", *names])
-            writer.writerows(rows)
-        else:
-            writer.writerow(["Date", "Close", *names])
-            writer.writerows([d, *row] for d, row in zip(series.dates, rows, strict=True))
-
-
 def tune_spec(tune: TuneRequest | None, settings: Settings, params: TrainParams) -> dict[str, Any] | None:
     """The search a tune job runs, or None; a search budget the job's own limit cannot hold is a 422."""
     if tune is None:
@@ -199,7 +134,7 @@ def check_tune_workers(tune: TuneRequest, settings: Settings) -> None:
 
 def prepare_values(body: TrainRequest, settings: Settings, model: str) -> Prepare:
     """Validate JSON closes now; the returned step writes them as the job's CSV."""
-    assert body.closes is not None  # app/jobs/many.py sends several series elsewhere
+    assert body.closes is not None  # app/api/train_many.py sends several series elsewhere
     cfg = training_config(body.params.overrides(), settings.train_threads)
     tune = tune_spec(body.tune, settings, body.params)
     series = series_of_values(
@@ -261,20 +196,3 @@ def upload_name(filename: str | None) -> str:
     stem = Path(filename or "").stem
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip("._-")[:64]
     return cleaned or "upload"
-
-
-def job_series(work: Path, spec: Mapping[str, Any]) -> Series | dict[str, Series]:
-    """The series the training CLI read from a job's CSVs (same reader, same arguments, the features it
-    trained on): one series, else each by its name. The gate scores both models on them."""
-    column, date_column = spec["column"], spec.get("date_column")
-    found = load_many(
-        [work / f for f in spec_files(spec)],
-        column,
-        date_column or "Date",
-        spec.get("id_column"),
-        require_date_column=date_column is not None,
-        features=spec.get("params", {}).get("features") or (),
-    )
-    if len(found) == 1 and not spec.get("id_column"):
-        return found[0]
-    return {s.name: s for s in found}

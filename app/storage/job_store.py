@@ -1,7 +1,7 @@
 """The job store interface: what the runner and the API need from wherever jobs are kept.
 
 ``JobStore`` is a Protocol so a second backend (PostgreSQL for scale-out) can stand in for the SQLite one
-(``app/jobs/sqlite_store.py``) without the runner changing. Jobs belong to a model name (``"default"`` until
+(``app/storage/sqlite_jobs.py``) without the runner changing. Jobs belong to a model name (``"default"`` until
 named models exist); at most one job per model runs at a time across every worker sharing the store.
 
 A running job carries a lease: its owner (pid, host and boot, process start time, runner token) and the
@@ -10,7 +10,7 @@ runner recovers a running job whose owner is gone (same host: the process or the
 no heartbeat for ``CLOSECAST_JOB_LEASE_S``) by failing it with a "worker lost" reason. A job is failed, not
 requeued: a job that kills its worker would otherwise be retried forever, and its data went with its work dir.
 
-Every method raises ``JobStoreUnavailable`` (503, with the cause: locked, read-only, missing, damaged) when
+Every method raises ``StoreUnavailable`` (503, with the cause: locked, read-only, missing, damaged) when
 the store cannot be used, quickly: no request waits more than ``CLOSECAST_JOB_STORE_TIMEOUT_S`` on a lock.
 """
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from closecast.client.results import BacktestResult, ForecastResult, Job
+from closecast._client.results import BacktestResult, ForecastResult, Job
 
 DEFAULT_LEVELS = (80, 95)
 RETRY_STATUSES = frozenset({429, 503})

@@ -12,19 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.api.train_schemas import TrainRequest, TrainSeries, UploadForm
-from app.config import MAX_CLOSES_CEILING, Settings
-from app.jobs.validation import (
-    Prepare,
-    Submission,
+from app.api.train_intake import (
     prepare_upload,
     prepare_values,
     series_of_values,
     training_config,
     tune_spec,
     upload_name,
-    write_series_csv,
 )
+from app.api.train_schemas import TrainRequest, TrainSeries, UploadForm
+from app.config import MAX_CLOSES_CEILING, Settings
+from app.jobs.spec import Prepare, Submission, write_series_csv
 from closecast.collection import split_by_time
 from closecast.config import Config
 from closecast.errors import InputInvalid, Loc, PayloadTooLarge, Problem, TooManySeries

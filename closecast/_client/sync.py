@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 
-from closecast.client import calls
-from closecast.client.errors import APIError, JobFailed
-from closecast.client.progress import JobBar
-from closecast.client.results import BacktestResult, ForecastResult, Job
+from closecast._client import calls
+from closecast._client.errors import APIError, JobFailed
+from closecast._client.progress import JobBar
+from closecast._client.results import BacktestResult, ForecastResult, Job
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:

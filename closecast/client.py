@@ -10,10 +10,10 @@ server, training or ONNX Runtime, so it can ship as a package of its own (``clos
         result.forecast, result.intervals[80].lower, result.model_version
 """
 
-from closecast.client.aio import AsyncClient
-from closecast.client.errors import APIError, ClosecastError, JobFailed
-from closecast.client.results import BacktestResult, ForecastResult, Interval, Job
-from closecast.client.sync import Client
+from closecast._client.aio import AsyncClient
+from closecast._client.errors import APIError, ClosecastError, JobFailed
+from closecast._client.results import BacktestResult, ForecastResult, Interval, Job
+from closecast._client.sync import Client
 
 __all__ = [
     "APIError",

@@ -1,6 +1,6 @@
 """The PostgreSQL connection of one process (scale-out mode): a small pool, the schema, and error mapping.
 
-Only used when ``CLOSECAST_DATABASE_URL`` is set (``app/backends.py`` decides). psycopg lives in ``app/``
+Only used when ``CLOSECAST_DATABASE_URL`` is set (``backends.py`` decides). psycopg lives in ``app/``
 rather than the core so the core stays numpy + ONNX Runtime + stdlib, and training never needs a database
 driver (Optuna's RDB storage brings its own through SQLAlchemy).
 
@@ -22,7 +22,7 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from app.jobs.errors import JobStoreUnavailable
+from app.storage.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +84,17 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def unavailable(exc: BaseException) -> JobStoreUnavailable:
+def unavailable(exc: BaseException) -> StoreUnavailable:
     """The domain error (503) for a database that cannot be used now; the text never carries the URL."""
     if isinstance(exc, PoolTimeout):
-        return JobStoreUnavailable("unreachable", STORE_NAME, "no connection within the store timeout")
+        return StoreUnavailable("unreachable", STORE_NAME, "no connection within the store timeout")
     if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction | psycopg.errors.InsufficientPrivilege):
-        return JobStoreUnavailable("read-only", STORE_NAME, type(exc).__name__)
+        return StoreUnavailable("read-only", STORE_NAME, type(exc).__name__)
     if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
-        return JobStoreUnavailable("locked", STORE_NAME, type(exc).__name__)
+        return StoreUnavailable("locked", STORE_NAME, type(exc).__name__)
     if isinstance(exc, psycopg.OperationalError):
-        return JobStoreUnavailable("unreachable", STORE_NAME, type(exc).__name__)
-    return JobStoreUnavailable("failed", STORE_NAME, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return StoreUnavailable("unreachable", STORE_NAME, type(exc).__name__)
+    return StoreUnavailable("failed", STORE_NAME, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
 
 
 def connect_kwargs(timeout_s: float) -> dict[str, Any]:
@@ -153,7 +153,7 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[DictRow]]:
-        """A pooled autocommit connection; any database failure becomes ``JobStoreUnavailable`` (503)."""
+        """A pooled autocommit connection; any database failure becomes ``StoreUnavailable`` (503)."""
         try:
             with self.pool.connection() as conn:
                 yield conn
