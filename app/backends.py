@@ -4,22 +4,28 @@
 bundles (one machine; today's behaviour). Set to ``postgresql://…``: both in PostgreSQL (``app/pg.py``,
 ``app/jobs/pg_store.py``, ``app/pg_pointers.py``), shared by API replicas and workers on any machine that
 mounts the models volume. psycopg is imported only in the second case, so the embedded install needs no
-database driver.
+database driver. With ``CLOSECAST_MODEL_STORE=s3://…`` too, nothing is shared but the database and the bucket:
+bundles come from the bucket into each process's own model dir (a cache), a job's data travels through it
+(``app/storage/``), and an empty bucket is seeded at start (boto3 is imported only in that case).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from app.config import Settings
+from app.config import REPO_MODELS_DIR, Settings
 from app.inference.holder import watch_pointer
 from app.inference.models import LoadedModels
-from app.jobs.runner import DB_FILE
+from app.jobs.runner import DB_FILE, JOBS_DIR
 from app.jobs.sqlite_store import SQLiteJobStore
 from app.jobs.store import JobStore
+from closecast.objectstore import ObjectStore, StoreRegistry, seed_store
+
+log = logging.getLogger(__name__)
 
 
 def _nothing() -> None:
@@ -45,6 +51,22 @@ def embedded_store(model_dir: Path, timeout_s: float) -> SQLiteJobStore:
     return SQLiteJobStore(model_dir / DB_FILE, timeout_s)
 
 
+def open_object_store(settings: Settings) -> ObjectStore | None:
+    """The bucket of ``CLOSECAST_MODEL_STORE`` (boto3 imported only then), or None without one."""
+    if settings.model_store is None:
+        return None
+    from app.storage.s3 import S3Store
+
+    return S3Store(settings.model_store)
+
+
+def seed_object_store(settings: Settings, bundles: StoreRegistry) -> None:
+    """An empty store takes the registry of ``CLOSECAST_DEFAULT_MODEL_DIR``, else the package's models."""
+    source = settings.default_model_dir or REPO_MODELS_DIR
+    if seeded := seed_store(bundles, source, settings.default_model):
+        log.info("seeded the empty object store with %s from %s", ", ".join(seeded), source)
+
+
 def build_backends(settings: Settings, models: LoadedModels) -> Backends:
     """The backends ``settings`` ask for; with a database, every model's holder reads its pointers there.
 
@@ -65,11 +87,20 @@ def build_backends(settings: Settings, models: LoadedModels) -> Backends:
     db = Database(
         settings.database_url.get_secret_value(), settings.db_pool_size, settings.job_store_timeout_s
     )
-    pointers = PostgresPointers(db, models.files)
+    objects = open_object_store(settings)
+    bundles = StoreRegistry(objects, settings.model_dir) if objects is not None else None
+    pointers = PostgresPointers(db, models.files, bundles)
     models.use_pointers(pointers)
+    store: JobStore = PostgresJobStore(db)
+    if objects is not None:
+        from app.storage.job_inputs import StoreInputsJobStore
+
+        store = StoreInputsJobStore(db, objects, settings.model_dir / JOBS_DIR)
 
     def open_database() -> None:
         db.open()
+        if bundles is not None:
+            seed_object_store(settings, bundles)
         pointers.seed(models.names())
 
     def close_database() -> None:
@@ -77,8 +108,8 @@ def build_backends(settings: Settings, models: LoadedModels) -> Backends:
         db.close()
 
     return Backends(
-        kind="postgresql",
-        store=PostgresJobStore(db),
+        kind="postgresql" if objects is None else "postgresql+s3",
+        store=store,
         watcher=partial(follow_promotions, holder, pointers, interval),
         open=open_database,
         close=close_database,
