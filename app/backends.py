@@ -12,10 +12,12 @@ bundles come from the bucket into each process's own model dir (a cache), a job'
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from app.config import REPO_MODELS_DIR, Settings
 from app.inference.holder import watch_pointer
@@ -25,7 +27,12 @@ from app.jobs.sqlite_store import SQLiteJobStore
 from app.jobs.store import JobStore
 from closecast.objectstore import ObjectStore, StoreRegistry, seed_store
 
+if TYPE_CHECKING:
+    from app.pg import Database
+
 log = logging.getLogger(__name__)
+
+SEED_WAIT_S = 600  # longest a process waits for another to finish seeding an empty object store
 
 
 def _nothing() -> None:
@@ -60,10 +67,28 @@ def open_object_store(settings: Settings) -> ObjectStore | None:
     return S3Store(settings.model_store)
 
 
-def seed_object_store(settings: Settings, bundles: StoreRegistry) -> None:
-    """An empty store takes the registry of ``CLOSECAST_DEFAULT_MODEL_DIR``, else the package's models."""
+def _try_lock(conn: Any, name: str) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (name,)).fetchone()
+    return bool(row and row["ok"])
+
+
+def seed_object_store(settings: Settings, bundles: StoreRegistry, db: Database) -> None:
+    """An empty store takes the registry of ``CLOSECAST_DEFAULT_MODEL_DIR``, else the package's models.
+
+    Under a database advisory lock: processes starting together wait for the one seeding, so none reads a
+    half-seeded store (a version uploaded, its pointer copy not yet)."""
     source = settings.default_model_dir or REPO_MODELS_DIR
-    if seeded := seed_store(bundles, source, settings.default_model):
+    with db.connection() as conn:
+        deadline = time.monotonic() + SEED_WAIT_S  # polled: a blocking wait would hit the lock timeout
+        while not _try_lock(conn, "closecast seed store"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"another process has been seeding the object store for {SEED_WAIT_S} s")
+            time.sleep(0.2)
+        try:
+            seeded = seed_store(bundles, source, settings.default_model)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", ("closecast seed store",))
+    if seeded:
         log.info("seeded the empty object store with %s from %s", ", ".join(seeded), source)
 
 
@@ -100,7 +125,7 @@ def build_backends(settings: Settings, models: LoadedModels) -> Backends:
     def open_database() -> None:
         db.open()
         if bundles is not None:
-            seed_object_store(settings, bundles)
+            seed_object_store(settings, bundles, db)
         pointers.seed(models.names())
 
     def close_database() -> None:
