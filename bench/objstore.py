@@ -11,7 +11,9 @@ bucket seeded with the fixture model. Then:
    promotion's commit (the bench LISTENs on the database's promotion channel, as the replicas do) until both
    replicas answer ``/forecast`` with the new version (each polled every 5 ms). Includes the download of the
    new bundle from the store, its verification and the ONNX session's start on each replica.
-2. ``--starts`` times A B A B: a replica started with an EMPTY model dir (it downloads and verifies the
+2. In this process, A B A B five times: the served bundle downloaded from the store, verified and loaded
+   into an empty cache, vs loaded from a cache that holds it.
+3. ``--starts`` times A B A B: a replica started with an EMPTY model dir (it downloads and verifies the
    served bundle from the store) vs one started over a model dir that already holds it (cache warm), from
    the process's start to ``/readyz`` answering 200. The difference is the first load from the store.
 """
@@ -35,6 +37,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.storage.s3 import S3Store  # noqa: E402
+from closecast.bundle import load_forecaster  # noqa: E402
+from closecast.objectstore import StoreRegistry  # noqa: E402
 from tests.helpers import FIXTURE_MODELS, SYNTHETIC_CSV, running_server, server_env, wait_for  # noqa: E402
 from tests.postgres import start_cluster  # noqa: E402
 from tests.s3 import start_s3  # noqa: E402
@@ -55,23 +60,15 @@ def _promotion_to_all(db_url: str, replicas: list[str], submit_to: str) -> float
     body = {"closes": CLOSES, "params": {"window": 11, "epochs": 1, "hidden_size": 8}, "promote": "always"}
     with psycopg.connect(db_url, autocommit=True) as listener:
         listener.execute("LISTEN closecast_promotions")
-        job = httpx.post(submit_to + "/train", json=body, headers=AUTH, timeout=30).json()["job_id"]
-        next(iter(listener.notifies(timeout=300, stop_after=1)))
+        response = httpx.post(submit_to + "/train", json=body, headers=AUTH, timeout=30)
+        assert response.status_code == 202, response.text
+        next(iter(listener.notifies(timeout=600, stop_after=1)))
         committed = time.perf_counter()
-    ended = wait_for(
-        lambda: (
-            (j := httpx.get(f"{submit_to}/train/{job}", headers=AUTH, timeout=10).json())["status"]
-            in ("succeeded", "failed")
-            and j
-        ),
-        timeout=60,
-        every=0.05,
-    )
-    assert ended["status"] == "succeeded" and ended["result"]["promoted"], ended
-    version = ended["result"]["version"]
+        row = listener.execute("SELECT version FROM pointers WHERE model = 'default'").fetchone()
+    assert row is not None
     waiting = set(replicas)
     while waiting:
-        waiting = {url for url in waiting if _served(url) != version}
+        waiting = {url for url in waiting if _served(url) != row[0]}
         if waiting:
             time.sleep(0.005)
     return time.perf_counter() - committed
@@ -81,6 +78,26 @@ def _start_to_ready(model_dir: Path, settings: dict[str, str]) -> float:
     began = time.perf_counter()
     with running_server(model_dir, run_jobs="false", **settings):
         return time.perf_counter() - began
+
+
+def _load_in_process(store_url: str, tmp: Path, loads: int) -> tuple[list[float], list[float]]:
+    """A B A B in this process: download + verify + load the served default bundle into an empty cache,
+    vs load it from a cache that holds it (what a cold replica adds over a warm one)."""
+    bundles = StoreRegistry(S3Store(store_url), tmp / "warm-load")
+    version = bundles.read_pointer("default")[0]
+    assert version is not None
+    bundles.fetch("default", version)
+    cold, warm = [], []
+    for n in range(loads):
+        began = time.perf_counter()
+        empty = StoreRegistry(S3Store(store_url), tmp / f"cold-load{n}")
+        empty.fetch("default", version)
+        load_forecaster(tmp / f"cold-load{n}" / "default" / version, "cpu")
+        cold.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        load_forecaster(tmp / "warm-load" / "default" / version, "cpu")
+        warm.append(time.perf_counter() - began)
+    return cold, warm
 
 
 def _cold_vs_warm(tmp: Path, settings: dict[str, str], starts: int) -> tuple[list[float], list[float]]:
@@ -133,6 +150,12 @@ def main() -> None:
             )
         worker.terminate()
         worker.wait(30)
+        cold_load, warm_load = _load_in_process(settings["model_store"], tmp, 5)
+        cold_ms, warm_ms = statistics.median(cold_load) * 1000, statistics.median(warm_load) * 1000
+        print(
+            f"first load of the served bundle: from the store (download + verify + load) median "
+            f"{cold_ms:.0f} ms, from a warm cache {warm_ms:.0f} ms  (A B A B in one process, n=5 each)"
+        )
         cold, warm = _cold_vs_warm(tmp, settings, args.starts)
         cold_s, warm_s = statistics.median(cold), statistics.median(warm)
         print(
