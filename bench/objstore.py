@@ -83,14 +83,15 @@ def _start_to_ready(model_dir: Path, settings: dict[str, str]) -> float:
 def _load_in_process(store_url: str, tmp: Path, loads: int) -> tuple[list[float], list[float]]:
     """A B A B in this process: download + verify + load the served default bundle into an empty cache,
     vs load it from a cache that holds it (what a cold replica adds over a warm one)."""
-    bundles = StoreRegistry(S3Store(store_url), tmp / "warm-load")
+    store = S3Store(store_url)  # one client, as a replica holds one
+    bundles = StoreRegistry(store, tmp / "warm-load")
     version = bundles.read_pointer("default")[0]
     assert version is not None
     bundles.fetch("default", version)
     cold, warm = [], []
     for n in range(loads):
         began = time.perf_counter()
-        empty = StoreRegistry(S3Store(store_url), tmp / f"cold-load{n}")
+        empty = StoreRegistry(store, tmp / f"cold-load{n}")
         empty.fetch("default", version)
         load_forecaster(tmp / f"cold-load{n}" / "default" / version, "cpu")
         cold.append(time.perf_counter() - began)

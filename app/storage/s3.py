@@ -106,11 +106,16 @@ class S3Store:
             self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
 
     def download(self, key: str, path: Path) -> bool:
-        def call() -> bool:
-            self._client.download_file(self.bucket, self._full(key), str(path), Config=_TRANSFER)
-            return True
-
-        return bool(self._maybe("download", key, call))
+        """One GET streamed to ``path`` (``download_file`` would add a HEAD first: a round trip per file)."""
+        response = self._maybe(
+            "download", key, lambda: self._client.get_object(Bucket=self.bucket, Key=self._full(key))
+        )
+        if response is None:
+            return False
+        with self._errors("download", key), path.open("wb") as fh:
+            for chunk in response["Body"].iter_chunks(1 << 20):
+                fh.write(chunk)
+        return True
 
     def upload(self, key: str, path: Path) -> None:
         with self._errors("upload", key):
