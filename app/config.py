@@ -203,6 +203,35 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=4, ge=1, le=100, description="PostgreSQL connections per process")
     run_jobs: bool = Field(default=True, description="false: this API process only enqueues (workers train)")
 
+    # Object storage (docs/object-storage.md): bundles, pointer copies and job data in an S3 bucket
+    model_store: str | None = Field(
+        default=None,
+        description="s3://bucket/prefix: the registry lives there and model_dir is a local cache; needs "
+        "database_url; endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...",
+    )
+
+    @field_validator("model_store")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        body = value.removeprefix("s3://")
+        if body == value or not body.split("/", 1)[0]:
+            raise ValueError(
+                f"CLOSECAST_MODEL_STORE is {value[:80]!r}; use s3://bucket or s3://bucket/prefix, or leave "
+                "it unset to keep the registry in CLOSECAST_MODEL_DIR"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _store_needs_a_database(self) -> Settings:
+        if self.model_store is not None and self.database_url is None:
+            raise ValueError(
+                "CLOSECAST_MODEL_STORE needs CLOSECAST_DATABASE_URL (postgresql://...): the database holds "
+                "which version each replica serves; set both, or neither for one machine"
+            )
+        return self
+
     @field_validator("model_dir", "default_model_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:

@@ -77,7 +77,9 @@ def _configure_logging(level: str) -> None:
 def _prepare_registry(settings: Settings) -> None:
     """Migrate a flat-layout registry and seed an empty volume, one process at a time (closecast.migrate)."""
     try:
-        done = prepare_registry(settings.model_dir, settings.default_model, settings.default_model_dir)
+        # with an object store, the store is seeded (app/backends.py) and the model dir is only a cache
+        seed_from = settings.default_model_dir if settings.model_store is None else None
+        done = prepare_registry(settings.model_dir, settings.default_model, seed_from)
     except OSError as exc:
         raise RuntimeError(
             f"cannot bring the model dir into the named layout ({exc.strerror or exc}); make it writable "

@@ -168,6 +168,11 @@ def promotion_history(model_dir: Path) -> list[Promotion]:
         raw = (model_dir / PROMOTIONS).read_bytes()
     except OSError:
         return []
+    return parse_promotions(raw)
+
+
+def parse_promotions(raw: bytes) -> list[Promotion]:
+    """``promotions.jsonl`` as bytes (a file, or an object store's copy): the promotions, oldest first."""
     history: list[Promotion] = []
     for number, line in enumerate(raw.splitlines(), start=1):
         try:
@@ -224,13 +229,26 @@ def set_current(model_dir: Path, version: str, reason: str = "") -> None:
     _write_atomically(model_dir, CURRENT_POINTER, version + "\n")
 
 
+def promotions_text(history: list[Promotion]) -> str:
+    """The ``promotions.jsonl`` holding ``history``, one line per promotion, as ``set_current`` appends."""
+    return "".join(json.dumps(asdict(item), separators=(",", ":")) + "\n" for item in history)
+
+
+def mirror_pointer(model_dir: Path, version: str, history: list[Promotion]) -> None:
+    """Write ``promotions.jsonl`` then ``current`` as the database holds them (scale-out keeps the files as
+    a copy): each replaced atomically, so a reader sees an old or a new file, never half of one."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomically(model_dir, PROMOTIONS, promotions_text(history))
+    _write_atomically(model_dir, CURRENT_POINTER, version + "\n")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _append_promotion(model_dir: Path, item: Promotion) -> None:
     """One ``write`` of one line with O_APPEND: concurrent writers never interleave inside a line."""
-    line = (json.dumps(asdict(item), separators=(",", ":")) + "\n").encode()
+    line = promotions_text([item]).encode()
     fd = os.open(model_dir / PROMOTIONS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)

@@ -66,7 +66,11 @@ class ModelHolder:
         return self._current
 
     def load_version(self, version: str) -> Forecaster:
-        """Load and verify ``model_dir/version`` without serving it; raises ``BundleInvalid``."""
+        """Load and verify ``model_dir/version`` without serving it; raises ``BundleInvalid``. With an object
+        store, the pointer store first brings the version into the local cache (``fetch``)."""
+        fetch = getattr(self.pointers, "fetch", None)
+        if fetch is not None and registry.is_valid_version(version):
+            fetch(self.model, version)
         if not registry.is_valid_version(version) or not (self.model_dir / version).is_dir():
             raise BundleInvalid(f"version {version!r} is not a bundle directory in the registry")
         return load_forecaster(self.model_dir / version, self.providers, self.ort_threads)

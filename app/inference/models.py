@@ -73,8 +73,11 @@ class LoadedModels:
     # --- names -------------------------------------------------------------------------------------------
 
     def names(self) -> list[str]:
-        """Model names in the registry (directories with a version or a pointer), sorted."""
-        return registry.list_models(self.root)
+        """Model names in the registry (directories with a version or a pointer), sorted; with a database,
+        also those it has a pointer for (with an object store, the local registry is only a cache)."""
+        shared = getattr(self.pointers, "names", None)
+        local = registry.list_models(self.root)
+        return sorted({*local, *shared()}) if shared is not None else local
 
     def exists(self, name: str) -> bool:
         return registry.is_valid_model_name(name) and name in self.names()

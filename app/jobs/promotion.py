@@ -333,3 +333,6 @@ def register(holder: ModelHolder, bundle: Path, max_models: int | None = None) -
     if target.exists():
         raise FileExistsError(f"{target} already exists")
     os.rename(bundle, target)
+    publish = getattr(holder.pointers, "publish", None)  # an object store: upload it for every replica
+    if publish is not None:
+        publish(holder.model, bundle.name)

@@ -48,13 +48,12 @@ from app.jobs.shards import JobContext, train_job
 from app.jobs.spec import Prepare, job_series
 from app.jobs.supervisor import Supervisor
 from app.storage.errors import StoreFull, StoreUnavailable
-from app.storage.job_store import Job, JobStore, Outcome, Owner, claim_any
+from app.storage.job_store import JOBS_DIR, Job, JobStore, Outcome, Owner, claim_any
 from closecast import registry
 from closecast.series import Series
 
 log = logging.getLogger(__name__)
 
-JOBS_DIR = ".jobs"
 IDLE_S = 1.0  # between looks at the queue when it was empty (jobs queued by other workers)
 
 SHUTDOWN = "interrupted: the service shut down while this job was running; submit it again"

@@ -25,6 +25,7 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 KEEP_FINISHED = 1000  # finished jobs kept for GET /train; older ones are pruned on enqueue
 DEFAULT_MODEL = "default"
 CANCELLED = "cancelled by request"
+JOBS_DIR = ".jobs"  # under the model dir: each job's work dir (its data, the bundle it writes)
 
 # What a heartbeat finds: the lease is still ours, another worker took the job over (it failed it as lost),
 # or the row is gone (the store was deleted and recreated): the owner may ``restore`` it.

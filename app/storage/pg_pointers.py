@@ -12,9 +12,16 @@ notification sent while a replica was disconnected is lost, each also polls ever
 volume; only the choice of version lives here, so the same candidates rule as ``FilePointers`` applies:
 the pointer's version if its bundle exists, then promoted versions newest first.
 
-On start, a model name the database has no pointer for is seeded from the registry's files (``current``
-and ``promotions.jsonl``) — the first start against an empty database keeps serving what was served.
-From then on the files are no longer read for that model.
+The database is the one source of truth; the ``mirror`` keeps a copy of every model's pointer and history
+after each promotion: the object store's ``<model>/current`` and ``promotions.jsonl`` with
+``CLOSECAST_MODEL_STORE``, the files beside the bundles on the shared volume without one. On start, a model
+name the database has no pointer for takes the mirror's copy (the first start against an empty database
+keeps serving what was served); one it has a pointer for keeps it, and a copy that differs is logged and
+rewritten from the database.
+
+With an object store (``bundles``), a version is servable when it is in the local cache or in the store; the
+holder fetches it into the cache (``fetch``) before loading it, and a version is uploaded before it can be
+promoted (``publish``), so no replica is ever pointed at a bundle it cannot get.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ import anyio.to_thread
 import psycopg
 
 from app.inference.holder import ModelHolder
+from app.storage.errors import StoreUnavailable
 from app.storage.pg import CHANNEL, Database, unavailable
 from closecast import registry
+from closecast.objectstore import FileMirror, PointerMirror, StoreRegistry
 from closecast.registry import FilePointers, PointerRead, Promotion
 from closecast.registry_lock import registry_lock
 
@@ -42,10 +51,33 @@ log = logging.getLogger(__name__)
 class PostgresPointers:
     """Pointers and promotion history per model name in PostgreSQL (implements ``PointerStore``)."""
 
-    def __init__(self, db: Database, files: FilePointers) -> None:
+    def __init__(self, db: Database, files: FilePointers, bundles: StoreRegistry | None = None) -> None:
         self.db = db
-        self.files = files  # where the bundles are (the shared volume), and the files seeded from
+        self.files = files  # where the bundles are: the shared volume, or the local cache of the store's
+        self.bundles = bundles
+        self.mirror: PointerMirror = bundles if bundles is not None else FileMirror(files.root)
         self._listener: psycopg.Connection[Any] | None = None
+
+    def _servable(self, model: str, version: str) -> bool:
+        """A bundle here, or (with a store) one the store holds, which ``fetch`` brings here."""
+        if registry.is_bundle(self.files.model_dir_of(model), version):
+            return True
+        return self.bundles is not None and self.bundles.has(model, version)
+
+    def fetch(self, model: str, version: str) -> None:
+        """Bring ``version`` into the local cache from the store (the holder calls it before loading)."""
+        if self.bundles is not None:
+            self.bundles.fetch(model, version)
+
+    def publish(self, model: str, version: str) -> None:
+        """Upload a registered version to the store (a worker after verifying it; before any promotion)."""
+        if self.bundles is not None:
+            self.bundles.publish(model, version)
+
+    def names(self) -> list[str]:
+        """Model names the database has a pointer for (servable on a replica whose cache is empty)."""
+        with self.db.connection() as conn:
+            return [row["model"] for row in conn.execute("SELECT model FROM pointers ORDER BY model")]
 
     # --- PointerStore ------------------------------------------------------------------------------------
 
@@ -59,7 +91,7 @@ class PostgresPointers:
         version, _ = self._pointed(model)
         if version is None:
             return PointerRead(None, f"the database has no pointer for model {model!r}")
-        if not registry.is_bundle(self.files.model_dir_of(model), version):
+        if not self._servable(model, version):
             return PointerRead(None, f"the database pointer names {version!r}, which is not a bundle here")
         return PointerRead(version)
 
@@ -78,25 +110,30 @@ class PostgresPointers:
         return candidates[0] if candidates else None
 
     def candidates(self, model: str) -> list[str]:
-        """The pointer's version, then promoted versions newest first; only bundles that exist."""
+        """The pointer's version, then promoted versions newest first; only bundles that exist (here, or
+        in the store: the store is asked only when the pointer's version is not in the local cache)."""
         model_dir = self.files.model_dir_of(model)
         with self.db.connection() as conn:
             pointed = conn.execute("SELECT version FROM pointers WHERE model = %s", (model,)).fetchone()
             promoted = conn.execute(
                 "SELECT version FROM promotions WHERE model = %s ORDER BY serial DESC", (model,)
             ).fetchall()
-        ordered: list[str] = []
-        for version in ([pointed["version"]] if pointed else []) + [r["version"] for r in promoted]:
-            if version not in ordered and registry.is_bundle(model_dir, version):
-                ordered.append(version)
-        return ordered
+        named = list(
+            dict.fromkeys(([pointed["version"]] if pointed else []) + [r["version"] for r in promoted])
+        )
+        local = [version for version in named if registry.is_bundle(model_dir, version)]
+        if self.bundles is None or (local and local[0] == named[0]):
+            return local
+        stored = set(self.bundles.versions(model))
+        return [version for version in named if version in local or version in stored]
 
     def promote(self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()) -> None:
         """Record the promotion, move the pointer and notify every replica: one transaction, under the
         model's advisory lock; with ``expected`` the pointer is compared inside it (compare-and-set), so a
         promotion judged against one version never overrides another replica's rollback."""
-        if not registry.is_bundle(self.files.model_dir_of(model), version):
+        if not self._servable(model, version):
             raise ValueError(f"version {version!r} is not a bundle in the registry")
+        self.publish(model, version)  # the store has it before any replica is pointed at it
         at = datetime.now(UTC).isoformat(timespec="seconds")
         with self.db.transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('closecast pointer ' || %s))", (model,))
@@ -115,6 +152,32 @@ class PostgresPointers:
                 (model, version, serial["serial"]),
             )
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, model))
+        self.write_mirror(model)
+
+    def write_mirror(self, model: str) -> None:
+        """Copy the committed pointer and history of ``model`` to the mirror. Under a per-model session lock
+        and read inside it, so concurrent promotions leave the newest state, whichever writes last. A
+        mirror that cannot be written is logged: the database holds the truth, the next promotion retries."""
+        lock = "hashtext('closecast mirror ' || %s)"
+        try:
+            with self.db.connection() as conn:
+                conn.execute(f"SELECT pg_advisory_lock({lock})", (model,))
+                try:
+                    row = conn.execute("SELECT version FROM pointers WHERE model = %s", (model,)).fetchone()
+                    rows = conn.execute(
+                        "SELECT version, at, previous, reason FROM promotions WHERE model = %s "
+                        "ORDER BY serial",
+                        (model,),
+                    ).fetchall()
+                    if row is not None:
+                        self.mirror.write_pointer(model, row["version"], [Promotion(**r) for r in rows])
+                finally:
+                    conn.execute(f"SELECT pg_advisory_unlock({lock})", (model,))
+        except (OSError, ValueError, StoreUnavailable) as exc:
+            log.warning("could not copy the pointer of model %s to %s: %s", model, self._where(), exc)
+
+    def _where(self) -> str:
+        return "the object store" if self.bundles is not None else "the model files"
 
     def history(self, model: str) -> list[Promotion]:
         with self.db.connection() as conn:
@@ -127,35 +190,53 @@ class PostgresPointers:
     # --- seeding and notifications -----------------------------------------------------------------------
 
     def seed(self, models: Iterable[str]) -> list[str]:
-        """Give every model name without a pointer here the pointer and history of its files; returns the
-        names seeded. Safe from several processes at once (per-model advisory lock, one transaction each)."""
+        """Give every model name without a pointer here the pointer and history of its mirror copy; returns
+        the names seeded. A model the database has a pointer for keeps it; a copy that differs is logged
+        and rewritten. Safe from several processes at once (per-model advisory lock, one transaction each).
+        """
         seeded = []
-        for model in models:
-            model_dir = self.files.model_dir_of(model)
-            pointed = registry.read_pointer(model_dir).version
-            history = registry.promotion_history(model_dir)
-            if pointed is None and not history:
+        for model in sorted({*models, *self.mirror.models()}):
+            pointed, history = self.mirror.read_pointer(model)
+            if self._seed_one(model, pointed, history):
+                seeded.append(model)
+                log.info("seeded the database pointer of model %s from %s: %s", model, self._where(), pointed)
                 continue
-            with self.db.transaction() as conn:
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext('closecast pointer ' || %s))", (model,))
-                if conn.execute("SELECT 1 FROM pointers WHERE model = %s", (model,)).fetchone():
-                    continue
-                serial = 0
-                for item in history:
-                    row = conn.execute(
-                        "INSERT INTO promotions (model, version, at, previous, reason) "
-                        "VALUES (%(model)s, %(version)s, %(at)s, %(previous)s, %(reason)s) RETURNING serial",
-                        {"model": model, **asdict(item)},
-                    ).fetchone()
-                    serial = row["serial"] if row else serial
-                version = pointed or history[-1].version
-                conn.execute(
-                    "INSERT INTO pointers (model, version, serial) VALUES (%s, %s, %s)",
-                    (model, version, serial),
+            have, _ = self._pointed(model)
+            if have is not None and (
+                have != pointed or [p.version for p in history] != self._versions(model)
+            ):
+                log.warning(
+                    "the database points model %s at %s, %s at %s: the database is kept (it is the source of "
+                    "truth) and the copy rewritten",
+                    *(model, have, self._where(), pointed),
                 )
-            seeded.append(model)
-            log.info("seeded the database pointer of model %s from its files: %s", model, version)
+                self.write_mirror(model)
         return seeded
+
+    def _versions(self, model: str) -> list[str]:
+        return [item.version for item in self.history(model)]
+
+    def _seed_one(self, model: str, pointed: str | None, history: list[Promotion]) -> bool:
+        """Insert ``history`` and the pointer unless the database has a pointer for ``model``."""
+        if pointed is None and not history:
+            return False
+        with self.db.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('closecast pointer ' || %s))", (model,))
+            if conn.execute("SELECT 1 FROM pointers WHERE model = %s", (model,)).fetchone():
+                return False
+            serial = 0
+            for item in history:
+                row = conn.execute(
+                    "INSERT INTO promotions (model, version, at, previous, reason) "
+                    "VALUES (%(model)s, %(version)s, %(at)s, %(previous)s, %(reason)s) RETURNING serial",
+                    {"model": model, **asdict(item)},
+                ).fetchone()
+                serial = row["serial"] if row else serial
+            conn.execute(
+                "INSERT INTO pointers (model, version, serial) VALUES (%s, %s, %s)",
+                (model, pointed or history[-1].version, serial),
+            )
+        return True
 
     def wait_for_promotion(self, timeout_s: float) -> bool:
         """Blocking: True as soon as a promotion is notified, False after ``timeout_s`` without one.

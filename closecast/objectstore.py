@@ -1,0 +1,248 @@
+"""Model bundles in an object store, whatever the store (S3, MinIO, Ceph, R2): the layout, the upload, the
+download into a local cache, the pointer copy and the seeding of an empty store.
+
+    <prefix>/<model>/<version>/<file>        every file of a bundle; ``manifest.json`` is written LAST
+    <prefix>/<model>/current                 copy of the database's pointer (one line: the version)
+    <prefix>/<model>/promotions.jsonl        copy of the database's promotion history, as the file registry's
+    <prefix>/.jobs/<job id>/<file>           a queued job's data, from the replica that took it to the worker
+
+A version is present once its ``manifest.json`` is: the manifest holds the sha256 of every other file, so a
+bundle is never half there for a reader (a crashed upload leaves files without a manifest, which nobody
+reads, and the next upload of that version writes them again). Versions are immutable, so the local copy of
+a present version is a cache that never goes stale: it is downloaded once into a hidden temporary
+directory, verified against the manifest (``closecast.bundle.verify_files``) and renamed into
+``<root>/<model>/<version>``.
+
+The store itself is a five-call protocol (``ObjectStore``): ``app/storage/s3.py`` implements it with boto3;
+this module needs nothing but the standard library and the core.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from closecast import registry
+from closecast.bundle import read_manifest, verify_files
+from closecast.errors import BundleInvalid
+from closecast.registry import MANIFEST, Promotion
+
+log = logging.getLogger(__name__)
+
+JOBS_PREFIX = ".jobs"  # a model name never starts with a dot: job data cannot clash with a model
+FETCH_PREFIX = ".fetch-"
+DOWNLOADS_AT_ONCE = 8
+
+
+class ObjectStoreError(OSError):
+    """The object store could not be used (unreachable, refused, failed); the message names no secret."""
+
+
+class ObjectStore(Protocol):
+    """Keys are relative to the store's prefix, ``/``-separated. Every call raises ``ObjectStoreError``."""
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such key."""
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def download(self, key: str, path: Path) -> bool:
+        """Write the object to ``path``; False (nothing written) when there is no such key."""
+
+    def upload(self, key: str, path: Path) -> None: ...
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix``, sorted."""
+
+    def delete(self, keys: list[str]) -> None: ...
+
+
+def _key(*parts: str) -> str:
+    return "/".join(parts)
+
+
+class StoreRegistry:
+    """The registry of one store, cached under the local registry ``root`` (``CLOSECAST_MODEL_DIR``)."""
+
+    def __init__(self, store: ObjectStore, root: Path) -> None:
+        self.store = store
+        self.root = root
+        self.files = registry.FilePointers(root)
+
+    # --- what the store holds ----------------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        """Model names with at least one present version, or a pointer copy, sorted."""
+        names = set()
+        for key in self.store.keys(""):
+            parts = key.split("/")
+            named = len(parts) >= 2 and registry.is_valid_model_name(parts[0])
+            if named and (parts[-1] == MANIFEST or parts[1] == registry.CURRENT_POINTER):
+                names.add(parts[0])
+        return sorted(names)
+
+    def versions(self, model: str) -> list[str]:
+        """Present versions of ``model`` (those whose manifest is there), oldest first."""
+        found = []
+        for key in self.store.keys(_key(model, "")):
+            parts = key.split("/")
+            if len(parts) == 3 and parts[2] == MANIFEST and registry.is_valid_version(parts[1]):
+                found.append(parts[1])
+        return sorted(found)
+
+    def has(self, model: str, version: str) -> bool:
+        """Whether ``version`` of ``model`` is in the local cache or present in the store."""
+        if registry.is_bundle(self.files.model_dir_of(model), version):
+            return True
+        return registry.is_valid_version(version) and self._present(model, version)
+
+    def _present(self, model: str, version: str) -> bool:
+        key = _key(model, version, MANIFEST)
+        return key in self.store.keys(key)
+
+    # --- bundles -----------------------------------------------------------------------------------------
+
+    def publish(self, model: str, version: str) -> bool:
+        """Upload the cached bundle ``version`` unless the store has it: verified first, every file, then the
+        manifest. True when it uploaded."""
+        if self._present(model, version):
+            return False
+        _publish_from(self.store, model, self.files.model_dir_of(model) / version)
+        log.info("uploaded model %s version %s to the object store", model, version)
+        return True
+
+    def fetch(self, model: str, version: str) -> bool:
+        """Make ``version`` of ``model`` a bundle in the local cache: downloaded, verified, renamed in.
+
+        True when it downloaded; False when the cache had it. ``BundleInvalid`` when the store lacks it or a
+        file does not match the manifest (nothing is left in the cache)."""
+        model_dir = self.files.model_dir_of(model)
+        if not registry.is_valid_version(version):
+            raise BundleInvalid(f"version {version[:80]!r} is not a version name")
+        if registry.is_bundle(model_dir, version):
+            return False
+        raw = self.store.get(_key(model, version, MANIFEST))
+        if raw is None:
+            raise BundleInvalid(f"version {version!r} of model {model!r} is not in the object store")
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{FETCH_PREFIX}{version}-", dir=model_dir))
+        try:
+            (tmp / MANIFEST).write_bytes(raw)
+            manifest = read_manifest(tmp)
+            self._download_files(model, version, list(manifest["files"]), tmp)
+            verify_files(tmp, manifest)
+            tmp.chmod(0o755)  # mkdtemp makes it 0700; other users (a worker) read the cache too
+            _rename_into_place(tmp, model_dir / version)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("downloaded model %s version %s from the object store", model, version)
+        return True
+
+    def _download_files(self, model: str, version: str, names: list[str], tmp: Path) -> None:
+        """Download a bundle's files side by side (a request's latency, not its size, is what a small bundle
+        costs: one round trip for all of them rather than one each)."""
+        for name in names:
+            if "/" in name or name.startswith(".") or name == MANIFEST:
+                raise BundleInvalid(f"{version}: the manifest names {name[:80]!r}, not a bundle file")
+        with ThreadPoolExecutor(max_workers=DOWNLOADS_AT_ONCE) as pool:
+            found = pool.map(lambda n: self.store.download(_key(model, version, n), tmp / n), names)
+            missing = [name for name, there in zip(names, found, strict=True) if not there]
+        if missing:
+            raise BundleInvalid(f"{version}/{missing[0]} is listed in its manifest but not in the store")
+
+    # --- the pointer copy --------------------------------------------------------------------------------
+
+    def read_pointer(self, model: str) -> tuple[str | None, list[Promotion]]:
+        """The store's copy of the pointer and history of ``model`` (None and [] when it has none)."""
+        raw = self.store.get(_key(model, registry.PROMOTIONS))
+        history = registry.parse_promotions(raw) if raw is not None else []
+        pointed = (self.store.get(_key(model, registry.CURRENT_POINTER)) or b"").decode(errors="replace")
+        version = pointed.strip() if registry.is_valid_version(pointed.strip()) else None
+        return version, history
+
+    def write_pointer(self, model: str, version: str, history: list[Promotion]) -> None:
+        """Replace the copy: the history first, then the pointer (each PUT replaces its object whole)."""
+        self.store.put(_key(model, registry.PROMOTIONS), registry.promotions_text(history).encode())
+        self.store.put(_key(model, registry.CURRENT_POINTER), (version + "\n").encode())
+
+
+def _rename_into_place(tmp: Path, target: Path) -> None:
+    """Rename a verified download into the cache; another process that got there first has the same bytes."""
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if not registry.is_bundle(target.parent, target.name):
+            raise
+
+
+class FileMirror:
+    """The pointer copy on the shared volume (scale-out without a store): the registry's own files."""
+
+    def __init__(self, root: Path) -> None:
+        self.files = registry.FilePointers(root)
+
+    def models(self) -> list[str]:
+        return registry.list_models(self.files.root)
+
+    def read_pointer(self, model: str) -> tuple[str | None, list[Promotion]]:
+        model_dir = self.files.model_dir_of(model)
+        return registry.read_pointer(model_dir).version, registry.promotion_history(model_dir)
+
+    def write_pointer(self, model: str, version: str, history: list[Promotion]) -> None:
+        registry.mirror_pointer(self.files.model_dir_of(model), version, history)
+
+
+class PointerMirror(Protocol):
+    """Where the copy of the database's pointers lives: ``StoreRegistry`` or ``FileMirror``."""
+
+    def models(self) -> list[str]: ...
+
+    def read_pointer(self, model: str) -> tuple[str | None, list[Promotion]]: ...
+
+    def write_pointer(self, model: str, version: str, history: list[Promotion]) -> None: ...
+
+
+# --- seeding -----------------------------------------------------------------------------------------------
+
+
+def seed_store(target: StoreRegistry, source: Path, default_model: str) -> list[str]:
+    """An empty store (no model at all) takes every model of the registry ``source``: all its versions and
+    its pointer and history. Returns the models seeded (none when the store holds any model).
+
+    Safe from several processes at once: they upload the same bytes, each version's manifest last. A
+    ``source`` in the flat layout (versions directly in it) is the default model's directory.
+    """
+    if target.models():
+        return []
+    flat = bool(registry.list_versions(source))
+    models = [default_model] if flat else registry.list_models(source)
+    if not models:
+        raise FileNotFoundError(f"no model bundle found in {source} to seed the object store with")
+    for model in models:
+        model_dir = source if flat else source / model
+        for version in registry.list_versions(model_dir):
+            _publish_from(target.store, model, model_dir / version)
+        pointed = registry.read_current(model_dir)
+        if pointed is None:
+            continue
+        history = registry.promotion_history(model_dir) or [
+            Promotion(pointed, datetime.now(UTC).isoformat(timespec="seconds"), None, "seeded")
+        ]
+        target.write_pointer(model, pointed, history)
+        log.info("seeded the object store with model %s (%s)", model, pointed)
+    return models
+
+
+def _publish_from(store: ObjectStore, model: str, bundle: Path) -> None:
+    """Upload one verified bundle directory as ``model``/<its name>, manifest last."""
+    verify_files(bundle, read_manifest(bundle))
+    for path in sorted(bundle.iterdir()):
+        if path.is_file() and path.name != MANIFEST:
+            store.upload(_key(model, bundle.name, path.name), path)
+    store.upload(_key(model, bundle.name, MANIFEST), bundle / MANIFEST)
