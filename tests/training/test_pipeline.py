@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BUNDLE_FILES = {"manifest.json", "model.onnx", "model.pt", "scaler.json", "report.png"}
 # their keys are data (epochs, file names, levels, series names), not format; `data` differs by design
 # between one series (the single-series fields) and the default's several (`data.series`)
-OPAQUE = {"history", "files", "test_coverage", "series", "test_coverage_by_series", "data"}
+OPAQUE = {"history", "steps_s", "files", "test_coverage", "series", "test_coverage_by_series", "data"}
 # fields a bundle gained after the committed default was trained (readers default them when absent)
-ADDED_SINCE_DEFAULT: list[str] = []  # none since the rebuild with symmetric tables (20261129T134243Z)
+ADDED_SINCE_DEFAULT = ["training.fit_s", "training.total_s", "training.steps_s"]  # timings: where a run went
 
 
 def _fields(manifest: dict[str, Any], prefix: str = "") -> list[str]:
