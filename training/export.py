@@ -30,7 +30,7 @@ def export_onnx(model: CloseLSTM, path: Path, seq_len: int, channels: int = 1) -
     """Single-file ONNX with a dynamic batch axis (the sequence length and channels are the contract),
     written from the weights with ONNX's ``LSTM`` operator (``training/onnx_graph.py``): milliseconds, where
     tracing through torch's exporter took seconds."""
-    path.write_bytes(build_graph(model, seq_len, channels).SerializeToString())
+    path.write_bytes(build_graph(model, seq_len, channels))
 
 
 def export_torchscript(model: torch.nn.Module, path: Path, seq_len: int, channels: int = 1) -> None:

@@ -15,11 +15,10 @@ as ``[Wb, Rb]``. A bidirectional layer's forward and backward weights are the tw
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 import closecast
 from closecast.bundle import INPUT_NAME, OUTPUT_NAME
+from training import onnx_wire as wire
 from training.model import CloseLSTM
 
 OPSET = 20  # what torch's exporter wrote for these bundles (LSTM, Gemm, Reshape unchanged since opset 14)
@@ -47,58 +46,47 @@ def _layer_weights(model: CloseLSTM, layer: int) -> tuple[np.ndarray, np.ndarray
     return np.stack(w), np.stack(r), np.stack(b)
 
 
-def build_graph(model: CloseLSTM, seq_len: int, channels: int) -> onnx.ModelProto:
-    """``returns [batch, seq_len, channels]`` -> ``next_return [batch, 1]``, batch dynamic (``"batch"``)."""
+def build_graph(model: CloseLSTM, seq_len: int, channels: int) -> bytes:
+    """The ONNX file's bytes: ``returns [batch, seq_len, channels]`` -> ``next_return [batch, 1]``, batch
+    dynamic (``"batch"``)."""
     lstm = model.lstm
     hidden, layers = lstm.hidden_size, lstm.num_layers
     direction = "bidirectional" if model.bidirectional else "forward"
-    directions = 2 if model.bidirectional else 1
+    if (2 if model.bidirectional else 1) * hidden != model.head.in_features:
+        raise ValueError(f"the head reads {model.head.in_features} features; the LSTM gives another count")
     inits = [
-        numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), "seq_batch_features"),
-        numpy_helper.from_array(np.array([0, -1], dtype=np.int64), "batch_features"),
-        numpy_helper.from_array(model.head.weight.detach().cpu().numpy().astype(np.float32), "head_weight"),
-        numpy_helper.from_array(model.head.bias.detach().cpu().numpy().astype(np.float32), "head_bias"),
+        wire.tensor("seq_batch_features", np.array([0, 0, -1], dtype=np.int64)),
+        wire.tensor("batch_features", np.array([0, -1], dtype=np.int64)),
+        wire.tensor("head_weight", model.head.weight.detach().cpu().numpy().astype(np.float32)),
+        wire.tensor("head_bias", model.head.bias.detach().cpu().numpy().astype(np.float32)),
     ]
-    nodes = [helper.make_node("Transpose", [INPUT_NAME], ["x_0"], perm=[1, 0, 2])]  # [B, T, C] -> [T, B, C]
+    nodes = [wire.node("Transpose", [INPUT_NAME], ["x_0"], perm=[1, 0, 2])]  # [B, T, C] -> [T, B, C]
     for layer in range(layers):
         w, r, b = _layer_weights(model, layer)
-        inits += [numpy_helper.from_array(a, f"{n}_{layer}") for a, n in ((w, "W"), (r, "R"), (b, "B"))]
+        inits += [wire.tensor(f"{n}_{layer}", a) for a, n in ((w, "W"), (r, "R"), (b, "B"))]
         last = layer == layers - 1
         outputs = ["", f"h_{layer}"] if last else [f"y_{layer}"]  # the last layer: its final states only
-        nodes.append(
-            helper.make_node(
-                "LSTM",
-                [f"x_{layer}", f"W_{layer}", f"R_{layer}", f"B_{layer}"],
-                outputs,
-                direction=direction,
-                hidden_size=hidden,
-            )
-        )
+        inputs = [f"x_{layer}", f"W_{layer}", f"R_{layer}", f"B_{layer}"]
+        nodes.append(wire.node("LSTM", inputs, outputs, direction=direction, hidden_size=hidden))
         if not last:  # Y [T, D, B, H] -> [T, B, D, H] -> [T, B, D*H]: the next layer's input
-            nodes.append(helper.make_node("Transpose", [f"y_{layer}"], [f"yt_{layer}"], perm=[0, 2, 1, 3]))
-            nodes.append(
-                helper.make_node("Reshape", [f"yt_{layer}", "seq_batch_features"], [f"x_{layer + 1}"])
-            )
+            nodes.append(wire.node("Transpose", [f"y_{layer}"], [f"yt_{layer}"], perm=[0, 2, 1, 3]))
+            nodes.append(wire.node("Reshape", [f"yt_{layer}", "seq_batch_features"], [f"x_{layer + 1}"]))
     # Y_h [D, B, H]: the forward direction after the last step, the backward one after the first (the
     # states CloseLSTM's head reads) -> [B, D, H] -> [B, D*H] -> head -> [B, 1]
-    top = f"h_{layers - 1}"
-    nodes.append(helper.make_node("Transpose", [top], ["final_t"], perm=[1, 0, 2]))
-    nodes.append(helper.make_node("Reshape", ["final_t", "batch_features"], ["final"]))
-    nodes.append(helper.make_node("Gemm", ["final", "head_weight", "head_bias"], [OUTPUT_NAME], transB=1))
-    graph = helper.make_graph(
+    nodes.append(wire.node("Transpose", [f"h_{layers - 1}"], ["final_t"], perm=[1, 0, 2]))
+    nodes.append(wire.node("Reshape", ["final_t", "batch_features"], ["final"]))
+    nodes.append(wire.node("Gemm", ["final", "head_weight", "head_bias"], [OUTPUT_NAME], transB=1))
+    graph = wire.graph(
         nodes,
         "closecast_lstm",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", seq_len, channels])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1])],
+        [wire.value_info(INPUT_NAME, ["batch", seq_len, channels])],
+        [wire.value_info(OUTPUT_NAME, ["batch", 1])],
         inits,
     )
-    assert directions * hidden == model.head.in_features  # the head reads every direction's final state
-    onnx_model = helper.make_model(
+    return wire.model(
         graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
         ir_version=IR_VERSION,
-        producer_name="closecast",
+        opset=OPSET,
+        producer="closecast",
         producer_version=closecast.__version__,
     )
-    onnx.checker.check_model(onnx_model)
-    return onnx_model

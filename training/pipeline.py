@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from importlib.metadata import version  # not `import onnx`: see training/onnx_wire.py
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 
@@ -183,7 +183,7 @@ def _write_files(
     clock.lap("sample")
     return build_manifest(
         config=scored.config,
-        libraries={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        libraries={"torch": torch.__version__, "onnx": version("onnx"), "onnxruntime": ort.__version__},
         data={
             **data_section(scored.series, [s.split for s in pooled.series]),
             "augmentation": scored.augment,  # synthetic series: training windows only

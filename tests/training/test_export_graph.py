@@ -62,7 +62,10 @@ def test_every_lstm_shape_exports_with_parity(shape: str, tmp_path: Path) -> Non
 def test_graph_keeps_the_served_contract(shape: str, tmp_path: Path) -> None:
     cfg, channels = SHAPES[shape]
     export_onnx(_model(cfg, channels), tmp_path / "m.onnx", 10, channels)
-    graph = onnx.load(str(tmp_path / "m.onnx"))
+    written = (tmp_path / "m.onnx").read_bytes()
+    graph = onnx.load_from_string(written)
+    onnx.checker.check_model(graph, full_check=True)
+    assert graph.SerializeToString() == written  # protobuf's own encoding, byte for byte
     assert [o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")] == [OPSET]
     (inp,), (out,) = graph.graph.input, graph.graph.output
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
