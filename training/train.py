@@ -21,6 +21,7 @@ from tqdm import tqdm
 from closecast.config import Config, TrainConfig
 from closecast.representation import WindowScaler
 from training.model import CloseLSTM
+from training.optim import Adam, ReduceOnPlateau
 from training.windowset import WindowSet
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -89,7 +90,7 @@ def _validation_loss(
 def _train_epoch(
     model: nn.Module,
     loss_fn: nn.Module,
-    opt: torch.optim.Optimizer,
+    opt: Adam,
     data: tuple[WindowSet, WindowScaler, torch.device],
     cfg: TrainConfig,
     gen: torch.Generator,
@@ -127,8 +128,8 @@ def fit(
         seed_everything(tc.seed, tc.threads, device)
         model = CloseLSTM(cfg.model, channels=train.channels).to(device)
     loss_fn = make_loss(tc)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=tc.lr_factor, patience=tc.lr_patience)
+    opt = Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)  # = torch.optim's (optim.py)
+    sched = ReduceOnPlateau(opt, factor=tc.lr_factor, patience=tc.lr_patience)
     gen = torch.Generator().manual_seed(tc.seed)
     data = (train, scaler, device)
 
@@ -144,7 +145,7 @@ def fit(
         train_loss = _train_epoch(model, loss_fn, opt, data, tc, gen)
         val_loss = _validation_loss(model, loss_fn, val, scaler, device)
         sched.step(val_loss)
-        lr = opt.param_groups[0]["lr"]
+        lr = opt.lr
         history["train_loss"].append(train_loss)
         history["val_loss"].append(val_loss)
         history["lr"].append(lr)
