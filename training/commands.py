@@ -194,7 +194,7 @@ def add_tune(sub: Any, hyperparameter_flags: Callable[[argparse.ArgumentParser],
         "--jobs",
         type=_count,
         help="trials run at once, in threads, each fit on one torch thread (default: the cores this process "
-        "may use, at most --trials; 1 for --stage search, a shard of a job spread over workers)",
+        "may use, at most --trials; 1 with --budget or --stage search: a shard sharing its study)",
     )
     tu.add_argument("--quiet", action="store_true", help="no progress bar")
     tu.add_argument(
@@ -317,9 +317,9 @@ def _jobs(args: argparse.Namespace) -> int:
     whole study, and one for a shard (its job's other shards run on other workers)."""
     if args.jobs is not None:
         return int(args.jobs)
-    if args.stage != "both":
+    if args.stage != "both" or args.budget is not None:  # a shard: a budget shared with other processes
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)), args.budget or args.trials))
+    return max(1, min(len(os.sched_getaffinity(0)), args.trials))
 
 
 def _trial_heartbeat(args: argparse.Namespace) -> dict[str, int]:
