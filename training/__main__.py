@@ -14,12 +14,22 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+import training
 from closecast.config import Config, DataConfig, ModelConfig, TrainConfig
-from training.commands import add_backtest, add_destination_flags, add_guard_flags, add_tune, progress_writer
+from training.commands import (
+    add_backtest,
+    add_destination_flags,
+    add_guard_flags,
+    add_tune,
+    columns_used,
+    one_line,
+    progress_writer,
+)
 from training.guard import Stop, start_guard, stop_guard, write_stderr
 
 PROG = "python -m training"
@@ -106,14 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_destination_flags(tr)
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.add_argument(
+        "--no-report",
+        dest="report",
+        action="store_false",
+        help="skip report.png (loss curves, test forecasts): saves drawing it; the bundle serves the same",
+    )
+    tr.add_argument(
         "--progress-file", type=Path, help="append one JSON line per epoch here (used by /train jobs)"
     )
     add_guard_flags(tr)
     _hyperparameter_flags(tr)
     ev = sub.add_parser("evaluate", help="print a bundle's one-step metrics on CSVs, per series")
-    ev.add_argument("--bundle", type=Path, required=True)
+    ev.add_argument("--bundle", type=Path, required=True, help="bundle directory (its model.onnx is served)")
     ev.add_argument(
-        "--csv", type=Path, action="append", required=True, help="CSV file or directory; repeatable"
+        "--csv",
+        type=Path,
+        action="append",
+        required=True,
+        help="CSV file or directory: the closes and the bundle's feature columns; repeatable",
     )
     ev.add_argument("--column", help="close column (default: the one the model was trained on)")
     ev.add_argument("--date-column", help="date column (default: the one the model was trained on)")
@@ -183,7 +203,15 @@ def _train(args: argparse.Namespace) -> int:
 
     progress = progress_writer(args.progress_file)
     manifest = run_training(
-        series, cfg, args.out, force=args.force, quiet=args.quiet, progress=progress, synthetic=args.synthetic
+        series,
+        cfg,
+        args.out,
+        force=args.force,
+        quiet=args.quiet,
+        progress=progress,
+        synthetic=args.synthetic,
+        started=args.started,
+        report=args.report,
     )
     if args.registry and args.promote:
         from closecast.registry import set_current
@@ -195,13 +223,13 @@ def _train(args: argparse.Namespace) -> int:
                 args.out.name,
                 reason=f"python -m training train --model {args.model} --promote",
             )
-    _print_summary(args.out, manifest)
+    _print_summary(args.out, manifest, args.started)
     return 0
 
 
-def _print_summary(out: Path, manifest: dict[str, Any]) -> None:
+def _print_summary(out: Path, manifest: dict[str, Any], started: float) -> None:
     """Skill and interval coverage, pooled and per series; interval warnings on stderr."""
-    metrics = manifest["metrics"]
+    metrics, training = manifest["metrics"], manifest["training"]
     t = metrics["test"]
     training = manifest["training"]
     untrained = (
@@ -211,7 +239,8 @@ def _print_summary(out: Path, manifest: dict[str, Any]) -> None:
     )
     print(
         f"wrote {out}: test MAE {t['model']['mae']:.4g} vs naive {t['naive']['mae']:.4g}, {_skill(t)}, "
-        f"{_coverage(t)}, {training['epochs_run']} epochs in {training['seconds']:.1f}s{untrained}"
+        f"{_coverage(t)}, {training['epochs_run']} epochs; fit {training['fit_s']:.1f}s, "
+        f"total {time.perf_counter() - started:.1f}s{untrained}"
     )
     per_series = metrics.get("series", {})
     if len(per_series) > 1:
@@ -237,10 +266,17 @@ def _coverage(scores: dict[str, Any]) -> str:
 
 
 def _score_bundle(args: argparse.Namespace) -> int:
+    from closecast.errors import InputInvalid
     from training.score_bundle import score_bundle
 
-    result = score_bundle(args.bundle, args.csv, args.column, args.date_column, args.id_column, args.part)
+    try:
+        result = score_bundle(args.bundle, args.csv, args.column, args.date_column, args.id_column, args.part)
+    except InputInvalid as exc:
+        raise ValueError(one_line(exc)) from None
     for item in result.get("series", [result]):
+        cols = item["columns"]
+        used = columns_used(f"{item['csv']} ({item['name']})", cols["close"], cols["date"], cols["features"])
+        print(f"{PROG} evaluate: {used}", file=sys.stderr)
         for warning in item["warnings"]:
             print(f"{PROG} evaluate: warning: {warning}", file=sys.stderr)
     print(json.dumps(result, indent=2))
@@ -248,7 +284,10 @@ def _score_bundle(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the run's start: the package's import for the real command line (imports count), else now
+    started = training.IMPORTED_AT if argv is None else time.perf_counter()
     args = build_parser().parse_args(argv)
+    args.started = started
     try:
         if hasattr(args, "time_limit"):  # train, tune: a /train job's process ends itself
             start_guard(args.parent_pid, args.time_limit, f"{PROG} {args.command}")

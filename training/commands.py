@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,17 @@ def progress_writer(path: Path | None) -> Callable[[dict[str, Any]], None] | Non
 
 def add_backtest(sub: Any) -> None:
     bt = sub.add_parser("backtest", help="walk-forward (rolling-origin) backtest of a bundle on a CSV")
-    bt.add_argument("--bundle", type=Path, required=True)
-    bt.add_argument("--csv", type=Path, required=True)
-    bt.add_argument("--column", default="Close")
-    bt.add_argument("--date-column", default=None)
+    bt.add_argument("--bundle", type=Path, required=True, help="bundle directory (its model.onnx is served)")
+    bt.add_argument(
+        "--csv",
+        type=Path,
+        required=True,
+        help="CSV file with a header row: the closes, and the columns of the features the bundle reads",
+    )
+    bt.add_argument("--column", default="Close", help="column holding the closes (default %(default)s)")
+    bt.add_argument(
+        "--date-column", default=None, help="column holding the dates; default 'Date' when present, else none"
+    )
     bt.add_argument("--folds", type=_count, default=5, help="expanding-window folds (default %(default)s)")
     bt.add_argument("--horizon", type=_count, default=1, help="steps scored per origin (default %(default)s)")
     bt.add_argument(
@@ -85,6 +93,38 @@ def add_backtest(sub: Any) -> None:
     )
     bt.add_argument("--json", action="store_true", help="print only one JSON object on stdout")
     bt.set_defaults(run=run_backtest_command)
+
+
+def one_line(exc: InputInvalid) -> str:
+    """An ``InputInvalid`` as one short line: each distinct message once (one per forecast origin would
+    repeat the same words thousands of times), the first few and how many more."""
+    distinct = list(dict.fromkeys(p.msg for p in exc.problems)) or [exc.message]
+    more = f" (and {len(distinct) - 3} more)" if len(distinct) > 3 else ""
+    return "; ".join(distinct[:3]) + more
+
+
+def columns_used(source: str, column: str, date_column: str | None, features: Sequence[str]) -> str:
+    """Which columns of a CSV were read, for the user: closes, dates, and the bundle's features."""
+    read = [f"closes from {column!r}"] + ([f"dates from {date_column!r}"] if date_column else [])
+    read.append(
+        f"features {', '.join(features)} from their columns (matched in any case)"
+        if features
+        else "no features (the bundle reads none)"
+    )
+    return f"read {source}: {'; '.join(read)}"
+
+
+def bundle_features(bundle: Path) -> tuple[str, ...]:
+    """The features a bundle reads (``input.features``); none when its manifest cannot be read (loading
+    the bundle then says why, in one line)."""
+    from closecast.bundle import contract_features
+    from closecast.errors import BundleInvalid
+
+    try:
+        manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+        return contract_features(manifest, bundle.name)
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, BundleInvalid):
+        return ()
 
 
 def add_destination_flags(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +190,12 @@ def add_tune(sub: Any, hyperparameter_flags: Callable[[argparse.ArgumentParser],
         help="... and a trial silent for S s (its process was killed) is failed and run again once by the "
         "next trial any shard starts (default 30); /train jobs pass CLOSECAST_JOB_HEARTBEAT_S and _LEASE_S",
     )
+    tu.add_argument(
+        "--jobs",
+        type=_count,
+        help="trials run at once, in threads, each fit on one torch thread (default: the cores this process "
+        "may use, at most --trials; 1 with --budget or --stage search: a shard sharing its study)",
+    )
     tu.add_argument("--quiet", action="store_true", help="no progress bar")
     tu.add_argument(
         "--progress-file",
@@ -161,23 +207,29 @@ def add_tune(sub: Any, hyperparameter_flags: Callable[[argparse.ArgumentParser],
     tu.set_defaults(run=run_tune_command)
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace, features: Sequence[str] = ()) -> Any:
     from closecast.series import load_csv
 
     return load_csv(
-        args.csv, args.column, args.date_column or "Date", require_date_column=bool(args.date_column)
+        args.csv,
+        args.column,
+        args.date_column or "Date",
+        require_date_column=bool(args.date_column),
+        features=features,
     )
 
 
 def run_backtest_command(args: argparse.Namespace) -> int:
     from training.folds import run_backtest
 
+    features = bundle_features(args.bundle)
+    series = _load(args, features)
     try:
-        result = run_backtest(
-            args.bundle, _load(args), folds=args.folds, horizon=args.horizon, refit=args.refit
-        )
+        result = run_backtest(args.bundle, series, folds=args.folds, horizon=args.horizon, refit=args.refit)
     except InputInvalid as exc:
-        raise ValueError(exc.message) from None
+        raise ValueError(one_line(exc)) from None
+    used = columns_used(series.source, series.column, series.date_column, features)
+    print(f"python -m training backtest: {used}", file=sys.stderr)  # once it worked: errors stay one line
     if args.json:
         print(json.dumps(result))
         return 0
@@ -205,7 +257,7 @@ def format_backtest(result: dict[str, Any]) -> str:
 def run_tune_command(args: argparse.Namespace) -> int:
     from closecast.bundle import check_destination
     from closecast.config import Config
-    from training.tune import Search, default_storage, tune
+    from training.tune import Search, default_storage, only_study_files, sqlite_file, tune
 
     base = {name: getattr(args, name) for name in HYPERPARAMETERS if getattr(args, name) is not None}
     Config.from_overrides(base)  # refuse bad fixed values before reading the data
@@ -216,24 +268,29 @@ def run_tune_command(args: argparse.Namespace) -> int:
         args.out = new_version_dir(args.registry, args.model, args.csv.name.encode(), default)
     elif args.promote:
         raise ValueError("--promote needs --registry (a plain --out directory has no current pointer)")
-    if args.stage != "search":
+    study = args.study or f"closecast-{args.csv.stem}"
+    where = args.registry / ".tuning" if args.registry else args.out.resolve()
+    storage = args.storage or default_storage(where, study)
+    if args.stage != "search" and not only_study_files(args.out, sqlite_file(storage)):
         check_destination(args.out, args.force)
     series = _load(args)
-    study = args.study or f"closecast-{args.csv.stem}"
-    where = args.registry / ".tuning" if args.registry else args.out.resolve().parent
+    jobs = _jobs(args)
+    if jobs > 1:  # one torch thread per trial: `jobs` trials fill `jobs` cores without oversubscribing
+        base["threads"] = 1
     search = Search(
         base=base,
         trials=args.trials,
         timeout=args.timeout,
         trial_timeout=args.trial_timeout,
         folds=args.folds,
-        storage=args.storage or default_storage(where, study),
+        storage=storage,
         study=study,
         quiet=args.quiet,
         budget=args.budget,
         shard=args.shard,
         progress=progress_writer(args.progress_file),
         stage=args.stage,
+        jobs=jobs,
         **_trial_heartbeat(args),
     )
     if args.stage == "search":
@@ -254,6 +311,16 @@ def run_tune_command(args: argparse.Namespace) -> int:
         f"{json.dumps(tuning['best_params'])}; test skill {t['skill']:+.4f}"
     )
     return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    """``--jobs``, or by default every core this process may use (at most ``--trials``) when it runs the
+    whole study, and one for a shard (its job's other shards run on other workers)."""
+    if args.jobs is not None:
+        return int(args.jobs)
+    if args.stage != "both" or args.budget is not None:  # a shard: a budget shared with other processes
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), args.trials))
 
 
 def _trial_heartbeat(args: argparse.Namespace) -> dict[str, int]:

@@ -29,6 +29,7 @@ def past_of(series: Series, stop: int) -> Series:
         series,
         closes=series.closes[:stop].copy(),
         dates=series.dates[:stop] if series.dates else None,
+        features={name: values[:stop].copy() for name, values in series.features.items()},
         rows_read=stop,
         rows_dropped_empty=0,
         notes=[*series.notes, f"the first {stop} closes only (walk-forward fold)"],
@@ -42,7 +43,7 @@ def refit_models(series: Series, config: Config, scratch: Path) -> Callable[[int
     def model_for(start: int) -> Forecaster:
         scored = fit_and_score(past_of(series, start), config, quiet=True)
         out = scratch / f"fold-{start}"
-        export_bundle(scored, out)
+        export_bundle(scored, out, report=False)  # a scratch bundle: served, never looked at
         return load_forecaster(out, providers="cpu")
 
     return model_for
@@ -63,6 +64,7 @@ def run_backtest(bundle: Path, series: Series, *, folds: int, horizon: int, refi
             horizon=horizon,
             dates=series.dates,
             trained_on=served.manifest,
+            features={name: list(series.features[name]) for name in served.features} or None,
         )
     config = Config.from_dict(served.manifest["config"])
     with tempfile.TemporaryDirectory(prefix="closecast-backtest-") as scratch:
@@ -74,6 +76,7 @@ def run_backtest(bundle: Path, series: Series, *, folds: int, horizon: int, refi
             horizon=horizon,
             dates=series.dates,
             min_past=min_rows(config.data),
+            features={name: list(series.features[name]) for name in config.data.features} or None,
         )
     for fold in result["folds"]:
         fold["in_sample"] = False  # each fold's model saw only the closes before it

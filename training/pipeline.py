@@ -7,15 +7,16 @@ RMS, so one network reads calm and wild series alike and can learn from many at 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from importlib.metadata import version  # not `import onnx`: see training/onnx_wire.py
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 
@@ -35,7 +36,7 @@ from closecast.series import Series
 from training.calibration import Evaluation, evaluate
 from training.export import check_parity, export_onnx, export_torchscript, onnx_session
 from training.parts import Pooled, pool
-from training.report import Panel, write_report
+from training.report import Panel
 from training.synthetic import LENGTH, synthetic_series
 from training.train import FitResult, ProgressFn, fit, predict_scaled
 
@@ -53,6 +54,8 @@ class ScoredModel:
     fitted: FitResult
     evaluation: Evaluation
     augment: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0  # time.perf_counter() when the run began (the CLI's start, or fit_and_score's)
+    steps_s: dict[str, float] = field(default_factory=dict)  # seconds per step, in order (manifest)
 
     @property
     def test_scores(self) -> dict[str, Any]:
@@ -78,16 +81,39 @@ def fit_and_score(
     synthetic: int = 0,
     progress: ProgressFn | None = None,
     quiet: bool = False,
+    started: float | None = None,
 ) -> ScoredModel:
     """Fit on the pooled training slices (plus ``synthetic`` seeded GARCH series), early-stop on the pooled
-    early-stopping slices, calibrate intervals on the calibration slices and score the test slices."""
+    early-stopping slices, calibrate intervals on the calibration slices and score the test slices.
+    ``started``: when the run began (``time.perf_counter()``), for the manifest's total; default now."""
+    clock = Clock(started)
     series_list = as_list(series)
     pooled = pool(series_list, config.data, synthetic_series(synthetic, seed=config.train.seed))
     train, val = pooled.dataset("train", with_augment=True), pooled.dataset("early_stop")
+    clock.lap("prepare")
     fitted = fit(config, train, val, pooled.scaler, progress, quiet)
+    clock.lap("fit")
     evaluation = evaluate(pooled, partial(predict_scaled, fitted.model))
+    clock.lap("evaluate")
     augment = {"synthetic_series": synthetic, "length": LENGTH if synthetic else 0, "seed": config.train.seed}
-    return ScoredModel(series_list, config, pooled, fitted, evaluation, augment)
+    return ScoredModel(series_list, config, pooled, fitted, evaluation, augment, clock.started, clock.steps)
+
+
+class Clock:
+    """Seconds per step of a run, for the manifest (``training.steps_s``): where the time went."""
+
+    def __init__(self, started: float | None = None, steps: dict[str, float] | None = None) -> None:
+        self.started = time.perf_counter() if started is None else started
+        self.steps = dict(steps or {})
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.steps[step] = round(self.steps.get(step, 0.0) + now - self._last, 3)
+        self._last = now
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 3)
 
 
 def export_bundle(
@@ -97,12 +123,14 @@ def export_bundle(
     force: bool = False,
     tuning: Mapping[str, Any] | None = None,
     write_extra: Callable[[Path], None] | None = None,
+    report: bool = True,
 ) -> dict[str, Any]:
     """Export, prove parity, and write the bundle to ``out``; returns the manifest.
 
-    ``tuning`` and ``write_extra`` (more files into the bundle) come from a search (``training/tune.py``).
+    ``tuning`` and ``write_extra`` (more files into the bundle) come from a search (``training/tune.py``);
+    ``report``: draw ``report.png`` (a refit fold's scratch bundle needs none).
     Raises before anything is visible at ``out`` if the exports disagree (``ParityError``)."""
-    return write_bundle(out, partial(_write_files, scored, tuning, write_extra), force=force)
+    return write_bundle(out, partial(_write_files, scored, tuning, write_extra, report), force=force)
 
 
 def run_training(
@@ -114,34 +142,48 @@ def run_training(
     quiet: bool = False,
     progress: ProgressFn | None = None,
     synthetic: int = 0,
+    started: float | None = None,
+    report: bool = True,
 ) -> dict[str, Any]:
-    """Train on one or several series and write the bundle to ``out``; returns the manifest."""
-    scored = fit_and_score(series, cfg, synthetic=synthetic, progress=progress, quiet=quiet)
-    return export_bundle(scored, out, force=force)
+    """Train on one or several series and write the bundle to ``out``; returns the manifest. ``report``:
+    draw ``report.png``; ``started``: see ``fit_and_score``."""
+    scored = fit_and_score(series, cfg, synthetic=synthetic, progress=progress, quiet=quiet, started=started)
+    return export_bundle(scored, out, force=force, report=report)
 
 
 def _write_files(
     scored: ScoredModel,
     tuning: Mapping[str, Any] | None,
     write_extra: Callable[[Path], None] | None,
+    report: bool,
     tmp: Path,
 ) -> dict[str, Any]:
     """Every file of the bundle into ``tmp``; the manifest for them (``write_bundle`` adds the hashes)."""
+    clock = Clock(scored.started, scored.steps_s)
     if write_extra is not None:
         write_extra(tmp)
+        clock.lap("extra_files")
     pooled, fitted = scored.pooled, scored.fitted
     seq_len = scored.config.data.window - 1
     test = pooled.dataset("test")
     export_onnx(fitted.model, tmp / MODEL_FILE, seq_len, test.channels)  # the model is on the CPU
+    clock.lap("export_onnx")
     export_torchscript(fitted.model, tmp / TORCHSCRIPT_FILE, seq_len, test.channels)
+    clock.lap("export_torchscript")
     batches = test.input_batches(pooled.scaler)
     parity = check_parity(fitted.model, tmp / MODEL_FILE, tmp / TORCHSCRIPT_FILE, batches)
+    clock.lap("parity")
     write_scaler(tmp, pooled.scaler, pooled.features)
-    write_report(tmp / REPORT_FILE, fitted.history, fitted.best_epoch, _panels(scored))
+    if report:
+        from training.report import write_report  # matplotlib: imported only when a report is drawn
+
+        write_report(tmp / REPORT_FILE, fitted.history, fitted.best_epoch, _panels(scored))
+        clock.lap("report")
     sample_closes, sample_forecast, sample_features = _sample(onnx_session(tmp / MODEL_FILE), pooled)
+    clock.lap("sample")
     return build_manifest(
         config=scored.config,
-        libraries={"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        libraries={"torch": torch.__version__, "onnx": version("onnx"), "onnxruntime": ort.__version__},
         data={
             **data_section(scored.series, [s.split for s in pooled.series]),
             "augmentation": scored.augment,  # synthetic series: training windows only
@@ -158,6 +200,9 @@ def _write_files(
             "history": fitted.history,
             "windows": {"train": len(pooled.dataset("train", with_augment=True))},
             "device": fitted.device,
+            "fit_s": round(fitted.seconds, 3),  # the epoch loop alone (= seconds)
+            "total_s": clock.total(),  # from the run's start to this manifest (imports included from the CLI)
+            "steps_s": clock.steps,
         },
         sample_closes=sample_closes,
         sample_forecast=sample_forecast,

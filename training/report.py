@@ -8,10 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never a window
-import matplotlib.pyplot as plt
 import numpy as np
 
 
@@ -28,6 +24,9 @@ class Panel:
 
 
 def write_report(path: Path, history: dict[str, list[float]], best_epoch: int, panels: list[Panel]) -> None:
+    """Draw and save the figure. matplotlib is imported here, not with the module: it costs a run about as
+    much as an epoch, and only a run that draws a report needs it."""
+    plt = pyplot()
     fig, axes = plt.subplots(1 + len(panels), 1, figsize=(12, 3.2 * (1 + len(panels))), dpi=80, squeeze=False)
     _losses(axes[0, 0], history, best_epoch)
     for ax, panel in zip(axes[1:, 0], panels, strict=True):
@@ -37,6 +36,24 @@ def write_report(path: Path, history: dict[str, list[float]], best_epoch: int, p
     plt.close(fig)
 
 
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only backend (never a window)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def whole_number_axis(ax: Any) -> None:
+    """Epochs and trials are counted: integer ticks, and no "+1" offset above the axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="x", useOffset=False, style="plain")
+
+
 def _losses(ax: Any, history: dict[str, list[float]], best_epoch: int) -> None:
     epochs = np.arange(1, len(history["train_loss"]) + 1)
     ax.plot(epochs, history["train_loss"], label="train")
@@ -44,6 +61,7 @@ def _losses(ax: Any, history: dict[str, list[float]], best_epoch: int) -> None:
     if best_epoch:
         ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
     ax.set(title="loss (scaled returns)", xlabel="epoch")
+    whole_number_axis(ax)
     ax.legend()
 
 

@@ -106,9 +106,15 @@ def _score(forecaster: Forecaster, s: Series, choice: Choice) -> dict[str, Any]:
     # Each target gets the request a user would send: its window, and for format 2 up to a year of history
     # for the interval scale (EWMA). The service's own batch path: the very intervals users are sent.
     keep = max(forecaster.window, EWMA_SPAN + 1)
-    requests = [s.closes[max(0, t - keep) : t] for t in range(choice.start, s.closes.size)]
+    targets = range(choice.start, s.closes.size)
+    requests = [s.closes[max(0, t - keep) : t] for t in targets]
+    features = (
+        [{name: s.features[name][max(0, t - keep) : t] for name in forecaster.features} for t in targets]
+        if forecaster.features
+        else None
+    )
     actual = s.closes[choice.start :]
-    items = forecaster.forecast(requests, 1, LEVELS).items
+    items = forecaster.forecast(requests, 1, LEVELS, None, features).items
     predicted = np.array([item.forecast[0] for item in items])
     scores = score_against_naive(actual, predicted, s.closes[choice.start - 1 : -1])
     coverage = {}
@@ -120,6 +126,7 @@ def _score(forecaster: Forecaster, s: Series, choice: Choice) -> dict[str, Any]:
         "name": s.name,
         "csv": s.source,
         "part": choice.part,
+        "columns": {"close": s.column, "date": s.date_column, "features": list(forecaster.features)},
         "date_start": s.dates[choice.start] if s.dates else None,
         "date_end": s.dates[-1] if s.dates else None,
         **scores,
@@ -145,7 +152,9 @@ def score_bundle(
     manifest = forecaster.manifest
     col, date_col, id_col = _columns(manifest, column, date_column, id_column)
     paths = [csvs] if isinstance(csvs, Path) else list(csvs)
-    series = load_many(paths, col, date_col, id_col, require_date_column=bool(date_column))
+    series = load_many(
+        paths, col, date_col, id_col, require_date_column=bool(date_column), features=forecaster.features
+    )
     window = forecaster.window
     results = []
     for s in series:

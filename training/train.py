@@ -7,6 +7,7 @@ import copy
 import os
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ from tqdm import tqdm
 from closecast.config import Config, TrainConfig
 from closecast.representation import WindowScaler
 from training.model import CloseLSTM
+from training.optim import Adam, ReduceOnPlateau
 from training.windowset import WindowSet
 
 ProgressFn = Callable[[dict[str, Any]], None]
+_SEEDING = threading.Lock()  # torch's global generator is shared by the threads of one process
 
 
 @dataclass
@@ -46,7 +49,10 @@ def seed_everything(seed: int, threads: int, device: torch.device | None = None)
     cuda = device is not None and device.type == "cuda"
     if cuda:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=cuda)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:  # the same flag, without torch.use_deterministic_algorithms's import of torch._inductor (seconds,
+        # for its torch.compile setting; nothing here is compiled)
+        torch._C._set_deterministic_algorithms(True, warn_only=False)
 
 
 def make_loss(cfg: TrainConfig) -> nn.Module:
@@ -84,7 +90,7 @@ def _validation_loss(
 def _train_epoch(
     model: nn.Module,
     loss_fn: nn.Module,
-    opt: torch.optim.Optimizer,
+    opt: Adam,
     data: tuple[WindowSet, WindowScaler, torch.device],
     cfg: TrainConfig,
     gen: torch.Generator,
@@ -118,11 +124,12 @@ def fit(
     the weights best on ``val``, on the CPU (evaluation and export run there)."""
     tc = cfg.train
     device = resolve_device(tc.device)
-    seed_everything(tc.seed, tc.threads, device)
-    model = CloseLSTM(cfg.model, channels=train.channels).to(device)
+    with _SEEDING:  # trials run in threads (tune --jobs): seed and draw the first weights as one step
+        seed_everything(tc.seed, tc.threads, device)
+        model = CloseLSTM(cfg.model, channels=train.channels).to(device)
     loss_fn = make_loss(tc)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=tc.lr_factor, patience=tc.lr_patience)
+    opt = Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)  # = torch.optim's (optim.py)
+    sched = ReduceOnPlateau(opt, factor=tc.lr_factor, patience=tc.lr_patience)
     gen = torch.Generator().manual_seed(tc.seed)
     data = (train, scaler, device)
 
@@ -138,7 +145,7 @@ def fit(
         train_loss = _train_epoch(model, loss_fn, opt, data, tc, gen)
         val_loss = _validation_loss(model, loss_fn, val, scaler, device)
         sched.step(val_loss)
-        lr = opt.param_groups[0]["lr"]
+        lr = opt.lr
         history["train_loss"].append(train_loss)
         history["val_loss"].append(val_loss)
         history["lr"].append(lr)

@@ -15,17 +15,16 @@ prefix's own test part: 1.0 is the naive forecast, lower is better.
 from __future__ import annotations
 
 import math
+import shutil
+import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 import torch
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from tqdm import tqdm
@@ -35,6 +34,15 @@ from closecast.series import DataError, Series, make_split, min_rows
 from training.folds import past_of
 from training.parts import pool
 from training.pipeline import ScoredModel, fit_and_score
+from training.study_storage import (  # noqa: F401 (default_storage, only_study_files: the CLI's, from here)
+    HEARTBEAT_GRACE_S,
+    HEARTBEAT_S,
+    default_storage,
+    only_study_files,
+    rdb_storage,
+    redact,
+    sqlite_file,
+)
 from training.train import ProgressFn, make_loss
 
 OBJECTIVE = (
@@ -45,8 +53,6 @@ WINDOW_RANGE = (11, 121)
 # Distributed tuning: a study's budget counts finished trials; a killed shard's trial is failed by heartbeat.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SHARD_SEED_STEP = 7919  # shards' samplers start from different seeds, so they do not draw the same trials
-HEARTBEAT_S = 10  # --trial-heartbeat / --trial-grace by default; a /train job's shards: its heartbeat, lease
-HEARTBEAT_GRACE_S = 30
 SEARCH_SPACE: dict[str, Any] = {  # docs/training.md "Tuning"; a CLI flag fixes a parameter instead
     "window": list(WINDOW_RANGE),
     "hidden_size": [16, 128],
@@ -77,6 +83,7 @@ class Search:
     stage: str = "both"  # "search": trials only, no bundle (a job's shard); "refit": no new trial, refit best
     heartbeat: int = HEARTBEAT_S  # a trial's heartbeat (RDB storages); stale, failed and retried after grace
     grace: int = HEARTBEAT_GRACE_S
+    jobs: int = 1  # trials run at once in threads of this process, each on one torch thread
 
 
 def dev_folds(n_dev: int, cfg: DataConfig, folds: int) -> list[int]:
@@ -178,16 +185,6 @@ def make_objective(series: Series, search: Search) -> Callable[[Any], float]:
     return objective
 
 
-def redact(storage: str) -> str:
-    """A storage URL without its password (``postgresql://user:***@host/db``)."""
-    parts = urlsplit(storage)
-    if parts.password is None:
-        return storage
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def search_state(study: optuna.Study, trials: int) -> dict[str, Any]:
     """Where the search stands: the study's trials finished (completed + pruned) of those asked (every
     shard's: the study is shared), pruned, best value."""
@@ -221,6 +218,9 @@ def run_search(series: Series, search: Search) -> optuna.Study:
     """Run (or resume: same study name and storage) the search; returns the study."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objective = make_objective(series, search)  # refuses unusable data before the first trial
+    study_file = sqlite_file(search.storage)
+    if study_file is not None:
+        study_file.parent.mkdir(parents=True, exist_ok=True)
     seed = int(search.base.get("seed") or 0) + SHARD_SEED_STEP * search.shard
     study = optuna.create_study(  # the first shard creates it; the others load it (load_if_exists)
         study_name=search.study,
@@ -236,45 +236,20 @@ def run_search(series: Series, search: Search) -> optuna.Study:
     elif search.budget is not None:  # shards share one budget: each stops once the study has reached it
         n_trials = max(0, search.budget - len(study.get_trials(deepcopy=False, states=FINISHED)))
         callbacks.append(MaxTrialsCallback(search.budget, states=FINISHED))
+    _say_resumed(study, search)
     bar, on_trial = _progress_bar(search, n_trials, before=len(study.trials))
     try:
         if n_trials:
             study.optimize(
-                objective, n_trials=n_trials, timeout=search.timeout, callbacks=[*callbacks, on_trial]
+                objective,
+                n_trials=n_trials,
+                timeout=search.timeout,
+                callbacks=[*callbacks, on_trial],
+                n_jobs=search.jobs,
             )
     finally:
         bar.close()
     return study
-
-
-def rdb_storage(
-    url: str, heartbeat: int = HEARTBEAT_S, grace: int = HEARTBEAT_GRACE_S
-) -> str | optuna.storages.RDBStorage:
-    """A server database (PostgreSQL) gets trial heartbeats every ``heartbeat`` s: a trial whose shard was
-    killed is failed ``grace`` s after its last one (when any shard starts its next trial) and run again
-    once. ``postgresql://`` URLs use psycopg 3 (the `pg` extra). Optuna creates its tables on first use,
-    which races when shards start together ("relation studies already exists"), so that happens under a
-    PostgreSQL advisory lock. A SQLite file (one process) is left as is."""
-    if url.startswith("sqlite"):
-        return url
-    plain = url
-    if url.startswith(("postgresql://", "postgres://")):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    elif url.startswith("postgresql+psycopg://"):
-        plain = "postgresql://" + url.split("://", 1)[1]
-    else:
-        return url  # another database: Optuna's defaults
-    import psycopg  # the `pg` extra; only for PostgreSQL studies
-
-    with warnings.catch_warnings(), psycopg.connect(plain, autocommit=True) as conn:
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: since Optuna 2.8
-        conn.execute("SELECT pg_advisory_lock(hashtext('closecast optuna schema'))")  # freed on close
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=heartbeat,
-            grace_period=grace,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
 
 
 def len_trials(search: Search) -> int:
@@ -284,6 +259,17 @@ def len_trials(search: Search) -> int:
         return len(optuna.load_study(study_name=search.study, storage=storage).trials)
     except KeyError:
         return 0
+
+
+def _say_resumed(study: optuna.Study, search: Search) -> None:
+    """A study that already has trials is continued, not restarted: say so on stderr, with where it is."""
+    if study.trials:
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        print(
+            f"resuming study {search.study!r} in {redact(search.storage)}: {len(study.trials)} trials "
+            f"already ({finished} finished); a new --study name starts afresh",
+            file=sys.stderr,
+        )
 
 
 def tuning_section(study: optuna.Study, search: Search, seconds: float) -> dict[str, Any]:
@@ -341,12 +327,20 @@ def tune(series: Series, search: Search, out: Path, *, force: bool = False) -> d
             report({**state, **event})
 
     scored = fit_and_score(series, config, quiet=search.quiet, progress=refit)
+    study_file = sqlite_file(search.storage)
+    kept = study_file if study_file is not None and study_file.parent == out.resolve() else None
+
+    def extra(tmp: Path) -> None:
+        write_history(tmp / "tuning.png", study)
+        if kept is not None:  # the study lives in --out: it stays with the bundle (hashed like its files)
+            shutil.copyfile(kept, tmp / kept.name)
+
     return export_bundle(
         scored,
         out,
-        force=force,
+        force=force or only_study_files(out, kept),
         tuning=tuning_section(study, search, seconds),
-        write_extra=lambda tmp: write_history(tmp / "tuning.png", study),
+        write_extra=extra,
     )
 
 
@@ -356,9 +350,3 @@ def trials_span(study: optuna.Study) -> float:
     starts = [t.datetime_start for t in study.trials if t.datetime_start is not None]
     ends = [t.datetime_complete for t in study.trials if t.datetime_complete is not None]
     return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-
-
-def default_storage(out_dir: Path, study: str) -> str:
-    """A SQLite file in ``out_dir``: the study survives the process and resumes under its name."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(out_dir / f'{study}.optuna.sqlite3').resolve()}"

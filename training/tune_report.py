@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never a window
-import matplotlib.pyplot as plt
 import optuna
+
+from training.report import pyplot, whole_number_axis
 
 
 def write_history(path: Path, study: optuna.Study) -> None:
@@ -17,6 +15,7 @@ def write_history(path: Path, study: optuna.Study) -> None:
         t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
     ]
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=80)
     numbers = [t.number for t in complete]
     values = [float(t.value) for t in complete if t.value is not None]
@@ -37,6 +36,7 @@ def write_history(path: Path, study: optuna.Study) -> None:
         xlabel="trial",
         ylabel="objective (lower is better)",
     )
+    whole_number_axis(ax)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)

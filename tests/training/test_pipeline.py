@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUNDLE_FILES = {"manifest.json", "model.onnx", "model.pt", "scaler.json", "report.png"}
 # their keys are data (epochs, file names, levels, series names), not format; `data` differs by design
 # between one series (the single-series fields) and the default's several (`data.series`)
-OPAQUE = {"history", "files", "test_coverage", "series", "test_coverage_by_series", "data"}
+OPAQUE = {"history", "steps_s", "files", "test_coverage", "series", "test_coverage_by_series", "data"}
 # fields a bundle gained after the committed default was trained (readers default them when absent)
 _TEST_STATISTICS = ("skill_se", "dm_stat", "dm_pvalue", "dm_pvalue_worse", "dm_lag", "verdict")
 ADDED_SINCE_DEFAULT: list[str] = [  # the error bars of docs/statistics.md, and the untrained flag
@@ -35,6 +35,7 @@ ADDED_SINCE_DEFAULT: list[str] = [  # the error bars of docs/statistics.md, and 
     "metrics.test.coverage_interval.80",
     "metrics.test.coverage_interval.95",
     "training.untrained",
+    *("training.fit_s", "training.total_s", "training.steps_s"),  # timings: where a run went
 ]
 
 

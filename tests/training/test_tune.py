@@ -17,7 +17,7 @@ from tests.synthetic import make_closes, write_csv
 from training.__main__ import main
 from training.tune import Search, make_objective, redact
 
-TINY_FLAGS = ["--epochs", "2", "--hidden-size", "4", "--folds", "2", "--quiet"]
+TINY_FLAGS = ["--epochs", "2", "--hidden-size", "4", "--folds", "2", "--quiet", "--jobs", "1"]
 FIXED = {"window": 11, "hidden_size": 4, "num_layers": 1, "dropout": 0.0, "lr": 0.01, "batch_size": 64,
          "loss": "huber", "bidirectional": False, "epochs": 2}  # fmt: skip
 
@@ -105,3 +105,26 @@ def test_progress_file_gets_one_line_per_trial_then_the_refit_epochs(tmp_path: P
         refit[-1]["best_value"]
         == json.loads((tmp_path / "t" / "manifest.json").read_text())["tuning"]["best_value"]
     )
+
+
+def test_parallel_trials_keep_the_study_in_out_and_resuming_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = write_csv(tmp_path / "p.csv", make_closes(260, seed=5))
+    out = tmp_path / "tuned"
+    argv = ["tune", "--csv", str(csv), "--out", str(out), "--window", "11", *TINY_FLAGS, "--jobs", "2"]
+    assert main([*argv, "--trials", "4"]) == 0
+    study_file = out / "closecast-p.optuna.sqlite3"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tuning"]["n_trials"] == 4 and study_file.name in manifest["files"]
+    assert not (tmp_path / study_file.name).exists() and not (Path.cwd() / study_file.name).exists()
+    trials = optuna.load_study(study_name="closecast-p", storage=f"sqlite:///{study_file}").trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.user_attrs["params"]["threads"] == 1 for t in trials)
+    spans = [(t.datetime_start, t.datetime_complete) for t in trials]
+    assert any(a[0] < b[1] and b[0] < a[1] for a in spans for b in spans if a != b)  # two ran at once
+    assert "resuming" not in capsys.readouterr().err
+    assert main([*argv, "--trials", "1", "--force"]) == 0
+    assert "resuming study 'closecast-p'" in capsys.readouterr().err
+    assert json.loads((out / "manifest.json").read_text())["tuning"]["n_trials"] == 5
+    load_forecaster(out, providers="cpu")
