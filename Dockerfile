@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # closecast images: one Dockerfile, three targets (BuildKit builds only the stages a target needs).
 #
 #   docker build -t closecast .                         cpu (default, the last stage): serving + /train
@@ -6,6 +5,10 @@
 #   docker build --target cuda  -t closecast:cuda  .    ONNX Runtime on CUDA 13 + cuDNN 9: docker run --gpus all
 #
 #   docker run -p 8000:8000 -v closecast-models:/models closecast
+#
+# No `# syntax=` line: BuildKit's built-in Dockerfile frontend (Docker 20.10 and later) already knows every
+# instruction used here (RUN --mount included), and a syntax line would make each build pull a frontend image
+# from a registry, which an air-gapped site cannot reach.
 #
 # Layers go from rarely to often changed: dependencies (from the hashed locks in requirements/, rebuilt only
 # when a lock changes), then the default model, then the code (a small wheel). The registry lives in the
@@ -21,6 +24,10 @@ ARG CUDA_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
 # version and installed with --no-deps; what it needs is in the locks (requirements/torch-cpu.in), hashed.
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Air-gapped builds: a folder inside the build context (git-ignored, let through by .dockerignore). When it holds
+# a torch wheel of TORCH_VERSION, the cpu and cuda targets install torch from it with no index at all:
+#   pip download --no-deps --dest torch-wheels torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+ARG TORCH_WHEELS=torch-wheels
 
 
 # ---- wheel: the code, built once for every target -----------------------------------------------------------
@@ -69,8 +76,15 @@ COPY requirements/cpu.txt /tmp/requirements/
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --require-hashes --no-deps -r /tmp/requirements/cpu.txt
 # The CPU build of torch (~750 MB installed); PyPI's default torch is the CUDA build (several GB).
+ARG TORCH_WHEELS
+COPY ${TORCH_WHEELS}* /tmp/torch-wheels/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+    if ls /tmp/torch-wheels/torch-"${TORCH_VERSION}"[-+]*.whl >/dev/null 2>&1; then \
+        pip install --no-deps --no-index --find-links /tmp/torch-wheels "torch==${TORCH_VERSION}"; \
+    else \
+        pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"; \
+    fi \
+    && rm -rf /tmp/torch-wheels \
     && pip check
 
 # Ubuntu 24.04's Python 3.12 on the CUDA base; builder and runtime share this layer, so the venv's
@@ -94,9 +108,17 @@ RUN python3 -m venv /opt/venv
 COPY requirements/cuda.txt /tmp/requirements/
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --require-hashes --no-deps -r /tmp/requirements/cuda.txt
-# /train runs on the CPU here too: the LSTM is small and training/ never asks for a GPU.
+# /train runs on the CPU here too: the LSTM is small and training/ never asks for a GPU. Python 3.12 here: a
+# wheel folder for this target holds the cp312 wheel (the tag decides; pip refuses the wrong one).
+ARG TORCH_WHEELS
+COPY ${TORCH_WHEELS}* /tmp/torch-wheels/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+    if ls /tmp/torch-wheels/torch-"${TORCH_VERSION}"[-+]*.whl >/dev/null 2>&1; then \
+        pip install --no-deps --no-index --find-links /tmp/torch-wheels "torch==${TORCH_VERSION}"; \
+    else \
+        pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"; \
+    fi \
+    && rm -rf /tmp/torch-wheels \
     && pip check
 
 
@@ -110,23 +132,26 @@ RUN groupadd --system --gid 10001 closecast \
     && useradd --system --uid 10001 --gid closecast --no-log-init --create-home --home-dir /home/closecast \
        --shell /usr/sbin/nologin closecast \
     && install -d -o closecast -g closecast -m 0755 /models
-# The CMD is the project's server command (`closecast serve`: uvloop, httptools with bounded request heads,
-# CLOSECAST_MAX_HEADER_BYTES and CLOSECAST_HEADER_TIMEOUT_S); its --host and --port override the settings.
+# The CMD is the project's own server command (`closecast`: uvloop, httptools with bounded request heads,
+# CLOSECAST_MAX_HEADER_BYTES and CLOSECAST_HEADER_TIMEOUT_S). It reads CLOSECAST_HOST, CLOSECAST_PORT and
+# CLOSECAST_WORKERS (-e CLOSECAST_PORT=8001 moves it, and the HEALTHCHECK with it: several containers can
+# share a host network).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     CLOSECAST_MODEL_DIR=/models \
     CLOSECAST_DEFAULT_MODEL_DIR=/opt/closecast/models \
-    CLOSECAST_HOST=0.0.0.0
+    CLOSECAST_HOST=0.0.0.0 \
+    CLOSECAST_PORT=8000
 WORKDIR /home/closecast
 EXPOSE 8000
 # A fresh named volume starts as a copy of this directory (empty, owned by closecast).
 VOLUME ["/models"]
 # Ready means a verified model is loaded; urllib raises on 503 or a refused connection (exit 1).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
-CMD ["closecast", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    CMD ["python", "-c", "import os, sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('CLOSECAST_PORT', '8000') + '/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+CMD ["closecast"]
 
 
 # ---- serve: no torch, CPU ONNX Runtime (~300 MB) -------------------------------------------------------------
@@ -153,13 +178,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     CLOSECAST_MODEL_DIR=/models \
     CLOSECAST_DEFAULT_MODEL_DIR=/opt/closecast/models \
-    CLOSECAST_HOST=0.0.0.0
+    CLOSECAST_HOST=0.0.0.0 \
+    CLOSECAST_PORT=8000
 WORKDIR /home/closecast
 EXPOSE 8000
 VOLUME ["/models"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
-CMD ["closecast", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    CMD ["python", "-c", "import os, sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('CLOSECAST_PORT', '8000') + '/readyz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+CMD ["closecast"]
 COPY --from=venv-cuda /opt/venv /opt/venv
 COPY --from=default-model /out /opt/closecast/models
 RUN --mount=type=bind,from=wheel,source=/dist,target=/dist pip install --no-deps --no-cache-dir /dist/*.whl

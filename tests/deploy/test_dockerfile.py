@@ -51,6 +51,7 @@ RUNTIME_TARGETS = ("serve", "cpu", "cuda")
 DEFAULT_TARGET = "cpu"
 READY_WITHIN_S = 30.0
 IMAGE_PORT = 8000
+TORCH_WHEELS_IN_STAGE = "/tmp/torch-wheels"  # where the venv stages COPY the TORCH_WHEELS folder
 
 
 @pytest.fixture(scope="module")
@@ -118,25 +119,28 @@ def test_runtime_targets_share_cmd_and_healthcheck(dockerfile: Dockerfile) -> No
 def test_healthcheck_uses_only_python_from_the_image(dockerfile: Dockerfile) -> None:
     options, argv = healthcheck_command(dockerfile.last(DEFAULT_TARGET, "HEALTHCHECK") or "")
     assert argv[:2] == ["python", "-c"]  # no curl or wget in a slim image
-    assert f"127.0.0.1:{IMAGE_PORT}/readyz" in argv[2]
+    assert "127.0.0.1:" in argv[2] and "/readyz" in argv[2]
+    # the port the server listens on, not a second copy of it: several containers can share a host network
+    assert "os.environ.get('CLOSECAST_PORT'" in argv[2]
+    assert dockerfile.env(DEFAULT_TARGET)["CLOSECAST_PORT"] == str(IMAGE_PORT)
     assert {"interval", "timeout", "start-period", "retries"} <= set(options)
 
 
+def test_cmd_is_the_project_server_command(dockerfile: Dockerfile) -> None:
+    """One start command: ``closecast`` (pyproject's script) takes host, port and workers from settings."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert exec_form(dockerfile.last(DEFAULT_TARGET, "CMD") or "") == ["closecast"]
+    assert project["project"]["scripts"]["closecast"] == "app.__main__:main"
+    assert dockerfile.env(DEFAULT_TARGET)["CLOSECAST_HOST"] == "0.0.0.0"  # reachable from outside
+
+
+def test_no_syntax_line_so_builds_pull_no_frontend_image() -> None:
+    """BuildKit's built-in frontend reads this file (RUN --mount too); `# syntax=` would pull an image."""
+    first = DOCKERFILE.read_text(encoding="utf-8").splitlines()[0]
+    assert not re.match(r"#\s*syntax\s*=", first, flags=re.IGNORECASE), first
+
+
 # ---- the image's commands, run outside a container ---------------------------------------------------------
-
-
-def _with_option(argv: list[str], option: str, value: str) -> list[str]:
-    assert option in argv, f"CMD has no {option}: {argv}"
-    at = argv.index(option) + 1
-    return [*argv[:at], value, *argv[at + 1 :]]
-
-
-def _on_port(argv: list[str], port: int) -> list[str]:
-    """The HEALTHCHECK with its URL pointed at ``port`` (exactly one URL must be rewritten)."""
-    pattern = re.compile(rf"(https?://(?:127\.0\.0\.1|localhost)):{IMAGE_PORT}\b")
-    rewritten = [pattern.sub(rf"\g<1>:{port}", arg) for arg in argv]
-    assert sum(a != b for a, b in zip(argv, rewritten, strict=True)) == 1, argv
-    return rewritten
 
 
 def _image_env(dockerfile: Dockerfile, volume: Path) -> dict[str, str]:
@@ -173,13 +177,13 @@ def running_image(dockerfile: Dockerfile, volume: Path, workdir: Path) -> Iterat
     """Start the default target's CMD on a free port; wait (bounded) until its HEALTHCHECK passes; stop it."""
     port = free_port()
     cmd = exec_form(dockerfile.last(DEFAULT_TARGET, "CMD") or "")
-    cmd = _with_option(_with_option(cmd, "--port", str(port)), "--host", "127.0.0.1")
     _, healthcheck = healthcheck_command(dockerfile.last(DEFAULT_TARGET, "HEALTHCHECK") or "")
-    env = _image_env(dockerfile, volume)
+    # as `docker run -e CLOSECAST_PORT=... -e CLOSECAST_HOST=...` would: the CMD and HEALTHCHECK as written
+    env = {**_image_env(dockerfile, volume), "CLOSECAST_PORT": str(port), "CLOSECAST_HOST": "127.0.0.1"}
     log = workdir / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
-    container = Container(process, _on_port(healthcheck, port), port, env, log)
+    container = Container(process, healthcheck, port, env, log)
     try:
         deadline = time.monotonic() + READY_WITHIN_S
         while container.check().returncode != 0:
@@ -216,6 +220,10 @@ def test_cmd_serves_default_model_from_empty_volume_and_healthcheck_passes(
         result = container.check()
         assert result.returncode == 0, result.stdout + result.stderr
         assert container.readyz()["model_version"] == default_version
+        # the HEALTHCHECK follows CLOSECAST_PORT: aimed at another port, it reports the server missing
+        elsewhere = {**container.env, "CLOSECAST_PORT": str(free_port())}
+        missed = subprocess.run(container.healthcheck, env=elsewhere, capture_output=True, timeout=15)
+        assert missed.returncode != 0
         # the volume was seeded: the default bundle, byte for byte, and the pointer
         assert (volume / "default" / "current").read_text(encoding="utf-8").strip() == default_version
         for source in (ROOT / "models" / "default" / str(default_version)).iterdir():
@@ -283,7 +291,8 @@ def test_dockerignore_sends_copy_sources_and_nothing_else(dockerfile: Dockerfile
             words = shlex.split(args)
             if keyword != "COPY" or any(w.startswith("--from") for w in words):
                 continue
-            for source in [s for w in words[:-1] if not w.startswith("--") for s in ROOT.glob(w)]:
+            sources = [_expand(w, dockerfile.args) for w in words[:-1] if not w.startswith("--")]
+            for source in [s for w in sources for s in ROOT.glob(w)]:
                 files = [source, *source.rglob("*")] if source.is_dir() else [source]
                 for f in files:
                     name = f.relative_to(ROOT).as_posix()
@@ -291,6 +300,73 @@ def test_dockerignore_sends_copy_sources_and_nothing_else(dockerfile: Dockerfile
                         assert not is_ignored(name, patterns), f"{name} is copied but .dockerignore drops it"
     for unwanted in UNWANTED_IN_CONTEXT:
         assert is_ignored(unwanted, patterns), f"{unwanted} would be sent to the build"
+
+
+def _expand(word: str, args: dict[str, str]) -> str:
+    """``${NAME}`` replaced by the global ARG's default, as a build without --build-arg sees it."""
+    return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], word)
+
+
+TORCH_STAGES = ("venv-cpu", "venv-cuda")
+CPU_WHEEL = "torch-{version}+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+
+
+def test_torch_wheels_folder_reaches_the_build_and_stays_out_of_git(dockerfile: Dockerfile) -> None:
+    folder = dockerfile.args["TORCH_WHEELS"]
+    assert folder and not folder.startswith("/") and ".." not in folder.split("/")  # inside the context
+    wheel = f"{folder}/{CPU_WHEEL.format(version=dockerfile.args['TORCH_VERSION'])}"
+    assert not is_ignored(wheel, read_dockerignore()), f".dockerignore keeps {folder}/ out of the build"
+    if (ROOT / ".git").exists():  # a clone (not an unpacked archive): git must not take a 200 MB wheel
+        ignored = subprocess.run(["git", "check-ignore", "-q", wheel], cwd=ROOT, timeout=30)
+        assert ignored.returncode == 0, f"{wheel} is not git-ignored"
+    for stage in TORCH_STAGES:
+        instructions = dockerfile.stage(stage).instructions
+        assert ("ARG", "TORCH_WHEELS") in instructions, f"{stage} does not see the TORCH_WHEELS argument"
+        copies = [shlex.split(a) for kw, a in instructions if kw == "COPY"]
+        # a wildcard: a build without the folder (a fresh clone) copies nothing instead of failing
+        assert ["${TORCH_WHEELS}*", f"{TORCH_WHEELS_IN_STAGE}/"] in copies
+
+
+def _torch_install(dockerfile: Dockerfile, stage: str) -> str:
+    """The stage's RUN that installs torch, as the shell runs it (BuildKit's --mount flags dropped)."""
+    (run,) = [r for r in _venv_runs(dockerfile, stage) if "torch==" in r]
+    return re.sub(r"^(--mount=\S+\s+)+", "", run.strip())
+
+
+@pytest.mark.parametrize("stage", TORCH_STAGES)
+@pytest.mark.parametrize(
+    ("wheels", "source"),
+    [
+        ([CPU_WHEEL], "--no-index"),  # an air-gapped build: the wheel, no index at all
+        ([], "--index-url"),  # a fresh clone: torch's CPU index
+        (["torch-2.1.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "README.txt"], "--index-url"),
+        # a wheel of this version for another Python: taken, and pip refuses its tag (no silent download)
+        (["torch-{version}+cpu-cp312-cp312-manylinux_2_28_x86_64.whl"], "--no-index"),
+    ],
+)
+def test_torch_install_takes_the_folder_wheel_of_its_version(
+    dockerfile: Dockerfile, tmp_path: Path, stage: str, wheels: list[str], source: str
+) -> None:
+    """The stage's own shell command, with a `pip` that records its arguments: which source it picks."""
+    version = dockerfile.args["TORCH_VERSION"]
+    folder, bin_dir, record = tmp_path / "wheels", tmp_path / "bin", tmp_path / "pip-calls"
+    folder.mkdir()
+    bin_dir.mkdir()
+    for name in wheels:
+        (folder / name.format(version=version)).write_bytes(b"")
+    (bin_dir / "pip").write_text(f'#!/bin/sh\necho "$*" >> {record}\n', encoding="utf-8")
+    (bin_dir / "pip").chmod(0o755)
+    command = _torch_install(dockerfile, stage).replace(TORCH_WHEELS_IN_STAGE, str(folder))
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin",
+        "TORCH_VERSION": version,
+        "TORCH_INDEX_URL": dockerfile.args["TORCH_INDEX_URL"],
+    }
+    subprocess.run(["/bin/sh", "-c", command], env=env, check=True, timeout=30)
+    install, check = record.read_text(encoding="utf-8").splitlines()
+    assert source in install.split() and install.endswith(f"torch=={version}")
+    assert check == "check"
+    assert not folder.exists()  # the wheel does not stay in the stage's /tmp
 
 
 def test_every_package_is_copied_into_the_wheel_that_every_target_installs(dockerfile: Dockerfile) -> None:
@@ -407,18 +483,23 @@ def test_venv_stage_installs_its_lock_with_hashes_and_torch_by_version(
     copies = [shlex.split(a) for kw, a in dockerfile.stage(stage).instructions if kw == "COPY"]
     assert [f"requirements/{name}", "/tmp/requirements/"] in copies
     runs = _venv_runs(dockerfile, stage)
+    torch_installs = []
     for run in runs:
-        for command in (c.strip() for c in run.split("&&")):
-            words = shlex.split(command.split("pip install", 1)[1]) if "pip install" in command else []
+        for command in re.findall(r"pip install ([^;&]+)", run):
+            words = shlex.split(command)
             if "-r" in words:
                 assert {"--require-hashes", "--no-deps"} <= set(words), command
                 assert words[words.index("-r") + 1] == f"/tmp/requirements/{name}"
-            elif words:  # the only other install: torch from its index, by version, adding nothing else
-                assert words[-1] == "torch==${TORCH_VERSION}" and "--no-deps" in words, command
-                assert words[words.index("--index-url") + 1] == "${TORCH_INDEX_URL}"
+                continue
+            # the only other install: torch by version, adding nothing, from its index or the wheel folder
+            assert words[-1] == "torch==${TORCH_VERSION}" and "--no-deps" in words, command
+            if "--no-index" in words:
+                assert words[words.index("--find-links") + 1] == TORCH_WHEELS_IN_STAGE, command
+            else:
+                assert words[words.index("--index-url") + 1] == "${TORCH_INDEX_URL}", command
+            torch_installs.append("local" if "--no-index" in words else "index")
     assert runs[-1].rstrip().endswith("pip check")  # the venv, torch included, is complete
-    installs_torch = any("torch==" in run for run in runs)
-    assert installs_torch == (stage != "venv-serve")
+    assert sorted(torch_installs) == ([] if stage == "venv-serve" else ["index", "local"])
     # pyproject.toml stays out of the dependency stages: only a lock's change reinstalls
     copied = [args for s in dockerfile.chain(stage) for kw, args in s.instructions if kw == "COPY"]
     assert not [c for c in copied if "pyproject.toml" in c]
