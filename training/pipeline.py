@@ -7,6 +7,7 @@ RMS, so one network reads calm and wild series alike and can learn from many at 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,7 @@ from closecast.collection import data_section
 from closecast.config import Config
 from closecast.manifest import build_manifest
 from closecast.series import Series
+from closecast.summary import JOB_ID_ENV
 from training.calibration import Evaluation, evaluate
 from training.export import check_parity, export_onnx, export_torchscript, onnx_session
 from training.parts import Pooled, pool
@@ -78,13 +80,19 @@ def fit_and_score(
     synthetic: int = 0,
     progress: ProgressFn | None = None,
     quiet: bool = False,
+    phases: ProgressFn | None = None,
 ) -> ScoredModel:
     """Fit on the pooled training slices (plus ``synthetic`` seeded GARCH series), early-stop on the pooled
-    early-stopping slices, calibrate intervals on the calibration slices and score the test slices."""
+    early-stopping slices, calibrate intervals on the calibration slices and score the test slices.
+    ``phases`` hears ``{"phase": ...}`` as the fit and the calibration begin (a job's progress file)."""
     series_list = as_list(series)
     pooled = pool(series_list, config.data, synthetic_series(synthetic, seed=config.train.seed))
     train, val = pooled.dataset("train", with_augment=True), pooled.dataset("early_stop")
+    if phases:
+        phases({"phase": "training", "epoch": 0, "epochs": config.train.epochs})
     fitted = fit(config, train, val, pooled.scaler, progress, quiet)
+    if phases:
+        phases({"phase": "calibrating"})
     evaluation = evaluate(pooled, partial(predict_scaled, fitted.model))
     augment = {"synthetic_series": synthetic, "length": LENGTH if synthetic else 0, "seed": config.train.seed}
     return ScoredModel(series_list, config, pooled, fitted, evaluation, augment)
@@ -115,8 +123,11 @@ def run_training(
     progress: ProgressFn | None = None,
     synthetic: int = 0,
 ) -> dict[str, Any]:
-    """Train on one or several series and write the bundle to ``out``; returns the manifest."""
-    scored = fit_and_score(series, cfg, synthetic=synthetic, progress=progress, quiet=quiet)
+    """Train on one or several series and write the bundle to ``out``; returns the manifest. ``progress``
+    hears each epoch and each phase (``training``, ``calibrating``, ``exporting``) as it begins."""
+    scored = fit_and_score(series, cfg, synthetic=synthetic, progress=progress, quiet=quiet, phases=progress)
+    if progress:
+        progress({"phase": "exporting"})
     return export_bundle(scored, out, force=force)
 
 
@@ -156,6 +167,7 @@ def _write_files(
             "history": fitted.history,
             "windows": {"train": len(pooled.dataset("train", with_augment=True))},
             "device": fitted.device,
+            **({"job_id": job} if (job := os.environ.get(JOB_ID_ENV)) else {}),  # trained by a /train job
         },
         sample_closes=sample_closes,
         sample_forecast=sample_forecast,

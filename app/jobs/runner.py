@@ -45,6 +45,7 @@ from anyio.abc import TaskStatus
 from app.config import Settings
 from app.inference.models import LoadedModels
 from app.jobs.errors import JobFinished, JobNotFound, JobStoreUnavailable, JobsUnavailable, storage_failed
+from app.jobs.phases import enter
 from app.jobs.process import HOST_AND_BOOT, command_line_mentions, process_alive, process_start
 from app.jobs.promotion import RegistryRules, judge_and_register
 from app.jobs.shards import train_job
@@ -117,7 +118,7 @@ class JobRunner:
             raise storage_failed(self.model_dir, exc) from exc
         try:
             sub = prepare(work)
-            progress = sub.initial_progress()
+            progress = enter(sub.initial_progress(), "queued")
             job = self.store.enqueue(
                 job_id, sub.name, sub.promote, sub.spec(), progress, self.settings.job_queue_size, sub.model
             )
@@ -387,6 +388,7 @@ class JobRunner:
             partial(self._job_closes, job, work),
             partial(self.store.cancel_requested, job.id),
             rules,
+            partial(self.supervisor.mark, job.id),
         )
         return await anyio.to_thread.run_sync(judge)
 
