@@ -115,6 +115,10 @@ def list_versions(model_dir: Path) -> list[str]:
     )
 
 
+# The reason a promotion is recorded with starts with what made it (app/jobs/promotion.py, upload.py).
+BY_REASON = (("job: ", "job"), ("promoted through POST", "hand"), ("uploaded through POST", "upload"))
+
+
 @dataclass(frozen=True)
 class Promotion:
     """One line of ``promotions.jsonl``."""
@@ -123,6 +127,15 @@ class Promotion:
     at: str
     previous: str | None = None
     reason: str = ""
+
+    @property
+    def by(self) -> str:
+        """Who made it: ``job`` (a /train job's gate), ``hand`` (``POST .../promote``), ``upload`` (a new
+        model's uploaded first version) or ``registry`` (recorded from an existing pointer, seeded)."""
+        for prefix, who in BY_REASON:
+            if self.reason.startswith(prefix):
+                return who
+        return "registry"
 
 
 @dataclass(frozen=True)
@@ -333,3 +346,9 @@ def seed_model_dir(target: Path, default_dir: Path) -> bool:
             raise
     set_current(target, read_current(default_dir) or versions[-1], "seeded from the default registry")
     return True
+
+
+def promotions(pointers: PointerStore, model: str) -> list[Promotion]:
+    """A model's promotions, newest first, from whichever store holds them (the pointer files'
+    ``promotions.jsonl``, or PostgreSQL in scale-out mode: ``PointerStore.history``)."""
+    return list(reversed(pointers.history(model)))

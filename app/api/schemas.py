@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from app.api.registry_schemas import DataSummary, TrainingSummary
 from app.config import MAX_BATCH_SERIES_CEILING, MAX_CLOSES_CEILING, MAX_HORIZON_CEILING
 from closecast.registry import MODEL_NAME_PATTERN, model_name_problem
 
@@ -293,6 +294,8 @@ class ModelCard(BaseModel):
     beats_naive: bool | None = Field(description="test skill > 0")
     data: dict[str, Any] = Field(description="source, date range, rows and split the model was trained on")
     intervals: dict[str, Any] = Field(description="residual quantiles the intervals come from")
+    training: TrainingSummary | None = Field(default=None, description="how it was trained")
+    data_summary: DataSummary | None = Field(default=None, description="series, closes and date range")
 
 
 # --- /models: the stored versions and promotion ------------------------------------------------------
@@ -309,6 +312,8 @@ class ModelVersion(BaseModel):
     data: dict[str, Any] | None = Field(
         default=None, description="source, date range and rows it was trained on"
     )
+    training: TrainingSummary | None = Field(default=None, description="how it was trained")
+    data_summary: DataSummary | None = Field(default=None, description="series, closes and date range")
     problem: str | None = Field(
         default=None, description="why its manifest could not be read, if it could not"
     )

@@ -102,6 +102,16 @@ def test_job_goes_through_every_phase_in_order_with_times(run: Run) -> None:
     assert len(polled) >= 3, polled
 
 
+def test_the_new_version_and_its_promotion_name_the_job(run: Run) -> None:
+    version = run.final["result"]["version"]
+    listed = run.client.get("/models/default/versions").json()["versions"]
+    made = next(v for v in listed if v["version"] == version)["training"]
+    assert made["job_id"] == run.job_id and made["settings"]["epochs"] == 3 and made["epochs_run"] == 3
+    last = run.client.get("/models/default/history").json()["promotions"][0]
+    assert (last["from"], last["to"], last["by"]) == (FIXTURE_VERSION, version, "job")
+    assert last["job_id"] == run.job_id
+
+
 def test_better_candidate_is_promoted_and_reports_both_maes(run: Run) -> None:
     result = run.final["result"]
     gate = result["metrics"]["gate"]

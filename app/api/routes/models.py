@@ -7,6 +7,7 @@ name, so it never shadows a model).
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from fastapi import Path as PathParam
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.deps import ForecasterDep, ModelsDep, SeesAllDep
+from app.api.registry_schemas import DataSummary, ModelHistory, PromotionOut, TrainingSummary
 from app.api.responses import errors
 from app.api.schemas import ModelCard, ModelsOut, ModelSummary, ModelVersion, ModelVersions
 from app.inference.models import LoadedModels
@@ -23,6 +25,7 @@ from closecast import registry
 from closecast.bundle import read_manifest
 from closecast.errors import ClosecastError, InputInvalid, ModelNotFound, model_name_invalid
 from closecast.forecaster import Forecaster
+from closecast.summary import data_summary, training_summary
 
 router = APIRouter(tags=["models"])
 
@@ -82,7 +85,16 @@ def _summary(bundle_dir: Path, current: str | None, sees_all: bool) -> ModelVers
         window=manifest["input"].get("window"),
         metrics=manifest.get("metrics"),
         data={k: data[k] for k in shown if k in data},
+        **_made(manifest),
     )
+
+
+def _made(manifest: dict[str, Any]) -> dict[str, Any]:
+    """How a version was made: its training summary and data summary (no source names: anyone may see)."""
+    return {
+        "training": TrainingSummary(**training_summary(manifest)),
+        "data_summary": DataSummary(**data_summary(manifest)),
+    }
 
 
 def _versions(models: LoadedModels, model: str, sees_all: bool) -> ModelVersions:
@@ -136,9 +148,12 @@ def _model_list(models: LoadedModels, sees_all: bool) -> ModelsOut:
 
 def _card(model: str, forecaster: Forecaster, sees_all: bool) -> ModelCard:
     card = forecaster.card()
-    if not sees_all:  # the data's `source` is for the key holder (see PUBLIC_DATA)
-        card["data"] = {k: v for k, v in card.get("data", {}).items() if k != "source"}
-    return ModelCard(model=model, **card)
+    if not sees_all:  # the data's `source` is for the key holder (see PUBLIC_DATA), each series' too
+        data = {k: v for k, v in card.get("data", {}).items() if k != "source"}
+        if isinstance(data.get("series"), list):
+            data["series"] = [{k: v for k, v in s.items() if k != "source"} for s in data["series"]]
+        card["data"] = data
+    return ModelCard(model=model, **card, **_made(forecaster.manifest))
 
 
 @router.get("/models/current", responses={503: {"description": "no verified model loaded yet"}})
@@ -172,3 +187,33 @@ async def list_versions(model: ModelPath, models: ModelsDep, sees_all: SeesAllDe
     """A model's stored versions, newest first, with their test metrics; marks the one `current` names."""
     name = checked_model(models, model)
     return await anyio.to_thread.run_sync(_versions, models, name, sees_all)
+
+
+def _history(models: LoadedModels, model: str) -> ModelHistory:
+    model_dir = models.model_dir(model)
+    entries = []
+    for p in registry.promotions(models.pointers, model):
+        job_id = None
+        if p.by == "job":  # the job id is in the version's manifest (written by the job's training process)
+            with suppress(ClosecastError):
+                job_id = training_summary(read_manifest(model_dir / p.version)).get("job_id")
+        entries.append(
+            PromotionOut.model_validate(
+                {
+                    "at": p.at,
+                    "from": p.previous,
+                    "to": p.version,
+                    "reason": p.reason,
+                    "by": p.by,
+                    "job_id": job_id,
+                }
+            )
+        )
+    return ModelHistory(model=model, promotions=entries)
+
+
+@router.get("/models/{model}/history", responses=_NOT_FOUND)
+async def model_history(model: ModelPath, models: ModelsDep) -> ModelHistory:
+    """A model's promotions, newest first: when, from which version to which, why, by a job or by hand."""
+    name = checked_model(models, model)
+    return await anyio.to_thread.run_sync(_history, models, name)
