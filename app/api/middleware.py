@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,21 @@ def route_limits(settings: Settings) -> dict[str, Limit]:
             f"send at most the latest {settings.max_closes} closes (and dates)",
         ),
         "/train": Limit(settings.max_upload_bytes, "CLOSECAST_MAX_UPLOAD_BYTES", "send a smaller file"),
+        VERSIONS_PATH: Limit(
+            settings.max_upload_bytes, "CLOSECAST_MAX_UPLOAD_BYTES", "send a smaller bundle archive"
+        ),
     }
+
+
+VERSIONS_PATH = "/models/{model}/versions"  # POST: a bundle upload (app/api/bundle_upload.py)
+_VERSIONS = re.compile(r"^/models/[^/]+/versions$")
+
+
+def limit_of(limits: dict[str, Limit], path: str) -> Limit:
+    """The limit of a concrete path: its own, the upload's for ``/models/<name>/versions``, else DEFAULT."""
+    if path in limits:
+        return limits[path]
+    return limits.get(VERSIONS_PATH, DEFAULT) if _VERSIONS.match(path) else DEFAULT
 
 
 async def _refuse(send: Send, status: int, detail: str, *extra: tuple[bytes, bytes]) -> None:
@@ -105,7 +120,7 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         path = scope["path"].removeprefix(scope.get("root_path", "")).rstrip("/") or "/"
-        limit = self.limits.get(path, DEFAULT)
+        limit = limit_of(self.limits, path)
         declared = _declared_length(scope)
         if declared is not None and declared > limit.bytes:
             await _refuse(send, 413, _too_large(f"{declared} bytes", path, limit))
