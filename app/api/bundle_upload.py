@@ -70,20 +70,18 @@ def _unpack(body: bytes, raw: Path, bundle: Path, max_unpacked: int) -> None:
     """The archive's files into ``bundle`` (flat), refusing what is not one bundle's plain files."""
     try:
         with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
-            members = tar.getmembers()
-            prefix = _single_prefix(members)
-            total = 0
-            for member in members:
-                if member.isdir():
-                    continue
-                if not member.isfile():
+            members, total = [], 0
+            for member in tar:  # one header at a time: a bomb is stopped at the cap, not unpacked to find out
+                if not (member.isfile() or member.isdir()):
                     raise refused(f"the archive holds {member.name!r}, which is not a plain file (a link?)")
-                total += member.size
+                total += member.size if member.isfile() else 0
                 if total > max_unpacked:
                     raise PayloadTooLarge(
                         f"the archive unpacks to more than {max_unpacked} bytes "
                         f"({UNPACKED_FACTOR}x CLOSECAST_MAX_UPLOAD_BYTES)"
                     )
+                members.append(member)
+            prefix = _single_prefix(members)
             tar.extractall(raw, members=[m for m in members if m.isfile()], filter="data")
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         if isinstance(exc, tarfile.FilterError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,3 +139,23 @@ def test_the_upload_needs_the_key_and_a_gzip_body(client: TestClient) -> None:
     bad_name = client.post("/models/current/versions", content=body, headers=GZIP)
     assert bad_name.status_code == 422
     assert DEFAULT in client.get("/models").text
+
+
+@pytest.mark.parametrize("layout", ["folder", "dot"])
+def test_an_archive_made_by_the_tar_command_is_accepted(
+    client: TestClient, tmp_path: Path, layout: str
+) -> None:
+    """As the docs say: ``tar -czf B -C parent version`` (a folder), or ``-C bundle .`` (``./`` names)."""
+    tar = shutil.which("tar")
+    if tar is None:
+        pytest.skip("no tar command on this machine")
+    out = tmp_path / "bundle.tar.gz"
+    where = (
+        ["-C", str(FIXTURE_BUNDLE.parent), FIXTURE_BUNDLE.name]
+        if layout == "folder"
+        else ["-C", str(FIXTURE_BUNDLE), "."]
+    )
+    subprocess.run([tar, "-czf", str(out), *where], check=True)
+    response = client.post("/models/from-tar/versions", content=out.read_bytes(), headers=GZIP)
+    assert response.status_code == 201, response.text
+    assert client.get("/models/from-tar").json()["version"] == response.json()["version"]
