@@ -20,6 +20,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,9 +97,7 @@ def seed(root: Path, default_dir: Path, model: str) -> bool:
     """
     if registry.list_models(root):
         return False
-    return registry.seed_model_dir(
-        registry.FilePointers(root).model_dir_of(model), _source(default_dir, model)
-    )
+    return seed_model_dir(registry.FilePointers(root).model_dir_of(model), _source(default_dir, model))
 
 
 def _source(default_dir: Path, model: str) -> Path:
@@ -149,3 +149,35 @@ def new_version_dir(root: Path, model: str, salt: bytes, default_model: str = "d
     prepare_registry(root, default_model)
     model_dir.mkdir(parents=True, exist_ok=True)
     return model_dir / registry.new_version_id(salt)
+
+
+def seed_model_dir(target: Path, default_dir: Path) -> bool:
+    """First start of a fresh volume: copy the default registry into an empty ``target``.
+
+    Returns True when it copied. A ``target`` that already holds a version is left untouched, so models
+    trained through ``/train`` survive restarts. Each version is copied to a temporary directory and renamed,
+    so a crash mid-copy never leaves a half bundle that looks complete.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    if registry.list_versions(target) or target.resolve() == default_dir.resolve():
+        return False
+    versions = registry.list_versions(default_dir)
+    if not versions:
+        raise FileNotFoundError(f"no default model bundle found in {default_dir}")
+    for version in versions:
+        if (target / version).exists():
+            raise FileExistsError(
+                f"{target / version} exists but holds no {registry.MANIFEST}; "
+                "move it away so the default model can be copied"
+            )
+        tmp = Path(tempfile.mkdtemp(prefix=f".seed-{version}-", dir=target))
+        try:
+            shutil.copytree(default_dir / version, tmp, dirs_exist_ok=True)
+            os.replace(tmp, target / version)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    registry.set_current(
+        target, registry.read_current(default_dir) or versions[-1], "seeded from the default registry"
+    )
+    return True

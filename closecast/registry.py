@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
@@ -118,6 +117,10 @@ def list_versions(model_dir: Path) -> list[str]:
     )
 
 
+# The reason a promotion is recorded with starts with what made it (app/jobs/promotion.py, upload.py).
+BY_REASON = (("job: ", "job"), ("promoted through POST", "hand"), ("uploaded through POST", "upload"))
+
+
 @dataclass(frozen=True)
 class Promotion:
     """One line of ``promotions.jsonl``."""
@@ -126,6 +129,15 @@ class Promotion:
     at: str
     previous: str | None = None
     reason: str = ""
+
+    @property
+    def by(self) -> str:
+        """Who made it: ``job`` (a /train job's gate), ``hand`` (``POST .../promote``), ``upload`` (a new
+        model's uploaded first version) or ``registry`` (recorded from an existing pointer, seeded)."""
+        for prefix, who in BY_REASON:
+            if self.reason.startswith(prefix):
+                return who
+        return "registry"
 
 
 @dataclass(frozen=True)
@@ -354,31 +366,7 @@ class FilePointers:
         return promotion_history(self.model_dir_of(model))
 
 
-def seed_model_dir(target: Path, default_dir: Path) -> bool:
-    """First start of a fresh volume: copy the default registry into an empty ``target``.
-
-    Returns True when it copied. A ``target`` that already holds a version is left untouched, so models
-    trained through ``/train`` survive restarts. Each version is copied to a temporary directory and renamed,
-    so a crash mid-copy never leaves a half bundle that looks complete.
-    """
-    target.mkdir(parents=True, exist_ok=True)
-    if list_versions(target) or target.resolve() == default_dir.resolve():
-        return False
-    versions = list_versions(default_dir)
-    if not versions:
-        raise FileNotFoundError(f"no default model bundle found in {default_dir}")
-    for version in versions:
-        if (target / version).exists():
-            raise FileExistsError(
-                f"{target / version} exists but holds no {MANIFEST}; "
-                "move it away so the default model can be copied"
-            )
-        tmp = Path(tempfile.mkdtemp(prefix=f".seed-{version}-", dir=target))
-        try:
-            shutil.copytree(default_dir / version, tmp, dirs_exist_ok=True)
-            os.replace(tmp, target / version)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    set_current(target, read_current(default_dir) or versions[-1], "seeded from the default registry")
-    return True
+def promotions(pointers: PointerStore, model: str) -> list[Promotion]:
+    """A model's promotions, newest first, from whichever store holds them (the pointer files'
+    ``promotions.jsonl``, or PostgreSQL in scale-out mode: ``PointerStore.history``)."""
+    return list(reversed(pointers.history(model)))

@@ -1,4 +1,4 @@
-"""First start of a model volume: ``registry.seed_model_dir`` copies the default registry into an empty dir.
+"""First start of a model volume: ``migrate.seed_model_dir`` copies the default registry into an empty dir.
 
 Decision tested here: "empty" means *holds no version* (a valid-named directory with a ``manifest.json``).
 A directory with only junk — ``lost+found`` of a fresh ext4 volume, a hidden temporary dir left by a crashed
@@ -15,6 +15,7 @@ import pytest
 
 from closecast import registry
 from closecast.bundle import load_forecaster
+from closecast.migrate import seed_model_dir
 
 DEFAULT = Path(__file__).resolve().parent / "fixtures" / "models" / "default"
 DEFAULT_VERSION = registry.read_current(DEFAULT) or "missing"
@@ -45,7 +46,7 @@ def _trained_registry(target: Path, *, with_pointer: bool) -> None:
 def test_seed_copies_default_into_empty_dir(tmp_path: Path) -> None:
     target = tmp_path / "volume"
     target.mkdir()
-    assert registry.seed_model_dir(target, DEFAULT) is True
+    assert seed_model_dir(target, DEFAULT) is True
     assert registry.list_versions(target) == registry.list_versions(DEFAULT)
     assert (target / "current").read_text(encoding="utf-8").strip() == DEFAULT_VERSION
     assert _files(target / DEFAULT_VERSION) == _files(DEFAULT / DEFAULT_VERSION)
@@ -54,12 +55,12 @@ def test_seed_copies_default_into_empty_dir(tmp_path: Path) -> None:
 
 def test_seed_creates_a_missing_target(tmp_path: Path) -> None:
     target = tmp_path / "not" / "yet" / "there"
-    assert registry.seed_model_dir(target, DEFAULT) is True
+    assert seed_model_dir(target, DEFAULT) is True
     assert registry.read_current(target) == DEFAULT_VERSION
 
 
 def test_seeded_bundle_loads_and_verifies(tmp_path: Path) -> None:
-    registry.seed_model_dir(tmp_path, DEFAULT)
+    seed_model_dir(tmp_path, DEFAULT)
     forecaster = load_forecaster(tmp_path / DEFAULT_VERSION, providers="cpu")
     assert forecaster.version == DEFAULT_VERSION
 
@@ -68,7 +69,7 @@ def test_seeded_bundle_loads_and_verifies(tmp_path: Path) -> None:
 def test_seed_leaves_existing_registry_untouched(tmp_path: Path, with_pointer: bool) -> None:
     _trained_registry(tmp_path, with_pointer=with_pointer)
     before = _snapshot(tmp_path)
-    assert registry.seed_model_dir(tmp_path, DEFAULT) is False
+    assert seed_model_dir(tmp_path, DEFAULT) is False
     assert _snapshot(tmp_path) == before
     # Without a pointer nothing was ever promoted there: nothing is served rather than an unchosen version.
     assert registry.read_current(tmp_path) == (TRAINED_VERSION if with_pointer else None)
@@ -82,7 +83,7 @@ def test_seed_treats_dir_with_only_junk_as_empty(tmp_path: Path) -> None:
     (tmp_path / "20261123T000000Z-nomanifest").mkdir()  # a version dir needs manifest.json
     (tmp_path / "current").write_text("20200101T000000Z-gone\n")  # stale pointer to nothing
 
-    assert registry.seed_model_dir(tmp_path, DEFAULT) is True
+    assert seed_model_dir(tmp_path, DEFAULT) is True
     assert registry.list_versions(tmp_path) == [DEFAULT_VERSION]
     assert registry.read_current(tmp_path) == DEFAULT_VERSION
     assert (tmp_path / "notes.txt").read_text() == "kept\n"
@@ -94,7 +95,7 @@ def test_seed_into_the_default_itself_is_a_no_op(tmp_path: Path) -> None:
     default = tmp_path / "models"
     shutil.copytree(DEFAULT, default)
     before = _snapshot(default)
-    assert registry.seed_model_dir(default, default) is False
+    assert seed_model_dir(default, default) is False
     assert _snapshot(default) == before
 
 
@@ -106,13 +107,13 @@ def test_seed_without_default_bundle_raises_clear_error(tmp_path: Path, layout: 
         (default / "README.md").write_text("no bundle here\n")
     target = tmp_path / "volume"
     with pytest.raises(FileNotFoundError, match="no default model bundle found in") as caught:
-        registry.seed_model_dir(target, default)
+        seed_model_dir(target, default)
     assert str(default) in str(caught.value)
     assert registry.list_versions(target) == [] and not (target / "current").exists()
 
 
 def test_seed_refuses_a_same_named_directory_without_manifest(tmp_path: Path) -> None:
-    from closecast.registry import read_current, seed_model_dir
+    from closecast.registry import read_current
 
     default = Path(__file__).resolve().parents[1] / "models" / "default"
     target = tmp_path / "volume"

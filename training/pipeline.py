@@ -7,6 +7,7 @@ RMS, so one network reads calm and wild series alike and can learn from many at 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from closecast.collection import data_section
 from closecast.config import Config
 from closecast.manifest import build_manifest
 from closecast.series import Series
+from closecast.summary import JOB_ID_ENV
 from training.calibration import Evaluation, evaluate
 from training.export import check_parity, export_onnx, export_torchscript, onnx_session
 from training.parts import Pooled, pool
@@ -82,17 +84,23 @@ def fit_and_score(
     progress: ProgressFn | None = None,
     quiet: bool = False,
     started: float | None = None,
+    phases: ProgressFn | None = None,
 ) -> ScoredModel:
     """Fit on the pooled training slices (plus ``synthetic`` seeded GARCH series), early-stop on the pooled
     early-stopping slices, calibrate intervals on the calibration slices and score the test slices.
-    ``started``: when the run began (``time.perf_counter()``), for the manifest's total; default now."""
+    ``started``: when the run began (``time.perf_counter()``), for the manifest's total; default now.
+    ``phases`` hears ``{"phase": ...}`` as the fit and the calibration begin (a job's progress file)."""
     clock = Clock(started)
     series_list = as_list(series)
     pooled = pool(series_list, config.data, synthetic_series(synthetic, seed=config.train.seed))
     train, val = pooled.dataset("train", with_augment=True), pooled.dataset("early_stop")
     clock.lap("prepare")
+    if phases:
+        phases({"phase": "training", "epoch": 0, "epochs": config.train.epochs})
     fitted = fit(config, train, val, pooled.scaler, progress, quiet)
     clock.lap("fit")
+    if phases:
+        phases({"phase": "calibrating"})
     evaluation = evaluate(pooled, partial(predict_scaled, fitted.model))
     clock.lap("evaluate")
     augment = {"synthetic_series": synthetic, "length": LENGTH if synthetic else 0, "seed": config.train.seed}
@@ -146,8 +154,13 @@ def run_training(
     report: bool = True,
 ) -> dict[str, Any]:
     """Train on one or several series and write the bundle to ``out``; returns the manifest. ``report``:
-    draw ``report.png``; ``started``: see ``fit_and_score``."""
-    scored = fit_and_score(series, cfg, synthetic=synthetic, progress=progress, quiet=quiet, started=started)
+    draw ``report.png``; ``started``: see ``fit_and_score``. ``progress`` hears each epoch and each phase
+    (``training``, ``calibrating``, ``exporting``) as it begins."""
+    scored = fit_and_score(
+        series, cfg, synthetic=synthetic, progress=progress, quiet=quiet, started=started, phases=progress
+    )
+    if progress:
+        progress({"phase": "exporting"})
     return export_bundle(scored, out, force=force, report=report)
 
 
@@ -203,6 +216,7 @@ def _write_files(
             "fit_s": round(fitted.seconds, 3),  # the epoch loop alone (= seconds)
             "total_s": clock.total(),  # from the run's start to this manifest (imports included from the CLI)
             "steps_s": clock.steps,
+            **({"job_id": job} if (job := os.environ.get(JOB_ID_ENV)) else {}),  # trained by a /train job
         },
         sample_closes=sample_closes,
         sample_forecast=sample_forecast,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,24 @@ def route_limits(settings: Settings) -> dict[str, Limit]:
             f"send at most the latest {settings.max_closes} closes (and dates)",
         ),
         "/train": Limit(settings.max_upload_bytes, "CLOSECAST_MAX_UPLOAD_BYTES", "send a smaller file"),
+        VERSIONS_PATH: Limit(
+            settings.max_upload_bytes, "CLOSECAST_MAX_UPLOAD_BYTES", "send a smaller bundle archive"
+        ),
     }
+
+
+VERSIONS_PATH = "/models/{model}/versions"  # POST: a bundle upload (app/api/bundle_upload.py)
+_VERSIONS = re.compile(r"^/models/[^/]+/versions$")
+
+
+def limit_of(limits: dict[str, Limit], path: str) -> Limit:
+    """The limit of a concrete path: its own, the upload's for ``/models/<name>/versions``, a batch's for the
+    inference protocol's infer paths, else DEFAULT."""
+    if path in limits:
+        return limits[path]
+    if _is_oip_infer(path):
+        return limits["/forecast/batch"]
+    return limits.get(VERSIONS_PATH, DEFAULT) if _VERSIONS.match(path) else DEFAULT
 
 
 async def _refuse(send: Send, status: int, detail: str, *extra: tuple[bytes, bytes]) -> None:
@@ -98,7 +116,6 @@ class BodyLimits:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.limits = route_limits(settings)
-        self.oip = self.limits["/forecast/batch"]  # /v2/models/{model}[/versions/{version}]/infer: a batch
         self.timeout_s = settings.body_timeout_s
         self.big_bytes = settings.big_body_bytes
         self.big_wait_s = settings.big_body_wait_s
@@ -111,7 +128,7 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         path = scope["path"].removeprefix(scope.get("root_path", "")).rstrip("/") or "/"
-        limit = self.limits.get(path) or (self.oip if _is_oip_infer(path) else DEFAULT)
+        limit = limit_of(self.limits, path)
         declared = _declared_length(scope)
         if declared is not None and declared > limit.bytes:
             await _refuse(send, 413, _too_large(f"{declared} bytes", path, limit))

@@ -22,6 +22,7 @@ MEANING: dict[int, str] = {
     408: "the body did not arrive in time; send it faster or smaller",
     409: "conflict with the current state; nothing changed",
     413: "body larger than the route accepts (CLOSECAST_MAX_BODY_BYTES) or too many series",
+    415: "the body is not of the media type the route takes (the detail says which)",
     422: "invalid input; each `detail[].msg` names the field and quotes the value",
     429: "too many requests queued; retry after `Retry-After` seconds",
     503: "not available yet or now (`Retry-After` says when to retry); the detail says why",
@@ -39,6 +40,7 @@ EXAMPLES: dict[int, Any] = {
     413: {
         "detail": "the body is over 8388608 bytes (CLOSECAST_MAX_BODY_BYTES); send fewer or shorter series"
     },
+    415: {"detail": "Content-Type is 'application/json'; send the .tar.gz as application/gzip"},
     422: {
         "detail": [
             {

@@ -290,7 +290,26 @@ class JobAccepted(BaseModel):
     status: JobStatus = Field(description="`queued` at first")
 
 
+Phase = Literal[
+    "queued", "loading", "training", "search", "refit", "calibrating", "exporting", "judging", "promoting"
+]
+
+
+class PhaseAt(BaseModel):
+    phase: Phase
+    at: str = Field(description="when the job entered it (ISO 8601 UTC)")
+
+
 class Progress(BaseModel):
+    phase: Phase | None = Field(
+        default=None,
+        description="where the job stands: `queued`, `loading` (the training process started: imports and "
+        "data), `training` (its epochs in `epoch`/`epochs`), `calibrating` (intervals and test scores), "
+        "`exporting` (ONNX, TorchScript, parity, bundle), `judging` (verification and the promotion gate), "
+        "`promoting` (registering, and making current if judged so); a search has `search` and `refit` "
+        "instead of `training`; the last phase entered stays once the job ended",
+    )
+    phases: list[PhaseAt] = Field(default_factory=list, description="the phases entered so far, in order")
     epoch: int = Field(ge=0, description="epochs finished (0 before the first)")
     epochs: int = Field(ge=1, description="maximum epochs; early stopping may end sooner")
     train_loss: float | None = Field(
@@ -302,11 +321,8 @@ class Progress(BaseModel):
 
 
 class TuneProgress(Progress):
-    """A tune job's progress: the search's trials, then the refit's epochs (the fields above)."""
+    """A tune job's progress: the search's trials (phase `search`), then the refit's epochs (`refit`)."""
 
-    phase: Literal["search", "refit"] = Field(
-        description="the search, then the refit of its best trial (its epochs in the fields above)"
-    )
     trials_done: int | None = Field(default=None, description="trials finished (completed or pruned)")
     trials: int | None = Field(default=None, description="trials asked")
     trials_pruned: int | None = Field(default=None, description="trials pruned")
@@ -377,7 +393,7 @@ class JobOut(BaseModel):
 def _progress(progress: dict[str, Any] | None) -> TuneProgress | Progress | None:
     if not progress:
         return None
-    return TuneProgress(**progress) if progress.get("phase") else Progress(**progress)
+    return TuneProgress(**progress) if "trials" in progress else Progress(**progress)
 
 
 class JobList(BaseModel):

@@ -245,6 +245,7 @@ def judge_and_register(
     load_closes: Callable[[], JobData],
     cancel_requested: Callable[[], bool] = _never,
     rules: RegistryRules = RegistryRules(),
+    phase: Callable[[str], None] = lambda _: None,
 ) -> Outcome:
     """Blocking: verify the candidate ``bundle`` (a directory beside the registry, named as its version),
     judge it against its model's current version on ``load_closes()`` (the closes it was trained on; a new
@@ -253,7 +254,10 @@ def judge_and_register(
 
     Anything that goes wrong before the rename leaves the registry and the served model as they were; a
     cancel request is honoured up to the rename. The outcome's result says whether it was promoted and why.
+    ``phase`` hears ``judging`` and ``promoting`` (registering, then making current if judged so) at their
+    start.
     """
+    phase("judging")
     try:
         candidate = load_forecaster(bundle, holder.providers, holder.ort_threads)
     except (ClosecastError, OSError) as exc:
@@ -272,6 +276,7 @@ def judge_and_register(
     }
     if cancel_requested():
         return Outcome("cancelled", error=f"{CANCELLED} before the new version was registered")
+    phase("promoting")
     try:
         register(holder, bundle, rules.max_models)
     except TooManyModels as exc:

@@ -42,6 +42,7 @@ from app.config import Settings
 from app.inference.models import LoadedModels
 from app.jobs.errors import JobFinished, JobNotFound, JobsUnavailable, storage_failed
 from app.jobs.leases import LIVE_TOKENS, record_end, recover_gone, renew, sweep_work_dirs
+from app.jobs.phases import enter
 from app.jobs.process import HOST_AND_BOOT, process_start
 from app.jobs.promotion import GateRule, RegistryRules, judge_and_register
 from app.jobs.shards import JobContext, train_job
@@ -115,7 +116,7 @@ class JobRunner:
             raise storage_failed(self.model_dir, exc) from exc
         try:
             sub = prepare(work)
-            progress = sub.initial_progress()
+            progress = enter(sub.initial_progress(), "queued")
             job = self.store.enqueue(
                 job_id, sub.name, sub.promote, sub.spec(), progress, self.settings.job_queue_size, sub.model
             )
@@ -334,6 +335,7 @@ class JobRunner:
             partial(self._job_closes, job, work),
             partial(self.store.cancel_requested, job.id),
             rules,
+            partial(self.supervisor.mark, job.id),
         )
         return await anyio.to_thread.run_sync(judge)
 

@@ -39,7 +39,7 @@ class Submission:
         if self.tune is None:
             return progress
         search = {"trials_done": 0, "trials": self.tune["trials"], "trials_pruned": 0, "best_value": None}
-        return {**progress, "phase": "search", **search}
+        return {**progress, **search}
 
     def spec(self) -> dict[str, Any]:
         """What the runner needs to build the command line (stored with the job, in its JSON ``spec``, so

@@ -21,13 +21,17 @@ import anyio
 import anyio.to_thread
 
 from app.config import Settings
-from app.jobs.process import TrainingProcess, describe_exit, disk_full, last_line
+from app.jobs.phases import EARLY, apply_event, enter
+from app.jobs.process import TrainingProcess, describe_exit, disk_full
 from app.storage.errors import StoreUnavailable
 from app.storage.job_store import CANCELLED, Job, JobStore, Outcome
+from closecast.summary import JOB_ID_ENV
 
 log = logging.getLogger(__name__)
 
-PROGRESS_FILE = "progress.jsonl"  # the CLI appends one JSON line per epoch (trial) here, in the work dir
+PROGRESS_FILE = (
+    "progress.jsonl"  # the CLI appends one JSON line per epoch (trial, phase) here, in the work dir
+)
 POLL_S = 0.25  # while a job runs: progress, cancel requests, timeout
 PROGRESS_KEYS = ("epoch", "epochs", "train_loss", "val_loss")
 STORAGE_ENV = "CLOSECAST_TUNE_STORAGE"  # read by `python -m training tune` (training/commands.py)
@@ -95,6 +99,14 @@ class Supervisor:
         self.settings = settings
         self.store = store
         self.child: TrainingProcess | None = None
+        self.progress: dict[str, Any] = {}  # the running job's progress as last written (phases included)
+        self._read = 0  # bytes of the progress file already relayed
+
+    def mark(self, job_id: str, phase: str) -> None:
+        """Blocking: the running job enters ``phase`` (``app/jobs/phases.py``); best effort, like progress."""
+        self.progress = enter(self.progress, phase)
+        with suppress(StoreUnavailable):
+            self.store.set_progress(job_id, self.progress)
 
     def start(self, python: str, job: Job, work: Path, out: Path) -> None:
         """Blocking: start the CLI on the job's data, the params as flags and the service's thread count and
@@ -102,7 +114,7 @@ class Supervisor:
         cannot be started."""
         command, flags = command_flags(job.spec, work, out, self.settings)
         limit, _ = time_limit(job.spec, self.settings)
-        env = study_environment(job.spec, self.settings)
+        env = {**study_environment(job.spec, self.settings), JOB_ID_ENV: job.id}  # the manifest records it
         threads = self.settings.train_threads
         training = TrainingProcess.start(python, flags, work, threads, limit, command, env)
         proc = training.popen
@@ -112,6 +124,12 @@ class Supervisor:
         self.child = training
         try:
             self.store.set_child(job.id, proc.pid)
+            stored = self.store.get(
+                job.id
+            )  # a later stage's process (shards.py) goes on from the stored phases
+            self.progress, self._read = (stored.progress if stored else None) or job.progress or {}, 0
+            if self.progress.get("phase") in EARLY:
+                self.mark(job.id, "loading")
         except BaseException:
             self.stop()
             raise
@@ -123,10 +141,9 @@ class Supervisor:
         training, proc = self.child, self.child.popen
         timeout, setting = time_limit(job.spec, self.settings)
         deadline = anyio.current_time() + timeout
-        seen: str | None = None
         while proc.poll() is None:
             await anyio.sleep(POLL_S)
-            seen, cancel = await anyio.to_thread.run_sync(self._tick, job, work, seen)
+            cancel = await anyio.to_thread.run_sync(self._tick, job, work)
             if cancel:
                 await self._kill()
                 return Outcome("cancelled", error=CANCELLED)
@@ -136,7 +153,7 @@ class Supervisor:
                     "failed",
                     error=f"training ran longer than {timeout:g} s ({setting}); killed",
                 )
-        await anyio.to_thread.run_sync(self._tick, job, work, seen)
+        await anyio.to_thread.run_sync(self._tick, job, work)
         self.child = None
         if proc.returncode == 0:
             return None
@@ -144,21 +161,22 @@ class Supervisor:
         full = disk_full(training.stderr_lines(), (work, self.settings.model_dir))
         return Outcome("failed", error=describe_exit(proc.returncode, last, full))
 
-    def _tick(self, job: Job, work: Path, seen: str | None) -> tuple[str | None, bool]:
-        """Copy a new progress line into the store; report whether to cancel. A store that is locked or gone
+    def _tick(self, job: Job, work: Path) -> bool:
+        """Copy the progress lines written since the last tick into the store (every one counts: a phase
+        line may be followed at once by an epoch); report whether to cancel. A store that is locked or gone
         for now skips the tick: training goes on (the runner's lease keeper notes the problem)."""
-        line = last_line(work / PROGRESS_FILE)
+        lines, read = new_lines(work / PROGRESS_FILE, self._read)
         try:
-            if line and line != seen:
-                with suppress(ValueError, TypeError):  # a line still being written: take it next tick
-                    event = json.loads(line)
-                    given = {k: event[k] for k in (*PROGRESS_KEYS, *TUNE_KEYS) if k in event}
-                    progress = {**(job.progress or {}), **given}  # a search's lines carry no epoch
-                    self.store.set_progress(job.id, progress)
-                    seen = line
-            return seen, self.store.cancel_requested(job.id)
+            if lines:
+                progress = self.progress
+                for line in lines:
+                    with suppress(ValueError, TypeError, AttributeError):  # not a JSON object: skipped
+                        progress = apply_event(progress, json.loads(line), (*PROGRESS_KEYS, *TUNE_KEYS))
+                self.store.set_progress(job.id, progress)
+                self.progress, self._read = progress, read
+            return self.store.cancel_requested(job.id)
         except StoreUnavailable:
-            return seen, False
+            return False
 
     async def _kill(self) -> None:
         if self.child is not None:
@@ -176,3 +194,17 @@ class Supervisor:
 def _flag(value: Any) -> Any:
     """A list param (``features``) as the CLI's comma-separated value."""
     return ",".join(map(str, value)) if isinstance(value, list) else value
+
+
+def new_lines(path: Path, start: int) -> tuple[list[str], int]:
+    """The complete lines of ``path`` after byte ``start`` (a line still being written waits for the next
+    look), and the offset after them."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+    except OSError:
+        return [], start
+    end = data.rfind(b"\n") + 1
+    text = data[:end].decode("utf-8", "replace")
+    return [line.strip() for line in text.splitlines() if line.strip()], start + end

@@ -29,6 +29,7 @@ atexit.register(shutil.rmtree, _REGISTRY, True)  # before schemathesis's own: ru
 APP = create_app(make_settings(copy_registry(_REGISTRY / "models"), api_key=KEY, enable_noop=True))
 # Starts the app's lifespan (once, for the whole run): the schema fetched states the loaded model's window.
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+schemathesis.serializer.alias("application/gzip", "application/octet-stream")  # a bundle upload's .tar.gz
 keyed = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(method="POST", path="/train")
 # CI-sized by default (~30 s); `CONTRACT_EXAMPLES=500 pytest tests/app/test_property.py` for a longer run.
 EXAMPLES = settings(
@@ -54,7 +55,8 @@ class _Key:
 # schema can state: a forecast that does not fit a float64 (prices of 5e-324), a backtest whose closes are
 # too few for the folds and horizon asked, dates that are strings but not ISO dates or not ascending;
 # features the served model does not read (or reads and were not sent), features of another length than
-# the closes, and a high/low/open of exactly 0 (the schema's bound, >= 0, is the one volume shares).
+# the closes, and a high/low/open of exactly 0 (the schema's bound, >= 0, is the one volume shares); bytes
+# that are not one bundle's .tar.gz (an upload's body is any binary to the schema).
 DATA_DEPENDENT = {
     "forecast_not_finite",
     "series_too_short_for_backtest",
@@ -74,6 +76,8 @@ DATA_DEPENDENT = {
     "param_invalid",
     "series_duplicate",
     "tune_invalid",
+    # POST /models/{model}/versions: an archive that is not a bundle
+    "bundle_archive_invalid",
 }
 
 

@@ -252,7 +252,12 @@ def test_upload_is_accepted_named_after_the_file_and_cancellable(client: TestCli
     assert job["source"] == "my_prices__2_" and job["promote"] == "never"
     assert job["model"] == "default"
     assert job["params"] == {"window": 11, "epochs": 2}
-    assert job["progress"] == {"epoch": 0, "epochs": 2, "train_loss": None, "val_loss": None}
+    progress = job["progress"]
+    assert progress == {"epoch": 0, "epochs": 2, "train_loss": None, "val_loss": None} | {
+        "phase": "queued",
+        "phases": [{"phase": "queued", "at": progress["phases"][0]["at"]}],
+    }
+    assert job["created_at"] >= progress["phases"][0]["at"]
     cancelled = client.delete(f"/train/{job_id}", headers=AUTH).json()
     assert cancelled["status"] == "cancelled"
 

@@ -31,6 +31,7 @@ class Run:
     model_dir: Path
     job_id: str
     timeline: list[tuple[str, int]] = field(default_factory=list)  # (status, epoch) as polled
+    phases_seen: list[str] = field(default_factory=list)  # progress.phase as polled
     final: dict[str, Any] = field(default_factory=dict)
     # per traffic thread, in the order that thread sent them: (HTTP status, model_version)
     forecasts: list[list[tuple[int, str | None]]] = field(default_factory=list)
@@ -57,6 +58,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             result = Run(client, model_dir, submit(client, SERIES, promote="auto"))
             while (current := job(client, result.job_id))["status"] in ("queued", "running"):
                 result.timeline.append((current["status"], current["progress"]["epoch"]))
+                result.phases_seen.append(current["progress"]["phase"])
                 time.sleep(0.05)
             result.final = current
             # Requests sent after the job ended (so after its swap) by every thread: generous for a busy box.
@@ -83,6 +85,31 @@ def test_job_runs_queued_then_running_then_succeeded_with_progress(run: Run) -> 
     epochs_seen = [e for s, e in run.timeline if s == "running"]
     assert epochs_seen == sorted(epochs_seen) and epochs_seen[-1] == 3  # the export runs after the last epoch
     assert run.final["created_at"] <= run.final["started_at"] <= run.final["finished_at"]
+
+
+PLAIN_PHASES = ["queued", "loading", "training", "calibrating", "exporting", "judging", "promoting"]
+
+
+def test_job_goes_through_every_phase_in_order_with_times(run: Run) -> None:
+    phases = run.final["progress"]["phases"]
+    assert [p["phase"] for p in phases] == PLAIN_PHASES
+    times = [p["at"] for p in phases]
+    assert times == sorted(times)
+    assert times[0] <= run.final["created_at"] <= run.final["started_at"] <= times[1]
+    assert times[-1] <= run.final["finished_at"] and run.final["progress"]["phase"] == "promoting"
+    polled = [phase for i, phase in enumerate(run.phases_seen) if i == 0 or phase != run.phases_seen[i - 1]]
+    assert polled == [p for p in PLAIN_PHASES if p in polled]  # as polled: never back, never out of order
+    assert len(polled) >= 3, polled
+
+
+def test_the_new_version_and_its_promotion_name_the_job(run: Run) -> None:
+    version = run.final["result"]["version"]
+    listed = run.client.get("/models/default/versions").json()["versions"]
+    made = next(v for v in listed if v["version"] == version)["training"]
+    assert made["job_id"] == run.job_id and made["settings"]["epochs"] == 3 and made["epochs_run"] == 3
+    last = run.client.get("/models/default/history").json()["promotions"][0]
+    assert (last["from"], last["to"], last["by"]) == (FIXTURE_VERSION, version, "job")
+    assert last["job_id"] == run.job_id
 
 
 def test_better_candidate_is_promoted_and_reports_both_maes(run: Run) -> None:

@@ -66,8 +66,10 @@ def test_a_tune_job_writes_a_version_with_its_tuning_section(client: TestClient,
     assert tuning["storage"].startswith("sqlite:///")  # in the job's work dir, removed with it
     searched = [p for p in seen if p.get("trials_done")]
     assert searched, seen  # the CLI's own lines, relayed while the job ran
-    assert {p["phase"] for p in seen} <= {"search", "refit"} and searched[-1]["trials"] == 2
-    assert final["progress"]["phase"] == "refit" and final["progress"]["trials_done"] == 2
+    assert searched[-1]["trials"] == 2
+    entered = [p["phase"] for p in final["progress"]["phases"]]
+    assert entered == ["queued", "loading", "search", "refit", "judging", "promoting"]
+    assert final["progress"]["trials_done"] == 2
     assert final["progress"]["best_value"] == pytest.approx(tuning["best_value"])
 
 
@@ -90,7 +92,7 @@ def test_a_tune_upload_is_accepted_from_form_fields(client: TestClient, tmp_path
         "folds": 2,
         "workers": 1,
     }
-    assert accepted["progress"]["phase"] == "search" and accepted["progress"]["trials_done"] == 0
+    assert accepted["progress"]["phase"] == "queued" and accepted["progress"]["trials_done"] == 0
     assert client.delete(f"/train/{accepted['job_id']}", headers=AUTH).status_code == 200
 
 

@@ -6,17 +6,19 @@ default model.
 from __future__ import annotations
 
 import anyio.to_thread
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.bundle_upload import import_bundle
 from app.api.deps import ModelsDep, SettingsDep, TrainerDep
+from app.api.registry_schemas import Deleted, Promoted, VersionUploaded
 from app.api.responses import errors
 from app.api.routes.models import ModelPath, Version, checked_model
-from app.api.schemas import Deleted, Promoted
 from app.inference.models import LoadedModels
 from app.jobs.errors import VersionNotFound, storage_failed
 from app.jobs.promotion import promote_version, promotion_lock
 from closecast import registry, retention
-from closecast.errors import InputInvalid, Problem
+from closecast.errors import InputInvalid, Problem, model_name_invalid
 
 router = APIRouter(tags=["models"], dependencies=[TrainerDep])
 
@@ -103,6 +105,60 @@ def _delete_model(models: LoadedModels, model: str, default_model: str) -> None:
     with promotion_lock(models.pointers, models.root):
         retention.delete_model(models.root, model, default_model)
     models.forget(model)
+
+
+GZIP_TYPES = ("application/gzip", "application/x-gzip")
+_UPLOAD = errors(
+    401,
+    403,
+    409,
+    413,
+    415,
+    422,
+    503,
+    507,
+    words={
+        **_WORDS,
+        409: "CLOSECAST_MAX_MODELS model names exist already",
+        413: "over CLOSECAST_MAX_UPLOAD_BYTES, or over 4x that unpacked",
+        415: "the body is not sent as application/gzip",
+        422: "not a valid model name, or the archive is not one valid bundle (the message says why)",
+    },
+)
+
+
+@router.post(
+    "/models/{model}/versions",
+    status_code=201,
+    responses=_UPLOAD,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "a .tar.gz of one bundle's files, at its root or in a single top-level folder",
+        }
+    },
+)
+async def upload_version(
+    model: ModelPath, request: Request, models: ModelsDep, settings: SettingsDep
+) -> VersionUploaded:
+    """Register a bundle trained elsewhere (the body is its `.tar.gz`), verified as a job's bundle is; a new
+    model name is created with it as its current version, an existing one gets it unpromoted."""
+    problem = registry.model_name_problem(model)
+    if problem is not None:
+        raise InputInvalid([model_name_invalid(("path", "model"), model, problem)])
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in GZIP_TYPES:
+        raise StarletteHTTPException(
+            415, f"Content-Type is {kind or 'missing'!r}; send the .tar.gz as application/gzip"
+        )
+    body = await request.body()
+    limit, most = settings.max_upload_bytes, settings.max_models
+    try:
+        version = await anyio.to_thread.run_sync(import_bundle, models, model, body, limit, most)
+    except OSError as exc:
+        raise storage_failed(models.root, exc, f"store a new version of {model}") from exc
+    return VersionUploaded(model=model, version=version)
 
 
 @router.delete("/models/{model}/versions/{version}", responses=_DELETE)

@@ -7,6 +7,7 @@ name, so it never shadows a model).
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,13 +18,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.deps import ForecasterDep, ModelsDep, SeesAllDep, SeesNamesDep
 from app.api.redact import public_data, public_metrics
+from app.api.registry_schemas import (
+    DataSummary,
+    ModelCard,
+    ModelHistory,
+    ModelsOut,
+    ModelSummary,
+    ModelVersion,
+    ModelVersions,
+    PromotionOut,
+    TrainingSummary,
+)
 from app.api.responses import errors
-from app.api.schemas import ModelCard, ModelsOut, ModelSummary, ModelVersion, ModelVersions
 from app.inference.models import LoadedModels
 from closecast import registry
 from closecast.bundle import read_manifest
 from closecast.errors import ClosecastError, InputInvalid, ModelNotFound, model_name_invalid
 from closecast.forecaster import Forecaster
+from closecast.summary import data_summary, training_summary
 
 router = APIRouter(tags=["models"])
 
@@ -84,7 +96,16 @@ def _summary(bundle_dir: Path, current: str | None, sees_names: bool) -> ModelVe
         window=manifest["input"].get("window"),
         metrics=metrics if sees_names else public_metrics(metrics, data),
         data={k: data[k] for k in shown if k in data},
+        **_made(manifest),
     )
+
+
+def _made(manifest: dict[str, Any]) -> dict[str, Any]:
+    """How a version was made: its training summary and data summary (no source names: anyone may see)."""
+    return {
+        "training": TrainingSummary(**training_summary(manifest)),
+        "data_summary": DataSummary(**data_summary(manifest)),
+    }
 
 
 def _versions(models: LoadedModels, model: str, sees_all: bool, sees_names: bool) -> ModelVersions:
@@ -145,7 +166,7 @@ def _card(model: str, forecaster: Forecaster, sees_names: bool) -> ModelCard:
         card["metrics"] = public_metrics(card.get("metrics", {}), data)
         card["intervals"] = public_metrics(card.get("intervals", {}), data)
         card["data"] = public_data(data)
-    return ModelCard(model=model, **card)
+    return ModelCard(model=model, **card, **_made(forecaster.manifest))
 
 
 @router.get("/models/current", responses={503: {"description": "no verified model loaded yet"}})
@@ -182,3 +203,33 @@ async def list_versions(
     """A model's stored versions, newest first, with their test metrics; marks the one `current` names."""
     name = checked_model(models, model)
     return await anyio.to_thread.run_sync(_versions, models, name, sees_all, sees_names)
+
+
+def _history(models: LoadedModels, model: str) -> ModelHistory:
+    model_dir = models.model_dir(model)
+    entries = []
+    for p in registry.promotions(models.pointers, model):
+        job_id = None
+        if p.by == "job":  # the job id is in the version's manifest (written by the job's training process)
+            with suppress(ClosecastError):
+                job_id = training_summary(read_manifest(model_dir / p.version)).get("job_id")
+        entries.append(
+            PromotionOut.model_validate(
+                {
+                    "at": p.at,
+                    "from": p.previous,
+                    "to": p.version,
+                    "reason": p.reason,
+                    "by": p.by,
+                    "job_id": job_id,
+                }
+            )
+        )
+    return ModelHistory(model=model, promotions=entries)
+
+
+@router.get("/models/{model}/history", responses=_NOT_FOUND)
+async def model_history(model: ModelPath, models: ModelsDep) -> ModelHistory:
+    """A model's promotions, newest first: when, from which version to which, why, by a job or by hand."""
+    name = checked_model(models, model)
+    return await anyio.to_thread.run_sync(_history, models, name)
