@@ -2,8 +2,8 @@
 job's new bundle is (file hashes, sample replay, tensor contract: ``closecast/bundle.py``) and registered.
 
 The archive holds one bundle's files, at its root or inside a single top-level folder: nothing else (no
-links, no other folders, no file the manifest does not list). It is unpacked with ``tarfile``'s ``data``
-filter into a hidden staging folder inside the registry (so the rename into place is atomic), under a cap of
+links, no other folders, no file the manifest does not list). Its checked members are written as plain files
+into a hidden staging folder inside the registry (so the rename into place is atomic), under a cap of
 4x ``CLOSECAST_MAX_UPLOAD_BYTES`` unpacked; whatever happens, the staging folder is removed. The version gets
 a new id (the registry's own, as a job's bundle does): the archive's folder name is not trusted as one.
 """
@@ -82,15 +82,31 @@ def _unpack(body: bytes, raw: Path, bundle: Path, max_unpacked: int) -> None:
                     )
                 members.append(member)
             prefix = _single_prefix(members)
-            tar.extractall(raw, members=[m for m in members if m.isfile()], filter="data")
+            for member in members:
+                if member.isfile():
+                    _write_member(tar, member, raw)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        if isinstance(exc, tarfile.FilterError):
-            raise refused(f"the archive was refused: {exc}") from None
         raise refused(f"the body is not a readable .tar.gz archive ({exc})") from None
     source = raw / prefix if prefix else raw
     if not source.is_dir():
         raise refused("the archive holds no files")
     source.rename(bundle)
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, raw: Path) -> None:
+    """One checked member's bytes as a plain file (mode 0644, no owner, time or special bits from the
+    archive): written by hand rather than by ``extractall``, whose ``filter`` argument Python 3.11 gained
+    only in 3.11.4. The paths were refused before when absolute or climbing out (``_single_prefix``)."""
+    target = raw.joinpath(*PurePosixPath(member.name).parts)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = tar.extractfile(member)
+    if source is None:
+        raise refused(f"the archive's {member.name!r} cannot be read as a file")
+    try:
+        with source, open(target, "xb") as out:
+            shutil.copyfileobj(source, out)
+    except FileExistsError:
+        raise refused(f"the archive holds {member.name!r} twice") from None
 
 
 def _single_prefix(members: list[tarfile.TarInfo]) -> str:
