@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from closecast._client import calls
-from closecast._client.errors import JobFailed
-from closecast._client.progress import JobBar
+from closecast._client.progress import JobWait
 from closecast._client.results import BacktestResult, ForecastResult, Job
 from closecast._client.sync import _job_id, auth_headers, error_of
 
@@ -105,22 +103,13 @@ class AsyncClient:
         progress: bool = True,
         raise_on_failure: bool = True,
     ) -> Job:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        bar = JobBar(progress)
+        waiting = JobWait(timeout_s, progress, raise_on_failure)
         try:
-            while True:
-                state = await self.job(job)
-                bar.update(state)
-                if state.finished:
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"job {state.job_id} still {state.status} after {timeout_s} s")
+            while not waiting.seen(state := await self.job(job)):
                 await asyncio.sleep(poll_s)
         finally:
-            bar.close()
-        if raise_on_failure and state.status != "succeeded":
-            raise JobFailed(state)
-        return state
+            waiting.close()
+        return waiting.result(state)
 
     async def models(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = await self._send(calls.models())

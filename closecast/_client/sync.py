@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from closecast._client import calls
-from closecast._client.errors import APIError, JobFailed
-from closecast._client.progress import JobBar
+from closecast._client.errors import APIError
+from closecast._client.progress import JobWait
 from closecast._client.results import BacktestResult, ForecastResult, Job
 
 
@@ -121,22 +121,13 @@ class Client:
         raise_on_failure: bool = True,
     ) -> Job:
         """Poll until the job has finished; a progress bar while it runs (tqdm, when installed)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        bar = JobBar(progress)
+        waiting = JobWait(timeout_s, progress, raise_on_failure)
         try:
-            while True:
-                state = self.job(job)
-                bar.update(state)
-                if state.finished:
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"job {state.job_id} still {state.status} after {timeout_s} s")
+            while not waiting.seen(state := self.job(job)):
                 time.sleep(poll_s)
         finally:
-            bar.close()
-        if raise_on_failure and state.status != "succeeded":
-            raise JobFailed(state)
-        return state
+            waiting.close()
+        return waiting.result(state)
 
     def models(self) -> list[dict[str, Any]]:
         """Every model the server has, with its current version and how it compares with naive."""
