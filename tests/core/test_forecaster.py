@@ -11,13 +11,13 @@ from closecast.bundle import load_forecaster
 from closecast.errors import InputInvalid
 from closecast.forecaster_v1 import ForecasterV1
 from closecast.representation import model_inputs
-from tests.helpers import FIXTURE_BUNDLE
+from tests.helpers import FORMAT1_BUNDLE
 from tests.synthetic import calm_walk
 
 
 @pytest.fixture(scope="module")
 def model() -> ForecasterV1:
-    forecaster = load_forecaster(FIXTURE_BUNDLE, "cpu")
+    forecaster = load_forecaster(FORMAT1_BUNDLE, "cpu")
     assert isinstance(forecaster, ForecasterV1)  # the format-1 fixture
     return forecaster
 
