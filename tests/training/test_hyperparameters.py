@@ -1,6 +1,6 @@
-"""Every hyperparameter is declared once (``hp`` on a field of ``closecast/config.py``), and the CLI flags, the
-``/train`` params model and the Optuna search space are all made from that declaration: same names, and a
-bound declared there is enforced by each, with an error quoting the bad value."""
+"""Every hyperparameter is declared once (``hp`` on a field of ``closecast/config.py``), and the CLI flags,
+the ``/train`` params model and the Optuna search space are all made from that declaration: same names, and
+a bound declared there is enforced by each, with an error quoting the bad value."""
 
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ def test_a_new_field_appears_in_all_three() -> None:
     add_hyperparameter_flags(parser, sections)
     args = parser.parse_args(["--momentum", "0.8", "--warmup", "5"])
     assert Extra(**given(args, sections)) == Extra(momentum=0.8, warmup=5)
-    assert "SGD momentum, in [0, 1) (default 0.9)" in parser.format_help().replace("\n", " ").replace("  ", "")
+    shown = " ".join(parser.format_help().split())
+    assert "--momentum MOMENTUM SGD momentum, in [0, 1) (default 0.9)" in shown
     model = params_model("ExtraParams", ParamsBase, sections)
     assert set(model.model_fields) == {"momentum"}  # warmup says api=False
     assert model(momentum=0.7).overrides() == {"momentum": 0.7}
@@ -89,7 +90,8 @@ def test_a_new_field_appears_in_all_three() -> None:
 def test_a_new_fields_bound_is_enforced_quoting_the_value() -> None:
     with pytest.raises(ValueError, match=r"^momentum is 1.5; it must be in \[0, 1\)$"):
         Extra(momentum=1.5)
-    with pytest.raises(ValueError, match=r"search value 1.5 of 'SGD momentum' is outside its bounds, in \[0, 1\)"):
+    outside = r"search value 1.5 of 'SGD momentum' is outside its bounds, in \[0, 1\)"
+    with pytest.raises(ValueError, match=outside):
         hp(0.9, "SGD momentum", ge=0, lt=1, search=Span(0.5, 1.5))
     with pytest.raises(ValueError, match="search value 60 of 'warm-up epochs' is outside its bounds"):
         hp(2, "warm-up epochs", ge=0, le=50, search=OneOf((0, 60)))
@@ -119,10 +121,10 @@ def test_a_declared_bound_is_enforced_by_the_cli_the_api_and_the_search(
         assert client.get("/train", headers=AUTH).json() == {"jobs": []}
     low, high = SEARCH_SPACE["dropout"]
     assert 0 <= low <= high < 1
+    fixed = {"window": 11, "hidden_size": 8, "bidirectional": False, "lr": 1e-3, "batch_size": 32}
     for value in (low, high):  # the search's ends are values the config takes
-        trial = optuna.trial.FixedTrial({"num_layers": 2, "dropout": value})
-        assert Config.from_overrides(suggest(trial, {"window": 11, "hidden_size": 8, "bidirectional": False,
-                                                     "lr": 1e-3, "batch_size": 32, "loss": "mse"}, 60))  # fmt: skip
+        trial = optuna.trial.FixedTrial({"num_layers": 2, "dropout": value, "loss": "mse"})
+        assert Config.from_overrides(suggest(trial, fixed, 60)).model.dropout == value
 
 
 def test_dropout_is_searched_only_for_a_stack_and_hidden_size_on_a_log_scale() -> None:
