@@ -72,8 +72,8 @@ class TrainConfig:
     """The fit loop: Adam, mini-batches, early stopping, ReduceLROnPlateau, gradient clipping."""
 
     epochs: int = hp(60, "maximum epochs", ge=1, le=100_000)
-    lr: float = hp(1e-3, "Adam learning rate", gt=0, lt=1, search=Span(1e-4, 1e-2, log=True))
     batch_size: int = hp(64, "mini-batch size", ge=1, le=1_000_000, search=OneOf((32, 64, 128)))
+    lr: float = hp(1e-3, "Adam learning rate", gt=0, lt=1, search=Span(1e-4, 1e-2, log=True))
     weight_decay: float = hp(0.0, "Adam weight decay", ge=0, cli=False, api=False)
     loss: LossName = hp("huber", "training loss", search=OneOf(("huber", "mse", "mae")))
     patience: int = hp(10, "early-stopping patience: epochs without improvement", ge=1, le=100_000)
