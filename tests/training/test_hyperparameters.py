@@ -132,3 +132,18 @@ def test_dropout_is_searched_only_for_a_stack_and_hidden_size_on_a_log_scale() -
     one = optuna.trial.FixedTrial({"hidden_size": 16, "num_layers": 1})  # no dropout asked of the trial
     assert suggest(one, fixed, 60)["dropout"] == 0.0
     assert SEARCH_SPACE["hidden_size"] == [16, 128, "log"] and SEARCH_SPACE["lr"] == [1e-4, 1e-2, "log"]
+
+
+def test_tune_refuses_features_as_a_search_job_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--features`` is a flag of both commands (one declaration), but tune reads the closes alone."""
+    csv = tmp_path / "prices.csv"
+    csv.write_text("Close,Volume\n" + "\n".join(f"{c},100" for c in calm_walk(80)) + "\n")
+    code = main(["tune", "--csv", str(csv), "--out", str(tmp_path / "b"), "--features", "volume"])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "python -m training tune: error: tune searches on the closes alone (it reads no features); "
+        "drop --features"
+    ]
+    assert not (tmp_path / "b").exists()
