@@ -31,6 +31,7 @@ from closecast import registry, retention
 from closecast.bundle import load_forecaster
 from closecast.errors import ClosecastError, TooManyModels
 from closecast.forecaster import Forecaster
+from closecast.objectstore import StoreRegistry
 from closecast.scoring import is_untrained
 
 log = logging.getLogger(__name__)
@@ -296,7 +297,14 @@ def judge_and_register(
 def _prune(holder: ModelHolder, keep: int) -> None:
     try:
         with promotion_lock(holder.pointers, holder.registry_root):
-            removed = retention.prune_versions(holder.model_dir, keep, holder.pointers)
+            bundles: StoreRegistry | None = getattr(holder.pointers, "bundles", None)
+            if bundles is None:
+                removed = retention.prune_versions(holder.model_dir, keep, holder.pointers)
+            else:  # an object store: its versions, not this cache's, and removed from it for every replica
+                protected = retention.protected_versions(holder.model_dir, holder.pointers)
+                removed = retention.beyond_retention(bundles.versions(holder.model), keep, protected)
+                for version in removed:
+                    bundles.delete_version(holder.model, version)
     except OSError as exc:  # retention is housekeeping: the job itself succeeded
         log.warning("could not prune old versions of model %s: %s", holder.model, exc.strerror or exc)
         return
@@ -324,20 +332,29 @@ def _promote_registered(
     return Outcome("succeeded", result={**result, "promoted": True})
 
 
+def _model_names(holder: ModelHolder) -> list[str]:
+    """The names ``max_models`` counts: with an object store, the store's and the database's (the local
+    directory is only a cache of them), else the registry directory's."""
+    names = getattr(holder.pointers, "model_names", None)
+    return names() if names is not None else registry.list_models(holder.registry_root)
+
+
 def register(holder: ModelHolder, bundle: Path, max_models: int | None = None) -> None:
     """Rename a verified bundle into its model's directory (atomic: both live in the registry), creating
     the directory for a new model unless ``max_models`` names exist already (``TooManyModels``)."""
     model_dir = holder.model_dir
     if not model_dir.is_dir():
         with promotion_lock(holder.pointers, holder.registry_root):
-            names = registry.list_models(holder.registry_root)
+            names = _model_names(holder)
             if max_models is not None and holder.model not in names and len(names) >= max_models:
                 raise TooManyModels(holder.model, max_models)
             model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / bundle.name
     if target.exists():
         raise FileExistsError(f"{target} already exists")
-    os.rename(bundle, target)
-    publish = getattr(holder.pointers, "publish", None)  # an object store: upload it for every replica
+    # an object store: upload it for every replica BEFORE it enters this cache, so that a cached version
+    # is always one the store has (a cached one the store lacks was deleted, and is dropped on listing)
+    publish = getattr(holder.pointers, "publish", None)
     if publish is not None:
-        publish(holder.model, bundle.name)
+        publish(holder.model, bundle.name, bundle)
+    os.rename(bundle, target)

@@ -114,7 +114,7 @@ def build_backends(settings: Settings, models: LoadedModels) -> Backends:
     objects = open_object_store(settings)
     bundles = StoreRegistry(objects, settings.model_dir) if objects is not None else None
     pointers = PostgresPointers(db, models.files, bundles)
-    models.use_pointers(pointers)
+    models.use_pointers(pointers, bundles)
     store: JobStore = PostgresJobStore(db)
     if objects is not None:
         from app.storage.job_inputs import StoreInputsJobStore

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -69,15 +70,31 @@ class PostgresPointers:
         if self.bundles is not None:
             self.bundles.fetch(model, version)
 
-    def publish(self, model: str, version: str) -> None:
-        """Upload a registered version to the store (a worker after verifying it; before any promotion)."""
+    def publish(self, model: str, version: str, bundle: Path | None = None) -> None:
+        """Upload a version to the store: a worker's verified ``bundle`` before it enters the cache (so a
+        cached version is always one the store has), and before any promotion."""
         if self.bundles is not None:
-            self.bundles.publish(model, version)
+            self.bundles.publish(model, version, bundle)
+
+    def delete_model(self, model: str) -> None:
+        """Forget ``model``'s pointer and history (``DELETE /models/{model}``): every replica stops listing
+        it, and those serving it unload it at their next pointer check."""
+        with self.db.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('closecast pointer ' || %s))", (model,))
+            conn.execute("DELETE FROM promotions WHERE model = %s", (model,))
+            conn.execute("DELETE FROM pointers WHERE model = %s", (model,))
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, model))
 
     def names(self) -> list[str]:
         """Model names the database has a pointer for (servable on a replica whose cache is empty)."""
         with self.db.connection() as conn:
             return [row["model"] for row in conn.execute("SELECT model FROM pointers ORDER BY model")]
+
+    def model_names(self) -> list[str]:
+        """The model names ``CLOSECAST_MAX_MODELS`` counts: the database's, and the object store's (every
+        replica's and worker's, not this cache's) or the shared volume's."""
+        stored = self.bundles.models() if self.bundles is not None else registry.list_models(self.files.root)
+        return sorted({*stored, *self.names()})
 
     # --- PointerStore ------------------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ def _checked_version(models: LoadedModels, model: str, version: str) -> str:
                 )
             ]
         )
-    if not registry.is_bundle(models.model_dir(model), version):
+    if not models.has_version(model, version):  # with an object store: the store's, not this cache's
         raise VersionNotFound(version, model)
     return version
 
@@ -98,12 +98,25 @@ async def promote_default(version: Version, models: ModelsDep) -> Promoted:
 def _delete_version(models: LoadedModels, model: str, version: str) -> None:
     # a promotion of this very version, in any worker, cannot slip in between check and removal
     with promotion_lock(models.pointers, models.root):
-        retention.delete_version(models.model_dir(model), model, version, models.pointers)
+        if models.bundles is None:
+            retention.delete_version(models.model_dir(model), model, version, models.pointers)
+            return
+        # an object store: checked against the database's pointer and history, removed from the store
+        # (every replica stops listing it) and this cache; other caches drop it when they next list
+        retention.check_deletable(models.model_dir(model), model, version, models.pointers)
+        models.bundles.delete_version(model, version)
 
 
 def _delete_model(models: LoadedModels, model: str, default_model: str) -> None:
     with promotion_lock(models.pointers, models.root):
-        retention.delete_model(models.root, model, default_model)
+        if models.bundles is None:
+            retention.delete_model(models.root, model, default_model)
+        else:  # the store's versions and pointer copy, and the database's pointer and history
+            retention.check_model_deletable(model, default_model)
+            models.bundles.delete_model(model)
+            forget = getattr(models.pointers, "delete_model", None)
+            if forget is not None:
+                forget(model)
     models.forget(model)
 
 
