@@ -2,11 +2,12 @@
 
     python bench/proxy_kill.py [--rounds 2] [--seconds 6] [--kill-at 2] [--threads 4]
 
-Each round starts two replicas (``python -m app`` over one copy of the fixture registry) and a real nginx
+Each round starts two replicas (``python -m app``, each over a copy of the fixture registry) and a real nginx
 (Debian's ``nginx-light``) from ``deploy/nginx.conf``, as committed ("with") or with every ``non_idempotent``
 removed ("without", what nginx does for a POST by default), drives ``POST /forecast`` from ``--threads``
 keep-alive clients for ``--seconds``, and SIGKILLs one replica at ``--kill-at``. It prints the requests, the
-failed ones (any answer but 200, or a transport error) and the ones nginx moved to the survivor, from its
+failed ones (any answer but 200, or a transport error: "cut off mid-answer" is a replica killed after
+nginx had passed its answer's head on) and the ones nginx moved to the survivor, from its
 access log. The modes alternate (with, without, with, without, ...) so a busy machine hurts both alike.
 """
 
@@ -24,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import SYNTHETIC_CSV, copy_registry, running_server  # noqa: E402
-from tests.nginx import Load, missing_reason, running_nginx  # noqa: E402
+from tests.helpers import SYNTHETIC_CSV  # noqa: E402
+from tests.nginx import Load, missing_reason, running_nginx, running_replicas  # noqa: E402
 
 BODY = {"closes": [float(r["Close"]) for r in csv.DictReader(SYNTHETIC_CSV.read_text().splitlines())][-30:]}
 MODES = {"with": None, "without": lambda conf: conf.replace(" non_idempotent", "")}
@@ -33,9 +34,7 @@ MODES = {"with": None, "without": lambda conf: conf.replace(" non_idempotent", "
 
 def _round(mode: str, seconds: float, kill_at: float, threads: int) -> str:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        models = copy_registry(Path(tmp) / "models")
-        a = stack.enter_context(running_server(models, run_jobs="false"))
-        b = stack.enter_context(running_server(models, run_jobs="false"))
+        a, b = stack.enter_context(running_replicas(Path(tmp)))
         upstreams = [s.url.removeprefix("http://") for s in (a, b)]
         nginx = stack.enter_context(running_nginx(upstreams, MODES[mode]))
         with Load(nginx.url, "/forecast", BODY, threads).running() as load:
@@ -46,7 +45,9 @@ def _round(mode: str, seconds: float, kill_at: float, threads: int) -> str:
     moved = sum(1 for line in log if len(line.upstreams) > 1 and line.status == 200)
     codes = Counter(load.statuses)
     failed = sum(n for code, n in codes.items() if code != 200) + len(load.errors)
-    how = {**{str(code): n for code, n in codes.items() if code != 200}, "transport errors": len(load.errors)}
+    cut_off = sum(1 for e in load.errors if "complete message body (received 0 bytes" in e)
+    how = {**{str(code): n for code, n in codes.items() if code != 200}, "cut off mid-answer": cut_off}
+    how["other transport errors"] = len(load.errors) - cut_off
     requests = len(load.statuses) + len(load.errors)
     return (
         f"{mode:<8} non_idempotent  requests {requests:6d}  failed {failed:3d} {how}"

@@ -16,14 +16,16 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from tests.helpers import ROOT, free_port, wait_for
+from tests.helpers import ROOT, Server, copy_registry, free_port, running_server, wait_for
 
 CONF = ROOT / "deploy" / "nginx.conf"
 REQUIRE_ENV = "CLOSECAST_REQUIRE_NGINX"
@@ -151,7 +153,7 @@ class Load:
                 try:
                     self.statuses.append(client.post(self.path, json=self.body).status_code)
                 except httpx.HTTPError as exc:
-                    self.errors.append(repr(exc))
+                    self.errors.append(f"{time.time():.3f} {exc!r}")  # when: compare with the access log
 
     @contextmanager
     def running(self) -> Iterator[Load]:
@@ -164,6 +166,20 @@ class Load:
             self._stop.set()
             for worker in workers:
                 worker.join(timeout=30)
+
+
+@contextmanager
+def running_replicas(root: Path, count: int = 2) -> Iterator[list[Server]]:
+    """``count`` API replicas (``python -m app``, jobs off), each over its own copy of the fixture registry
+    under ``root``, started side by side: each loads and verifies the model, which is most of a start."""
+    with ExitStack() as stack:
+
+        def start(n: int) -> Server:  # ExitStack.enter_context only appends to a deque: safe from threads
+            models = copy_registry(root / f"replica-{n}")
+            return stack.enter_context(running_server(models, run_jobs="false"))
+
+        with ThreadPoolExecutor(count) as pool:
+            yield list(pool.map(start, range(count)))
 
 
 @contextmanager

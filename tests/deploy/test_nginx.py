@@ -12,14 +12,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import SYNTHETIC_CSV, Server, copy_registry, running_server
-from tests.nginx import REQUIRE_ENV, REQUIRED, Load, Nginx, missing_reason, running_nginx
+from tests.nginx import REQUIRE_ENV, REQUIRED, Load, Nginx, missing_reason, running_nginx, running_replicas
 
 CLOSES = [float(row["Close"]) for row in csv.DictReader(SYNTHETIC_CSV.read_text().splitlines())]
 FORECAST = {"closes": CLOSES[-30:]}
@@ -40,11 +40,7 @@ def _address(server: Server) -> str:
 
 
 def test_no_forecast_fails_while_a_replica_is_killed_under_load(tmp_path: Path) -> None:
-    models = copy_registry(tmp_path / "models")
-    with ExitStack() as stack:
-        a = stack.enter_context(running_server(models, run_jobs="false"))
-        b = stack.enter_context(running_server(models, run_jobs="false"))
-        nginx = stack.enter_context(running_nginx([_address(a), _address(b)]))
+    with running_replicas(tmp_path) as (a, b), running_nginx([_address(a), _address(b)]) as nginx:
         with Load(nginx.url, "/forecast", FORECAST).running() as load:
             time.sleep(1.5)
             b.proc.kill()  # SIGKILL: no goodbye, forecasts in flight on b are cut off
@@ -54,9 +50,14 @@ def test_no_forecast_fails_while_a_replica_is_killed_under_load(tmp_path: Path) 
         log = [line for line in nginx.access(len(load.statuses)) if line.uri == "/forecast"]
         errors = nginx.errors()
 
-    assert load.errors == []
-    assert load.statuses and set(load.statuses) == {200}, sorted(set(load.statuses))
-    assert len(log) == len(load.statuses)
+    # The one failure nginx cannot hide: a replica killed after its answer's head reached nginx and before
+    # its body did ("upstream prematurely closed connection while reading upstream"): nginx has passed the
+    # head on and cannot resend. At most one per client in flight; seen in some runs on a loaded machine.
+    cut_off = [e for e in load.errors if "complete message body (received 0 bytes" in e]
+    assert [e for e in load.errors if e not in cut_off] == [], f"killed at {killed_at:.3f}; {errors[-3000:]}"
+    assert len(cut_off) <= load.threads
+    assert load.statuses and set(load.statuses) == {200}, sorted(set(load.statuses))  # no 502, no 503
+    assert len(log) == len(load.statuses) + len(cut_off)
     after = [line for line in log if line.at > killed_at + 0.5]  # ended well after b was gone
     assert after, "no forecast was sent after the kill"
     assert {line.upstreams[-1] for line in after} == {_address(a)}  # the survivor answered them all
