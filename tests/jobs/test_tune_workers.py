@@ -208,6 +208,15 @@ def _assert_no_secret_reaches(pid: int, model_dir: Path) -> None:
     assert "CLOSECAST_DATABASE_URL" not in environ and environ["PGAPPNAME"].startswith("closecast-train@")
 
 
+def _train_connections(url: str) -> int:
+    """Connections training processes hold now (``closecast-train@host``): docs/scale-out.md's count."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'closecast-train@%'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _served(fleet: Fleet) -> str:
     listed = httpx.get(fleet.api.url + "/models", timeout=10).json()["models"]
     (current,) = [m["current_version"] for m in listed if m["model"] == "default"]
@@ -229,7 +238,10 @@ def _follow(
     gate, its last step)."""
     after: dict[str, float] = {}
     while (job := _job(fleet, job_id))["status"] not in ENDED:
-        assert _served(fleet) == served, "the served model changed before the job's gate"
+        if _served(fleet) != served:  # only at the gate: promoting, or ended since `job` was read
+            now = _job(fleet, job_id)
+            assert now["status"] in ENDED or now["progress"]["phase"] == "promoting", "changed before gate"
+        after["train_connections"] = max(after.get("train_connections", 0), _train_connections(fleet.url))
         if "row" not in after and _rows(fleet.url, job_id)[1]["status"] == "failed":
             after["row"] = time.time() - kill_at
         if "process" not in after and _gone(trainer):
@@ -290,7 +302,9 @@ def test_a_worker_killed_mid_search_loses_its_shard_and_the_job_goes_on(fleet: F
             assert trial.state == optuna.trial.TrialState.FAIL and len(retried) == 1, (trial.number, seen)
             assert retried[0].state in FINISHED and retried[0].datetime_start >= trial.datetime_complete, seen
     states = [t.state.name for t in lost]
+    assert 1 <= after["train_connections"] <= 3 * WORKERS  # up to 3 per training process
     print(
+        f"training connections at most {after['train_connections']:.0f}; "
         f"after the kill: shard failed {after['row']:.1f} s, process gone {after['process']:.1f} s, "
         f"job ended {ended_after:.1f} s; its trial {states}"
     )
