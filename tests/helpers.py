@@ -102,9 +102,11 @@ def free_port() -> int:
 
 
 def server_env(**values: str) -> dict[str, str]:
-    """This environment minus the developer's ``CLOSECAST_*``, plus ``values`` as ``CLOSECAST_<NAME>``."""
+    """This environment minus the developer's ``CLOSECAST_*``, plus ``values`` as ``CLOSECAST_<NAME>``.
+
+    A worker's health port is off unless given (``worker_port``): tests run several workers on one host."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSECAST_")}
-    return {**env, **{f"CLOSECAST_{k.upper()}": v for k, v in values.items()}}
+    return {**env, **{f"CLOSECAST_{k.upper()}": v for k, v in {"worker_port": "0", **values}.items()}}
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 60.0, every: float = 0.05) -> Any:
