@@ -47,7 +47,7 @@ async def run_worker(settings: Settings) -> None:
         holder.swap(await anyio.to_thread.run_sync(holder.load_current))
         loops = Background(
             [
-                Supervised("pointer", backends.watcher),
+                Supervised("pointer", backends.watcher, max_backoff_s=settings.reload_interval_s),
                 Supervised("jobs", runner.serve, waits_for_start=True, health=runner.health),
             ]
         )

@@ -94,8 +94,9 @@ def seed_object_store(settings: Settings, bundles: StoreRegistry, db: Database) 
 def build_backends(settings: Settings, models: LoadedModels) -> Backends:
     """The backends ``settings`` ask for; with a database, every model's holder reads its pointers there.
 
-    The watcher follows the default model (notified by the database, or polling the files); the other
-    loaded models poll their pointers through the same store (``watch_models``)."""
+    The watcher follows the default model (polling the files), or with a database every loaded model as
+    soon as its promotion is notified; the other loaded models also poll their pointers through the same
+    store (``watch_models``)."""
     interval = settings.reload_interval_s
     holder = models.default
     if settings.database_url is None:
@@ -134,7 +135,7 @@ def build_backends(settings: Settings, models: LoadedModels) -> Backends:
     return Backends(
         kind="postgresql" if objects is None else "postgresql+s3",
         store=store,
-        watcher=partial(follow_promotions, holder, pointers, interval),
+        watcher=partial(follow_promotions, models, pointers, interval),
         open=open_database,
         close=close_database,
     )
