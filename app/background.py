@@ -109,6 +109,7 @@ class Background:
         if task.max_backoff_s is not None:
             low, high = min(low, task.max_backoff_s), min(high, task.max_backoff_s)
         delay = low
+        logged: str | None = None  # the last failure logged with its traceback
         while True:
             began = time.monotonic()
             self._set_up(task, True)
@@ -126,17 +127,21 @@ class Background:
                 raise
             except Exception as exc:
                 task.failures += 1
-                task.last_error = describe(exc)
-                delay = low if time.monotonic() - began >= healthy else delay
+                lasted = time.monotonic() - began >= healthy
+                again = not lasted and logged == describe(exc)  # the same failure as the last one logged
+                task.last_error = logged = describe(exc)
+                delay = low if lasted else delay
                 task.retry_in = delay
                 self._set_up(task, False)
                 self._on_failure(task)
+                # the traceback once per streak: a database down for minutes, retried every reload
+                # interval, must not flood the log (a full stderr pipe would block the process)
                 log.error(
                     "background task %s failed (%s); restarting in %.1f s",
                     task.name,
                     task.last_error,
                     delay,
-                    exc_info=exc,
+                    exc_info=None if again else exc,
                 )
             status.started()  # a first run that failed must not hold up startup
             await anyio.sleep(delay)

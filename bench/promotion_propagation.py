@@ -32,6 +32,7 @@ from tests.synthetic import calm_walk  # noqa: E402
 
 KEY = "bench-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+ANSWERED: list[float] = []  # seconds each promotion request took to be answered
 VERSIONS = {
     "default": (FIXTURE_VERSION, "20991124T000000Z-second00"),
     "aapl": ("20991201T000000Z-aapl0001", "20991202T000000Z-aapl0002"),
@@ -59,9 +60,11 @@ def _propagate(http: httpx.Client, via: Server, replicas: list[Server], model: s
     """Promote the version of ``model`` not served now through ``via``; seconds until all serve it."""
     now = _served(http, via, model)
     target = next(v for v in VERSIONS[model] if v != now)
+    began = time.monotonic()
     answer = http.post(f"{via.url}/models/{model}/versions/{target}/promote", headers=AUTH)
     assert answer.status_code == 200, answer.text
     sent = time.monotonic()
+    ANSWERED.append(sent - began)
     while any(_served(http, s, model) != target for s in replicas):
         if time.monotonic() - sent > 60:
             raise RuntimeError(f"{model} {target} did not reach every replica within 60 s")
@@ -98,7 +101,7 @@ def main() -> None:
             tempfile.TemporaryDirectory() as tmp,
             running_server(_registry(Path(tmp)), **settings) as a,
             running_server(Path(tmp) / "models", **settings) as b,
-            httpx.Client(timeout=10) as http,
+            httpx.Client(timeout=60) as http,
         ):
             replicas = [a, b]
             for server in replicas:  # both models in memory on both replicas
@@ -123,6 +126,7 @@ def main() -> None:
     )
     for name, took in results.items():
         print(_line(name, took))
+    print(_line("promote request answered", ANSWERED))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from app.config import Settings
 from app.inference.holder import ModelHolder
 from app.metrics import Metrics
 from closecast import registry
-from closecast.errors import InputInvalid, Loc, ModelNotFound, ModelNotReady, Problem
+from closecast.errors import ClosecastError, InputInvalid, Loc, ModelNotFound, ModelNotReady, Problem
 from closecast.forecaster import FeatureMap, Forecaster, SeriesLike
 from closecast.results import PriceRows
 
@@ -192,6 +192,8 @@ class LoadedModels:
             return
         try:
             holder.reload_if_changed()
+        except ClosecastError as exc:  # e.g. the database is down: one line, not a traceback per interval
+            log.warning("checking the pointer of model %s failed: %s", name, exc.message)
         except Exception:  # one model's trouble must not stop the others from following theirs
             log.exception("checking the pointer of model %s failed", name)
 

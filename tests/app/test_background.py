@@ -166,3 +166,11 @@ def test_app_exports_each_loop_as_up_and_lists_no_degraded_part() -> None:
         assert client.get("/readyz").json()["degraded"] == []
     assert 'closecast_background_up{task="pointer"} 1.0' in metrics
     assert 'closecast_background_up{task="jobs"} 1.0' in metrics
+
+
+def test_the_same_failure_again_is_logged_without_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """A database down for minutes fails the watcher every reload interval: one traceback, then one line
+    per retry (an unread stderr pipe filled by tracebacks would block the process)."""
+    anyio.run(_failing_loop_delays, Supervised("pointer", _always_fails), (0.01, 0.01, 60.0))
+    failures = [r for r in caplog.records if "background task pointer failed (no)" in r.getMessage()]
+    assert len(failures) >= 5 and [r.exc_info is not None for r in failures[:3]] == [True, False, False]
