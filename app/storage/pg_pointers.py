@@ -256,12 +256,14 @@ class PostgresPointers:
         if self._listener is not None and not self._listener.closed:
             return
         try:
-            self._listener = self.db.listen_connection()
+            self._listener = self.db.listen_connection()  # StoreUnavailable when it cannot connect
             self._listener.execute(f"LISTEN {CHANNEL}")
-        except (psycopg.Error, StoreUnavailable) as exc:
-            self.close()
-            self.db.drop_broken()
-            raise exc if isinstance(exc, StoreUnavailable) else unavailable(exc) from exc
+        except psycopg.Error as exc:
+            self._lost()
+            raise unavailable(exc) from exc
+        except StoreUnavailable:
+            self._lost()
+            raise
 
     def wait_for_promotion(self, timeout_s: float) -> list[str]:
         """Blocking: the model names promoted, as soon as one is notified; empty after ``timeout_s``.
@@ -277,9 +279,13 @@ class PostgresPointers:
                 names += [n.payload for n in self._listener.notifies(timeout=0.001)]
             return list(dict.fromkeys(names))
         except psycopg.Error as exc:
-            self.close()
-            self.db.drop_broken()  # the database went away: so did the pool's idle connections
+            self._lost()
             raise unavailable(exc) from exc
+
+    def _lost(self) -> None:
+        """The database went away: so did the listener and, likely, the pool's idle connections."""
+        self.close()
+        self.db.drop_broken()
 
     def close(self) -> None:
         listener, self._listener = self._listener, None
