@@ -10,15 +10,7 @@ a small response. Large or streamed bodies still go out in several writes; every
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
-
-
-class _Cycle(Protocol):
-    """What this module uses of uvicorn's request-response cycle."""
-
-    transport: Any
-    send: Callable[[Any], Awaitable[None]]
+from typing import Any
 
 
 class _Holding:
@@ -51,8 +43,9 @@ class _Prefixing:
         return getattr(self.transport, name)
 
 
-def send_head_with_body(cycle: _Cycle) -> None:
-    """Make ``cycle`` hold its response head back until the first body message, then write both at once."""
+def send_head_with_body(cycle: Any) -> None:
+    """Make ``cycle`` (uvicorn's request-response cycle: its ``transport`` and ``send``) hold its response
+    head back until the first body message, then write both at once."""
     send = cycle.send
     held: list[bytes] = []
 

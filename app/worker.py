@@ -68,7 +68,7 @@ async def run_worker(settings: Settings) -> None:
     runner = JobRunner(settings.model_copy(update={"run_jobs": True}), models, backends.store)
     jobs = Supervised("jobs", runner.serve, waits_for_start=True, health=runner.health)
     loops = Background(
-        [Supervised("pointer", backends.watcher), jobs],
+        [Supervised("pointer", backends.watcher, max_backoff_s=settings.reload_interval_s), jobs],
         on_change=lambda task: metrics.background_changed(task.name, task.up),
         on_failure=lambda task: metrics.background_failed(task.name),
     )

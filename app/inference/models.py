@@ -27,7 +27,7 @@ from app.inference.holder import ModelHolder
 from app.metrics import Metrics
 from closecast import registry
 from closecast.bundle import read_manifest
-from closecast.errors import InputInvalid, Loc, ModelNotFound, ModelNotReady, Problem
+from closecast.errors import ClosecastError, InputInvalid, Loc, ModelNotFound, ModelNotReady, Problem
 from closecast.forecaster import FeatureMap, Forecaster, SeriesLike
 from closecast.objectstore import StoreRegistry
 from closecast.results import PriceRows
@@ -210,19 +210,41 @@ class LoadedModels:
             holder = self._lru.get(name)
         return holder if holder is not None else self._new_holder(name)
 
+    def reload_model(self, name: str) -> None:
+        """Blocking: ``name`` follows its pointer now if it is in memory (a notified promotion); a model
+        that is not loaded has nothing to follow (its next request loads what the pointer names). The
+        default's failure propagates (its watcher is supervised); another's is logged."""
+        if name == self.default_name:
+            self.default.reload_if_changed()
+            return
+        with self._lock:
+            holder = self._lru.get(name)
+        if holder is not None:
+            self._reload_one(name, holder)
+
+    def reload_every(self) -> None:
+        """Blocking: the default and every loaded model follow their pointers now."""
+        self.default.reload_if_changed()
+        self.reload_loaded()
+
+    def _reload_one(self, name: str, holder: ModelHolder) -> None:
+        try:
+            if self._deleted(name, holder):
+                log.info("model %s was deleted from the registry; unloading it", name)
+                self.forget(name)
+                return
+            holder.reload_if_changed()
+        except ClosecastError as exc:  # e.g. the database is down: one line, not a traceback per interval
+            log.warning("checking the pointer of model %s failed: %s", name, exc.message)
+        except Exception:  # one model's trouble must not stop the others from following theirs
+            log.exception("checking the pointer of model %s failed", name)
+
     def reload_loaded(self) -> None:
         """Blocking: every loaded model but the default follows its pointer (the default: watch_pointer)."""
         with self._lock:
             holders = list(self._lru.items())
         for name, holder in holders:
-            try:
-                if self._deleted(name, holder):
-                    log.info("model %s was deleted from the registry; unloading it", name)
-                    self.forget(name)
-                    continue
-                holder.reload_if_changed()
-            except Exception:  # one model's trouble must not stop the others from following theirs
-                log.exception("checking the pointer of model %s failed", name)
+            self._reload_one(name, holder)
 
     def _deleted(self, name: str, holder: ModelHolder) -> bool:
         """Its directory is gone or, with an object store (where the cache may linger), its database

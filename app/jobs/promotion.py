@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.inference.holder import ModelHolder
-from app.jobs.errors import os_reason
+from app.jobs.errors import CurrentIsNot, os_reason
 from app.jobs.gate import IDENTICAL_TOLERANCE, GateScores, JobData, compare_on_test_part
 from app.storage.job_store import CANCELLED, Outcome
 from closecast import registry, retention
@@ -168,31 +168,47 @@ class CurrentChanged(Exception):
 
 
 def make_current(
-    holder: ModelHolder, forecaster: Forecaster, judged_against: str | None = None, reason: str = ""
+    holder: ModelHolder,
+    forecaster: Forecaster,
+    judged_against: str | None = None,
+    reason: str = "",
+    if_match: str | None = None,
 ) -> str | None:
     """Point ``current`` at a verified, registered bundle and serve it here at once; returns the previous
-    version. In-flight requests finish on the model they started with; other workers follow the pointer.
+    version, read where the pointer is written (in PostgreSQL: inside the promotion's transaction), so it is
+    the history's ``previous`` even when another replica promotes at the same moment. In-flight requests
+    finish on the model they started with; other workers follow the pointer.
 
     With ``judged_against`` (the version the gate compared it with) it raises ``CurrentChanged`` and changes
     nothing when the pointer names another version by now: a win over a model that is no longer current
-    says nothing about the one that is.
+    says nothing about the one that is. With ``if_match`` (a caller's ``If-Match``: the version it believes
+    current) it raises ``CurrentIsNot`` and changes nothing when the pointer names another one.
     """
+    expected: tuple[str, ...] = ()
+    if judged_against is not None:
+        expected = (judged_against, forecaster.version)
+    elif if_match is not None:
+        expected = (if_match,)
     with promotion_lock(holder.pointers, holder.registry_root):
-        previous = holder.pointers.current(holder.model)
-        expected = (judged_against, forecaster.version) if judged_against is not None else ()
         try:  # compared again where the pointer is written: PostgreSQL replicas share no file lock
-            holder.pointers.promote(holder.model, forecaster.version, reason, expected)
+            previous = holder.pointers.promote(holder.model, forecaster.version, reason, expected)
         except registry.PointerMoved as exc:
-            raise CurrentChanged(str(judged_against), exc.now) from None
+            if judged_against is None:
+                raise CurrentIsNot(holder.model, str(if_match), exc.now) from None
+            raise CurrentChanged(judged_against, exc.now) from None
         holder.swap(forecaster)
     return previous
 
 
-def promote_version(holder: ModelHolder, version: str) -> str | None:
-    """Load and fully verify a stored version, then make it current; ``BundleInvalid`` changes nothing."""
+def promote_version(holder: ModelHolder, version: str, if_match: str | None = None) -> str | None:
+    """Load and fully verify a stored version, then make it current (only while ``if_match`` is current,
+    when given); ``BundleInvalid`` and ``CurrentIsNot`` change nothing."""
     forecaster = holder.load_version(version)
     return make_current(
-        holder, forecaster, reason=f"promoted through POST /models/{holder.model}/versions/{version}/promote"
+        holder,
+        forecaster,
+        reason=f"promoted through POST /models/{holder.model}/versions/{version}/promote",
+        if_match=if_match,
     )
 
 

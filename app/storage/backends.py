@@ -95,8 +95,8 @@ def build_backends(settings: Settings, models: LoadedModels, role: str = "api") 
     """The backends ``settings`` ask for; with a database, every model's holder reads its pointers there.
 
     ``role`` names the process to PostgreSQL (``closecast-<role>@<host>``). The watcher follows the default
-    model (notified by the database, or polling the files); the other loaded models poll their pointers
-    through the same store (``watch_models``)."""
+    model (polling the files), or with a database every loaded model as soon as its promotion is notified;
+    the other loaded models also poll their pointers through the same store (``watch_models``)."""
     interval = settings.reload_interval_s
     holder = models.default
     if settings.database_url is None:
@@ -140,7 +140,7 @@ def build_backends(settings: Settings, models: LoadedModels, role: str = "api") 
     return Backends(
         kind="postgresql" if objects is None else "postgresql+s3",
         store=store,
-        watcher=partial(follow_promotions, holder, pointers, interval),
+        watcher=partial(follow_promotions, models, pointers, interval),
         open=open_database,
         close=close_database,
     )

@@ -182,6 +182,15 @@ class Database:
         with self.connection() as conn, conn.transaction():
             yield conn
 
+    def drop_broken(self) -> None:
+        """Check the pool's idle connections now and drop the broken ones (a database restart broke them
+        all): otherwise the first requests after it returns each meet one, and the pool's own check loop
+        backs off a second and more between them. Never raises: it is called on the way out of a failure."""
+        try:
+            self.pool.check()
+        except Exception as exc:  # best effort: the failure being reported matters more
+            log.debug("checking the pool's connections failed: %s", exc)
+
     def listen_connection(self) -> psycopg.Connection[Any]:
         """A connection of its own (outside the pool) for ``LISTEN``; the caller closes it."""
         try:
