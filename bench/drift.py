@@ -2,7 +2,7 @@
 skill vs naive with its standard errors, the share of rising forecasts, the correlation of the forecast
 return with the realised return, and 80%/95% coverage.
 
-    python bench/drift.py [--bundle models/default/<version>] [--length 2000]
+    python bench/drift.py [--bundle models/default/<version>] [--length 2000] [--seed 9000]
 
 Series: the S&P 500 and MSFT test parts (as the bundle split them), and synthetic series of known dynamics
 generated here with seeds no training run uses (training seeds are ``100 * (seed + 1) + i``, under 6,500):
@@ -53,14 +53,14 @@ SYNTHETIC: dict[str, Maker] = {
 }
 
 
-def cases(length: int, bundle: Path) -> dict[str, tuple[np.ndarray, int]]:
+def cases(length: int, bundle: Path, seed: int = SEED) -> dict[str, tuple[np.ndarray, int]]:
     """name -> (closes, index of the first target)."""
     out = {}
     for name, file in (("S&P 500 test", "sp500_daily.csv"), ("MSFT test", "msft_daily.csv")):
         closes = load_csv(ROOT / "data" / file).closes
         out[name] = (closes, test_start(bundle, file, closes.size))
     for i, (name, make) in enumerate(SYNTHETIC.items()):
-        out[name] = (make(length + HISTORY, np.random.default_rng(SEED + i)), HISTORY)
+        out[name] = (make(length + HISTORY, np.random.default_rng(seed + i)), HISTORY)
     return out
 
 
@@ -84,13 +84,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=None)
     parser.add_argument("--length", type=int, default=2000, help="targets per synthetic series")
+    parser.add_argument(
+        "--seed", type=int, default=SEED, help="synthetic series i uses seed + i (keep >= 9000)"
+    )
     args = parser.parse_args()
     bundle = args.bundle or default_bundle()
     forecaster = load(bundle)
     print(f"bundle {bundle.name}; one step ahead, through Forecaster.forecast")
     print("| series | n | skill | se | nw | z | rise | corr | 80% held | 95% held |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for name, (closes, start) in cases(args.length, bundle).items():
+    for name, (closes, start) in cases(args.length, bundle, args.seed).items():
         print(row(name, closes, start, forecaster), flush=True)
 
 
