@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--synthetic",
         type=int,
         default=0,
-        help="add N seeded synthetic GARCH series as training windows only (default 0)",
+        help="add N seeded synthetic series of several dynamics as training windows only (default 0)",
+    )
+    tr.add_argument(
+        "--mirror",
+        action="store_true",
+        help="also train on every training part's mirror image (each return negated): no learned drift",
     )
     add_destination_flags(tr)
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -152,6 +157,7 @@ def _train(args: argparse.Namespace) -> int:
         synthetic=args.synthetic,
         started=args.started,
         report=args.report,
+        mirror=args.mirror,
     )
     if args.registry and args.promote:
         from closecast.registry import set_current

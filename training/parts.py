@@ -10,6 +10,11 @@ calibration residuals are honest out-of-sample errors. Flat windows (every retur
 training, early stopping and calibration; the test slice keeps them (serving answers them too).
 
 Augmentation series (synthetic) give training windows only: they never early-stop, calibrate or score.
+With ``mirror``, every training part (real and synthetic) is added once more as its mirror image, each log
+return negated (closes ``c0**2 / c``): what the network learns from a rise it learns from the matching fall,
+so it can forecast a drift only where the window shows one, never the drift the training period happened to
+have (the S&P 500 and MSFT rose; a constant upward forecast was their one "skill"). The scaler's mean is
+then 0 up to rounding. Training windows only, like the synthetic series.
 """
 
 from __future__ import annotations
@@ -188,13 +193,25 @@ def series_name(s: Series, index: int) -> str:
     return s.name or f"series{index}"
 
 
-def pool(series: Sequence[Series], cfg: DataConfig, augment: Sequence[F64] = ()) -> Pooled:
+def mirrored(closes: F64) -> F64:
+    """The same first close, every log return negated: ``c0**2 / c`` (a rise becomes the same fall)."""
+    return np.asarray(closes[0] ** 2 / closes, dtype=np.float64)
+
+
+def pool(
+    series: Sequence[Series], cfg: DataConfig, augment: Sequence[F64] = (), mirror: bool = False
+) -> Pooled:
     """Split the series by time (``split_by_time``), build the four slices of each, and fit the scaler on all
-    training windows (augmentation included: the scaler describes what the network is trained on)."""
+    training windows (augmentation included: the scaler describes what the network is trained on).
+    ``mirror``: add each training part's mirror image as augmentation (module docstring)."""
     window, wanted = cfg.window, cfg.features
     if wanted and augment:
         raise ValueError(
             f"synthetic series have closes only; drop --synthetic or --features {','.join(wanted)}"
+        )
+    if wanted and mirror:
+        raise ValueError(
+            f"a mirrored series has no high/low features; drop --mirror or --features {','.join(wanted)}"
         )
     names = [series_name(s, i) for i, s in enumerate(series)]
     for s in series:
@@ -210,6 +227,13 @@ def pool(series: Sequence[Series], cfg: DataConfig, augment: Sequence[F64] = ())
         n = closes.size
         split = Split(n=n, train_end=int(n * cfg.train_frac), val_end=int(n * cfg.train_frac))
         extra.append(_slices(f"synthetic{i}", closes, split, window, {}))
+    if mirror:
+        for one in [*real, *extra]:
+            end = one.split.train_end  # targets [window, end) need closes [0, end)
+            flipped = mirrored(one.closes[:end])
+            extra.append(
+                _slices(f"{one.name}~mirror", flipped, Split(n=end, train_end=end, val_end=end), window, {})
+            )
     try:
         scaler = fit_scaler_chunked(pooled_set(real + extra, "train"))
     except ValueError as exc:

@@ -197,11 +197,24 @@ def test_two_series_train_together_with_metrics_per_series(tmp_path: Path) -> No
     assert isinstance(load_forecaster(tmp_path / "b", providers="cpu"), ForecasterV2)
 
 
-def test_synthetic_series_train_but_are_not_scored(synthetic_csv: Path, tmp_path: Path) -> None:
+def test_synthetic_and_mirrored_series_train_but_are_not_scored(synthetic_csv: Path, tmp_path: Path) -> None:
     m = run_training(
-        [load_csv(synthetic_csv)], Config.from_overrides(TINY), tmp_path / "s", quiet=True, synthetic=2
+        [load_csv(synthetic_csv)],
+        Config.from_overrides(TINY),
+        tmp_path / "s",
+        quiet=True,
+        synthetic=2,
+        mirror=True,
     )
-    assert m["data"]["augmentation"] == {"synthetic_series": 2, "length": 4000, "seed": 7}
+    augmentation = dict(m["data"]["augmentation"])
+    assert isinstance(augmentation.pop("output_centred_by"), float)
+    assert augmentation == {
+        "synthetic_series": 2,
+        "length": 4000,
+        "seed": 7,
+        "dynamics": ["garch", "reversal"],
+        "mirrored": True,
+    }
     assert set(m["metrics"]["series"]) == {"prices"}
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    assert manifest["training"]["windows"]["train"] > 2 * 2500
+    assert manifest["training"]["windows"]["train"] > 2 * 2 * 2500  # each synthetic series and its mirror

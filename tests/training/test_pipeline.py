@@ -27,16 +27,6 @@ BUNDLE_FILES = {"manifest.json", "model.onnx", "model.pt", "scaler.json", "repor
 # their keys are data (epochs, file names, levels, series names), not format; `data` differs by design
 # between one series (the single-series fields) and the default's several (`data.series`)
 OPAQUE = {"history", "steps_s", "files", "test_coverage", "series", "test_coverage_by_series", "data"}
-# fields a bundle gained after the committed default was trained (readers default them when absent)
-_TEST_STATISTICS = ("skill_se", "dm_stat", "dm_pvalue", "dm_pvalue_worse", "dm_lag", "verdict")
-ADDED_SINCE_DEFAULT: list[str] = [  # the error bars of docs/statistics.md, and the untrained flag
-    *(f"metrics.{part}.{key}" for part in ("test", "validation") for key in _TEST_STATISTICS),
-    "metrics.test.coverage_interval",
-    "metrics.test.coverage_interval.80",
-    "metrics.test.coverage_interval.95",
-    "training.untrained",
-    *("training.fit_s", "training.total_s", "training.steps_s"),  # timings: where a run went
-]
 
 
 def _fields(manifest: dict[str, Any], prefix: str = "") -> list[str]:
@@ -74,7 +64,7 @@ def test_new_manifest_has_the_fields_of_the_committed_default(tiny_bundle: Path)
     registry = ROOT / "models" / "default"
     committed = json.loads((registry / str(read_current(registry)) / "manifest.json").read_text())
     new = json.loads((tiny_bundle / "manifest.json").read_text())
-    assert [f for f in _fields(new) if f not in ADDED_SINCE_DEFAULT] == _fields(committed)
+    assert _fields(new) == _fields(committed)
 
 
 def test_fit_and_score_writes_nothing_and_the_bundle_records_its_scores(
