@@ -35,6 +35,7 @@ from closecast.config import Config
 from closecast.manifest import build_manifest
 from closecast.series import Series
 from closecast.summary import JOB_ID_ENV
+from closecast.timeaxis import common_frequency
 from training.calibration import Evaluation, evaluate
 from training.export import check_parity, export_onnx, export_torchscript, onnx_session
 from training.parts import Pooled, pool
@@ -101,7 +102,8 @@ def fit_and_score(
     clock.lap("fit")
     if phases:
         phases({"phase": "calibrating"})
-    evaluation = evaluate(pooled, partial(predict_scaled, fitted.model))
+    frequency = common_frequency([s.frequency for s in series_list])
+    evaluation = evaluate(pooled, partial(predict_scaled, fitted.model), frequency, config.train.seed)
     clock.lap("evaluate")
     augment = {"synthetic_series": synthetic, "length": LENGTH if synthetic else 0, "seed": config.train.seed}
     return ScoredModel(series_list, config, pooled, fitted, evaluation, augment, clock.started, clock.steps)

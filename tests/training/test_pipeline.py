@@ -36,6 +36,9 @@ ADDED_SINCE_DEFAULT: list[str] = [  # the error bars of docs/statistics.md, and 
     "metrics.test.coverage_interval.95",
     "training.untrained",
     *("training.fit_s", "training.total_s", "training.steps_s"),  # timings: where a run went
+    # per-step coverage; a synthetic fallback table's bar length (the tiny bundle has too few residuals)
+    *(f"metrics.test.coverage_by_step{key}" for key in ("", ".80", ".95")),
+    *(f"intervals.tables.{table}.steps_per_bar" for table in ("ewma", "window")),
 ]
 
 
