@@ -271,15 +271,6 @@ def _check_tables(intervals: dict[str, Any], name: str) -> None:
     for table, section in tables.items():
         quantiles = section.get("residual_quantiles")
         _check_quantiles(intervals.get("probabilities"), quantiles, f"{name}: {table}")
-        steps = section.get("steps") or []  # per-step tables for steps 2.. (absent in older bundles)
-        if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
-            raise BundleInvalid(
-                f"{name}: intervals.tables.{table}.steps is {steps!r}; expected a list of tables"
-            )
-        for h, step in enumerate(steps, start=2):
-            _check_quantiles(
-                intervals.get("probabilities"), step.get("residual_quantiles"), f"{name}: {table} step {h}"
-            )
 
 
 def _check_intervals(intervals: dict[str, Any], name: str) -> None:

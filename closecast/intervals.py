@@ -36,7 +36,6 @@ EWMA_SPAN = 252  # returns: about a year of trading days
 EWMA_MIN_RETURNS = 63  # below this (about a quarter of daily data) the window table is used
 MIN_CALIBRATION = 50  # fewer residuals than this never make quantiles on their own
 T4_STD = 1.15  # the t(4) fallback's standard deviation in scale units (a little above 1: tails)
-TABLE_STEPS = 5  # steps with their own interval table in newer bundles (training/steps.py)
 TAILS = "symmetric"  # the manifest's `tails` for tables ``calibrate`` makes (absent in older bundles)
 PROBABILITIES = [round(p, 3) for p in np.arange(0.005, 1.0, 0.005)]
 
@@ -168,6 +167,9 @@ def coverage(
 def is_flat(scale: FloatArray) -> npt.NDArray[np.bool_]:
     """Scales too small to carry an interval (every return zero)."""
     return np.asarray(scale) <= FLAT_EPS
+
+
+TABLE_STEPS = 5  # steps with their own interval table in newer bundles (training/steps.py)
 
 
 def step_quantiles(section: dict[str, Any]) -> list[F64]:
