@@ -27,15 +27,17 @@ import onnxruntime as ort
 from closecast.errors import BundleInvalid, ProviderUnavailable
 from closecast.features import FeatureScaler, parse_names
 from closecast.forecaster import Forecaster
-from closecast.forecaster_v2 import TABLES, ForecasterV2
-from closecast.intervals import EWMA_LAMBDA, EWMA_MIN_RETURNS, EWMA_SPAN
+from closecast.forecaster_v1 import ForecasterV1
+from closecast.forecaster_v2 import ForecasterV2
 from closecast.providers import cuda_unavailable
 from closecast.representation import Scaler, WindowScaler
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # what training writes (closecast/manifest.py)
-KNOWN_FORMATS = (1, 2)  # what loads: format 1 (volatility of the training series) keeps serving as it did
+# the one place choosing a bundle's forecaster: format 1 (volatility of the training series) keeps serving
+FORECASTERS: dict[int, type[Forecaster]] = {1: ForecasterV1, 2: ForecasterV2}
+KNOWN_FORMATS = tuple(FORECASTERS)  # what loads
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"  # the served network
 SCALER_FILE = "scaler.json"
@@ -108,7 +110,7 @@ def verify_files(bundle_dir: Path, manifest: dict[str, Any]) -> None:
 def load_scaler(bundle_dir: Path, format_version: int = 1) -> Scaler | WindowScaler:
     """``scaler.json`` of the bundle's format: format 1's ``Scaler`` or format 2's ``WindowScaler``."""
     path = bundle_dir / SCALER_FILE
-    kind = Scaler if format_version == 1 else WindowScaler
+    kind = FORECASTERS[format_version].scaler_type
     try:
         return kind.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -240,71 +242,15 @@ def load_forecaster(bundle_dir: Path, providers: str = "auto", ort_threads: int 
     name = bundle_dir.name
     manifest = read_manifest(bundle_dir)
     verify_files(bundle_dir, manifest)
-    scaler = load_scaler(bundle_dir, manifest["format_version"])
+    kind = FORECASTERS[manifest["format_version"]]
+    scaler = load_scaler(bundle_dir, kind.format_version)
     session = open_session(bundle_dir / MODEL_FILE, providers, ort_threads)
     check_contract(session, manifest, name)
-    forecaster: Forecaster
-    if isinstance(scaler, WindowScaler):
-        _check_tables(manifest["intervals"], name)
-        forecaster = ForecasterV2(session, scaler, manifest, name, load_feature_scaler(bundle_dir, manifest))
-    else:
-        _check_intervals(manifest["intervals"], name)
-        forecaster = Forecaster(session, scaler, manifest, version=name)
+    kind.check_intervals(manifest["intervals"], name)
+    forecaster = kind.load(session, scaler, manifest, name, load_feature_scaler(bundle_dir, manifest))
     check_sample(forecaster, manifest, name)
     log.info("model %s verified; ONNX Runtime provider %s", name, forecaster.provider)
     return forecaster
-
-
-def _check_tables(intervals: dict[str, Any], name: str) -> None:
-    """Format 2: both quantile tables usable, and the interval scale the one this code computes."""
-    try:
-        tables = {table: intervals["tables"][table] for table in TABLES}
-        ewma = tables["ewma"]
-        recorded = (float(ewma["lambda"]), int(ewma["span"]), int(ewma["min_returns"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleInvalid(f"{name}: manifest intervals.tables are unusable: {exc!r}") from exc
-    if recorded != (EWMA_LAMBDA, EWMA_SPAN, EWMA_MIN_RETURNS):
-        raise BundleInvalid(
-            f"{name}: the bundle's EWMA interval scale is (lambda, span, min_returns) = {recorded} but this "
-            f"service computes {(EWMA_LAMBDA, EWMA_SPAN, EWMA_MIN_RETURNS)}; serve it with its own release"
-        )
-    for table, section in tables.items():
-        quantiles = section.get("residual_quantiles")
-        _check_quantiles(intervals.get("probabilities"), quantiles, f"{name}: {table}")
-
-
-def _check_intervals(intervals: dict[str, Any], name: str) -> None:
-    """Format 1: interval units and floor readable, and the quantiles usable."""
-    _check_quantiles(intervals.get("probabilities"), intervals.get("residual_quantiles"), name)
-    units, floor = intervals.get("units", "log_return"), intervals.get("volatility_floor", 0.0)
-    if units not in ("log_return", "window_volatility"):
-        raise BundleInvalid(
-            f"{name}: intervals.units is {units!r}; this service reads 'log_return' and 'window_volatility'"
-        )
-    if not isinstance(floor, int | float) or not np.isfinite(floor) or floor < 0:
-        raise BundleInvalid(f"{name}: intervals.volatility_floor is {floor!r}; expected a finite number >= 0")
-
-
-def _check_quantiles(probabilities_in: Any, quantiles_in: Any, name: str) -> None:
-    """Interval quantiles the forecaster can interpolate: same length, increasing, finite, inside (0, 1)."""
-    try:
-        probabilities = np.asarray(probabilities_in, dtype=np.float64)
-        quantiles = np.asarray(quantiles_in, dtype=np.float64)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleInvalid(f"{name}: manifest intervals are unusable: {exc!r}") from exc
-    if probabilities.ndim != 1 or probabilities.shape != quantiles.shape or len(probabilities) < 2:
-        raise BundleInvalid(
-            f"{name}: intervals.probabilities and residual_quantiles must be lists of one "
-            f"length >= 2; got shapes {list(probabilities.shape)} and {list(quantiles.shape)}"
-        )
-    ordered = np.all(np.diff(probabilities) > 0) and np.all(np.diff(quantiles) >= 0)
-    inside = np.isfinite(quantiles).all() and probabilities[0] > 0 and probabilities[-1] < 1
-    if not (ordered and inside):
-        raise BundleInvalid(
-            f"{name}: intervals must have increasing probabilities inside (0, 1) and finite, "
-            f"non-decreasing residual_quantiles; got {probabilities.tolist()} and "
-            f"{quantiles.tolist()}"
-        )
 
 
 # --- writing ---------------------------------------------------------------------------------------------

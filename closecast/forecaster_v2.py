@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,43 +26,49 @@ import onnxruntime as ort
 
 from closecast.errors import Loc
 from closecast.features import FeatureScaler, held, raw_channels
-from closecast.forecaster import F64, FeatureMap, FeatureWindows, Forecaster, SeriesLike, _exp, _sqrt_steps
+from closecast.forecast_math import (
+    F64,
+    FeatureMap,
+    FeatureWindows,
+    LevelPlan,
+    SeriesLike,
+    check_finite,
+    item_one,
+    prices,
+    prices_one,
+    step_root_list,
+    step_roots,
+)
+from closecast.forecaster import Forecaster
+from closecast.interval_checks import check_tables
 from closecast.intervals import (
-    _WEIGHT_SUMS,
-    _WEIGHTS,
     EWMA_MIN_RETURNS,
     EWMA_SPAN,
+    TABLES,
     all_returns_rms,
     ewma_scale,
+    ewma_scale_one,
     history_matrix,
     is_flat,
 )
-from closecast.representation import FLAT_EPS, FloatArray, WindowScaler, log_returns
-from closecast.results import BatchForecast, InputWarning, PriceRows, SeriesForecast
-
-TABLES = ("ewma", "window")
-_SQRT_STEPS = _sqrt_steps(1024)
-_SQRT_STEP_LIST: list[float] = _SQRT_STEPS.tolist()
-_TINY = float(np.finfo(np.float64).tiny)
-_MAX_PLANS = 1024
-
-
-@dataclass(frozen=True)
-class _TablePlan:
-    """A request's ``level`` list in both tables: ``[1+2L, 1]`` each (0 first: the forecast)."""
-
-    ewma: F64
-    window: F64
-    ewma_list: list[float]  # the same columns as Python floats (0 first), for the one-series path
-    window_list: list[float]
-    rows: tuple[tuple[int, int], ...]
-    notes: list[InputWarning]
+from closecast.representation import (
+    FLAT_EPS,
+    REPRESENTATION_V2,
+    FloatArray,
+    Scaler,
+    WindowScaler,
+    log_returns,
+)
+from closecast.results import BatchForecast, InputWarning, PriceRows
 
 
 class ForecasterV2(Forecaster):
     """A verified format-2 bundle in memory. Build it with ``closecast.bundle.load_forecaster``."""
 
-    scaler: WindowScaler  # type: ignore[assignment]  # format 2's scaler in place of format 1's
+    format_version = 2
+    representation = REPRESENTATION_V2
+    scaler_type = WindowScaler
+    check_intervals = staticmethod(check_tables)
 
     def __init__(
         self,
@@ -73,14 +78,25 @@ class ForecasterV2(Forecaster):
         version: str,
         feature_scaler: FeatureScaler | None = None,
     ) -> None:
-        self._setup(session, manifest, version)
+        tables = manifest["intervals"]["tables"]
+        quantiles = {name: tables[name]["residual_quantiles"] for name in TABLES}
+        super().__init__(session, manifest, version, quantiles, "window")
         self.scaler = scaler
         self.feature_scaler = feature_scaler  # set exactly when ``self.features`` is not empty
-        intervals = manifest["intervals"]
-        tables = intervals["tables"]
-        self._tables = {name: np.asarray(tables[name]["residual_quantiles"], np.float64) for name in TABLES}
-        self._set_quantiles(intervals["probabilities"], tables["window"]["residual_quantiles"])
-        self._table_plans: dict[tuple[int, ...], _TablePlan] = {}
+
+    @classmethod
+    def load(
+        cls,
+        session: ort.InferenceSession,
+        scaler: Scaler | WindowScaler,
+        manifest: dict[str, Any],
+        version: str,
+        feature_scaler: FeatureScaler | None,
+    ) -> ForecasterV2:
+        """The loader's uniform entry (``closecast.bundle.FORECASTERS``)."""
+        if not isinstance(scaler, WindowScaler):
+            raise TypeError(f"format 2 takes a WindowScaler, not {type(scaler).__name__}")
+        return cls(session, scaler, manifest, version, feature_scaler)
 
     # --- the network ------------------------------------------------------------------------------------
 
@@ -123,53 +139,17 @@ class ForecasterV2(Forecaster):
         w = np.asarray(windows, dtype=np.float64)
         return self._roll(np.asarray(log_returns(w), dtype=np.float64), self._raw(w, features), horizon)[0]
 
-    # --- the service ------------------------------------------------------------------------------------
-
-    def forecast(
-        self,
-        series: Sequence[SeriesLike],
-        horizon: int = 1,
-        levels: Sequence[int] = (80, 95),
-        locs: Sequence[Loc] | None = None,
-        features: Sequence[FeatureMap | None] | None = None,
-    ) -> BatchForecast:
-        """Forecast every series together; ``locs`` name them in error messages (default ``closes``);
-        ``features[i]`` are series i's features, aligned with its closes, for a model that reads them.
-
-        Raises ``InputInvalid`` listing every series shorter than the window or whose forecast overflows,
-        and every feature missing, unused or invalid.
-        """
-        locs = locs if locs is not None else [("body", "closes")] * len(series)
-        self.check_lengths(series, locs)
-        self.check_features(series, features, locs)
-        plan = self._table_plan(levels)
-        single = len(series) == 1 and not self.features  # the one-series path reads closes only
-        if single and (one := self._forecast_single(series[0], horizon, plan)) is not None:
-            return one
-        return self._rows(series, horizon, plan, locs, features).batch()
-
-    def forecast_rows(
-        self,
-        series: Sequence[SeriesLike],
-        horizon: int,
-        levels: Sequence[int],
-        locs: Sequence[Loc],
-        features: Sequence[FeatureMap | None] | None = None,
-    ) -> PriceRows:
-        """``forecast`` as one price table, computed for the whole batch at once (no object per series)."""
-        self.check_lengths(series, locs)
-        self.check_features(series, features, locs)
-        return self._rows(series, horizon, self._table_plan(levels), locs, features)
+    # --- the batch path ---------------------------------------------------------------------------------
 
     def _rows(
         self,
         series: Sequence[SeriesLike],
         horizon: int,
-        plan: _TablePlan,
+        plan: LevelPlan,
         locs: Sequence[Loc],
         features: Sequence[FeatureMap | None] | None,
     ) -> PriceRows:
-        """The batch path: every array ``[N, ...]``, one ONNX Runtime call per step, one ``tolist``."""
+        """Every array ``[N, ...]``, one ONNX Runtime call per step, one ``tolist``."""
         returns, history, counts = self._returns(series)  # [N, W-1], [N, EWMA_SPAN] or None, [N]
         raw = self._request_raw(series, features)
         started = time.perf_counter()
@@ -184,16 +164,17 @@ class ForecasterV2(Forecaster):
         warnings: list[list[InputWarning]] = [[] for _ in series]
         if flat.any() or is_flat(scale).any():  # rare: identical closes
             scale = self._flat_fallback(series, flat, scale, warnings)
-        quantiles = np.where(use_ewma[:, np.newaxis, np.newaxis], plan.ewma, plan.window)  # [N, 1+2L, 1]
-        steps = _SQRT_STEPS[:horizon] if horizon <= len(_SQRT_STEPS) else _sqrt_steps(horizon)
+        ewma, window = plan.columns["ewma"], plan.columns["window"]
+        quantiles = np.where(use_ewma[:, np.newaxis, np.newaxis], ewma, window)  # [N, 1+2L, 1]
+        steps = step_roots(horizon)
         lasts = [float(s[-1]) for s in series]
         last = np.array(lasts, dtype=np.float64)[:, np.newaxis, np.newaxis]
         widen = scale[:, np.newaxis, np.newaxis] * steps  # [N, 1, H]
-        prices = self._prices(last, cumulative, widen, quantiles)  # [N, 1+2L, H]
-        self._check_finite(prices, lasts, locs)
+        table = prices(last, cumulative, widen, quantiles)  # [N, 1+2L, H]
+        check_finite(table, lasts, locs)
         if plan.notes:
             warnings = [w + plan.notes for w in warnings]
-        return PriceRows(prices.tolist(), lasts, warnings, plan.rows, inference_s, prices)
+        return PriceRows(table.tolist(), lasts, warnings, plan.rows, inference_s, table)
 
     def _returns(self, series: Sequence[SeriesLike]) -> tuple[F64, F64 | None, npt.NDArray[np.int64]]:
         """The input windows' log returns ``[N, W-1]``, the EWMA history ``[N, EWMA_SPAN]`` (None when no
@@ -241,72 +222,31 @@ class ForecasterV2(Forecaster):
             warnings[i].append(InputWarning("flat_window", "; ".join(words)))
         return scale
 
-    def _table_plan(self, levels: Sequence[int]) -> _TablePlan:
-        """Both tables' quantiles for these levels, computed once per distinct ``levels``."""
-        key = tuple(levels)
-        plan = self._table_plans.get(key)
-        if plan is None:
-            if len(self._table_plans) >= _MAX_PLANS:
-                self._table_plans.clear()
-            columns = {
-                name: np.array(
-                    [0.0] + [q for level in key for q in self._interpolate(level, table)], np.float64
-                ).reshape(-1, 1)
-                for name, table in self._tables.items()
-            }
-            plan = self._table_plans[key] = _TablePlan(
-                ewma=columns["ewma"],
-                window=columns["window"],
-                ewma_list=columns["ewma"].ravel().tolist(),
-                window_list=columns["window"].ravel().tolist(),
-                rows=tuple((1 + 2 * k, level) for k, level in enumerate(key)),
-                notes=[w for w in map(self._level_note, key) if w is not None],
-            )
-        return plan
-
     # --- one series on Python floats ----------------------------------------------------------------
 
-    def _forecast_single(self, closes: SeriesLike, horizon: int, plan: _TablePlan) -> BatchForecast | None:
-        """``forecast`` of one series, bit for bit, or None for what the batch path words (flat windows,
-        zero scales, prices out of range): rare, so they are left to one place."""
+    def _forecast_one(self, closes: SeriesLike, horizon: int, plan: LevelPlan) -> BatchForecast | None:
+        """``_rows`` of one series on Python floats, bit for bit, or None for what the batch path words
+        (flat windows, zero scales, prices out of range): rare, so they are left to one place."""
         tail = np.asarray(closes[-(EWMA_SPAN + 1) :], dtype=np.float64)
         returns = np.diff(np.log(tail))  # = history_matrix's row
-        count = returns.size
         window = returns[-(self.window - 1) :]
         started = time.perf_counter()
         cumulative, window_scale = self._roll_one(window.tolist(), horizon)
         inference_s = time.perf_counter() - started
         if window_scale is None:
             return None
-        if count >= EWMA_MIN_RETURNS:  # = ewma_scale on the zero-padded row (same length, same sum order)
-            history = np.zeros(EWMA_SPAN)
-            history[EWMA_SPAN - count :] = returns
-            total = float(np.sum(history * history * _WEIGHTS, axis=-1))
-            scale, quantiles = math.sqrt(total / float(_WEIGHT_SUMS[count - 1])), plan.ewma_list
+        if returns.size >= EWMA_MIN_RETURNS:
+            scale, quantiles = ewma_scale_one(returns), plan.lists["ewma"]
         else:
-            scale, quantiles = window_scale, plan.window_list
+            scale, quantiles = window_scale, plan.lists["window"]
         if not scale > FLAT_EPS:
             return None
-        roots = (
-            _SQRT_STEP_LIST[:horizon] if horizon <= len(_SQRT_STEP_LIST) else _sqrt_steps(horizon).tolist()
-        )
-        widen = [scale * root for root in roots]
-        exponents = [c + q * w for q in quantiles for c, w in zip(cumulative, widen, strict=True)]
+        widen = [scale * root for root in step_root_list(horizon)]
         last = float(tail[-1])
-        prices = [last * e for e in _exp(exponents)]
-        if not all(_TINY <= p < math.inf for p in prices):  # NaN fails too: the batch path names it
+        one = prices_one(last, cumulative, widen, quantiles)
+        if one is None:  # NaN too: the batch path names it
             return None
-        h = horizon
-        item = SeriesForecast(
-            forecast=prices[:h],
-            intervals={
-                level: (prices[k * h : (k + 1) * h], prices[(k + 1) * h : (k + 2) * h])
-                for k, level in plan.rows
-            },
-            last_close=last,
-            warnings=list(plan.notes),
-        )
-        return BatchForecast([item], inference_s)
+        return BatchForecast([item_one(one, horizon, plan, last, list(plan.notes))], inference_s)
 
     def _roll_one(self, returns: list[float], horizon: int) -> tuple[list[float], float | None]:
         """``_roll`` of one window on Python floats: cumulative log returns ``[horizon]`` and the first

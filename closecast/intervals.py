@@ -37,6 +37,7 @@ EWMA_MIN_RETURNS = 63  # below this (about a quarter of daily data) the window t
 MIN_CALIBRATION = 50  # fewer residuals than this never make quantiles on their own
 T4_STD = 1.15  # the t(4) fallback's standard deviation in scale units (a little above 1: tails)
 TAILS = "symmetric"  # the manifest's `tails` for tables ``calibrate`` makes (absent in older bundles)
+TABLES = ("ewma", "window")  # format 2's quantile tables, one per interval scale
 PROBABILITIES = [round(p, 3) for p in np.arange(0.005, 1.0, 0.005)]
 
 # weights oldest -> newest, and sum of the newest k weights for k = 1..SPAN (the denominator)
@@ -52,6 +53,16 @@ def ewma_scale(history: FloatArray, counts: npt.NDArray[np.int64]) -> F64:
     """
     h = np.asarray(history, dtype=np.float64)
     return np.sqrt(np.sum(h * h * _WEIGHTS, axis=-1) / _WEIGHT_SUMS[np.maximum(counts, 1) - 1])
+
+
+def ewma_scale_one(returns: FloatArray) -> float:
+    """``ewma_scale`` of one series' last (at most ``EWMA_SPAN``) returns, as a Python float: the same
+    zero-padded row, the same sum order, so the same bits as its row of a batch."""
+    r = np.asarray(returns, dtype=np.float64)[-EWMA_SPAN:]
+    history = np.zeros(EWMA_SPAN)
+    history[EWMA_SPAN - r.size :] = r
+    total = float(np.sum(history * history * _WEIGHTS, axis=-1))
+    return math.sqrt(total / float(_WEIGHT_SUMS[max(r.size, 1) - 1]))
 
 
 def ewma_along(returns: FloatArray) -> F64:

@@ -23,11 +23,29 @@ from app.config import Settings
 from closecast import registry
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FIXTURE_MODELS = FIXTURES / "models"  # a registry: model `default` with one version and its `current`
 DEFAULT = "default"
-FIXTURE_VERSION = registry.read_current(FIXTURE_MODELS / DEFAULT) or "missing"
-FIXTURE_BUNDLE = FIXTURE_MODELS / DEFAULT / FIXTURE_VERSION
-SYNTHETIC_CSV = FIXTURES / "synthetic.csv"  # the closes the fixture model was trained on
+SYNTHETIC_CSV = FIXTURES / "synthetic.csv"  # the closes the closes-only fixture models were trained on
+
+
+def _bundle_of(models: Path) -> Path:
+    """The bundle ``current`` names in the committed registry ``models`` (model ``default``)."""
+    return models / DEFAULT / (registry.read_current(models / DEFAULT) or "missing")
+
+
+# The committed registries, each a model `default` with one version and its `current`
+# (format 2 made by tests/fixtures/make_fixtures.py):
+FORMAT2_MODELS = FIXTURES / "format2"  # format 2, closes only: what the service tests serve
+FORMAT2_BUNDLE = _bundle_of(FORMAT2_MODELS)
+OHLCV_MODELS = FIXTURES / "format2_ohlcv"  # format 2 reading high, low, open and volume
+OHLCV_BUNDLE = _bundle_of(OHLCV_MODELS)
+OHLCV_FEATURES = ("high", "low", "open", "volume")
+FORMAT1_MODELS = FIXTURES / "models"  # format 1: bundles made before format 2 must keep loading
+FORMAT1_BUNDLE = _bundle_of(FORMAT1_MODELS)
+FORMAT1_VERSION = FORMAT1_BUNDLE.name
+
+FIXTURE_MODELS = FORMAT1_MODELS  # the registry most tests serve
+FIXTURE_BUNDLE = FIXTURE_MODELS / DEFAULT / (registry.read_current(FIXTURE_MODELS / DEFAULT) or "missing")
+FIXTURE_VERSION = FIXTURE_BUNDLE.name
 
 
 REQUIRE_POSTGRES = os.environ.get("CLOSECAST_REQUIRE_POSTGRES") == "1"  # read once: tests clear CLOSECAST_*
@@ -55,9 +73,9 @@ def make_settings(model_dir: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def copy_registry(target: Path) -> Path:
-    """A private copy of the fixture registry at ``target``, for tests that change it."""
-    shutil.copytree(FIXTURE_MODELS, target)
+def copy_registry(target: Path, source: Path | None = None) -> Path:
+    """A private copy of the fixture registry (or ``source``) at ``target``, for tests that change it."""
+    shutil.copytree(FIXTURE_MODELS if source is None else source, target)
     return target
 
 

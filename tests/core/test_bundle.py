@@ -18,13 +18,19 @@ from app.main import create_app
 from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.errors import BundleInvalid, ProviderUnavailable
-from tests.helpers import DEFAULT, FIXTURE_BUNDLE, FIXTURE_MODELS, make_settings
+from tests.helpers import DEFAULT, FORMAT1_BUNDLE, FORMAT1_MODELS, copy_registry, make_settings
 from tests.synthetic import calm_walk
 
 
 @pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A private copy of the format-1 registry: these checks edit format 1's manifest fields."""
+    return copy_registry(tmp_path / "models", FORMAT1_MODELS)
+
+
+@pytest.fixture
 def bundle(model_dir: Path) -> Path:
-    return model_dir / DEFAULT / FIXTURE_BUNDLE.name
+    return model_dir / DEFAULT / FORMAT1_BUNDLE.name
 
 
 def _edit_manifest(bundle: Path, change: Any) -> None:
@@ -40,10 +46,10 @@ def _rehash(bundle: Path, name: str) -> None:
 
 
 def test_load_verifies_the_fixture_bundle() -> None:
-    model = load_forecaster(FIXTURE_BUNDLE, "cpu")
-    assert model.version == FIXTURE_BUNDLE.name
+    model = load_forecaster(FORMAT1_BUNDLE, "cpu")
+    assert model.version == FORMAT1_BUNDLE.name
     assert model.provider == "CPUExecutionProvider"
-    assert model.window == json.loads((FIXTURE_BUNDLE / "manifest.json").read_text())["input"]["window"]
+    assert model.window == json.loads((FORMAT1_BUNDLE / "manifest.json").read_text())["input"]["window"]
 
 
 def test_load_refuses_a_flipped_byte_in_the_model(bundle: Path) -> None:
@@ -159,17 +165,17 @@ def test_load_accepts_quantiles_in_log_return_units(bundle: Path) -> None:
 
 
 def test_load_refuses_cuda_when_no_gpu_is_usable() -> None:
-    if "CUDAExecutionProvider" in load_forecaster(FIXTURE_BUNDLE, "auto").session.get_providers():
+    if "CUDAExecutionProvider" in load_forecaster(FORMAT1_BUNDLE, "auto").session.get_providers():
         pytest.skip("a GPU is usable here")
     with pytest.raises(
         ProviderUnavailable,
         match=r"CLOSECAST_PROVIDERS is 'cuda' but (CUDA libraries|no CUDA|ONNX Runtime obtained)",
     ):
-        load_forecaster(FIXTURE_BUNDLE, "cuda")
+        load_forecaster(FORMAT1_BUNDLE, "cuda")
 
 
 def test_load_auto_uses_the_first_provider_that_works() -> None:
-    provider = load_forecaster(FIXTURE_BUNDLE, "auto").provider
+    provider = load_forecaster(FORMAT1_BUNDLE, "auto").provider
     assert provider in ("CUDAExecutionProvider", "CPUExecutionProvider")
     assert provider in ort.get_available_providers()
 
@@ -205,16 +211,16 @@ def test_start_refuses_a_pointer_to_a_missing_version_without_history(model_dir:
 
 def test_start_seeds_an_empty_model_dir_from_the_default(tmp_path: Path) -> None:
     volume = tmp_path / "volume"
-    settings = make_settings(volume, default_model_dir=FIXTURE_MODELS)
+    settings = make_settings(volume, default_model_dir=FORMAT1_MODELS)
     with TestClient(create_app(settings)) as c:
         assert (
-            c.post("/forecast", json={"closes": calm_walk()}).json()["model_version"] == FIXTURE_BUNDLE.name
+            c.post("/forecast", json={"closes": calm_walk()}).json()["model_version"] == FORMAT1_BUNDLE.name
         )
-    assert registry.list_versions(volume / DEFAULT) == [FIXTURE_BUNDLE.name]
+    assert registry.list_versions(volume / DEFAULT) == [FORMAT1_BUNDLE.name]
 
 
 def test_start_keeps_a_model_dir_that_already_has_versions(model_dir: Path, tmp_path: Path) -> None:
-    shutil.copytree(FIXTURE_BUNDLE, model_dir / DEFAULT / "20991231T000000Z-00000001")
+    shutil.copytree(FORMAT1_BUNDLE, model_dir / DEFAULT / "20991231T000000Z-00000001")
     registry.set_current(model_dir / DEFAULT, "20991231T000000Z-00000001")
-    with TestClient(create_app(make_settings(model_dir, default_model_dir=FIXTURE_MODELS))) as c:
+    with TestClient(create_app(make_settings(model_dir, default_model_dir=FORMAT1_MODELS))) as c:
         assert c.get("/readyz").json()["model_version"] == "20991231T000000Z-00000001"

@@ -9,18 +9,20 @@ import pytest
 
 from closecast.bundle import load_forecaster
 from closecast.errors import InputInvalid
-from closecast.forecaster import Forecaster
+from closecast.forecaster_v1 import ForecasterV1
 from closecast.representation import model_inputs
-from tests.helpers import FIXTURE_BUNDLE
+from tests.helpers import FORMAT1_BUNDLE
 from tests.synthetic import calm_walk
 
 
 @pytest.fixture(scope="module")
-def model() -> Forecaster:
-    return load_forecaster(FIXTURE_BUNDLE, "cpu")
+def model() -> ForecasterV1:
+    forecaster = load_forecaster(FORMAT1_BUNDLE, "cpu")
+    assert isinstance(forecaster, ForecasterV1)  # the format-1 fixture
+    return forecaster
 
 
-def test_rollout_appends_each_prediction_and_drops_the_oldest(model: Forecaster) -> None:
+def test_rollout_appends_each_prediction_and_drops_the_oldest(model: ForecasterV1) -> None:
     windows = np.array([calm_walk(model.window, seed=s) for s in range(3)])
     x = model_inputs(windows, model.scaler)
     expected = []
@@ -33,27 +35,27 @@ def test_rollout_appends_each_prediction_and_drops_the_oldest(model: Forecaster)
     np.testing.assert_allclose(model.rollout(windows, 4), np.stack(expected, axis=1), rtol=1e-12)
 
 
-def test_predict_closes_is_last_close_times_exp_of_cumulative_return(model: Forecaster) -> None:
+def test_predict_closes_is_last_close_times_exp_of_cumulative_return(model: ForecasterV1) -> None:
     windows = np.array([calm_walk(model.window, level=50.0)])
     np.testing.assert_allclose(
         model.predict_closes(windows, 3), windows[:, -1:] * np.exp(model.rollout(windows, 3))
     )
 
 
-def test_forecast_lists_every_short_series(model: Forecaster) -> None:
+def test_forecast_lists_every_short_series(model: ForecasterV1) -> None:
     with pytest.raises(InputInvalid) as caught:
         model.forecast([np.ones(3), np.ones(model.window), np.ones(2)], locs=[("a",), ("b",), ("c",)])
     assert [p.loc for p in caught.value.problems] == [("a",), ("c",)]
 
 
-def test_residual_quantiles_interpolate_the_stored_ones(model: Forecaster) -> None:
+def test_residual_quantiles_interpolate_the_stored_ones(model: ForecasterV1) -> None:
     intervals = model.manifest["intervals"]
     lo, hi = model.residual_quantiles(90)
     assert lo == pytest.approx(np.interp(0.05, intervals["probabilities"], intervals["residual_quantiles"]))
     assert hi == pytest.approx(np.interp(0.95, intervals["probabilities"], intervals["residual_quantiles"]))
 
 
-def test_level_beyond_the_stored_quantiles_warns(model: Forecaster) -> None:
+def test_level_beyond_the_stored_quantiles_warns(model: ForecasterV1) -> None:
     manifest = copy.deepcopy(model.manifest)
     probabilities = manifest["intervals"]["probabilities"]
     keep = [i for i, p in enumerate(probabilities) if 0.05 <= p <= 0.95]
@@ -61,7 +63,7 @@ def test_level_beyond_the_stored_quantiles_warns(model: Forecaster) -> None:
     manifest["intervals"]["residual_quantiles"] = [
         manifest["intervals"]["residual_quantiles"][i] for i in keep
     ]
-    narrow = Forecaster(model.session, model.scaler, manifest, model.version)
+    narrow = ForecasterV1(model.session, model.scaler, manifest, model.version)
     (item,) = narrow.forecast([np.array(calm_walk())], levels=[80, 99]).items
     assert [w.message for w in item.warnings] == [
         "level 99 needs residual quantiles 0.005 and 0.995 but the model stores 0.05..0.95; "
@@ -70,7 +72,7 @@ def test_level_beyond_the_stored_quantiles_warns(model: Forecaster) -> None:
     assert [w.kind for w in item.warnings] == ["level_beyond_quantiles"]
 
 
-def test_one_series_is_answered_bit_for_bit_as_in_a_batch(model: Forecaster) -> None:
+def test_one_series_is_answered_bit_for_bit_as_in_a_batch(model: ForecasterV1) -> None:
     """The single-series fast path and the batch path must agree exactly, warnings included."""
     for k in range(60):
         series = calm_walk(model.window + k % 7, level=10.0 ** (k % 6 - 2), seed=k)
@@ -82,7 +84,7 @@ def test_one_series_is_answered_bit_for_bit_as_in_a_batch(model: Forecaster) -> 
         assert alone == batched
 
 
-def test_forecast_rows_is_forecast_as_one_table(model: Forecaster) -> None:
+def test_forecast_rows_is_forecast_as_one_table(model: ForecasterV1) -> None:
     series = [np.asarray(calm_walk(), dtype=np.float64)[: model.window + k] for k in range(6)]
     locs = [("body", "series", i, "closes") for i in range(len(series))]
     for horizon, levels in ((1, [80, 95]), (3, [99, 50])):

@@ -48,12 +48,10 @@ def test_one_series_equals_its_row_of_a_batch_bit_for_bit(model: ForecasterV2) -
 
 
 def test_one_series_path_is_taken_for_ordinary_requests(model: ForecasterV2) -> None:
-    plan = model._table_plan((80, 95))
+    plan = model._plan((80, 95))
     for n in (model.window, 64, 300):
-        assert model._forecast_single(make_closes(n, seed=n), 3, plan) is not None
-    assert (
-        model._forecast_single(np.full(model.window, 2.0), 1, plan) is None
-    )  # flat: the batch path words it
+        assert model._forecast_one(make_closes(n, seed=n), 3, plan) is not None
+    assert model._forecast_one(np.full(model.window, 2.0), 1, plan) is None  # flat: the batch path words it
 
 
 def test_a_batch_of_short_series_reads_only_their_windows_and_equals_each_alone(model: ForecasterV2) -> None:
