@@ -7,8 +7,11 @@ own units, and the network, the interval scale and the quantile tables were all 
 almost never go beyond 8.
 
 The check: each of the last ``RECENT`` returns sent, divided by a *reference scale* measured on the returns
-before them (so a crash does not hide inside a scale it inflated itself): their EWMA (as the ``ewma`` interval
-table's scale) when at least ``EWMA_MIN_RETURNS`` of them were sent, else their RMS. A move beyond
+before them (so a crash does not hide inside a scale it inflated itself). A request that sends at least
+``EWMA_MIN_RETURNS`` returns (the ``ewma`` table's requests) is read over its history (up to 252 returns): the
+EWMA of the returns before the last ``RECENT`` when there are ``EWMA_MIN_RETURNS`` of them, else their RMS; a
+shorter request over its input window alone (the RMS of the window's returns before the last ``RECENT``), so
+a series gets the same answer alone and in any batch. A move beyond
 ``EXTREME_UNITS`` reference scales gets a warning. Why 8: under a Student-t(4) with unit standard deviation
 (the heavy-tailed shape of the fallback table) a move beyond 8 has probability 3.5e-4; on the S&P 500
 (1999-2018) and MSFT (1986-2017) daily histories 7 of 12,410 days went beyond 8 of the EWMA before them (the
@@ -48,16 +51,30 @@ def extreme_ratios(returns: F64, counts: npt.NDArray[np.int64]) -> F64:
     )
 
 
+def request_ratios(window: F64, history: F64 | None, counts: npt.NDArray[np.int64]) -> F64:
+    """``extreme_ratios`` of a request, whatever else is in its batch: a series that sent at least
+    ``EWMA_MIN_RETURNS`` returns is read from its history ``[N, EWMA_SPAN]`` (the EWMA table's series), any
+    other from its input window's returns ``[N, W-1]`` alone, as the interval scale is."""
+    counts = np.asarray(counts, dtype=np.int64)
+    use_history = counts >= EWMA_MIN_RETURNS
+    if history is not None and use_history.all():  # one series with history (most requests): one pass
+        return extreme_ratios(history, counts)
+    ratios = extreme_ratios(window, np.minimum(counts, window.shape[1]))
+    if history is not None and use_history.any():
+        ratios = np.where(use_history[:, np.newaxis], extreme_ratios(history, counts), ratios)
+    return ratios
+
+
 def extreme_warnings(
-    returns: F64, counts: npt.NDArray[np.int64], lengths: list[int]
+    window: F64, history: F64 | None, counts: npt.NDArray[np.int64], lengths: list[int]
 ) -> list[list[InputWarning]]:
     """One ``extreme_move`` warning per move beyond ``EXTREME_UNITS`` (``lengths[i]``: closes series i sent,
     to name the move by its index)."""
     out: list[list[InputWarning]] = [[] for _ in lengths]
-    ratios = extreme_ratios(returns, counts)
+    ratios = request_ratios(window, history, counts)
     if not (ratios > EXTREME_UNITS).any():  # the common case: one comparison
         return out
-    recent = np.asarray(returns, dtype=np.float64)[:, -RECENT:]
+    recent = np.asarray(window, dtype=np.float64)[:, -RECENT:]
     for i, j in zip(*np.nonzero(ratios > EXTREME_UNITS), strict=True):
         end = lengths[i] - RECENT + int(j)  # index of the close the move ends on
         move = float(np.expm1(recent[i, j]))
