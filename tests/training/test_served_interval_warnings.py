@@ -128,3 +128,20 @@ def test_one_series_alone_and_in_a_batch_get_the_same_answer(long_model: tuple[P
         assert alone.forecast == batch.forecast
         assert alone.intervals == batch.intervals
         assert alone.warnings == batch.warnings
+
+
+def test_a_bundle_with_a_broken_step_table_is_refused(
+    long_model: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    import shutil
+
+    from closecast.bundle import load_forecaster
+    from closecast.errors import BundleInvalid
+
+    models, recorded = long_model
+    manifest = json.loads(json.dumps(recorded))  # a copy: the fixture's manifest is shared
+    bundle = shutil.copytree(next(p for p in (models / "default").iterdir() if p.is_dir()), tmp_path / "b")
+    manifest["intervals"]["tables"]["ewma"]["steps"][1]["residual_quantiles"].reverse()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleInvalid, match="ewma step 3: intervals must have increasing probabilities"):
+        load_forecaster(bundle, providers="cpu")
