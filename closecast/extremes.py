@@ -22,6 +22,8 @@ earlier return zero) is left to the flat-window warning.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -30,6 +32,7 @@ from closecast.representation import FLAT_EPS
 from closecast.results import InputWarning
 
 EXTREME_UNITS = 8.0  # a move beyond this many reference scales is out of range
+MARGIN = 1e-9  # relative: the one-series path leaves anything this close to the limit to the batch path
 RECENT = 5  # the last moves checked
 
 
@@ -63,6 +66,24 @@ def request_ratios(window: F64, history: F64 | None, counts: npt.NDArray[np.int6
     if history is not None and use_history.any():
         ratios = np.where(use_history[:, np.newaxis], extreme_ratios(history, counts), ratios)
     return ratios
+
+
+def max_ratio_one(returns: F64, window: F64) -> float:
+    """The largest of ``request_ratios`` for one series, cheaply (a dot product, no ``[1, EWMA_SPAN]`` row):
+    ``returns`` are the (at most ``EWMA_SPAN``) returns it sent, ``window`` its input window's returns. Equal
+    to the batch path's value up to rounding in the last bits, so a caller compares it with a margin."""
+    r = returns if returns.size >= EWMA_MIN_RETURNS else window
+    n = r.size - RECENT
+    if n < 2:
+        return 0.0
+    before = r[:n]
+    if n >= EWMA_MIN_RETURNS:
+        reference = math.sqrt(float(np.dot(before * before, _WEIGHTS[-n:])) / float(_WEIGHT_SUMS[n - 1]))
+    else:
+        reference = math.sqrt(float(np.dot(before, before)) / n)
+    if not reference > FLAT_EPS:
+        return 0.0
+    return float(np.max(np.abs(r[n:]))) / reference
 
 
 def extreme_warnings(

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from closecast.errors import Loc
-from closecast.extremes import EXTREME_UNITS, extreme_warnings, request_ratios
+from closecast.extremes import EXTREME_UNITS, MARGIN, extreme_warnings, max_ratio_one
 from closecast.features import FeatureScaler, held, raw_channels
 from closecast.forecast_math import (
     F64,
@@ -267,14 +267,11 @@ class ForecasterV2(Forecaster):
         warnings = list(plan.notes) if note is None else [note, *plan.notes]
         return BatchForecast([item_one(one, horizon, plan, last, warnings)], inference_s)
 
-    def _extreme_one(self, returns: F64, window: F64) -> bool:
-        """Whether one series' last moves are extreme (``closecast/extremes.py``): the batch path words it."""
-        count = np.array([returns.size], dtype=np.int64)
-        history = None
-        if returns.size >= EWMA_MIN_RETURNS:  # = history_matrix's row
-            history = np.zeros((1, EWMA_SPAN))
-            history[0, EWMA_SPAN - returns.size :] = returns
-        return bool(request_ratios(window[np.newaxis], history, count).max() > EXTREME_UNITS)
+    @staticmethod
+    def _extreme_one(returns: F64, window: F64) -> bool:
+        """Whether one series' last moves may be extreme (``closecast/extremes.py``): the batch path then
+        decides and words it (``max_ratio_one`` rounds a little differently, hence the margin)."""
+        return max_ratio_one(returns, window) > EXTREME_UNITS * (1 - MARGIN)
 
     def _roll_one(self, returns: list[float], horizon: int) -> tuple[list[float], float | None]:
         """``_roll`` of one window on Python floats: cumulative log returns ``[horizon]`` and the first
