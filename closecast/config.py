@@ -9,32 +9,39 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from closecast.features import parse_names
+from closecast.features import FEATURES, parse_names
+from closecast.hparams import OneOf, Span, check_fields, hp
 
 LossName = Literal["mse", "huber", "mae"]
 DeviceName = Literal["auto", "cpu", "cuda"]
+
+# Each field is one hyperparameter, declared once with ``hp`` (closecast/hparams.py): default, help, bounds,
+# search range. Its check, its CLI flag, its `/train` param and its Optuna dimension are all made from it;
+# ``cli=False`` / ``api=False`` keep a field off the command line / out of `/train`.
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """How a CSV becomes training windows."""
 
-    column: str = "Close"
-    date_column: str | None = "Date"
-    id_column: str | None = None  # long format: the column naming each row's series (e.g. "symbol")
-    window: int = 21  # closes per input: 20 daily returns, about a trading month
-    train_frac: float = 0.7
-    val_frac: float = 0.1  # the test part is what remains (0.2 by default)
-    features: tuple[str, ...] = ()  # OHLCV columns read besides the closes, in order (closecast/features.py)
+    column: str = hp("Close", "column holding the closes", api=False)
+    date_column: str | None = hp(
+        "Date", "column holding the dates, used when the file has it, else file order", api=False
+    )
+    id_column: str | None = hp(
+        None, "long format: column naming each row's series (e.g. symbol); one series per value", api=False
+    )
+    # closes per input: 20 daily returns, about a trading month
+    window: int = hp(21, "closes per input window", ge=3, le=1000, unit="closes", search=Span(11, 121))
+    train_frac: float = hp(0.7, "chronological training share (with val_frac at most 0.98)", ge=0.3, le=0.95)
+    val_frac: float = hp(0.1, "validation share (the test part is the rest)", ge=0.02, le=0.5)
+    features: tuple[str, ...] = hp(
+        (), "OHLCV columns read besides the closes, in order, matched case-insensitively", items=FEATURES
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", parse_names(self.features))  # a list from JSON, a CLI string
-        if not 3 <= self.window <= 1000:
-            raise ValueError(f"window is {self.window}; it must be in [3, 1000] closes")
-        if not 0.3 <= self.train_frac <= 0.95:
-            raise ValueError(f"train_frac is {self.train_frac}; it must be in [0.3, 0.95]")
-        if not 0.02 <= self.val_frac <= 0.5:
-            raise ValueError(f"val_frac is {self.val_frac}; it must be in [0.02, 0.5]")
+        check_fields(self)
         if self.train_frac + self.val_frac > 0.98:
             raise ValueError(
                 f"train_frac {self.train_frac} + val_frac {self.val_frac} leaves under 2% for the test part; "
@@ -46,53 +53,46 @@ class DataConfig:
 class ModelConfig:
     """Shape of the network (see training/model.py)."""
 
-    hidden_size: int = 32
-    num_layers: int = 1
-    dropout: float = 0.0  # between LSTM layers; ignored by torch when num_layers == 1
-    bidirectional: bool = False  # read each window both ways (twice the LSTM weights)
+    hidden_size: int = hp(32, "LSTM hidden units", ge=1, le=1024, search=Span(16, 128, log=True))
+    num_layers: int = hp(1, "LSTM layers", ge=1, le=8, search=Span(1, 3))
+    # torch ignores dropout with one layer: searched only for a stack
+    dropout: float = hp(
+        0.0, "dropout between LSTM layers", ge=0, lt=1, search=Span(0.0, 0.3, above=("num_layers", 1))
+    )
+    bidirectional: bool = hp(
+        False, "read each window both ways, with twice the LSTM weights", search=OneOf((False, True))
+    )
 
     def __post_init__(self) -> None:
-        if not 1 <= self.hidden_size <= 1024:
-            raise ValueError(f"hidden_size is {self.hidden_size}; it must be in [1, 1024]")
-        if not 1 <= self.num_layers <= 8:
-            raise ValueError(f"num_layers is {self.num_layers}; it must be in [1, 8]")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout is {self.dropout}; it must be in [0, 1)")
-        if not isinstance(self.bidirectional, bool):
-            raise ValueError(f"bidirectional is {self.bidirectional!r}; it must be true or false")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The fit loop: Adam, mini-batches, early stopping, ReduceLROnPlateau, gradient clipping."""
 
-    epochs: int = 60
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    loss: LossName = "huber"
-    patience: int = 10  # epochs without validation improvement before stopping
-    min_delta: float = 1e-5
-    lr_patience: int = 4
-    lr_factor: float = 0.5
-    grad_clip: float = 1.0
-    seed: int = 0
-    threads: int = 1  # torch threads; more is ~100x slower for small LSTMs on a 2-core VM
-    device: DeviceName = "auto"  # where the fit loop runs: auto = CUDA when torch sees one, else the CPU
+    epochs: int = hp(60, "maximum epochs", ge=1, le=100_000)
+    batch_size: int = hp(64, "mini-batch size", ge=1, le=1_000_000, search=OneOf((32, 64, 128)))
+    lr: float = hp(1e-3, "Adam learning rate", gt=0, lt=1, search=Span(1e-4, 1e-2, log=True))
+    weight_decay: float = hp(0.0, "Adam weight decay", ge=0, cli=False, api=False)
+    loss: LossName = hp("huber", "training loss", search=OneOf(("huber", "mse", "mae")))
+    patience: int = hp(10, "early-stopping patience: epochs without improvement", ge=1, le=100_000)
+    min_delta: float = hp(1e-5, "smallest validation improvement that counts", ge=0, cli=False, api=False)
+    lr_patience: int = hp(4, "epochs on a plateau before the rate is cut", ge=0, cli=False, api=False)
+    lr_factor: float = hp(0.5, "factor the rate is cut by on a plateau", gt=0, lt=1, cli=False, api=False)
+    grad_clip: float = hp(1.0, "gradient norm clip", gt=0, cli=False, api=False)
+    seed: int = hp(0, "random seed", ge=0, le=2**32 - 1)
+    # more is ~100x slower for small LSTMs on a 2-core VM; a /train job gets the service's setting
+    threads: int = hp(1, "torch threads", ge=1, api=False)
+    device: DeviceName = hp(
+        "auto",
+        "where to train: auto = CUDA when torch sees a GPU, else cpu; evaluation and export always run on "
+        "the CPU",
+        api=False,
+    )
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs is {self.epochs}; it must be >= 1")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size is {self.batch_size}; it must be >= 1")
-        if not 0 < self.lr < 1:
-            raise ValueError(f"lr is {self.lr}; it must be in (0, 1)")
-        if self.loss not in ("mse", "huber", "mae"):
-            raise ValueError(f"loss is {self.loss!r}; choose 'mse', 'huber' or 'mae'")
-        if self.threads < 1:
-            raise ValueError(f"threads is {self.threads}; it must be >= 1")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device is {self.device!r}; choose 'auto', 'cpu' or 'cuda'")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -136,3 +136,4 @@ class Config:
 
 
 _SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+SECTIONS: tuple[type, ...] = tuple(_SECTIONS.values())  # where the CLI, /train and tune find every field

@@ -15,12 +15,11 @@ import json
 import os
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
 import training
-from closecast.config import Config, DataConfig, ModelConfig, TrainConfig
+from closecast.config import Config
 from training.commands import (
     add_backtest,
     add_destination_flags,
@@ -30,6 +29,7 @@ from training.commands import (
     one_line,
     progress_writer,
 )
+from training.flags import add_hyperparameter_flags, given
 from training.guard import Stop, start_guard, stop_guard, write_stderr
 
 PROG = "python -m training"
@@ -38,62 +38,6 @@ PROG = "python -m training"
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _hyperparameter_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per config field, defaults shown from the config classes (the single source of truth)."""
-    d, m, t = DataConfig(), ModelConfig(), TrainConfig()
-    p.add_argument("--column", default=d.column, help="column holding the closes (default: %(default)s)")
-    p.add_argument(
-        "--date-column",
-        default=None,
-        help=f"column holding the dates; default {d.date_column!r} when present, else file order",
-    )
-    p.add_argument(
-        "--id-column", help="long format: column naming each row's series (e.g. symbol); one series per value"
-    )
-    p.add_argument("--window", type=int, help=f"closes per input window (default {d.window})")
-    p.add_argument("--train-frac", type=float, help=f"chronological training share (default {d.train_frac})")
-    p.add_argument(
-        "--val-frac", type=float, help=f"validation share; test is the rest (default {d.val_frac})"
-    )
-    p.add_argument(
-        "--features",
-        help="OHLCV columns to read besides the closes, comma-separated, among high,low,open,volume "
-        "(matched case-insensitively; default none)",
-    )
-    p.add_argument("--hidden-size", type=int, help=f"LSTM hidden units (default {m.hidden_size})")
-    p.add_argument("--num-layers", type=int, help=f"LSTM layers (default {m.num_layers})")
-    p.add_argument("--dropout", type=float, help=f"dropout between layers (default {m.dropout})")
-    p.add_argument(
-        "--bidirectional",
-        type=_boolean,
-        nargs="?",
-        const=True,
-        metavar="BOOL",
-        help=f"read each window both ways; --bidirectional=false to say no (default {m.bidirectional})",
-    )
-    p.add_argument("--epochs", type=int, help=f"maximum epochs (default {t.epochs})")
-    p.add_argument("--batch-size", type=int, help=f"mini-batch size (default {t.batch_size})")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {t.lr})")
-    p.add_argument("--loss", choices=["mse", "huber", "mae"], help=f"training loss (default {t.loss})")
-    p.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {t.patience})")
-    p.add_argument("--seed", type=int, help=f"random seed (default {t.seed})")
-    p.add_argument("--threads", type=int, help=f"torch threads (default {t.threads})")
-    p.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        help=f"where to train: auto = CUDA when torch sees a GPU, else cpu (default {t.device}); "
-        "evaluation and export always run on the CPU",
-    )
-
-
-def _boolean(text: str) -> bool:
-    """``true``/``false`` (and 1/0, yes/no): the form ``/train`` jobs pass a boolean param in."""
-    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
-    if value is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress-file", type=Path, help="append one JSON line per epoch here (used by /train jobs)"
     )
     add_guard_flags(tr)
-    _hyperparameter_flags(tr)
+    add_hyperparameter_flags(tr)  # every `hp` field with cli=True, made from closecast/config.py
     ev = sub.add_parser("evaluate", help="print a bundle's one-step metrics on CSVs, per series")
     ev.add_argument("--bundle", type=Path, required=True, help="bundle directory (its model.onnx is served)")
     ev.add_argument(
@@ -146,17 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         "test: the test part only; all: every close with a full window before it",
     )
     add_backtest(sub)
-    add_tune(sub, _hyperparameter_flags)
+    add_tune(sub, add_hyperparameter_flags)
     return parser
 
 
 def _config(args: argparse.Namespace) -> Config:
-    names = [f.name for section in (DataConfig, ModelConfig, TrainConfig) for f in fields(section)]
-    overrides: dict[str, Any] = {name: getattr(args, name) for name in names if hasattr(args, name)}
-    overrides["column"] = args.column
-    overrides["date_column"] = args.date_column or DataConfig().date_column
-    overrides["id_column"] = args.id_column
-    return Config.from_overrides(overrides)
+    """The flags given over the config's defaults (``--date-column`` unnamed: used when the file has it)."""
+    return Config.from_overrides(given(args))
 
 
 def _registry_out(args: argparse.Namespace) -> Path:

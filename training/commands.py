@@ -19,23 +19,8 @@ from closecast.errors import InputInvalid
 
 STORAGE_ENV = "CLOSECAST_TUNE_STORAGE"  # how a /train job hands a shard its study's database URL
 
-HYPERPARAMETERS = (
-    "window",
-    "train_frac",
-    "val_frac",
-    "hidden_size",
-    "num_layers",
-    "dropout",
-    "bidirectional",
-    "epochs",
-    "batch_size",
-    "lr",
-    "loss",
-    "patience",
-    "seed",
-    "threads",
-    "device",
-)
+# read by the command itself (the CSV's columns), not searched nor fixed in the search's parameters
+COLUMN_FLAGS = ("column", "date_column", "id_column")
 
 
 def _count(text: str) -> int:
@@ -208,11 +193,12 @@ def add_tune(sub: Any, hyperparameter_flags: Callable[[argparse.ArgumentParser],
 
 
 def _load(args: argparse.Namespace, features: Sequence[str] = ()) -> Any:
+    from closecast.config import DataConfig
     from closecast.series import load_csv
 
     return load_csv(
         args.csv,
-        args.column,
+        args.column or DataConfig().column,  # tune's --column (a config flag) is None when not given
         args.date_column or "Date",
         require_date_column=bool(args.date_column),
         features=features,
@@ -257,9 +243,12 @@ def format_backtest(result: dict[str, Any]) -> str:
 def run_tune_command(args: argparse.Namespace) -> int:
     from closecast.bundle import check_destination
     from closecast.config import Config
+    from training.flags import given
     from training.tune import Search, default_storage, only_study_files, sqlite_file, tune
 
-    base = {name: getattr(args, name) for name in HYPERPARAMETERS if getattr(args, name) is not None}
+    base = {k: v for k, v in given(args).items() if k not in COLUMN_FLAGS}
+    if base.pop("features", None) is not None:
+        raise ValueError("tune searches on the closes alone (it reads no features); drop --features")
     Config.from_overrides(base)  # refuse bad fixed values before reading the data
     if args.registry:
         from closecast.migrate import new_version_dir

@@ -34,6 +34,7 @@ from closecast.series import DataError, Series, make_split, min_rows
 from training.folds import past_of
 from training.parts import pool
 from training.pipeline import ScoredModel, fit_and_score
+from training.search_space import search_space, span, suggest
 from training.study_storage import (  # noqa: F401 (default_storage, only_study_files: the CLI's, from here)
     HEARTBEAT_GRACE_S,
     HEARTBEAT_S,
@@ -49,20 +50,11 @@ OBJECTIVE = (
     "mean over walk-forward folds of the training + validation part (never the test part) of the one-step "
     "MAE of the model divided by that of the naive forecast; 1.0 = naive, lower is better"
 )
-WINDOW_RANGE = (11, 121)
+WINDOW_RANGE = span("window")  # closecast/config.py: every search range is declared on its field
 # Distributed tuning: a study's budget counts finished trials; a killed shard's trial is failed by heartbeat.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SHARD_SEED_STEP = 7919  # shards' samplers start from different seeds, so they do not draw the same trials
-SEARCH_SPACE: dict[str, Any] = {  # docs/training.md "Tuning"; a CLI flag fixes a parameter instead
-    "window": list(WINDOW_RANGE),
-    "hidden_size": [16, 128],
-    "num_layers": [1, 3],
-    "dropout": [0.0, 0.3],  # only with num_layers > 1 (torch ignores it otherwise)
-    "bidirectional": [False, True],
-    "lr": [1e-4, 1e-2, "log"],
-    "batch_size": [32, 64, 128],
-    "loss": ["huber", "mse", "mae"],
-}
+SEARCH_SPACE = search_space()  # docs/training.md "Tuning"; a CLI flag fixes a parameter instead
 
 
 @dataclass(frozen=True)
@@ -109,28 +101,6 @@ def window_bound(smallest: int, cfg: DataConfig, fixed_window: int | None) -> in
         f"the smallest walk-forward fold has {smallest} closes but window {w} needs {need}; "
         "send a longer series or ask for fewer --folds"
     )
-
-
-def suggest(
-    trial: optuna.Trial | optuna.trial.FixedTrial, base: dict[str, Any], max_window: int
-) -> dict[str, Any]:
-    """The trial's hyperparameters: flags given on the command line are fixed, the rest are searched."""
-    params = dict(base)
-
-    def pick(name: str, draw: Callable[[], Any]) -> Any:
-        if params.get(name) is None:
-            params[name] = draw()
-        return params[name]
-
-    pick("window", lambda: trial.suggest_int("window", WINDOW_RANGE[0], max_window))
-    pick("hidden_size", lambda: trial.suggest_int("hidden_size", 16, 128, log=True))
-    layers = pick("num_layers", lambda: trial.suggest_int("num_layers", 1, 3))
-    pick("dropout", lambda: trial.suggest_float("dropout", 0.0, 0.3) if layers > 1 else 0.0)
-    pick("bidirectional", lambda: trial.suggest_categorical("bidirectional", [False, True]))
-    pick("lr", lambda: trial.suggest_float("lr", 1e-4, 1e-2, log=True))
-    pick("batch_size", lambda: trial.suggest_categorical("batch_size", [32, 64, 128]))
-    pick("loss", lambda: trial.suggest_categorical("loss", ["huber", "mse", "mae"]))
-    return {k: v for k, v in params.items() if v is not None}
 
 
 def _pruning_hook(

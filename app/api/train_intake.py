@@ -102,7 +102,7 @@ def tune_spec(tune: TuneRequest | None, settings: Settings, params: TrainParams)
     """The search a tune job runs, or None; a search budget the job's own limit cannot hold is a 422."""
     if tune is None:
         return None
-    if params.features:
+    if params.overrides().get("features"):
         why = "tune searches on the closes alone (python -m training tune reads no features); drop "
         raise _invalid(("body", "params", "features"), ValueError(why + "params.features"), "tune_invalid")
     if tune.timeout_s is not None and tune.timeout_s >= settings.tune_timeout_s:

@@ -1,16 +1,17 @@
 """Bodies of ``/train`` (they are the OpenAPI docs at ``/docs``).
 
-The hyperparameters carry only the types and the ceilings the CLI lacks: their values are checked by
-``closecast.config`` itself, so a bad value gets the CLI's own message (``window is 2; it must be at least
-3 closes (2 returns)``).
+The hyperparameters (``TrainParams``) are made from ``closecast/config.py``'s field metadata
+(``app/api/params_model.py``): their values are checked by ``closecast.config`` itself, so a bad value gets
+the CLI's own message (``window is 2; it must be in [3, 1000] closes``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.params_model import ParamsBase, params_model
 from app.api.schemas import ModelName, WholeNumber
 from app.config import MAX_CLOSES_CEILING
 from app.storage.job_store import Job
@@ -45,77 +46,10 @@ Promote = Annotated[
 ]
 
 
-def _range(low: float, high: float) -> dict[str, Any]:
-    """The bounds ``closecast.config`` checks, stated in the schema only: the value is still checked there,
-    so a bad one gets the CLI's own message; the schema must not promise what validation refuses."""
-    return {"minimum": low, "maximum": high}
-
-
-class TrainParams(BaseModel):
-    """Hyperparameters, all optional (defaults: `python -m training train --help`); one per CLI flag."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    window: WholeOrNone = Field(
-        default=None,
-        le=100_000,
-        description="closes per input window, 3..1000",
-        json_schema_extra=_range(3, 1000),
-    )
-    train_frac: float | None = Field(
-        default=None,
-        description="chronological training share, in [0.3, 0.95]; with val_frac at most 0.98",
-        json_schema_extra=_range(0.3, 0.95),
-    )
-    val_frac: float | None = Field(
-        default=None,
-        description="validation share, in [0.02, 0.5]; test is the rest",
-        json_schema_extra=_range(0.02, 0.5),
-    )
-    hidden_size: WholeOrNone = Field(
-        default=None, description="LSTM hidden units, 1..1024", json_schema_extra=_range(1, 1024)
-    )
-    num_layers: WholeOrNone = Field(
-        default=None, description="LSTM layers, 1..8", json_schema_extra=_range(1, 8)
-    )
-    dropout: float | None = Field(
-        default=None,
-        description="dropout between LSTM layers, in [0, 1)",
-        json_schema_extra={"minimum": 0, "exclusiveMaximum": 1},
-    )
-    bidirectional: bool | None = Field(default=None, description="read each window both ways")
-    epochs: WholeOrNone = Field(
-        default=None, le=100_000, description="maximum epochs (>= 1)", json_schema_extra={"minimum": 1}
-    )
-    batch_size: WholeOrNone = Field(
-        default=None, le=1_000_000, description="mini-batch size (>= 1)", json_schema_extra={"minimum": 1}
-    )
-    lr: float | None = Field(
-        default=None,
-        description="Adam learning rate, in (0, 1)",
-        json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 1},
-    )
-    loss: Literal["mse", "huber", "mae"] | None = Field(default=None, description="training loss")
-    patience: WholeOrNone = Field(
-        default=None, ge=1, le=100_000, description="early-stopping patience in epochs"
-    )
-    seed: WholeOrNone = Field(default=None, ge=0, le=2**32 - 1, description="random seed")
-    features: list[FeatureName] | None = Field(
-        default=None,
-        max_length=4,
-        description="OHLCV features the model reads besides the closes, in order (`--features`): the JSON "
-        "body's `features` or the CSV's columns (any case); a form field takes `high,low,volume`",
-    )
-
-    @field_validator("features", mode="before")
-    @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        """A form field (and the CLI) say ``high,low``; JSON says ``["high", "low"]``."""
-        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
-
-    def overrides(self) -> dict[str, Any]:
-        """The parameters that were set, by name."""
-        return self.model_dump(exclude_none=True)
+if TYPE_CHECKING:  # made at import; typed as its base, which has every method
+    TrainParams = ParamsBase
+else:  # one optional field per `/train` hyperparameter of closecast/config.py, from its metadata
+    TrainParams = params_model("TrainParams", ParamsBase)
 
 
 Closes = Annotated[list[float], Field(max_length=MAX_CLOSES_CEILING)]
