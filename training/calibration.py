@@ -78,7 +78,10 @@ def evaluate(pooled: Pooled, predict: PredictFn, frequency: str | None = None, s
     warnings = _coverage_warnings(everything) + _method_warnings(tables)
     metrics = _metrics(scored, coverages, everything)
     metrics["test"]["coverage_interval"] = _coverage_intervals(list(tests.values()), tables)
-    metrics["test"]["coverage_by_step"] = step_coverage(pooled, predict, list(tests.values()), tables, LEVELS)
+    if pooled.features is None:  # a features model's rollout holds its features: not replayed here
+        metrics["test"]["coverage_by_step"] = step_coverage(
+            pooled, predict, list(tests.values()), tables, LEVELS
+        )
     for name, t in tests.items():
         metrics["series"][name]["test"]["coverage_interval"] = _coverage_intervals([t], tables)
     return Evaluation(
