@@ -75,7 +75,8 @@ def run(name: str, series: list[Series]) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1:
-        sys.exit("bench/fallback_tables.py takes no arguments")
+        print(f"bench/fallback_tables.py takes no arguments; got {sys.argv[1:]}", file=sys.stderr)
+        sys.exit(2)
     print("| series | test closes | synthetic table 80% / 95% held | old chain 80% / 95% held | tables |")
     print("|---|--:|--:|--:|---|")
     with tempfile.TemporaryDirectory() as tmp:

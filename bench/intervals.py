@@ -168,7 +168,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="forecast steps scored (default 5)")
     args = parser.parse_args()
     if args.steps < 1 or args.refit < 1:
-        sys.exit("bench/intervals.py: --steps and --refit must be at least 1")
+        print(
+            f"bench/intervals.py: --steps {args.steps} and --refit {args.refit} must be at least 1",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     bundle = args.bundle or default_bundle()
     forecaster = load(bundle)
     if args.csv:
