@@ -105,14 +105,16 @@ def migrate(parser: argparse.ArgumentParser, settings: Settings, wait_s: float) 
 
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)  # its retries would print a line each
     url = settings.database_url.get_secret_value()
-    db = Database(url, 1, settings.job_store_timeout_s)
+    from app.storage.pg_access import optuna_access
+
+    db = Database(url, 1, settings.job_store_timeout_s, "migrate", optuna_access(settings))
     try:
         db.open(wait_s=wait_s)
         print(f"closecast: database schema at version {db.migrate()}")
     except Exception as exc:  # one line, never a traceback (and never the URL: it may hold a password)
         reason: BaseException = exc
         try:  # the pool only says it timed out: one direct attempt says why
-            psycopg.connect(url, **connect_kwargs(settings.job_store_timeout_s)).close()
+            psycopg.connect(url, **connect_kwargs(settings.job_store_timeout_s, "migrate")).close()
         except psycopg.Error as direct:
             reason = direct
         first = (str(reason).strip().splitlines() or [type(reason).__name__])[0]

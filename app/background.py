@@ -5,7 +5,9 @@ runner cancelled the watcher too: the worker kept answering ``/readyz`` 200 and 
 again. Here every loop runs under its own supervisor: an exception is logged, counted
 (``closecast_background_failures_total{task}``), shown as down (``closecast_background_up{task}`` 0 and a
 ``degraded`` entry on ``/readyz``) and the loop is started again after a backoff that doubles from
-``BACKOFF_MIN_S`` to ``BACKOFF_MAX_S`` and resets once a run has stayed up for ``HEALTHY_AFTER_S``.
+``BACKOFF_MIN_S`` to ``BACKOFF_MAX_S`` and resets once a run has stayed up for ``HEALTHY_AFTER_S``. A loop
+that must heal fast (the pointer watchers: a replica follows promotions within the reload interval once the
+database is back) caps its own backoff (``Supervised.max_backoff_s``).
 Cancellation (shutdown) goes straight through. Adding a loop is one ``Supervised(...)`` line in the app.
 """
 
@@ -45,16 +47,20 @@ class Supervised:
 
     ``waits_for_start``: ``fn`` takes ``task_status`` and startup waits until its first run calls
     ``task_status.started()`` (or fails). ``health``: a probe that names a problem the loop survives but the
-    operator should see (e.g. a locked job store); ``None`` when all is well.
+    operator should see (e.g. a locked job store); ``None`` when all is well. ``max_backoff_s``: the longest
+    wait before a restart, below the app's cap (a watcher that must follow promotions within its interval).
+    ``retry_in``: the wait before the restart after the last failure.
     """
 
     name: str
     fn: Callable[..., Awaitable[Any]]
     waits_for_start: bool = False
     health: Callable[[], str | None] | None = None
+    max_backoff_s: float | None = None
     up: bool = field(default=False, init=False)
     failures: int = field(default=0, init=False)
     last_error: str | None = field(default=None, init=False)
+    retry_in: float | None = field(default=None, init=False)
 
     def problem(self) -> str | None:
         """What is wrong with this loop now, in one line (None when it runs and its probe is happy)."""
@@ -100,7 +106,10 @@ class Background:
     async def _supervise(self, task: Supervised, *, task_status: TaskStatus[None]) -> None:
         status = _Once(task_status)
         low, high, healthy = self.backoff
+        if task.max_backoff_s is not None:
+            low, high = min(low, task.max_backoff_s), min(high, task.max_backoff_s)
         delay = low
+        logged: str | None = None  # the last failure logged with its traceback
         while True:
             began = time.monotonic()
             self._set_up(task, True)
@@ -118,16 +127,21 @@ class Background:
                 raise
             except Exception as exc:
                 task.failures += 1
-                task.last_error = describe(exc)
+                lasted = time.monotonic() - began >= healthy
+                again = not lasted and logged == describe(exc)  # the same failure as the last one logged
+                task.last_error = logged = describe(exc)
+                delay = low if lasted else delay
+                task.retry_in = delay
                 self._set_up(task, False)
                 self._on_failure(task)
-                delay = low if time.monotonic() - began >= healthy else delay
+                # the traceback once per streak: a database down for minutes, retried every reload
+                # interval, must not flood the log (a full stderr pipe would block the process)
                 log.error(
                     "background task %s failed (%s); restarting in %.1f s",
                     task.name,
                     task.last_error,
                     delay,
-                    exc_info=exc,
+                    exc_info=None if again else exc,
                 )
             status.started()  # a first run that failed must not hold up startup
             await anyio.sleep(delay)

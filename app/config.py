@@ -203,6 +203,28 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=4, ge=1, le=100, description="PostgreSQL connections per process")
     run_jobs: bool = Field(default=True, description="false: this API process only enqueues (workers train)")
 
+    # Operations (docs/scale-out.md): the worker's health and metrics port, Optuna's schema and role
+    worker_port: int = Field(
+        default=9101,
+        ge=0,
+        le=65535,
+        description="`closecast worker` serves /healthz and /metrics here; 0: off",
+    )
+    optuna_schema: str = Field(
+        default="closecast_optuna",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="schema of Optuna's tables",
+    )
+    optuna_role: str = Field(
+        default="closecast_optuna",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="the role a tune job's training process opens its study as (migrate creates it)",
+    )
+    optuna_password: SecretStr | None = Field(
+        default=None,
+        description="that role's password; unset: derived from database_url's password (none if it has none)",
+    )
+
     # Object storage (docs/object-storage.md): bundles, pointer copies and job data in an S3 bucket
     model_store: str | None = Field(
         default=None,

@@ -12,7 +12,7 @@ trickle for ever). Four clients sending 32 MB headers grew a server by 240 MB; 4
   the first byte of the next request on a kept-alive connection; else ``408`` and the connection closed.
 
 Only the project's own server command uses it (``app/__main__.py``); a bare ``uvicorn app.main:app`` has
-neither limit.
+neither limit. It also sends each response's head with its body in one write (``app/http_whole.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import get_settings
+from app.http_whole import send_head_with_body
 
 # After a refusal the connection stays open this long, reading and discarding what the client still sends,
 # so the answer is not lost to a reset (a close with unread bytes sends RST); then it is closed.
@@ -106,7 +107,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.head_counted > self.max_head_bytes:
             self._refuse_head_too_large(self.head_counted)
             raise _HeadRefused
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not previous:
+            send_head_with_body(self.cycle)  # a new request's cycle: its head goes out with its body
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -126,8 +126,14 @@ def background_tasks(app: FastAPI) -> Background:
     jobs: JobRunner = app.state.jobs
     parser: BatchParser = app.state.batch_parser
     loops = [
-        Supervised("pointer", app.state.backends.watcher),  # the default model: files, or the database
-        Supervised("models", partial(watch_models, app.state.models, settings.reload_interval_s)),
+        # Both follow promotions within the reload interval once the registry answers again: their backoff
+        # is capped by it (the default 30 s cap left replicas a promotion behind for up to 30 s)
+        Supervised("pointer", app.state.backends.watcher, max_backoff_s=settings.reload_interval_s),
+        Supervised(
+            "models",
+            partial(watch_models, app.state.models, settings.reload_interval_s),
+            max_backoff_s=settings.reload_interval_s,
+        ),
         Supervised("jobs", jobs.serve, waits_for_start=True, health=jobs.health),
         Supervised("batch_parser", parser.serve, health=parser.health),  # owns the child; lists its crashes
     ]

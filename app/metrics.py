@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from closecast.forecaster import Forecaster
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_JOB_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600)
 _SERIES_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
 
 
@@ -101,6 +102,32 @@ class Metrics:
             ["task"],
             registry=r,
         )
+        # Jobs of this process's runner (a `closecast worker`, or an API process with CLOSECAST_RUN_JOBS)
+        self.jobs_claimed = Counter(
+            "closecast_jobs_claimed", "Jobs (and tune shards) this process claimed from the queue", registry=r
+        )
+        self.jobs_running = Gauge("closecast_jobs_running", "Jobs this process is running now", registry=r)
+        self.jobs_finished = Counter(
+            "closecast_jobs_finished",
+            "Jobs this process ran to an end, by status (succeeded, failed, cancelled; lost: its lease was "
+            "taken over, nothing recorded)",
+            ["status"],
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            "closecast_job_duration_seconds",
+            "From claim to the recorded end of a job this process ran, by status",
+            ["status"],
+            buckets=_JOB_BUCKETS,
+            registry=r,
+        )
+        self.lease_renewals = Counter(
+            "closecast_lease_renewals",
+            "Lease renewals of running jobs, by outcome (held; lost or missing: the job is stopped; "
+            "unavailable: the store could not be reached, retried at the next heartbeat)",
+            ["outcome"],
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._forecast_children: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
         self._info_labels: dict[str, tuple[str, str, str, str]] = {}  # the model_info child of each model
@@ -164,6 +191,11 @@ class Metrics:
 
     def background_failed(self, task: str) -> None:
         self.background_failures.labels(task).inc()
+
+    def job_ended(self, status: str, seconds: float) -> None:
+        """A job this process ran has ended (``lost``: its lease was taken over)."""
+        self.jobs_finished.labels(status).inc()
+        self.job_duration.labels(status).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -54,11 +54,19 @@ def read_manifest(bundle_dir: Path) -> dict[str, Any]:
     """``manifest.json`` as a dict, refused unless its ``format_version`` is one this loader knows."""
     path = f"{bundle_dir.name}/{MANIFEST}"  # messages reach HTTP answers: no absolute paths
     try:
-        manifest = json.loads((bundle_dir / MANIFEST).read_text(encoding="utf-8"))
+        raw = (bundle_dir / MANIFEST).read_bytes()
     except FileNotFoundError as exc:
         raise BundleInvalid(f"{path} does not exist; {bundle_dir.name} is not a model bundle") from exc
     except OSError as exc:  # its str() would name the absolute path
         raise BundleInvalid(f"{path} is not readable: {exc.strerror or type(exc).__name__}") from exc
+    return parse_manifest(raw, path)
+
+
+def parse_manifest(raw: bytes, path: str) -> dict[str, Any]:
+    """A manifest's bytes (from a file, or an object store) as a dict, checked as ``read_manifest`` does;
+    ``path`` names it in messages."""
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleInvalid(f"{path} is not readable JSON: {exc}") from exc
     if not isinstance(manifest, dict):

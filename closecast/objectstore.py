@@ -6,6 +6,12 @@ download into a local cache, the pointer copy and the seeding of an empty store.
     <prefix>/<model>/promotions.jsonl        copy of the database's promotion history, as the file registry's
     <prefix>/.jobs/<job id>/<file>           a queued job's data, from the replica that took it to the worker
 
+With a store, the store (and the database's pointers) ARE the registry: listings, the model count and
+deletions go to the store, and the local directory is only a cache of present versions. A version enters a
+cache only once the store has it (``fetch`` downloads it; a worker's new version is uploaded before it is
+renamed into its cache, ``publish``), so a cached version the store lacks was deleted through another
+process and is dropped from the cache when this one next lists the store (``sync``).
+
 A version is present once its ``manifest.json`` is: the manifest holds the sha256 of every other file, so a
 bundle is never half there for a reader (a crashed upload leaves files without a manifest, which nobody
 reads, and the next upload of that version writes them again). Versions are immutable, so the local copy of
@@ -21,15 +27,17 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import tempfile
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from closecast import registry
-from closecast.bundle import read_manifest, verify_files
+from closecast.bundle import parse_manifest, read_manifest, verify_files
 from closecast.errors import BundleInvalid
 from closecast.registry import MANIFEST, Promotion
 
@@ -79,13 +87,21 @@ class StoreRegistry:
 
     def models(self) -> list[str]:
         """Model names with at least one present version, or a pointer copy, sorted."""
-        names = set()
+        return sorted(self.catalog())
+
+    def catalog(self) -> dict[str, list[str]]:
+        """Every model the store holds (a present version or a pointer copy) with its present versions,
+        oldest first: one listing of the whole store."""
+        found: dict[str, list[str]] = {}
         for key in self.store.keys(""):
             parts = key.split("/")
-            named = len(parts) >= 2 and registry.is_valid_model_name(parts[0])
-            if named and (parts[-1] == MANIFEST or parts[1] == registry.CURRENT_POINTER):
-                names.add(parts[0])
-        return sorted(names)
+            if len(parts) < 2 or not registry.is_valid_model_name(parts[0]):
+                continue
+            if len(parts) == 3 and parts[2] == MANIFEST and registry.is_valid_version(parts[1]):
+                found.setdefault(parts[0], []).append(parts[1])
+            elif len(parts) == 2 and parts[1] == registry.CURRENT_POINTER:
+                found.setdefault(parts[0], [])
+        return {model: sorted(versions) for model, versions in found.items()}
 
     def versions(self, model: str) -> list[str]:
         """Present versions of ``model`` (those whose manifest is there), oldest first."""
@@ -100,20 +116,31 @@ class StoreRegistry:
         """Whether ``version`` of ``model`` is in the local cache or present in the store."""
         if registry.is_bundle(self.files.model_dir_of(model), version):
             return True
-        return registry.is_valid_version(version) and self._present(model, version)
+        return self.present(model, version)
 
-    def _present(self, model: str, version: str) -> bool:
+    def present(self, model: str, version: str) -> bool:
+        """Whether the store holds ``version`` of ``model`` (its manifest is there), whatever the cache."""
         key = _key(model, version, MANIFEST)
-        return key in self.store.keys(key)
+        return registry.is_valid_version(version) and key in self.store.keys(key)
+
+    def manifest(self, model: str, version: str) -> dict[str, Any]:
+        """A version's manifest: the cached bundle's, else the store's (one small GET: the bundle itself is
+        not downloaded to be listed). ``BundleInvalid`` when neither has it."""
+        if registry.is_bundle(self.files.model_dir_of(model), version):
+            return read_manifest(self.files.model_dir_of(model) / version)
+        raw = self.store.get(_key(model, version, MANIFEST)) if registry.is_valid_version(version) else None
+        if raw is None:
+            raise BundleInvalid(f"version {version[:80]!r} of model {model!r} is not in the object store")
+        return parse_manifest(raw, f"{version}/{MANIFEST}")
 
     # --- bundles -----------------------------------------------------------------------------------------
 
-    def publish(self, model: str, version: str) -> bool:
-        """Upload the cached bundle ``version`` unless the store has it: verified first, every file, then the
-        manifest. True when it uploaded."""
-        if self._present(model, version):
+    def publish(self, model: str, version: str, bundle: Path | None = None) -> bool:
+        """Upload the bundle ``version`` (the cached one, or the directory ``bundle`` named as the version)
+        unless the store has it: verified first, every file, then the manifest. True when it uploaded."""
+        if self.present(model, version):
             return False
-        _publish_from(self.store, model, self.files.model_dir_of(model) / version)
+        _publish_from(self.store, model, bundle or self.files.model_dir_of(model) / version)
         log.info("uploaded model %s version %s to the object store", model, version)
         return True
 
@@ -156,6 +183,50 @@ class StoreRegistry:
         if missing:
             raise BundleInvalid(f"{version}/{missing[0]} is listed in its manifest but not in the store")
 
+    # --- deleting, and keeping the cache in step ---------------------------------------------------------
+
+    def delete_version(self, model: str, version: str) -> None:
+        """Remove ``version`` from the store (its manifest first: from then on no reader sees it, and a
+        crash leaves only unlisted files), then from this cache. The caller checks it may go."""
+        keys = self.store.keys(_key(model, version, ""))
+        self._delete_manifests_first(keys)
+        _drop(self.files.model_dir_of(model) / version)
+
+    def delete_model(self, model: str) -> None:
+        """Remove every version of ``model`` and its pointer copy from the store, then its cache."""
+        self._delete_manifests_first(self.store.keys(_key(model, "")))
+        _drop(self.files.model_dir_of(model))
+
+    def _delete_manifests_first(self, keys: list[str]) -> None:
+        marks = [k for k in keys if k.endswith("/" + MANIFEST) or k.endswith("/" + registry.CURRENT_POINTER)]
+        if marks:
+            self.store.delete(marks)
+        if rest := [k for k in keys if k not in marks]:
+            self.store.delete(rest)
+
+    def sync(self, keep: Iterable[tuple[str, str]] = ()) -> dict[str, list[str]]:
+        """``catalog()``, after which this cache holds nothing the store lacks: cached versions (and whole
+        models) deleted through another process are dropped, except the (model, version) pairs ``keep``
+        (what this process serves from memory). The cache is read BEFORE the store is listed: a version
+        enters a cache only once it is in the store, so one cached then and absent now was deleted, never
+        one still being uploaded."""
+        cached = {
+            m: registry.list_versions(self.files.model_dir_of(m)) for m in registry.list_models(self.root)
+        }
+        stored = self.catalog()
+        kept = set(keep)
+        for model, versions in cached.items():
+            present = set(stored.get(model, ()))
+            for version in versions:
+                if version not in present and (model, version) not in kept:
+                    log.info(
+                        "dropping model %s version %s from the cache: the store no longer has it",
+                        model,
+                        version,
+                    )
+                    _drop(self.files.model_dir_of(model) / version)
+        return stored
+
     # --- the pointer copy --------------------------------------------------------------------------------
 
     def read_pointer(self, model: str) -> tuple[str | None, list[Promotion]]:
@@ -179,6 +250,16 @@ def _rename_into_place(tmp: Path, target: Path) -> None:
     except OSError:
         if not registry.is_bundle(target.parent, target.name):
             raise
+
+
+def _drop(path: Path) -> None:
+    """Rename out of sight (atomic: a reader sees the directory or nothing), then delete."""
+    hidden = path.parent / f".deleted-{path.name}-{secrets.token_hex(4)}"
+    try:
+        os.rename(path, hidden)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(hidden, ignore_errors=True)
 
 
 class FileMirror:

@@ -233,12 +233,15 @@ def pointer_unrecorded(model_dir: Path) -> bool:
     return pointed is not None and not (history and history[-1].version == pointed)
 
 
-def set_current(model_dir: Path, version: str, reason: str = "") -> None:
-    """Record the promotion, then point ``current`` at ``version`` atomically (temp file, fsync, replace)."""
+def set_current(model_dir: Path, version: str, reason: str = "") -> str | None:
+    """Record the promotion, then point ``current`` at ``version`` atomically (temp file, fsync, replace);
+    returns the version the pointer named before (the history's ``previous``)."""
     if not is_bundle(model_dir, version):
         raise ValueError(f"version {version!r} is not a bundle in the registry")
-    _append_promotion(model_dir, Promotion(version, _now(), read_pointer(model_dir).version, reason))
+    previous = read_pointer(model_dir).version
+    _append_promotion(model_dir, Promotion(version, _now(), previous, reason))
     _write_atomically(model_dir, CURRENT_POINTER, version + "\n")
+    return previous
 
 
 def promotions_text(history: list[Promotion]) -> str:
@@ -314,9 +317,13 @@ class PointerStore(Protocol):
         processes where the store itself cannot serialise writers (files), else this process's threads."""
         ...
 
-    def promote(self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()) -> None:
+    def promote(
+        self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()
+    ) -> str | None:
         """Move the pointer to ``version``; with ``expected``, only if it names one of those now (checked
-        where the write happens, so two processes cannot interleave): else ``PointerMoved``."""
+        where the write happens, so two processes cannot interleave): else ``PointerMoved``. Returns the
+        version it named before, read in the same critical section as the write (the history's
+        ``previous``), so two promotions at once each report the one the other replaced."""
         ...
 
     def history(self, model: str) -> list[Promotion]: ...
@@ -356,11 +363,13 @@ class FilePointers:
         """The registry lock file in ``root`` (``closecast/registry_lock.py``): every process's writers."""
         return registry_lock(self.root)
 
-    def promote(self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()) -> None:
+    def promote(
+        self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()
+    ) -> str | None:
         """Callers hold ``closecast.registry_lock`` across processes: the check and the write are one."""
         if expected and (now := self.current(model)) not in expected:
             raise PointerMoved(model, expected, now)
-        set_current(self.model_dir_of(model), version, reason)
+        return set_current(self.model_dir_of(model), version, reason)
 
     def history(self, model: str) -> list[Promotion]:
         return promotion_history(self.model_dir_of(model))

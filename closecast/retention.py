@@ -34,6 +34,16 @@ def delete_version(
 ) -> None:
     """Remove one stored version; ``RegistryConflict`` when it is current or was ever promoted (in the
     files or in ``pointers``)."""
+    check_deletable(model_dir, model, version, pointers)
+    _remove(model_dir / version, model_dir)
+
+
+def check_deletable(
+    model_dir: Path, model: str, version: str, pointers: registry.PointerStore | None = None
+) -> None:
+    """``RegistryConflict`` unless ``version`` may be deleted: never the current one, nor one that was ever
+    promoted (an object store's versions are checked against the database's pointers this way, then
+    removed from the store)."""
     current = pointers.current(model) if pointers is not None else registry.read_current(model_dir)
     if version == current:
         raise RegistryConflict(
@@ -45,17 +55,21 @@ def delete_version(
             f"version {version!r} of model {model!r} is in its promotion history, which rollbacks and the "
             "fallback of an unusable pointer rely on; only never-promoted versions can be deleted"
         )
-    _remove(model_dir / version, model_dir)
 
 
 def delete_model(root: Path, model: str, default_model: str) -> None:
     """Remove a whole model (every version and its history); never the default model."""
+    check_model_deletable(model, default_model)
+    _remove(registry.FilePointers(root).model_dir_of(model), root)
+
+
+def check_model_deletable(model: str, default_model: str) -> None:
+    """``RegistryConflict`` for the default model, which is never deleted."""
     if model == default_model:
         raise RegistryConflict(
             f"model {model!r} is the default model (CLOSECAST_DEFAULT_MODEL), which requests without a "
             "`model` use; it cannot be deleted"
         )
-    _remove(registry.FilePointers(root).model_dir_of(model), root)
 
 
 def prune_versions(model_dir: Path, keep: int, pointers: registry.PointerStore | None = None) -> list[str]:
@@ -63,12 +77,19 @@ def prune_versions(model_dir: Path, keep: int, pointers: registry.PointerStore |
 
     Returns the versions removed, oldest first.
     """
-    protected = protected_versions(model_dir, pointers)
-    unpromoted = [v for v in registry.list_versions(model_dir) if v not in protected]  # oldest first
-    doomed = unpromoted[: max(len(unpromoted) - keep, 0)]
+    doomed = beyond_retention(
+        registry.list_versions(model_dir), keep, protected_versions(model_dir, pointers)
+    )
     for version in doomed:
         _remove(model_dir / version, model_dir)
     return doomed
+
+
+def beyond_retention(versions: list[str], keep: int, protected: set[str]) -> list[str]:
+    """Of ``versions`` (oldest first), the never-promoted ones beyond the newest ``keep`` of them: what
+    retention removes (from the model dir, or from an object store)."""
+    unpromoted = [v for v in versions if v not in protected]
+    return unpromoted[: max(len(unpromoted) - keep, 0)]
 
 
 def _remove(path: Path, parent: Path) -> None:

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -102,9 +103,11 @@ def free_port() -> int:
 
 
 def server_env(**values: str) -> dict[str, str]:
-    """This environment minus the developer's ``CLOSECAST_*``, plus ``values`` as ``CLOSECAST_<NAME>``."""
+    """This environment minus the developer's ``CLOSECAST_*``, plus ``values`` as ``CLOSECAST_<NAME>``.
+
+    A worker's health port is off unless given (``worker_port``): tests run several workers on one host."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSECAST_")}
-    return {**env, **{f"CLOSECAST_{k.upper()}": v for k, v in values.items()}}
+    return {**env, **{f"CLOSECAST_{k.upper()}": v for k, v in {"worker_port": "0", **values}.items()}}
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 60.0, every: float = 0.05) -> Any:
@@ -131,18 +134,24 @@ def running_server(model_dir: Path, ready_path: str = "/readyz", **settings: str
     terminated (SIGTERM, then SIGKILL) on exit, its stderr kept in ``Server.stderr``."""
     port = free_port()
     env = server_env(model_dir=str(model_dir), port=str(port), **{"providers": "cpu", **settings})
+    # stderr goes to a file, not a pipe: a pipe nobody reads fills (64 KiB) and blocks the server's logging
+    errors = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "app"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=errors,
         text=True,
     )
     server = Server(proc, f"http://127.0.0.1:{port}")
 
+    def logged() -> str:
+        errors.seek(0)
+        return errors.read()
+
     def ready() -> bool:
-        assert proc.poll() is None, f"the server exited with {proc.returncode}: {proc.communicate()[1]}"
+        assert proc.poll() is None, f"the server exited with {proc.returncode}: {logged()}"
         try:
             return httpx.get(server.url + ready_path, timeout=1).status_code == 200
         except httpx.TransportError:
@@ -155,7 +164,9 @@ def running_server(model_dir: Path, ready_path: str = "/readyz", **settings: str
         if proc.poll() is None:
             proc.terminate()
         try:
-            server.stderr = proc.communicate(timeout=30)[1]
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            server.stderr = proc.communicate()[1]
+            proc.wait()
+        server.stderr = logged()
+        errors.close()

@@ -223,12 +223,16 @@ def run_search(series: Series, search: Search) -> optuna.Study:
 
 
 def len_trials(search: Search) -> int:
-    """Trials already in the study (so a resumed search does not replay the same random start)."""
+    """Trials already in the study (so a resumed search does not replay the same random start). A server
+    database's engine is disposed of after: its pooled connection would stay open beside the search's."""
+    storage = rdb_storage(search.storage, search.heartbeat, search.grace)
     try:
-        storage = rdb_storage(search.storage, search.heartbeat, search.grace)
         return len(optuna.load_study(study_name=search.study, storage=storage).trials)
     except KeyError:
         return 0
+    finally:
+        if not isinstance(storage, str):
+            storage.engine.dispose()
 
 
 def _say_resumed(study: optuna.Study, search: Search) -> None:

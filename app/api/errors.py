@@ -21,6 +21,7 @@ from app.api.bodies import ParserCrashed
 from app.api.openapi import operations_at
 from app.jobs.errors import (
     AuthFailed,
+    CurrentIsNot,
     JobFinished,
     JobNotFound,
     JobsUnavailable,
@@ -58,6 +59,7 @@ STATUS: tuple[tuple[type[ClosecastError], int], ...] = (
     (RegistryConflict, 409),
     (TooManyModels, 409),
     (JobFinished, 409),
+    (CurrentIsNot, 412),
     (PayloadTooLarge, 413),
     (QueueFull, 429),
     (StorageFull, 507),
@@ -167,6 +169,10 @@ async def _domain_handler(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, AuthFailed):
         headers["WWW-Authenticate"] = "Bearer"
     detail = without_paths(exc.message, request.app.state.settings.model_dir)
+    if isinstance(exc, CurrentIsNot):  # the version to send in If-Match next, as body and ETag
+        if exc.current is not None:
+            headers["ETag"] = f'"{exc.current}"'
+        return JSONResponse({"detail": detail, "current": exc.current}, status_code=status, headers=headers)
     return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
 

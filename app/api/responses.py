@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.jobs.errors import AuthFailed, JobFinished, TrainingDisabled
+from app.jobs.errors import AuthFailed, CurrentIsNot, JobFinished, TrainingDisabled
 from app.storage.errors import QueueFull
 
 # What each status means on any route; a route may word its own (``words=``).
@@ -21,6 +21,7 @@ MEANING: dict[int, str] = {
     404: "not found",
     408: "the body did not arrive in time; send it faster or smaller",
     409: "conflict with the current state; nothing changed",
+    412: "`If-Match` names a version that is not current; `current` is the one that is; nothing changed",
     413: "body larger than the route accepts (CLOSECAST_MAX_BODY_BYTES) or too many series",
     415: "the body is not of the media type the route takes (the detail says which)",
     422: "invalid input; each `detail[].msg` names the field and quotes the value",
@@ -37,6 +38,10 @@ EXAMPLES: dict[int, Any] = {
     404: {"detail": "no model 'aapl'; known models: default (GET /models lists them)"},
     408: {"detail": "the request body did not arrive within 30 s (CLOSECAST_BODY_TIMEOUT_S); send it faster"},
     409: {"detail": JobFinished("20261207T101500Z-1a2b3c4d", "succeeded").message},
+    412: {
+        "detail": CurrentIsNot("default", "20261201T000000Z-0a1b2c3d", "20261207T101500Z-1a2b3c4d").message,
+        "current": "20261207T101500Z-1a2b3c4d",
+    },
     413: {
         "detail": "the body is over 8388608 bytes (CLOSECAST_MAX_BODY_BYTES); send fewer or shorter series"
     },
@@ -63,6 +68,12 @@ class ErrorDetail(BaseModel):
     detail: str = Field(description="what went wrong and what to do")
 
 
+class PreconditionFailed(ErrorDetail):
+    """A 412: the promotion's ``If-Match`` named another version than the current one."""
+
+    current: str | None = Field(description="the current version (null: the model has none); also the ETag")
+
+
 class ProblemItem(BaseModel):
     loc: list[str | int] = Field(description='where: ["body", "closes", 3]')
     msg: str = Field(description="`PATH is VALUE; WHAT TO DO`")
@@ -76,12 +87,15 @@ class ValidationProblems(BaseModel):
     detail: list[ProblemItem]
 
 
+_BODIES: dict[int, type[BaseModel]] = {422: ValidationProblems, 412: PreconditionFailed}
+
+
 def errors(*statuses: int, words: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for ``statuses``, each with its body schema and description."""
     words = words or {}
     return {
         status: {
-            "model": ValidationProblems if status == 422 else ErrorDetail,
+            "model": _BODIES.get(status, ErrorDetail),
             "description": words.get(status, MEANING[status]),
             "content": {"application/json": {"example": EXAMPLES[status]}},
         }

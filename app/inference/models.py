@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -25,8 +26,10 @@ from app.config import Settings
 from app.inference.holder import ModelHolder
 from app.metrics import Metrics
 from closecast import registry
-from closecast.errors import InputInvalid, Loc, ModelNotFound, ModelNotReady, Problem
+from closecast.bundle import read_manifest
+from closecast.errors import ClosecastError, InputInvalid, Loc, ModelNotFound, ModelNotReady, Problem
 from closecast.forecaster import FeatureMap, Forecaster, SeriesLike
+from closecast.objectstore import StoreRegistry
 from closecast.results import PriceRows
 
 log = logging.getLogger(__name__)
@@ -45,15 +48,18 @@ class LoadedModels:
         self.metrics = metrics
         self.files = registry.FilePointers(self.root)
         self.pointers: registry.PointerStore = self.files  # the database's, with CLOSECAST_DATABASE_URL
+        self.bundles: StoreRegistry | None = None  # with CLOSECAST_MODEL_STORE: the registry; root caches it
         self.default = self._new_holder(self.default_name)
         self._lru: OrderedDict[str, ModelHolder] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
 
-    def use_pointers(self, pointers: registry.PointerStore) -> None:
-        """Read every model's pointer from ``pointers`` (app/storage/backends.py: a database) from now on."""
+    def use_pointers(self, pointers: registry.PointerStore, bundles: StoreRegistry | None = None) -> None:
+        """Read every model's pointer from ``pointers`` (app/storage/backends.py: a database) from now on, and
+        with ``bundles`` (an object store) list, count and delete versions there, not in the local cache."""
         self.pointers = pointers
         self.default.pointers = pointers
+        self.bundles = bundles
 
     def _new_holder(self, name: str) -> ModelHolder:
         default = name == self.default_name
@@ -74,10 +80,46 @@ class LoadedModels:
 
     def names(self) -> list[str]:
         """Model names in the registry (directories with a version or a pointer), sorted; with a database,
-        also those it has a pointer for (with an object store, the local registry is only a cache)."""
+        also those it has a pointer for; with an object store, the store's instead of the local cache's
+        (a model deleted through another replica is gone, one trained elsewhere is there)."""
         shared = getattr(self.pointers, "names", None)
-        local = registry.list_models(self.root)
-        return sorted({*local, *shared()}) if shared is not None else local
+        pointed = set(shared()) if shared is not None else set()
+        if self.bundles is not None:
+            return sorted({*self.bundles.models(), *pointed})
+        return sorted({*registry.list_models(self.root), *pointed})
+
+    def catalog(self) -> dict[str, list[str]]:
+        """Every model name with its stored versions, oldest first (``GET /models``). With an object store:
+        one listing of the store, after which the local cache drops what the store no longer has."""
+        shared = getattr(self.pointers, "names", None)
+        if self.bundles is None:
+            return {name: registry.list_versions(self.model_dir(name)) for name in self.names()}
+        stored = self.bundles.sync(self._served_versions())
+        return {name: stored.get(name, []) for name in sorted({*stored, *(shared() if shared else [])})}
+
+    def versions(self, name: str) -> list[str]:
+        """The stored versions of ``name``, oldest first: the object store's, else the model dir's."""
+        if self.bundles is None:
+            return registry.list_versions(self.model_dir(name))
+        return self.bundles.sync(self._served_versions()).get(name, [])
+
+    def has_version(self, name: str, version: str) -> bool:
+        """Whether ``version`` of ``name`` is stored (in the object store, whatever this cache holds)."""
+        if self.bundles is None:
+            return registry.is_bundle(self.model_dir(name), version)
+        return self.bundles.present(name, version)
+
+    def manifest(self, name: str, version: str) -> dict[str, Any]:
+        """A stored version's manifest (not verified: loading verifies); ``BundleInvalid`` when absent."""
+        if self.bundles is None:
+            return read_manifest(self.model_dir(name) / version)
+        return self.bundles.manifest(name, version)
+
+    def _served_versions(self) -> list[tuple[str, str]]:
+        """(model, version) of every model in memory: the cache never drops what this process serves."""
+        with self._lock:
+            holders = [self.default, *self._lru.values()]
+        return [(h.model, h.current.version) for h in holders if h.current is not None]
 
     def exists(self, name: str) -> bool:
         return registry.is_valid_model_name(name) and name in self.names()
@@ -168,19 +210,48 @@ class LoadedModels:
             holder = self._lru.get(name)
         return holder if holder is not None else self._new_holder(name)
 
+    def reload_model(self, name: str) -> None:
+        """Blocking: ``name`` follows its pointer now if it is in memory (a notified promotion); a model
+        that is not loaded has nothing to follow (its next request loads what the pointer names). The
+        default's failure propagates (its watcher is supervised); another's is logged."""
+        if name == self.default_name:
+            self.default.reload_if_changed()
+            return
+        with self._lock:
+            holder = self._lru.get(name)
+        if holder is not None:
+            self._reload_one(name, holder)
+
+    def reload_every(self) -> None:
+        """Blocking: the default and every loaded model follow their pointers now."""
+        self.default.reload_if_changed()
+        self.reload_loaded()
+
+    def _reload_one(self, name: str, holder: ModelHolder) -> None:
+        try:
+            if self._deleted(name, holder):
+                log.info("model %s was deleted from the registry; unloading it", name)
+                self.forget(name)
+                return
+            holder.reload_if_changed()
+        except ClosecastError as exc:  # e.g. the database is down: one line, not a traceback per interval
+            log.warning("checking the pointer of model %s failed: %s", name, exc.message)
+        except Exception:  # one model's trouble must not stop the others from following theirs
+            log.exception("checking the pointer of model %s failed", name)
+
     def reload_loaded(self) -> None:
         """Blocking: every loaded model but the default follows its pointer (the default: watch_pointer)."""
         with self._lock:
             holders = list(self._lru.items())
         for name, holder in holders:
-            if not holder.model_dir.is_dir():
-                log.info("model %s was deleted from the registry; unloading it", name)
-                self.forget(name)
-                continue
-            try:
-                holder.reload_if_changed()
-            except Exception:  # one model's trouble must not stop the others from following theirs
-                log.exception("checking the pointer of model %s failed", name)
+            self._reload_one(name, holder)
+
+    def _deleted(self, name: str, holder: ModelHolder) -> bool:
+        """Its directory is gone or, with an object store (where the cache may linger), its database
+        pointer: ``DELETE /models/{model}`` through any replica removes both."""
+        if not holder.model_dir.is_dir():
+            return True
+        return self.bundles is not None and self.pointers.stamp(name) is None
 
 
 async def watch_models(models: LoadedModels, interval_s: float) -> None:

@@ -52,6 +52,18 @@ class VersionNotFound(ClosecastError):
         )
 
 
+class CurrentIsNot(ClosecastError):
+    """A promotion sent ``If-Match`` naming a version that is not current (answered 412 with ``current``)."""
+
+    def __init__(self, model: str, sent: str, current: str | None) -> None:
+        self.current = current
+        super().__init__(
+            f"If-Match is {sent!r} but the current version of model {model!r} is {current!r}; nothing "
+            f"changed: GET /models/{model}/versions names the current one; send it in If-Match to promote "
+            "over it"
+        )
+
+
 class JobsUnavailable(ClosecastError):
     """The job store could not be opened (e.g. a read-only model dir); serving goes on without training."""
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import app as _package
+from app.storage.pg_access import SECRET_ENV
 
 PROJECT_ROOT = Path(_package.__file__).resolve().parents[1]  # holds the `app` and `training` packages
 # The child's own time limit runs this much longer than the service's timeout, so that a live supervisor
@@ -87,8 +88,10 @@ class TrainingProcess:
 
 
 def training_environment(threads: int) -> dict[str, str]:
-    """The service's environment without its API key, with thread counts pinned and the packages findable."""
-    env = {k: v for k, v in os.environ.items() if k != "CLOSECAST_API_KEY"}  # the child needs no secret
+    """The service's environment without its secrets (API key, database URL and passwords: the child needs
+    none; a distributed study's access comes apart, ``study_environment``), with thread counts pinned and the
+    packages findable."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
     env.update(
         OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1", MPLBACKEND="Agg"
     )

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from app.inference.holder import ModelHolder
-from app.jobs.errors import os_reason
+from app.jobs.errors import CurrentIsNot, os_reason
 from app.jobs.gate import IDENTICAL_TOLERANCE, GateScores, JobData, compare_on_test_part
 from app.storage.job_store import CANCELLED, Outcome
 from closecast import registry, retention
 from closecast.bundle import load_forecaster
 from closecast.errors import ClosecastError, TooManyModels
 from closecast.forecaster import Forecaster
+from closecast.objectstore import StoreRegistry
 from closecast.scoring import is_untrained
 
 log = logging.getLogger(__name__)
@@ -167,31 +168,47 @@ class CurrentChanged(Exception):
 
 
 def make_current(
-    holder: ModelHolder, forecaster: Forecaster, judged_against: str | None = None, reason: str = ""
+    holder: ModelHolder,
+    forecaster: Forecaster,
+    judged_against: str | None = None,
+    reason: str = "",
+    if_match: str | None = None,
 ) -> str | None:
     """Point ``current`` at a verified, registered bundle and serve it here at once; returns the previous
-    version. In-flight requests finish on the model they started with; other workers follow the pointer.
+    version, read where the pointer is written (in PostgreSQL: inside the promotion's transaction), so it is
+    the history's ``previous`` even when another replica promotes at the same moment. In-flight requests
+    finish on the model they started with; other workers follow the pointer.
 
     With ``judged_against`` (the version the gate compared it with) it raises ``CurrentChanged`` and changes
     nothing when the pointer names another version by now: a win over a model that is no longer current
-    says nothing about the one that is.
+    says nothing about the one that is. With ``if_match`` (a caller's ``If-Match``: the version it believes
+    current) it raises ``CurrentIsNot`` and changes nothing when the pointer names another one.
     """
+    expected: tuple[str, ...] = ()
+    if judged_against is not None:
+        expected = (judged_against, forecaster.version)
+    elif if_match is not None:
+        expected = (if_match,)
     with promotion_lock(holder.pointers, holder.registry_root):
-        previous = holder.pointers.current(holder.model)
-        expected = (judged_against, forecaster.version) if judged_against is not None else ()
         try:  # compared again where the pointer is written: PostgreSQL replicas share no file lock
-            holder.pointers.promote(holder.model, forecaster.version, reason, expected)
+            previous = holder.pointers.promote(holder.model, forecaster.version, reason, expected)
         except registry.PointerMoved as exc:
-            raise CurrentChanged(str(judged_against), exc.now) from None
+            if judged_against is None:
+                raise CurrentIsNot(holder.model, str(if_match), exc.now) from None
+            raise CurrentChanged(judged_against, exc.now) from None
         holder.swap(forecaster)
     return previous
 
 
-def promote_version(holder: ModelHolder, version: str) -> str | None:
-    """Load and fully verify a stored version, then make it current; ``BundleInvalid`` changes nothing."""
+def promote_version(holder: ModelHolder, version: str, if_match: str | None = None) -> str | None:
+    """Load and fully verify a stored version, then make it current (only while ``if_match`` is current,
+    when given); ``BundleInvalid`` and ``CurrentIsNot`` change nothing."""
     forecaster = holder.load_version(version)
     return make_current(
-        holder, forecaster, reason=f"promoted through POST /models/{holder.model}/versions/{version}/promote"
+        holder,
+        forecaster,
+        reason=f"promoted through POST /models/{holder.model}/versions/{version}/promote",
+        if_match=if_match,
     )
 
 
@@ -296,7 +313,14 @@ def judge_and_register(
 def _prune(holder: ModelHolder, keep: int) -> None:
     try:
         with promotion_lock(holder.pointers, holder.registry_root):
-            removed = retention.prune_versions(holder.model_dir, keep, holder.pointers)
+            bundles: StoreRegistry | None = getattr(holder.pointers, "bundles", None)
+            if bundles is None:
+                removed = retention.prune_versions(holder.model_dir, keep, holder.pointers)
+            else:  # an object store: its versions, not this cache's, and removed from it for every replica
+                protected = retention.protected_versions(holder.model_dir, holder.pointers)
+                removed = retention.beyond_retention(bundles.versions(holder.model), keep, protected)
+                for version in removed:
+                    bundles.delete_version(holder.model, version)
     except OSError as exc:  # retention is housekeeping: the job itself succeeded
         log.warning("could not prune old versions of model %s: %s", holder.model, exc.strerror or exc)
         return
@@ -324,20 +348,29 @@ def _promote_registered(
     return Outcome("succeeded", result={**result, "promoted": True})
 
 
+def _model_names(holder: ModelHolder) -> list[str]:
+    """The names ``max_models`` counts: with an object store, the store's and the database's (the local
+    directory is only a cache of them), else the registry directory's."""
+    names = getattr(holder.pointers, "model_names", None)
+    return names() if names is not None else registry.list_models(holder.registry_root)
+
+
 def register(holder: ModelHolder, bundle: Path, max_models: int | None = None) -> None:
     """Rename a verified bundle into its model's directory (atomic: both live in the registry), creating
     the directory for a new model unless ``max_models`` names exist already (``TooManyModels``)."""
     model_dir = holder.model_dir
     if not model_dir.is_dir():
         with promotion_lock(holder.pointers, holder.registry_root):
-            names = registry.list_models(holder.registry_root)
+            names = _model_names(holder)
             if max_models is not None and holder.model not in names and len(names) >= max_models:
                 raise TooManyModels(holder.model, max_models)
             model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / bundle.name
     if target.exists():
         raise FileExistsError(f"{target} already exists")
-    os.rename(bundle, target)
-    publish = getattr(holder.pointers, "publish", None)  # an object store: upload it for every replica
+    # an object store: upload it for every replica BEFORE it enters this cache, so that a cached version
+    # is always one the store has (a cached one the store lacks was deleted, and is dropped on listing)
+    publish = getattr(holder.pointers, "publish", None)
     if publish is not None:
-        publish(holder.model, bundle.name)
+        publish(holder.model, bundle.name, bundle)
+    os.rename(bundle, target)

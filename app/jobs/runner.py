@@ -28,6 +28,7 @@ import os
 import secrets
 import shutil
 import sys
+import time
 import uuid
 from contextlib import suppress
 from functools import partial
@@ -85,6 +86,10 @@ class JobRunner:
         self.unavailable: str | None = "the job runner has not started yet; retry in a moment"
         self.problem: str | None = None  # what is wrong with the job store now, as the loop last saw it
         self._wake: anyio.Event | None = None
+        self.alive_at = (
+            time.monotonic()
+        )  # the loop's last tick (idle look, lease renewal): the worker's /healthz
+        self.metrics = models.metrics  # jobs claimed, running, ended, durations, lease renewals
         self.supervisor = Supervisor(settings, self.store)
 
     def work_dir(self, job_id: str) -> Path:
@@ -196,12 +201,14 @@ class JobRunner:
             self.unavailable = None
             task_status.started()
             while True:
+                self.alive_at = time.monotonic()
                 job = await self._look(claim=True)
                 if job is None:
                     with anyio.move_on_after(IDLE_S):
                         await self._wake.wait()
                     self._wake = anyio.Event()
                 else:
+                    self.metrics.jobs_claimed.inc()
                     await self._run(job)
         finally:
             LIVE_TOKENS.discard(self.token)
@@ -251,7 +258,17 @@ class JobRunner:
         recover_gone(self.store, self.models.default_name, self.settings.job_lease_s, self.work_dir)
 
     async def _run(self, job: Job) -> None:
-        """Train, judge and record ``job`` while a companion task keeps its lease."""
+        """Train, judge and record ``job`` (counted and timed by how it ended)."""
+        began, ended = time.monotonic(), "failed"  # a shutdown mid-job fails it
+        self.metrics.jobs_running.inc()
+        try:
+            ended = await self._run_and_record(job)
+        finally:
+            self.metrics.jobs_running.dec()
+            self.metrics.job_ended(ended, time.monotonic() - began)
+
+    async def _run_and_record(self, job: Job) -> str:
+        """Train, judge and record ``job`` while a companion task keeps its lease; how it ended."""
         log.info("job %s running", job.id)
         work = self.work_dir(job.id)
         lost: list[str] = []
@@ -271,8 +288,9 @@ class JobRunner:
             self.supervisor.stop()
             shutil.rmtree(work, ignore_errors=True)
             log.warning("job %s: %s; its training was stopped", job.id, lost[0] if lost else "lease lost")
-            return
+            return "lost"
         await self._record(job, work, outcome)
+        return outcome.status
 
     async def _outcome(self, job: Job, work: Path) -> Outcome:
         try:
@@ -290,12 +308,15 @@ class JobRunner:
         assert self._owner is not None
         while True:
             await anyio.sleep(self.settings.job_heartbeat_s)
+            self.alive_at = time.monotonic()
             try:
                 lease = await anyio.to_thread.run_sync(renew, self.store, job, self._owner)
             except StoreUnavailable as exc:  # locked or gone for now: training goes on, retry next beat
                 self._note(exc.message)
+                self.metrics.lease_renewals.labels("unavailable").inc()
                 continue
             self._note(None)
+            self.metrics.lease_renewals.labels(lease).inc()
             if lease != "held":
                 lost.append(f"lease {lease}: another worker took the job over, or the job store lost it")
                 scope.cancel()
@@ -314,6 +335,7 @@ class JobRunner:
                     if anyio.current_time() > deadline:
                         raise
                     await anyio.sleep(self.settings.job_heartbeat_s)
+                    self.alive_at = time.monotonic()
         finally:
             shutil.rmtree(work, ignore_errors=True)
         log.info("job %s %s%s", job.id, outcome.status, f": {outcome.error}" if outcome.error else "")

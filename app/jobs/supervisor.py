@@ -25,6 +25,7 @@ from app.jobs.phases import EARLY, apply_event, enter
 from app.jobs.process import TrainingProcess, describe_exit, disk_full
 from app.storage.errors import StoreUnavailable
 from app.storage.job_store import CANCELLED, Job, JobStore, Outcome
+from app.storage.pg_access import optuna_access
 from closecast.summary import JOB_ID_ENV
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ PROGRESS_FILE = (
 )
 POLL_S = 0.25  # while a job runs: progress, cancel requests, timeout
 PROGRESS_KEYS = ("epoch", "epochs", "train_loss", "val_loss")
-STORAGE_ENV = "CLOSECAST_TUNE_STORAGE"  # read by `python -m training tune` (training/commands.py)
 TUNE_KEYS = ("phase", "trials_done", "trials", "trials_pruned", "best_value")  # a search's lines add these
 
 
@@ -84,12 +84,15 @@ def command_flags(
     return "tune", {**flags, **search}
 
 
-def study_environment(spec: dict[str, Any], settings: Settings) -> dict[str, str]:
-    """A distributed job's study database for the CLI (``CLOSECAST_TUNE_STORAGE``): in the environment, never
-    on the command line, where ``ps`` would show its password to every user of the machine."""
-    if not spec.get("study") or settings.database_url is None:
+def study_environment(spec: dict[str, Any], settings: Settings, work: Path) -> dict[str, str]:
+    """A distributed job's study database for the CLI: a URL of Optuna's own role without a password
+    (``CLOSECAST_TUNE_STORAGE``), that role's password in a 0600 ``PGPASSFILE`` in the work dir, Optuna's
+    schema as the search path (``app/storage/pg_access.py``). Never the service's URL or password: not on
+    the command line, where ``ps`` shows it to every user, nor in the environment (``/proc/PID/environ``)."""
+    access = optuna_access(settings)
+    if not spec.get("study") or access is None or settings.database_url is None:
         return {}
-    return {STORAGE_ENV: settings.database_url.get_secret_value()}
+    return access.child_environment(settings.database_url.get_secret_value(), work)
 
 
 class Supervisor:
@@ -114,7 +117,10 @@ class Supervisor:
         cannot be started."""
         command, flags = command_flags(job.spec, work, out, self.settings)
         limit, _ = time_limit(job.spec, self.settings)
-        env = {**study_environment(job.spec, self.settings), JOB_ID_ENV: job.id}  # the manifest records it
+        env = {
+            **study_environment(job.spec, self.settings, work),
+            JOB_ID_ENV: job.id,
+        }  # the manifest records it
         threads = self.settings.train_threads
         training = TrainingProcess.start(python, flags, work, threads, limit, command, env)
         proc = training.popen

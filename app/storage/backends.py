@@ -91,11 +91,12 @@ def seed_object_store(settings: Settings, bundles: StoreRegistry, db: Database) 
         log.info("seeded the empty object store with %s from %s", ", ".join(seeded), source)
 
 
-def build_backends(settings: Settings, models: LoadedModels) -> Backends:
+def build_backends(settings: Settings, models: LoadedModels, role: str = "api") -> Backends:
     """The backends ``settings`` ask for; with a database, every model's holder reads its pointers there.
 
-    The watcher follows the default model (notified by the database, or polling the files); the other
-    loaded models poll their pointers through the same store (``watch_models``)."""
+    ``role`` names the process to PostgreSQL (``closecast-<role>@<host>``). The watcher follows the default
+    model (polling the files), or with a database every loaded model as soon as its promotion is notified;
+    the other loaded models also poll their pointers through the same store (``watch_models``)."""
     interval = settings.reload_interval_s
     holder = models.default
     if settings.database_url is None:
@@ -105,16 +106,21 @@ def build_backends(settings: Settings, models: LoadedModels) -> Backends:
             watcher=partial(watch_pointer, holder, interval),
         )
     from app.storage.pg import Database
+    from app.storage.pg_access import optuna_access
     from app.storage.pg_jobs import PostgresJobStore  # psycopg only when asked for
     from app.storage.pg_pointers import PostgresPointers, follow_promotions
 
     db = Database(
-        settings.database_url.get_secret_value(), settings.db_pool_size, settings.job_store_timeout_s
+        settings.database_url.get_secret_value(),
+        settings.db_pool_size,
+        settings.job_store_timeout_s,
+        role,  # `api` or `worker`: each connection's application_name
+        optuna_access(settings),
     )
     objects = open_object_store(settings)
     bundles = StoreRegistry(objects, settings.model_dir) if objects is not None else None
     pointers = PostgresPointers(db, models.files, bundles)
-    models.use_pointers(pointers)
+    models.use_pointers(pointers, bundles)
     store: JobStore = PostgresJobStore(db)
     if objects is not None:
         from app.storage.job_inputs import StoreInputsJobStore
@@ -134,7 +140,7 @@ def build_backends(settings: Settings, models: LoadedModels) -> Backends:
     return Backends(
         kind="postgresql" if objects is None else "postgresql+s3",
         store=store,
-        watcher=partial(follow_promotions, holder, pointers, interval),
+        watcher=partial(follow_promotions, models, pointers, interval),
         open=open_database,
         close=close_database,
     )

@@ -19,10 +19,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from app.storage.errors import StoreUnavailable
+from app.storage.pg_access import OptunaAccess, application_name
 
 log = logging.getLogger(__name__)
 
@@ -97,29 +99,39 @@ def unavailable(exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable("failed", STORE_NAME, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
 
 
-def connect_kwargs(timeout_s: float) -> dict[str, Any]:
-    """Per connection: give up connecting after ``timeout_s`` and cancel statements that wait longer."""
+def connect_kwargs(timeout_s: float, role: str = "api") -> dict[str, Any]:
+    """Per connection: give up connecting after ``timeout_s``, cancel statements that wait longer, and say
+    which kind of process on which host this is (``pg_stat_activity.application_name``)."""
     ms = max(100, int(timeout_s * 1000))
     return {
         "connect_timeout": max(1, round(timeout_s)),
         "options": f"-c statement_timeout={5 * ms} -c lock_timeout={ms}",
-        "application_name": "closecast",
+        "application_name": application_name(role),
     }
 
 
 class Database:
     """The pool of one process; ``open`` connects and migrates, ``close`` ends every connection."""
 
-    def __init__(self, url: str, pool_size: int = 4, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 4,
+        timeout_s: float = 2.0,
+        role: str = "api",
+        optuna: OptunaAccess | None = None,
+    ) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self.role = role  # api, worker, migrate: in every connection's application_name
+        self.optuna = optuna  # its schema (and role, when allowed) are made by `migrate`
         self.pool = ConnectionPool(
             url,
             connection_class=psycopg.Connection[DictRow],
             min_size=1,
             max_size=pool_size,
             timeout=timeout_s,
-            kwargs={**connect_kwargs(timeout_s), "autocommit": True, "row_factory": dict_row},
+            kwargs={**connect_kwargs(timeout_s, role), "autocommit": True, "row_factory": dict_row},
             check=ConnectionPool.check_connection,  # after a database restart, no request gets a dead one
             reconnect_timeout=0,  # keep trying for ever: the database comes back
             open=False,
@@ -147,6 +159,8 @@ class Database:
                         conn.execute(step)
                         conn.execute("INSERT INTO closecast_schema (version) VALUES (%s)", (number,))
                     log.info("database schema migrated to version %d", number)
+                if self.optuna is not None:
+                    prepare_optuna(conn, self.optuna)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
         return len(MIGRATIONS)
@@ -168,9 +182,51 @@ class Database:
         with self.connection() as conn, conn.transaction():
             yield conn
 
+    def drop_broken(self) -> None:
+        """Check the pool's idle connections now and drop the broken ones (a database restart broke them
+        all): otherwise the first requests after it returns each meet one, and the pool's own check loop
+        backs off a second and more between them. Never raises: it is called on the way out of a failure."""
+        try:
+            self.pool.check()
+        except Exception as exc:  # best effort: the failure being reported matters more
+            log.debug("checking the pool's connections failed: %s", exc)
+
     def listen_connection(self) -> psycopg.Connection[Any]:
         """A connection of its own (outside the pool) for ``LISTEN``; the caller closes it."""
         try:
-            return psycopg.connect(self.url, autocommit=True, **connect_kwargs(self.timeout_s))
+            return psycopg.connect(self.url, autocommit=True, **connect_kwargs(self.timeout_s, self.role))
         except psycopg.Error as exc:
             raise unavailable(exc) from exc
+
+
+def prepare_optuna(conn: psycopg.Connection[Any], access: OptunaAccess) -> None:
+    """Optuna's schema, and its role when this user may create roles (CREATEROLE or superuser): created or
+    given the deployment's password, allowed to use and create in that schema only. A user who may not: the
+    role must exist already (docs/scale-out.md has the SQL); a warning says what is missing."""
+    schema, role = sql.Identifier(access.schema), sql.Identifier(access.role)
+    me = conn.execute(
+        "SELECT rolsuper OR rolcreaterole AS can FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (access.role,)).fetchone() is not None
+    password: sql.Composable = sql.SQL("NULL")
+    if access.password is not None:  # sent hashed (SCRAM, as psql's \\password does): never in a server log
+        hashed = conn.pgconn.encrypt_password(access.password.encode(), access.role.encode())
+        password = sql.Literal(hashed.decode())
+    try:
+        if me is not None and me["can"]:
+            verb = sql.SQL("ALTER" if exists else "CREATE")
+            conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, role, password))
+            exists = True
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+        if exists:
+            conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(schema, role))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        log.warning("Optuna's schema %s: %s", access.schema, str(exc).splitlines()[0])
+        return
+    if not exists:
+        log.warning(
+            "the role %s for Optuna's schema %s does not exist and this user may not create roles: "
+            'distributed tune jobs fail until it does (docs/scale-out.md, "Optuna\'s schema")',
+            access.role,
+            access.schema,
+        )

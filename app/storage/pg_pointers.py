@@ -6,8 +6,9 @@ the history of that choice, shared by every replica and worker.
 
 A promotion is one transaction: the model's pointer row is locked (``FOR UPDATE``, or an advisory lock
 while it has none), the history row inserted, the pointer moved, and ``pg_notify('closecast_promotions',
-model)`` sent, which PostgreSQL delivers only on commit. Replicas ``LISTEN`` and reload at once; since a
-notification sent while a replica was disconnected is lost, each also polls every
+model)`` sent, which PostgreSQL delivers only on commit. Replicas ``LISTEN`` and reload that model at once
+(the default and named models alike); since a notification sent while a replica was disconnected is lost,
+each follows every loaded model again when it listens anew and also polls every
 ``CLOSECAST_RELOAD_INTERVAL_S`` (``follow_promotions``). Bundles stay directories on the shared models
 volume; only the choice of version lives here, so the same candidates rule as ``FilePointers`` applies:
 the pointer's version if its bundle exists, then promoted versions newest first.
@@ -31,13 +32,14 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import psycopg
 
-from app.inference.holder import ModelHolder
+from app.inference.models import LoadedModels
 from app.storage.errors import StoreUnavailable
 from app.storage.pg import CHANNEL, Database, unavailable
 from closecast import registry
@@ -69,15 +71,31 @@ class PostgresPointers:
         if self.bundles is not None:
             self.bundles.fetch(model, version)
 
-    def publish(self, model: str, version: str) -> None:
-        """Upload a registered version to the store (a worker after verifying it; before any promotion)."""
+    def publish(self, model: str, version: str, bundle: Path | None = None) -> None:
+        """Upload a version to the store: a worker's verified ``bundle`` before it enters the cache (so a
+        cached version is always one the store has), and before any promotion."""
         if self.bundles is not None:
-            self.bundles.publish(model, version)
+            self.bundles.publish(model, version, bundle)
+
+    def delete_model(self, model: str) -> None:
+        """Forget ``model``'s pointer and history (``DELETE /models/{model}``): every replica stops listing
+        it, and those serving it unload it at their next pointer check."""
+        with self.db.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('closecast pointer ' || %s))", (model,))
+            conn.execute("DELETE FROM promotions WHERE model = %s", (model,))
+            conn.execute("DELETE FROM pointers WHERE model = %s", (model,))
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, model))
 
     def names(self) -> list[str]:
         """Model names the database has a pointer for (servable on a replica whose cache is empty)."""
         with self.db.connection() as conn:
             return [row["model"] for row in conn.execute("SELECT model FROM pointers ORDER BY model")]
+
+    def model_names(self) -> list[str]:
+        """The model names ``CLOSECAST_MAX_MODELS`` counts: the database's, and the object store's (every
+        replica's and worker's, not this cache's) or the shared volume's."""
+        stored = self.bundles.models() if self.bundles is not None else registry.list_models(self.files.root)
+        return sorted({*stored, *self.names()})
 
     # --- PointerStore ------------------------------------------------------------------------------------
 
@@ -127,23 +145,30 @@ class PostgresPointers:
         stored = set(self.bundles.versions(model))
         return [version for version in named if version in local or version in stored]
 
-    def promote(self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()) -> None:
+    def promote(
+        self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()
+    ) -> str | None:
         """Record the promotion, move the pointer and notify every replica: one transaction, under the
         model's advisory lock; with ``expected`` the pointer is compared inside it (compare-and-set), so a
-        promotion judged against one version never overrides another replica's rollback."""
+        promotion judged against one version never overrides another replica's rollback. Returns the
+        version the pointer named before, read under that lock (``FOR UPDATE`` on the row too): two replicas
+        promoting at once each get the one the other replaced, as the history records it."""
         if not self._servable(model, version):
             raise ValueError(f"version {version!r} is not a bundle in the registry")
         self.publish(model, version)  # the store has it before any replica is pointed at it
         at = datetime.now(UTC).isoformat(timespec="seconds")
         with self.db.transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('closecast pointer ' || %s))", (model,))
-            row = conn.execute("SELECT version FROM pointers WHERE model = %s", (model,)).fetchone()
-            if expected and (now := row["version"] if row else None) not in expected:
-                raise registry.PointerMoved(model, expected, now)
+            row = conn.execute(
+                "SELECT version FROM pointers WHERE model = %s FOR UPDATE", (model,)
+            ).fetchone()
+            previous = row["version"] if row else None
+            if expected and previous not in expected:
+                raise registry.PointerMoved(model, expected, previous)
             serial = conn.execute(
                 "INSERT INTO promotions (model, version, at, previous, reason) VALUES (%s, %s, %s, %s, %s) "
                 "RETURNING serial",
-                (model, version, at, row["version"] if row else None, reason),
+                (model, version, at, previous, reason),
             ).fetchone()
             assert serial is not None
             conn.execute(
@@ -153,6 +178,7 @@ class PostgresPointers:
             )
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, model))
         self.write_mirror(model)
+        return previous
 
     def write_mirror(self, model: str) -> None:
         """Copy the committed pointer and history of ``model`` to the mirror. Under a per-model session lock
@@ -238,22 +264,45 @@ class PostgresPointers:
             )
         return True
 
-    def wait_for_promotion(self, timeout_s: float) -> bool:
-        """Blocking: True as soon as a promotion is notified, False after ``timeout_s`` without one.
+    def listen(self) -> None:
+        """Blocking: open the listening connection (its own, not pooled) and ``LISTEN``, unless it is open.
 
-        The listening connection is its own (not pooled); it is opened on first use and again after it
-        breaks, which raises ``StoreUnavailable`` (the watcher is supervised: it backs off and retries).
+        Raises ``StoreUnavailable`` when the database cannot be reached; broken connections left in the pool
+        are dropped then too, so the first request after the database returns gets a live one at once.
         """
+        if self._listener is not None and not self._listener.closed:
+            return
         try:
-            if self._listener is None or self._listener.closed:
-                self._listener = self.db.listen_connection()
-                self._listener.execute(f"LISTEN {CHANNEL}")
-            for _ in self._listener.notifies(timeout=timeout_s, stop_after=1):
-                return True
-            return False
+            self._listener = self.db.listen_connection()  # StoreUnavailable when it cannot connect
+            self._listener.execute(f"LISTEN {CHANNEL}")
         except psycopg.Error as exc:
-            self.close()
+            self._lost()
             raise unavailable(exc) from exc
+        except StoreUnavailable:
+            self._lost()
+            raise
+
+    def wait_for_promotion(self, timeout_s: float) -> list[str]:
+        """Blocking: the model names promoted, as soon as one is notified; empty after ``timeout_s``.
+
+        The listening connection is opened on first use and again after it breaks, which raises
+        ``StoreUnavailable`` (the watcher is supervised: it backs off and retries).
+        """
+        self.listen()
+        assert self._listener is not None
+        try:
+            names = [n.payload for n in self._listener.notifies(timeout=timeout_s, stop_after=1)]
+            if names:  # the others already here come along (several promotions in one moment)
+                names += [n.payload for n in self._listener.notifies(timeout=0.001)]
+            return list(dict.fromkeys(names))
+        except psycopg.Error as exc:
+            self._lost()
+            raise unavailable(exc) from exc
+
+    def _lost(self) -> None:
+        """The database went away: so did the listener and, likely, the pool's idle connections."""
+        self.close()
+        self.db.drop_broken()
 
     def close(self) -> None:
         listener, self._listener = self._listener, None
@@ -262,16 +311,23 @@ class PostgresPointers:
                 listener.close()
 
 
-async def follow_promotions(holder: ModelHolder, pointers: PostgresPointers, interval_s: float) -> None:
-    """Run until cancelled: reload when a promotion is notified, and at least every ``interval_s``.
+async def follow_promotions(models: LoadedModels, pointers: PostgresPointers, interval_s: float) -> None:
+    """Run until cancelled: reload a model as soon as its promotion is notified (the default and the named
+    models alike), and the default at least every ``interval_s`` (the others: ``watch_models``).
 
-    Supervised (``app/background.py``): a database that is down ends the loop with ``StoreUnavailable``;
-    the replica keeps serving the model it holds, ``/readyz`` lists the problem, and the loop starts again
-    after a backoff.
+    On every (re)start it listens first, then follows every loaded model once: a promotion notified while
+    this replica was not listening (the database was down) is caught then, not an interval later.
+    Supervised (``app/background.py``, its backoff capped by the interval): a database that is down ends the
+    loop with ``StoreUnavailable``; the replica keeps serving the model it holds, ``/readyz`` lists the
+    problem, and the loop starts again.
     """
+    run = anyio.to_thread.run_sync
     try:
+        await run(pointers.listen, abandon_on_cancel=True)
+        await run(models.reload_every)
         while True:
-            await anyio.to_thread.run_sync(pointers.wait_for_promotion, interval_s, abandon_on_cancel=True)
-            await anyio.to_thread.run_sync(holder.reload_if_changed)
+            names = await run(pointers.wait_for_promotion, interval_s, abandon_on_cancel=True)
+            for name in names or [models.default_name]:
+                await run(models.reload_model, name)
     finally:
         pointers.close()

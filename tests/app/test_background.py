@@ -58,24 +58,51 @@ async def _a_loop_that_raises_is_restarted_and_counted() -> None:
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:
-    anyio.run(_backoff_doubles_up_to_its_cap)
+    delays, gaps = anyio.run(_failing_loop_delays, Supervised("broken", _always_fails), (0.02, 0.08, 60.0))
+    assert delays == [0.02, 0.04, 0.08, 0.08, 0.08]
+    # each restart waited at least its delay (however loaded the machine, a sleep never ends early)
+    assert all(gap >= delay - 0.002 for gap, delay in zip(gaps, delays, strict=False))
 
 
-async def _backoff_doubles_up_to_its_cap() -> None:
+def test_a_loop_may_cap_its_own_backoff_below_the_apps() -> None:
+    task = Supervised("pointer", _always_fails, max_backoff_s=0.05)
+    delays, _ = anyio.run(_failing_loop_delays, task, (0.02, 30.0, 60.0))
+    assert delays == [0.02, 0.04, 0.05, 0.05, 0.05]
+    quick = Supervised("pointer", _always_fails, max_backoff_s=0.01)  # under the app's first delay too
+    assert anyio.run(_failing_loop_delays, quick, (0.02, 30.0, 60.0))[0] == [0.01] * 5
+
+
+async def _always_fails() -> None:
+    raise OSError("no")
+
+
+async def _failing_loop_delays(
+    task: Supervised, backoff: tuple[float, float, float]
+) -> tuple[list[float], list[float]]:
+    """The delays the supervisor chose after the first five failures of ``task``, and the gaps between its
+    runs (no deadline on them: a loaded machine only makes them longer)."""
+    delays: list[float] = []
     started: list[float] = []
+    fn, enough = task.fn, anyio.Event()
 
-    async def always_fails() -> None:
+    async def timed() -> None:
         started.append(anyio.current_time())
-        raise OSError("no")
+        await fn()
 
-    task = Supervised("broken", always_fails)
-    with anyio.move_on_after(0.5):
+    task.fn = timed
+
+    def failed(task: Supervised) -> None:
+        assert task.retry_in is not None
+        delays.append(task.retry_in)
+        if len(delays) == 5:
+            enough.set()
+
+    with anyio.fail_after(30):
         async with anyio.create_task_group() as group:
-            await Background([task], backoff=(0.02, 0.08, 60.0)).start(group)
-    gaps = [b - a for a, b in itertools.pairwise(started)]
-    assert gaps[0] == pytest.approx(0.02, abs=0.015)
-    assert gaps[1] == pytest.approx(0.04, abs=0.015)
-    assert all(gap == pytest.approx(0.08, abs=0.03) for gap in gaps[2:5])
+            await Background([task], on_failure=failed, backoff=backoff).start(group)
+            await enough.wait()
+            group.cancel_scope.cancel()
+    return delays, [b - a for a, b in itertools.pairwise(started)]
 
 
 def test_a_down_loop_and_a_probe_show_as_degraded() -> None:
@@ -139,3 +166,11 @@ def test_app_exports_each_loop_as_up_and_lists_no_degraded_part() -> None:
         assert client.get("/readyz").json()["degraded"] == []
     assert 'closecast_background_up{task="pointer"} 1.0' in metrics
     assert 'closecast_background_up{task="jobs"} 1.0' in metrics
+
+
+def test_the_same_failure_again_is_logged_without_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """A database down for minutes fails the watcher every reload interval: one traceback, then one line
+    per retry (an unread stderr pipe filled by tracebacks would block the process)."""
+    anyio.run(_failing_loop_delays, Supervised("pointer", _always_fails), (0.01, 0.01, 60.0))
+    failures = [r for r in caplog.records if "background task pointer failed (no)" in r.getMessage()]
+    assert len(failures) >= 5 and [r.exc_info is not None for r in failures[:3]] == [True, False, False]

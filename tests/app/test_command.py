@@ -3,16 +3,18 @@ exit 2, flags over settings, and ``migrate`` against a real PostgreSQL."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from app.storage.pg import MIGRATIONS
+from app.storage.pg import MIGRATION_LOCK, MIGRATIONS
 from tests.helpers import FIXTURE_MODELS, ROOT, free_port, server_env, wait_for
 
 
@@ -83,6 +85,55 @@ def test_migrate_brings_the_schema_up_to_date_and_exits(pg_url: str) -> None:
     assert "jobs" in tables
     again = closecast("migrate", database_url=pg_url)  # idempotent: nothing left to apply
     assert again.returncode == 0 and f"version {len(MIGRATIONS)}" in again.stdout
+
+
+def test_migrate_makes_optunas_schema_and_role_with_a_hashed_password(pg_url: str) -> None:
+    done = closecast(
+        "migrate", database_url=pg_url.replace("postgres@", "postgres:main-pw@"), optuna_role="o_cmd"
+    )
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(pg_url) as conn:
+        schema = conn.execute("SELECT has_schema_privilege('o_cmd', 'closecast_optuna', 'CREATE')").fetchone()
+        (password,) = conn.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'o_cmd'"
+        ).fetchone() or (None,)
+        public = conn.execute("SELECT has_schema_privilege('o_cmd', 'public', 'CREATE')").fetchone()
+    assert schema == (True,) and public == (False,)  # its schema only
+    assert password is not None and password.startswith("SCRAM-SHA-256$")  # never sent in clear
+
+
+def test_migrate_by_a_user_who_may_not_create_roles_warns_and_names_the_docs(pg_cluster: Any) -> None:
+    pg_url = pg_cluster.create_database()
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # a database owner, as a managed service gives
+        conn.execute("CREATE ROLE plain_owner LOGIN")
+        conn.execute(f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" OWNER TO plain_owner')
+    url = pg_url.replace("postgres@", "plain_owner@")
+    done = closecast("migrate", database_url=url, optuna_role="o_missing", optuna_schema="o_missing_schema")
+    assert done.returncode == 0, done.stderr
+    assert "the role o_missing for Optuna's schema o_missing_schema does not exist" in done.stderr
+    with psycopg.connect(pg_url) as conn:
+        made = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'o_missing_schema'").fetchone()
+        role = conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'o_missing'").fetchone()
+    assert made == (1,) and role == (0,)
+
+
+def test_migrate_names_itself_to_postgresql(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # held by this test: migrate waits behind it
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "migrate"],
+            cwd=ROOT,
+            env=server_env(model_dir=str(FIXTURE_MODELS), database_url=pg_url, job_store_timeout_s="30"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        waiting = "SELECT application_name FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        names = wait_for(lambda: [r[0] for r in conn.execute(waiting).fetchall()], timeout=60, every=0.1)
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0, stderr
+    assert names == [f"closecast-migrate@{socket.gethostname()}"]
 
 
 def test_migrate_reports_an_unreachable_database_in_one_line() -> None:

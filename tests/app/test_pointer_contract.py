@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +103,7 @@ def test_a_promotion_is_notified_to_listeners(pg_url: str, tmp_path: Path) -> No
     writer, listener = PostgresPointers(db, files), PostgresPointers(db, files)
     writer.seed(["default"])
     try:
-        assert listener.wait_for_promotion(0.05) is False  # listening from now on
+        assert listener.wait_for_promotion(0.05) == []  # listening from now on
         woke: list[Any] = []
         thread = threading.Thread(target=lambda: woke.append((listener.wait_for_promotion(10), time.time())))
         thread.start()
@@ -109,7 +111,7 @@ def test_a_promotion_is_notified_to_listeners(pg_url: str, tmp_path: Path) -> No
         sent = time.time()
         writer.promote("default", SECOND)
         thread.join(10)
-        assert woke and woke[0][0] is True and woke[0][1] - sent < 1.0
+        assert woke and woke[0][0] == ["default"] and woke[0][1] - sent < 1.0
     finally:
         listener.close()
         db.close()
@@ -146,3 +148,26 @@ def test_a_version_the_store_promoted_is_never_deleted_or_pruned(
         retention.delete_version(model_dir, "default", SECOND, pointers)
     assert retention.prune_versions(model_dir, 0, pointers) == []
     assert registry.is_bundle(model_dir, SECOND)
+
+
+def test_promotions_at_once_each_return_the_version_they_replaced(pointers: PointerStore) -> None:
+    """``previous`` is read where the pointer is written: of eight promotions racing from eight threads,
+    each returns the version the history says it replaced, and every one chains onto the one before."""
+    answers: list[tuple[str, str | None]] = []
+    go = threading.Barrier(8)
+
+    def promote(version: str) -> None:
+        go.wait()
+        # the files need the registry lock (make_current holds it); PostgreSQL serialises in its transaction
+        lock = pointers.change_lock() if isinstance(pointers, FilePointers) else nullcontext()
+        with lock:
+            answers.append((version, pointers.promote("default", version, "test: race")))
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in [SECOND, FIXTURE_VERSION] * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    history = pointers.history("default")[-8:]
+    assert sorted(answers, key=str) == sorted(((p.version, p.previous) for p in history), key=str)
+    assert all(b.previous == a.version for a, b in itertools.pairwise(history))

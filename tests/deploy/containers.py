@@ -95,6 +95,7 @@ class Container:
     volume: str
     port: int
     env: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ()  # in place of the image's CMD (e.g. `closecast worker`)
 
     @property
     def url(self) -> str:
@@ -106,7 +107,7 @@ class Container:
             "run", "-d", "--init", "--network", "host", "--name", self.name, "--label", LABEL,
             "-v", f"{self.volume}:/models", *[a for k, v in env.items() for a in ("-e", f"{k}={v}")],
             "--health-interval", "1s", "--health-start-period", "120s", "--stop-timeout", str(STOP_GRACE_S),
-            self.image,
+            self.image, *self.command,
         )  # fmt: skip
 
     def state(self) -> dict[str, Any]:
@@ -174,9 +175,11 @@ class Site:
         self.volumes.append(name)
         return name
 
-    def start(self, image: str, volume: str, port: int, **env: str) -> Container:
+    def start(
+        self, image: str, volume: str, port: int, command: tuple[str, ...] = (), **env: str
+    ) -> Container:
         name = f"closecast-test-{self.tag}-c{len(self.containers)}"
-        container = Container(self.docker, name, image, volume, port, env)
+        container = Container(self.docker, name, image, volume, port, env, command)
         self.containers.append(container)
         container.start()
         return container

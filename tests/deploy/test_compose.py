@@ -59,3 +59,16 @@ def test_schema_refuses_a_broken_compose_file(
     change(compose)
     problems = _problems(validator, compose)
     assert any(p.startswith(f"{where}:") for p in problems), problems
+
+
+def test_nginx_serves_the_committed_config_once_the_replicas_are_healthy() -> None:
+    """compose mounts deploy/nginx.conf, the file tests/deploy/test_nginx.py runs in a real nginx."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    nginx = compose["services"]["nginx"]
+    sources = {c["source"]: c["target"] for c in nginx["configs"]}
+    assert {compose["configs"][s]["file"]: t for s, t in sources.items()} == {
+        "./deploy/nginx.conf": "/etc/nginx/conf.d/default.conf"
+    }
+    assert nginx["depends_on"] == {r: {"condition": "service_healthy"} for r in ("api-a", "api-b")}
+    for replica in ("api-a", "api-b"):
+        assert compose["services"][replica]["healthcheck"].get("disable") is not True

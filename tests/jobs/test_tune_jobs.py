@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.jobs.process import training_environment
 from app.jobs.shards import study_progress
 from app.jobs.supervisor import command_flags, study_environment, time_limit
 from tests.helpers import copy_registry, detail_msgs
@@ -170,8 +172,17 @@ def test_a_shards_study_url_goes_in_its_environment_never_on_its_command_line(tm
     assert [flags[k] for k in ("study", "budget", "shard", "stage")] == ["closecast-job-x", 4, 1, "search"]
     beats = (settings.job_heartbeat_s, settings.job_lease_s)  # a killed trial is given up with the job lease
     assert (flags["trial-heartbeat"], flags["trial-grace"]) == tuple(math.ceil(s) for s in beats)
-    assert study_environment(spec, settings) == {"CLOSECAST_TUNE_STORAGE": url}
-    assert study_environment({**spec, "study": None}, settings) == {}
+    env = study_environment(spec, settings, tmp_path)
+    assert env["CLOSECAST_TUNE_STORAGE"] == "postgresql://closecast_optuna@db:5432/closecast"
+    assert env["PGOPTIONS"] == "-c search_path=closecast_optuna" and env["PGAPPNAME"].startswith(
+        "closecast-train@"
+    )
+    assert "s3cret" not in repr(env)
+    passfile = Path(env["PGPASSFILE"])
+    assert passfile.parent == tmp_path and stat.S_IMODE(passfile.stat().st_mode) == 0o600
+    role, password = passfile.read_text().strip().split(":")[3:]  # derived from the URL's, not the URL's
+    assert role == "closecast_optuna" and len(password) == 64 and "s3cret" not in password
+    assert study_environment({**spec, "study": None}, settings, tmp_path) == {}
     assert time_limit({**spec, "stage": "refit"}, settings)[1] == "CLOSECAST_TRAIN_TIMEOUT_S"
 
 
@@ -180,3 +191,12 @@ def test_a_parents_progress_shows_the_whole_study() -> None:
     shard = {"phase": "search", "trials_done": 4, "trials_pruned": 1, "best_value": 0.97}
     merged = study_progress(own, [shard, {"trials_done": 0, "best_value": None}])
     assert merged == {**own, "trials_done": 4, "trials_pruned": 1, "best_value": 0.97}
+
+
+def test_the_training_childs_environment_holds_no_secret_of_the_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("CLOSECAST_DATABASE_URL", "CLOSECAST_API_KEY", "CLOSECAST_OPTUNA_PASSWORD", "PGPASSWORD"):
+        monkeypatch.setenv(name, "postgresql://closecast:s3cret@db/closecast")
+    env = training_environment(1)
+    assert "s3cret" not in repr(env) and "CLOSECAST_DATABASE_URL" not in env

@@ -2,7 +2,8 @@
 enqueues, two ``python -m app.worker`` processes running the real training CLI, one shared models dir.
 
 The job's shard runs on the other worker beside its parent, both search one Optuna study in the same
-database until its budget, the parent refits the study's best trial and is judged; cancelling the parent
+database (in Optuna's own schema, as Optuna's own role, its password in a 0600 passfile: never the service's
+URL) until its budget, the parent refits the study's best trial and is judged; cancelling the parent
 cancels its shard; SIGKILLing the worker that runs the shard loses the shard, not the job. Tiny on purpose
 (300 closes, 2 epochs, 2 folds, 4 or 20 trials): what is under test is the split, the budget and the
 ending, not the search."""
@@ -41,6 +42,8 @@ from training.tune import FINISHED, rdb_storage  # noqa: E402  (after the skips:
 
 TINY = {"window": 11, "hidden_size": 8, "epochs": 2}
 TRIALS, WORKERS = 4, 2
+MAIN_PASSWORD = "main-s3cret"  # the test cluster trusts loopback: any password logs in; none may leak
+SCHEMA = "closecast_optuna"
 ENDED = ("succeeded", "failed", "cancelled")
 
 
@@ -56,6 +59,7 @@ class Fleet:
 def fleet(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("tune-workers")
     model_dir = copy_registry(tmp / "models")
+    pg_url = pg_url.replace("postgres@", f"postgres:{MAIN_PASSWORD}@", 1)
     common = {"database_url": pg_url, "api_key": KEY, "job_heartbeat_s": "0.5", "job_lease_s": "5"}
     env = server_env(model_dir=str(model_dir), providers="cpu", **common)
     with running_server(model_dir, run_jobs="false", tune_timeout_s="600", **common) as api:
@@ -73,6 +77,11 @@ def _start_worker(log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen([sys.executable, "-m", "app.worker"], cwd=ROOT, env=env, stdout=fh, stderr=fh)
     wait_for(lambda: "claiming jobs" in log.read_text(), timeout=60, every=0.1)
     return proc
+
+
+def _optuna_url(url: str) -> str:
+    """The service's database with Optuna's schema first on the search path (where the studies are)."""
+    return f"{url}?options=-csearch_path%3D{SCHEMA}"
 
 
 def _submit(fleet: Fleet, tune: dict[str, Any]) -> httpx.Response:
@@ -111,7 +120,14 @@ def test_a_two_worker_tune_job_splits_into_shards_on_one_study_and_is_judged(fle
     listed = httpx.get(fleet.api.url + "/train?limit=5", headers=AUTH, timeout=10).json()["jobs"]
     assert [j["shard_of"] for j in listed if j["job_id"] == rows[1]["id"]] == [job_id]
 
-    storage = rdb_storage(fleet.url)
+    with psycopg.connect(
+        fleet.url
+    ) as conn:  # Optuna's tables: in its schema, owned by its role, none in public
+        tables = conn.execute(
+            "SELECT schemaname, tableowner FROM pg_tables WHERE tablename IN ('studies', 'trials')"
+        ).fetchall()
+    assert sorted(tables) == [(SCHEMA, SCHEMA), (SCHEMA, SCHEMA)], tables
+    storage = rdb_storage(_optuna_url(fleet.url))
     assert not isinstance(storage, str)
     try:
         assert optuna.study.get_all_study_names(storage).count(f"closecast-job-{job_id}") == 1  # created once
@@ -125,7 +141,9 @@ def test_a_two_worker_tune_job_splits_into_shards_on_one_study_and_is_judged(fle
     manifest_path = fleet.model_dir / "default" / final["result"]["version"] / "manifest.json"
     tuning = json.loads(manifest_path.read_text())["tuning"]
     assert tuning["study"] == f"closecast-job-{job_id}" and tuning["n_trials"] == len(finished)
-    assert tuning["storage"].startswith("postgresql")
+    assert tuning["storage"].startswith(
+        f"postgresql://{SCHEMA}@"
+    )  # the child's URL: Optuna's role, no password
     assert final["progress"]["trials_done"] == len(finished) and "refit" in [
         p["phase"] for p in final["progress"]["phases"]
     ]
@@ -161,7 +179,10 @@ def test_bad_workers_on_postgres_are_422(fleet: Fleet, tune: dict[str, Any], wor
 
 def _shard_trial(url: str, study: str) -> int | None:
     """The number of the trial shard 1 is running now (its process is mid-search), if any."""
-    with psycopg.connect(url) as conn, suppress(psycopg.errors.UndefinedTable):  # before Optuna's tables
+    with (
+        psycopg.connect(_optuna_url(url)) as conn,
+        suppress(psycopg.errors.UndefinedTable),
+    ):  # before Optuna's tables
         row = conn.execute(
             "SELECT t.number FROM trials t JOIN studies s USING (study_id) JOIN trial_user_attributes a "
             "USING (trial_id) WHERE s.study_name = %s AND t.state = 'RUNNING' AND a.key = 'shard' "
@@ -170,6 +191,30 @@ def _shard_trial(url: str, study: str) -> int | None:
         ).fetchone()
         return None if row is None else int(row[0])
     return None
+
+
+def _assert_no_secret_reaches(pid: int, model_dir: Path) -> None:
+    """A shard's training process: neither the service's password nor Optuna's role's in its environment or
+    command line; that role's password only in a 0600 passfile in the job's work dir."""
+    environ = dict(
+        line.split("=", 1) for line in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in line
+    )
+    cmdline = Path(f"/proc/{pid}/cmdline").read_text()
+    passfile = Path(environ["PGPASSFILE"])
+    assert passfile.is_relative_to(model_dir / ".jobs") and (passfile.stat().st_mode & 0o777) == 0o600
+    password = passfile.read_text().strip().rsplit(":", 1)[1]
+    for secret in (MAIN_PASSWORD, password):
+        assert secret not in repr(environ) and secret not in cmdline
+    assert "CLOSECAST_DATABASE_URL" not in environ and environ["PGAPPNAME"].startswith("closecast-train@")
+
+
+def _train_connections(url: str) -> int:
+    """Connections training processes hold now (``closecast-train@host``): docs/scale-out.md's count."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'closecast-train@%'"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _served(fleet: Fleet) -> str:
@@ -193,7 +238,10 @@ def _follow(
     gate, its last step)."""
     after: dict[str, float] = {}
     while (job := _job(fleet, job_id))["status"] not in ENDED:
-        assert _served(fleet) == served, "the served model changed before the job's gate"
+        if _served(fleet) != served:  # only at the gate: promoting, or ended since `job` was read
+            now = _job(fleet, job_id)
+            assert now["status"] in ENDED or now["progress"]["phase"] == "promoting", "changed before gate"
+        after["train_connections"] = max(after.get("train_connections", 0), _train_connections(fleet.url))
         if "row" not in after and _rows(fleet.url, job_id)[1]["status"] == "failed":
             after["row"] = time.time() - kill_at
         if "process" not in after and _gone(trainer):
@@ -204,7 +252,7 @@ def _follow(
 
 
 def _trials(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
-    storage = rdb_storage(url)
+    storage = rdb_storage(_optuna_url(url))
     assert not isinstance(storage, str)
     try:
         return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
@@ -224,6 +272,7 @@ def test_a_worker_killed_mid_search_loses_its_shard_and_the_job_goes_on(fleet: F
     with psycopg.connect(fleet.url) as conn:
         trainer = conn.execute("SELECT child_pid FROM jobs WHERE id = %s", (shard["id"],)).fetchone()
     assert trainer is not None
+    _assert_no_secret_reaches(trainer[0], fleet.model_dir)
     holder.kill()
     holder.wait(10)
     kill_at = time.time()
@@ -253,7 +302,9 @@ def test_a_worker_killed_mid_search_loses_its_shard_and_the_job_goes_on(fleet: F
             assert trial.state == optuna.trial.TrialState.FAIL and len(retried) == 1, (trial.number, seen)
             assert retried[0].state in FINISHED and retried[0].datetime_start >= trial.datetime_complete, seen
     states = [t.state.name for t in lost]
+    assert 1 <= after["train_connections"] <= 3 * WORKERS  # up to 3 per training process
     print(
+        f"training connections at most {after['train_connections']:.0f}; "
         f"after the kill: shard failed {after['row']:.1f} s, process gone {after['process']:.1f} s, "
         f"job ended {ended_after:.1f} s; its trial {states}"
     )

@@ -5,8 +5,10 @@ default model.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.bundle_upload import import_bundle
@@ -33,6 +35,7 @@ _PROMOTE = errors(
     403,
     404,
     409,
+    412,
     422,
     503,
     507,
@@ -63,47 +66,95 @@ def _checked_version(models: LoadedModels, model: str, version: str) -> str:
                 )
             ]
         )
-    if not registry.is_bundle(models.model_dir(model), version):
+    if not models.has_version(model, version):  # with an object store: the store's, not this cache's
         raise VersionNotFound(version, model)
     return version
 
 
-async def _promote(models: LoadedModels, model: str, version: str) -> Promoted:
+IfMatch = Annotated[
+    str | None,
+    Header(
+        description='the version you believe current, as an ETag (`"20261207T101500Z-1a2b3c4d"`; unquoted '
+        "is taken too): the promotion happens only while it is, else 412 with `current`; `*`: any",
+    ),
+]
+
+
+def believed_current(if_match: str | None) -> str | None:
+    """The version an ``If-Match`` header names (quotes and a weak ``W/`` taken off); None for ``*`` or no
+    header. A list of several versions, or a value that is no version name, is a 422 naming the header."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    sent = if_match.strip().removeprefix("W/").strip('"')
+    if not registry.is_valid_version(sent):
+        problem = Problem(
+            ("header", "if-match"),
+            f"If-Match is {if_match!r}; send one version in quotes (`current` of GET "
+            '/models/{model}/versions), e.g. If-Match: "20261207T101500Z-1a2b3c4d", or * for any',
+            "if_match_invalid",
+            if_match,
+        )
+        raise InputInvalid([problem])
+    return sent
+
+
+async def _promote(
+    models: LoadedModels, model: str, version: str, if_match: str | None, response: Response
+) -> Promoted:
     holder = models.holder_of(model)
+    believed = believed_current(if_match)
     try:
-        previous = await anyio.to_thread.run_sync(promote_version, holder, version)
+        previous = await anyio.to_thread.run_sync(promote_version, holder, version, believed)
     except OSError as exc:  # the pointer could not be written: a read-only or full volume
         raise storage_failed(holder.model_dir, exc, f"make {version} current") from exc
     except ValueError:  # set_current found no bundle: the version was removed after the check
         raise VersionNotFound(version, model) from None
+    response.headers["ETag"] = f'"{version}"'  # what to send in If-Match next
     return Promoted(model=model, version=version, previous=previous)
 
 
 @router.post("/models/{model}/versions/{version}/promote", responses=_PROMOTE)
-async def promote(model: ModelPath, version: Version, models: ModelsDep) -> Promoted:
+async def promote(
+    model: ModelPath, version: Version, models: ModelsDep, response: Response, if_match: IfMatch = None
+) -> Promoted:
     """Make a stored version of a model current (a rollback too), after loading and verifying it in full;
-    the other models are untouched."""
+    the other models are untouched. With `If-Match`, only while that version is current (else 412)."""
     name = checked_model(models, model)
-    return await _promote(models, name, _checked_version(models, name, version))
+    return await _promote(models, name, _checked_version(models, name, version), if_match, response)
 
 
 @router.post("/models/{version}/promote", responses=_PROMOTE)
-async def promote_default(version: Version, models: ModelsDep) -> Promoted:
+async def promote_default(
+    version: Version, models: ModelsDep, response: Response, if_match: IfMatch = None
+) -> Promoted:
     """The default model's promotion (the path from before named models; same as
     `/models/{default}/versions/{version}/promote`)."""
     name = models.default_name
-    return await _promote(models, name, _checked_version(models, name, version))
+    return await _promote(models, name, _checked_version(models, name, version), if_match, response)
 
 
 def _delete_version(models: LoadedModels, model: str, version: str) -> None:
     # a promotion of this very version, in any worker, cannot slip in between check and removal
     with promotion_lock(models.pointers, models.root):
-        retention.delete_version(models.model_dir(model), model, version, models.pointers)
+        if models.bundles is None:
+            retention.delete_version(models.model_dir(model), model, version, models.pointers)
+            return
+        # an object store: checked against the database's pointer and history, removed from the store
+        # (every replica stops listing it) and this cache; other caches drop it when they next list
+        retention.check_deletable(models.model_dir(model), model, version, models.pointers)
+        models.bundles.delete_version(model, version)
 
 
 def _delete_model(models: LoadedModels, model: str, default_model: str) -> None:
     with promotion_lock(models.pointers, models.root):
-        retention.delete_model(models.root, model, default_model)
+        if models.bundles is None:
+            retention.delete_model(models.root, model, default_model)
+        else:  # the store's versions and pointer copy, and the database's pointer and history
+            retention.check_model_deletable(model, default_model)
+            models.bundles.delete_model(model)
+            forget = getattr(models.pointers, "delete_model", None)
+            if forget is not None:
+                forget(model)
     models.forget(model)
 
 

@@ -8,7 +8,6 @@ name, so it never shadows a model).
 from __future__ import annotations
 
 from contextlib import suppress
-from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -32,7 +31,6 @@ from app.api.registry_schemas import (
 from app.api.responses import errors
 from app.inference.models import LoadedModels
 from closecast import registry
-from closecast.bundle import read_manifest
 from closecast.errors import ClosecastError, InputInvalid, ModelNotFound, model_name_invalid
 from closecast.forecaster import Forecaster
 from closecast.summary import data_summary, training_summary
@@ -79,11 +77,13 @@ Version = Annotated[
 PUBLIC_DATA = ("date_start", "date_end", "rows_used")
 
 
-def _summary(bundle_dir: Path, current: str | None, sees_names: bool) -> ModelVersion:
-    """A version's headline manifest fields (not verified: promotion verifies)."""
-    name = bundle_dir.name
+def _summary(
+    models: LoadedModels, model: str, name: str, current: str | None, sees_names: bool
+) -> ModelVersion:
+    """A version's headline manifest fields (not verified: promotion verifies); with an object store, the
+    store's manifest when this replica has not cached the version."""
     try:
-        manifest = read_manifest(bundle_dir)
+        manifest = models.manifest(model, name)
     except ClosecastError as exc:
         return ModelVersion(version=name, current=name == current, problem=exc.message)
     data: dict[str, Any] = manifest.get("data", {})
@@ -109,34 +109,34 @@ def _made(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def _versions(models: LoadedModels, model: str, sees_all: bool, sees_names: bool) -> ModelVersions:
-    model_dir = models.model_dir(model)
     current = models.pointers.current(model)  # the pointer files, or the database in scale-out mode
     served = models.loaded(model)
-    names = list(reversed(registry.list_versions(model_dir)))
+    names = list(reversed(models.versions(model)))  # the object store's, with one
     if not sees_all:  # only the versions that were ever current (history, pointer, served)
         public = {p.version for p in models.pointers.history(model)}
         public |= {v for v in (current, served.version if served else None) if v}
         names = [v for v in names if v in public]
-    versions = [_summary(model_dir / v, current, sees_names) for v in names]
+    versions = [_summary(models, model, v, current, sees_names) for v in names]
     return ModelVersions(
         model=model, current=current, served=served.version if served else None, versions=versions
     )
 
 
-def _model_summary(models: LoadedModels, model: str, loaded: set[str], sees_names: bool) -> ModelSummary:
-    model_dir = models.model_dir(model)
+def _model_summary(
+    models: LoadedModels, model: str, versions: list[str], loaded: set[str], sees_names: bool
+) -> ModelSummary:
     current = models.pointers.current(model)
     base = ModelSummary(
         model=model,
         default=model == models.default_name,
         current_version=current,
         loaded=model in loaded,
-        versions=len(registry.list_versions(model_dir)),
+        versions=len(versions),
     )
     if current is None:
         return base
     try:
-        manifest = read_manifest(model_dir / current)
+        manifest = models.manifest(model, current)
     except ClosecastError as exc:
         return base.model_copy(update={"problem": exc.message})
     metrics: dict[str, Any] = manifest.get("metrics", {})
@@ -156,7 +156,12 @@ def _model_summary(models: LoadedModels, model: str, loaded: set[str], sees_name
 
 def _model_list(models: LoadedModels, sees_names: bool) -> ModelsOut:
     loaded = set(models.loaded_names())
-    return ModelsOut(models=[_model_summary(models, name, loaded, sees_names) for name in models.names()])
+    catalog = models.catalog()  # with an object store: the store's models and versions, one listing
+    return ModelsOut(
+        models=[
+            _model_summary(models, name, versions, loaded, sees_names) for name, versions in catalog.items()
+        ]
+    )
 
 
 def _card(model: str, forecaster: Forecaster, sees_names: bool) -> ModelCard:
@@ -206,13 +211,12 @@ async def list_versions(
 
 
 def _history(models: LoadedModels, model: str) -> ModelHistory:
-    model_dir = models.model_dir(model)
     entries = []
     for p in registry.promotions(models.pointers, model):
         job_id = None
         if p.by == "job":  # the job id is in the version's manifest (written by the job's training process)
             with suppress(ClosecastError):
-                job_id = training_summary(read_manifest(model_dir / p.version)).get("job_id")
+                job_id = training_summary(models.manifest(model, p.version)).get("job_id")
         entries.append(
             PromotionOut.model_validate(
                 {
