@@ -25,6 +25,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from closecast.errors import Loc
+from closecast.extremes import EXTREME_UNITS, MARGIN, extreme_warnings, max_ratio_one
 from closecast.features import FeatureScaler, held, raw_channels
 from closecast.forecast_math import (
     F64,
@@ -41,6 +42,7 @@ from closecast.forecast_math import (
 )
 from closecast.forecaster import Forecaster
 from closecast.interval_checks import check_tables
+from closecast.interval_steps import columns, expand, prices_steps, step_name
 from closecast.intervals import (
     EWMA_MIN_RETURNS,
     EWMA_SPAN,
@@ -48,6 +50,7 @@ from closecast.intervals import (
     all_returns_rms,
     ewma_scale,
     ewma_scale_one,
+    fallback_note,
     history_matrix,
     is_flat,
 )
@@ -79,8 +82,10 @@ class ForecasterV2(Forecaster):
         feature_scaler: FeatureScaler | None = None,
     ) -> None:
         tables = manifest["intervals"]["tables"]
-        quantiles = {name: tables[name]["residual_quantiles"] for name in TABLES}
+        quantiles, self._steps = expand(tables, TABLES)  # every step's table, under its own plan name
         super().__init__(session, manifest, version, quantiles, "window")
+        notes = {name: fallback_note(name, tables[name]) for name in TABLES}
+        self._fallback = {n: InputWarning("fallback_intervals", w) for n, w in notes.items() if w is not None}
         self.scaler = scaler
         self.feature_scaler = feature_scaler  # set exactly when ``self.features`` is not empty
 
@@ -164,8 +169,16 @@ class ForecasterV2(Forecaster):
         warnings: list[list[InputWarning]] = [[] for _ in series]
         if flat.any() or is_flat(scale).any():  # rare: identical closes
             scale = self._flat_fallback(series, flat, scale, warnings)
-        ewma, window = plan.columns["ewma"], plan.columns["window"]
-        quantiles = np.where(use_ewma[:, np.newaxis, np.newaxis], ewma, window)  # [N, 1+2L, 1]
+        extreme = extreme_warnings(returns, history, counts, [len(s) for s in series])
+        warnings = [w + e for w, e in zip(warnings, extreme, strict=True)]
+        if self._fallback:
+            for i, ewma_row in enumerate(use_ewma.tolist()):
+                note = self._fallback.get("ewma" if ewma_row else "window")
+                if note is not None:
+                    warnings[i].append(note)
+        ewma = columns(plan.columns, "ewma", self._steps["ewma"], horizon)
+        window = columns(plan.columns, "window", self._steps["window"], horizon)
+        quantiles = np.where(use_ewma[:, np.newaxis, np.newaxis], ewma, window)  # [N, 1+2L, 1 or H]
         steps = step_roots(horizon)
         lasts = [float(s[-1]) for s in series]
         last = np.array(lasts, dtype=np.float64)[:, np.newaxis, np.newaxis]
@@ -235,18 +248,30 @@ class ForecasterV2(Forecaster):
         inference_s = time.perf_counter() - started
         if window_scale is None:
             return None
-        if returns.size >= EWMA_MIN_RETURNS:
-            scale, quantiles = ewma_scale_one(returns), plan.lists["ewma"]
-        else:
-            scale, quantiles = window_scale, plan.lists["window"]
-        if not scale > FLAT_EPS:
+        table = "ewma" if returns.size >= EWMA_MIN_RETURNS else "window"
+        scale = ewma_scale_one(returns) if table == "ewma" else window_scale
+        if not scale > FLAT_EPS or self._extreme_one(returns, window):
             return None
         widen = [scale * root for root in step_root_list(horizon)]
         last = float(tail[-1])
-        one = prices_one(last, cumulative, widen, quantiles)
+        steps = min(self._steps[table], horizon)
+        if steps == 1:
+            one = prices_one(last, cumulative, widen, plan.lists[table])
+        else:
+            one = prices_steps(
+                last, cumulative, widen, [plan.lists[step_name(table, s)] for s in range(1, steps + 1)]
+            )
         if one is None:  # NaN too: the batch path names it
             return None
-        return BatchForecast([item_one(one, horizon, plan, last, list(plan.notes))], inference_s)
+        note = self._fallback.get(table)
+        warnings = list(plan.notes) if note is None else [note, *plan.notes]
+        return BatchForecast([item_one(one, horizon, plan, last, warnings)], inference_s)
+
+    @staticmethod
+    def _extreme_one(returns: F64, window: F64) -> bool:
+        """Whether one series' last moves may be extreme (``closecast/extremes.py``): the batch path then
+        decides and words it (``max_ratio_one`` rounds a little differently, hence the margin)."""
+        return max_ratio_one(returns, window) > EXTREME_UNITS * (1 - MARGIN)
 
     def _roll_one(self, returns: list[float], horizon: int) -> tuple[list[float], float | None]:
         """``_roll`` of one window on Python floats: cumulative log returns ``[horizon]`` and the first

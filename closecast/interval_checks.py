@@ -28,6 +28,14 @@ def check_tables(intervals: dict[str, Any], name: str) -> None:
     for table, section in tables.items():
         quantiles = section.get("residual_quantiles")
         check_quantiles(intervals.get("probabilities"), quantiles, f"{name}: {table}")
+        steps = section.get("steps") or []  # per-step tables for steps 2.. (absent in older bundles)
+        if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
+            raise BundleInvalid(
+                f"{name}: intervals.tables.{table}.steps is {steps!r}; expected a list of tables"
+            )
+        for h, step in enumerate(steps, start=2):
+            where = f"{name}: {table} step {h}"
+            check_quantiles(intervals.get("probabilities"), step.get("residual_quantiles"), where)
 
 
 def check_table(intervals: dict[str, Any], name: str) -> None:

@@ -178,3 +178,31 @@ def coverage(
 def is_flat(scale: FloatArray) -> npt.NDArray[np.bool_]:
     """Scales too small to carry an interval (every return zero)."""
     return np.asarray(scale) <= FLAT_EPS
+
+
+TABLE_STEPS = 5  # steps with their own interval table in newer bundles (training/steps.py)
+
+
+def step_quantiles(section: dict[str, Any]) -> list[F64]:
+    """A manifest table's quantiles per step, step 1 first: its own table, then its ``steps`` tables (2..,
+    newer bundles; none in older ones, which widen step 1's by sqrt(h) at every step)."""
+    tables = [np.asarray(section["residual_quantiles"], dtype=np.float64)]
+    tables += [np.asarray(s["residual_quantiles"], dtype=np.float64) for s in section.get("steps") or []]
+    return tables
+
+
+def step_index(horizon: int, steps: int) -> npt.NDArray[np.int64]:
+    """For each step 1..``horizon``, which of ``steps`` per-step tables serves it: its own, and the last
+    one beyond them (sqrt(h) widening continues from there)."""
+    return np.minimum(np.arange(horizon), steps - 1)
+
+
+def fallback_note(name: str, section: dict[str, Any]) -> str | None:
+    """The warning a forecast served from a fallback table carries, or None for a calibrated table."""
+    if not section.get("fallback", section.get("method", "conformal") != "conformal"):
+        return None
+    return (
+        f"the intervals come from a fallback table ({section.get('method')}, {section.get('n')} residuals): "
+        f"the model had fewer than {MIN_CALIBRATION} calibration residuals for its {name} table, so their "
+        "coverage was never measured on its own data; treat them with care"
+    )

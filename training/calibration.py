@@ -9,7 +9,6 @@ window's RMS; a zero scale falls back to the RMS of all earlier returns, then to
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,60 +23,16 @@ from closecast.intervals import (
     PROBABILITIES,
     TAILS,
     calibrate,
-    ewma_along,
-    is_flat,
 )
 from closecast.scoring import beats_naive, coverage_interval, score_against_naive, score_pooled
-from training.parts import Pooled, SeriesSlices, Windows
+from training.fallback import steps_per_bar, synthetic_residuals, synthetic_table
+from training.parts import Pooled
+from training.scored import F64, PredictFn, Scored, score_slice
+from training.steps import step_coverage, step_tables
 
-F64 = npt.NDArray[np.float64]
-PredictFn = Callable[[npt.NDArray[np.float32]], F64]  # model input [B, W-1, C] -> scaled next return [B]
 LEVELS = (80, 95)
 COVERAGE_TOLERANCE = 0.05  # a warning when test coverage is further than this from the level
 TABLES = ("ewma", "window")
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One slice of one series, forecast: the next log return, and each target's served interval scale."""
-
-    windows: Windows
-    predicted: F64  # [N] predicted next log return (0 for a flat window)
-    scales: dict[str, F64]  # "ewma", "window": [N] scale per target (0 where unusable)
-    served: F64  # [N] the scale serving uses (with the zero fallbacks)
-    use_ewma: npt.NDArray[np.bool_]  # [N] serving would use the EWMA table
-
-    @property
-    def forecast(self) -> F64:
-        return self.windows.last * np.exp(self.predicted)
-
-    def residuals(self, table: str) -> F64:
-        """Residuals in ``table``'s scale units, only where that table applies and the window moves."""
-        keep = ~self.windows.flat & ~is_flat(self.scales[table])
-        if table == "ewma":
-            keep &= self.use_ewma
-        return ((self.windows.next_return - self.predicted) / np.where(keep, self.scales[table], 1.0))[keep]
-
-
-def score_slice(pooled: Pooled, s: SeriesSlices, name: str, predict: PredictFn) -> Scored:
-    """Forecast every window of a slice, ``EVAL_BATCH`` windows per call of ``predict``."""
-    w = s.slices[name]
-    every = pooled.window_set(w, keep_flat=True)  # flat windows too (scale 1): they are forecast as "no move"
-    z = [predict(x) for x in every.input_batches(pooled.scaler)]
-    predicted = np.where(
-        w.flat, 0.0, pooled.scaler.inverse(np.concatenate(z) if z else np.empty(0), every.scale)
-    )
-    all_returns = np.diff(np.log(s.closes))
-    last = w.target - 2  # index of the input window's last return in all_returns
-    ewma = ewma_along(all_returns)[last]
-    use_ewma = np.minimum(w.target - 1, EWMA_SPAN) >= EWMA_MIN_RETURNS
-    served = np.where(use_ewma, ewma, w.rms)
-    zero = is_flat(served)
-    if zero.any():
-        history_rms = np.sqrt(np.cumsum(all_returns**2)[last] / (last + 1))
-        fallback = np.where(is_flat(history_rms), pooled.scaler.flat_scale, history_rms)
-        served = np.where(zero, fallback, served)
-    return Scored(w, predicted, {"ewma": ewma, "window": w.rms}, served, use_ewma)
 
 
 @dataclass(frozen=True)
@@ -91,26 +46,42 @@ class Evaluation:
     warnings: list[str]
 
 
-def evaluate(pooled: Pooled, predict: PredictFn) -> Evaluation:
-    """Score every series, calibrate both tables on the pooled calibration residuals, check the test."""
+def evaluate(pooled: Pooled, predict: PredictFn, frequency: str | None = None, seed: int = 0) -> Evaluation:
+    """Score every series, calibrate both tables on the pooled calibration residuals (per step up to
+    ``training.steps.STEPS``), check the test. A table with too few calibration residuals is made from the
+    model's residuals on synthetic series at ``frequency`` (``training/fallback.py``; seeded by ``seed``)."""
     scored = {
         s.name: {
             k: score_slice(pooled, s, k, predict) for k in ("train", "calibration", "early_stop", "test")
         }
         for s in pooled.series
     }
-    tables = {}
+    tables: dict[str, dict[str, Any]] = {}
+    synthetic: dict[str, F64] | None = None
+    calibration = [v["calibration"] for v in scored.values()]
     for table in TABLES:
-        cal = np.concatenate([v["calibration"].residuals(table) for v in scored.values()])
+        cal = np.concatenate([s.residuals(table) for s in calibration])
         train = np.concatenate([v["train"].residuals(table) for v in scored.values()])
         quantiles, method, n = calibrate(cal, train)
+        if method != "conformal":
+            synthetic = synthetic or synthetic_residuals(pooled, predict, frequency, seed)
+            if synthetic is not None:
+                quantiles, method, n = synthetic_table(synthetic[table])
         tables[table] = {"quantiles": quantiles, "method": method, "n": n}
+        if method == "conformal":
+            tables[table]["steps"] = step_tables(pooled, predict, calibration, table)
+        else:
+            tables[table]["steps_per_bar"] = steps_per_bar(frequency)
     tests = {name: v["test"] for name, v in scored.items()}
     coverages = {name: _coverage(t, tables) for name, t in tests.items()}
     everything = _coverage_pooled(list(tests.values()), tables)
     warnings = _coverage_warnings(everything) + _method_warnings(tables)
     metrics = _metrics(scored, coverages, everything)
     metrics["test"]["coverage_interval"] = _coverage_intervals(list(tests.values()), tables)
+    if pooled.features is None:  # a features model's rollout holds its features: not replayed here
+        metrics["test"]["coverage_by_step"] = step_coverage(
+            pooled, predict, list(tests.values()), tables, LEVELS
+        )
     for name, t in tests.items():
         metrics["series"][name]["test"]["coverage_interval"] = _coverage_intervals([t], tables)
     return Evaluation(
@@ -224,6 +195,24 @@ def _join(a: Scored, b: Scored) -> tuple[F64, F64, F64]:
     )
 
 
+def _table(scale: dict[str, Any], t: dict[str, Any]) -> dict[str, Any]:
+    """One table's manifest entry; ``steps`` only when per-step tables were made, ``steps_per_bar`` only on a
+    synthetic fallback (daily steps summed into one synthetic bar)."""
+    out = {
+        **scale,
+        "method": t["method"],
+        "tails": TAILS,
+        "fallback": t["method"] != "conformal",
+        "n": t["n"],
+        "residual_quantiles": t["quantiles"].tolist(),
+    }
+    if t.get("steps"):
+        out["steps"] = [{**s, "residual_quantiles": s["residual_quantiles"].tolist()} for s in t["steps"]]
+    if "steps_per_bar" in t:
+        out["steps_per_bar"] = t["steps_per_bar"]
+    return out
+
+
 def _section(
     tables: dict[str, Any],
     flat_scale: float,
@@ -239,19 +228,10 @@ def _section(
         "method": "split_conformal",
         "source": "calibration",
         "units": "interval_scale",
-        "horizon_scaling": "sqrt",
+        # "sqrt_per_step": tables with "steps" hold their own quantiles for steps 2..5 in units of v*sqrt(h)
+        "horizon_scaling": "sqrt_per_step" if any(t.get("steps") for t in tables.values()) else "sqrt",
         "probabilities": PROBABILITIES,
-        "tables": {
-            name: {
-                **scales[name],
-                "method": t["method"],
-                "tails": TAILS,
-                "fallback": t["method"] != "conformal",
-                "n": t["n"],
-                "residual_quantiles": t["quantiles"].tolist(),
-            }
-            for name, t in tables.items()
-        },
+        "tables": {name: _table(scales[name], t) for name, t in tables.items()},
         "flat_scale": flat_scale,
         "test_coverage": pooled,
         "test_coverage_by_series": per_series,

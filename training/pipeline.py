@@ -36,6 +36,7 @@ from closecast.manifest import build_manifest
 from closecast.representation import WindowScaler
 from closecast.series import Series
 from closecast.summary import JOB_ID_ENV
+from closecast.timeaxis import common_frequency
 from training.calibration import Evaluation, evaluate
 from training.export import check_parity, export_onnx, export_torchscript, onnx_session
 from training.model import CloseLSTM
@@ -107,7 +108,8 @@ def fit_and_score(
     clock.lap("fit")
     if phases:
         phases({"phase": "calibrating"})
-    evaluation = evaluate(pooled, partial(predict_scaled, fitted.model))
+    frequency = common_frequency([s.frequency for s in series_list])
+    evaluation = evaluate(pooled, partial(predict_scaled, fitted.model), frequency, config.train.seed)
     clock.lap("evaluate")
     augment: dict[str, Any] = {
         "synthetic_series": synthetic,

@@ -7,7 +7,8 @@ did. The figures were written on one CPU and are read on others: float kernels (
 round differently on Intel and AMD, so floats are compared to a stated tolerance (float64 figures to ``RTOL``
 relative or ``ATOL`` absolute, the float32 training history to ``RTOL_FLOAT32``) and everything else (shapes,
 counts, the best epoch, keys) exactly. The interval tables and coverages in it were refreshed when tables
-became symmetric (``|e|``); nothing else was.
+became symmetric (``|e|``), and again when short runs' fallback tables came from synthetic residuals (with
+the per-step test coverage added); nothing else was.
 """
 
 from __future__ import annotations
