@@ -44,7 +44,7 @@ FORMAT1_MODELS = FIXTURES / "models"  # format 1: bundles made before format 2 m
 FORMAT1_BUNDLE = _bundle_of(FORMAT1_MODELS)
 FORMAT1_VERSION = FORMAT1_BUNDLE.name
 
-FIXTURE_MODELS = FORMAT1_MODELS  # the registry most tests serve
+FIXTURE_MODELS = FORMAT2_MODELS  # the registry most tests serve
 FIXTURE_BUNDLE = FIXTURE_MODELS / DEFAULT / (registry.read_current(FIXTURE_MODELS / DEFAULT) or "missing")
 FIXTURE_VERSION = FIXTURE_BUNDLE.name
 

@@ -1,12 +1,11 @@
 """The raw ASGI path of /forecast and /forecast/batch answers the same bytes as FastAPI's own path, and
-batched /forecast answers are the unbatched ones bit for bit, on the default (format-2) model."""
+batched /forecast answers are the unbatched ones bit for bit, on the committed format-2 fixture."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,10 +20,10 @@ from closecast.bundle import load_forecaster
 from closecast.errors import InputInvalid
 from closecast.forecaster import Forecaster
 from closecast.registry import read_current
-from tests.helpers import make_settings
+from tests.helpers import FORMAT2_MODELS, make_settings
 from tests.synthetic import make_closes
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = FORMAT2_MODELS  # a committed format-2 registry: answers do not move when the default is retrained
 
 
 def _without_fast_path(app: FastAPI) -> FastAPI:

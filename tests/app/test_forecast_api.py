@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.helpers import FIXTURE_BUNDLE, FIXTURE_MODELS, make_settings
+from tests.helpers import FIXTURE_BUNDLE, FIXTURE_MODELS, FORMAT1_BUNDLE, make_settings
 from tests.synthetic import calm_walk
 
 
@@ -76,39 +76,41 @@ def _volatility(series: list[float], window: int, floor: float) -> float:
     return max(float(np.diff(np.log(series[-window:])).std()), floor)
 
 
-def test_forecast_interval_is_quantiles_times_window_volatility(client: TestClient, window: int) -> None:
-    intervals = json.loads((FIXTURE_BUNDLE / "manifest.json").read_text())["intervals"]
+def test_forecast_interval_is_quantiles_times_window_volatility(
+    format1_client: TestClient, window: int
+) -> None:
+    intervals = json.loads((FORMAT1_BUNDLE / "manifest.json").read_text())["intervals"]
     assert intervals["units"] == "window_volatility"
     q_lo = np.interp(0.1, intervals["probabilities"], intervals["residual_quantiles"])
     q_hi = np.interp(0.9, intervals["probabilities"], intervals["residual_quantiles"])
     series = calm_walk()
     vol = _volatility(series, window, intervals["volatility_floor"])
-    body = _forecast(client, closes=series, level=[80], horizon=4)
+    body = _forecast(format1_client, closes=series, level=[80], horizon=4)
     f, band = np.array(body["forecast"]), body["intervals"]["80"]
     widen = vol * np.sqrt([1, 2, 3, 4])
     np.testing.assert_allclose(band["lower"], f * np.exp(q_lo * widen), rtol=1e-12)
     np.testing.assert_allclose(band["upper"], f * np.exp(q_hi * widen), rtol=1e-12)
 
 
-def test_forecast_interval_is_wider_for_a_turbulent_window(client: TestClient, window: int) -> None:
+def test_forecast_interval_is_wider_for_a_turbulent_window(format1_client: TestClient, window: int) -> None:
     calm, turbulent = calm_walk(seed=3), calm_walk(seed=3)
     for i in range(len(turbulent) - window, len(turbulent), 2):  # zig-zag inside the training range
         turbulent[i] *= 1.012
 
     def log_width(series: list[float]) -> float:
-        band = _forecast(client, closes=series, level=[80])["intervals"]["80"]
+        band = _forecast(format1_client, closes=series, level=[80])["intervals"]["80"]
         return float(np.log(band["upper"][0] / band["lower"][0]))
 
-    floor = json.loads((FIXTURE_BUNDLE / "manifest.json").read_text())["intervals"]["volatility_floor"]
+    floor = json.loads((FORMAT1_BUNDLE / "manifest.json").read_text())["intervals"]["volatility_floor"]
     ratio = _volatility(turbulent, window, floor) / _volatility(calm, window, floor)
     assert ratio > 2
     assert log_width(turbulent) / log_width(calm) == pytest.approx(ratio, rel=1e-9)
 
 
-def test_forecast_interval_of_a_flat_window_uses_the_volatility_floor(client: TestClient) -> None:
-    intervals = json.loads((FIXTURE_BUNDLE / "manifest.json").read_text())["intervals"]
+def test_forecast_interval_of_a_flat_window_uses_the_volatility_floor(format1_client: TestClient) -> None:
+    intervals = json.loads((FORMAT1_BUNDLE / "manifest.json").read_text())["intervals"]
     q_lo = np.interp(0.1, intervals["probabilities"], intervals["residual_quantiles"])
-    body = _forecast(client, closes=[50.0] * 30, level=[80])
+    body = _forecast(format1_client, closes=[50.0] * 30, level=[80])
     assert body["intervals"]["80"]["lower"][0] == pytest.approx(
         body["forecast"][0] * np.exp(q_lo * intervals["volatility_floor"]), rel=1e-12
     )
@@ -133,20 +135,20 @@ def test_forecast_ratio_is_invariant_to_price_level(client: TestClient, factor: 
         assert fb / b["last_close"] == pytest.approx(fa / a["last_close"], abs=1e-6)
 
 
-def test_forecast_warns_when_a_fall_exceeds_training(client: TestClient, window: int) -> None:
+def test_forecast_warns_when_a_fall_exceeds_training(format1_client: TestClient, window: int) -> None:
     series = calm_walk(40)
     series[-1] = series[-2] * 0.769  # -23.1%
-    body = _forecast(client, closes=series)
+    body = _forecast(format1_client, closes=series)
     assert body["warnings"] == [
         "closes[38]→closes[39] moved -23.1%, beyond the largest fall seen in training (-2.1%); "
         "treat this forecast with care"
     ]
 
 
-def test_forecast_warns_when_a_rise_exceeds_training(client: TestClient) -> None:
+def test_forecast_warns_when_a_rise_exceeds_training(format1_client: TestClient) -> None:
     series = calm_walk(40)
     series[35] = series[34] * 1.05
-    body = _forecast(client, closes=series)
+    body = _forecast(format1_client, closes=series)
     assert body["warnings"][0].startswith("closes[34]→closes[35] moved +5.0%, beyond the largest rise seen")
     assert "(+1.8%)" in body["warnings"][0]
 
@@ -157,9 +159,9 @@ def test_forecast_ignores_moves_before_the_latest_window(client: TestClient) -> 
     assert _forecast(client, closes=series)["warnings"] == []
 
 
-def test_forecast_warning_increments_the_counter(client: TestClient) -> None:
+def test_forecast_warning_increments_the_counter(format1_client: TestClient) -> None:
     def count() -> float:
-        for line in client.get("/metrics").text.splitlines():
+        for line in format1_client.get("/metrics").text.splitlines():
             if line.startswith('closecast_input_warnings_total{kind="beyond_training_range"}'):
                 return float(line.split()[-1])
         return 0.0
@@ -168,7 +170,7 @@ def test_forecast_warning_increments_the_counter(client: TestClient) -> None:
     series = calm_walk(40)
     series[-1] = series[-2] * 1.5
     series[-3] = series[-4] * 0.5  # a fall, then a rise back: three warnings in all
-    assert len(_forecast(client, closes=series)["warnings"]) == 3
+    assert len(_forecast(format1_client, closes=series)["warnings"]) == 3
     assert count() == before + 3
 
 

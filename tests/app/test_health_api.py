@@ -53,10 +53,10 @@ def test_models_current_describes_the_served_bundle(client: TestClient) -> None:
     manifest = json.loads((FIXTURE_BUNDLE / "manifest.json").read_text())
     card = client.get("/models/current").json()
     assert card["version"] == FIXTURE_BUNDLE.name
-    assert card["format_version"] == 1
+    assert card["format_version"] == 2
     assert card["created_at"] == manifest["created_at"]
     assert card["window"] == manifest["input"]["window"]
-    assert card["representation"] == "log_returns_standardized"
+    assert card["representation"] == "log_returns_window_rms"
     assert card["provider"] == "CPUExecutionProvider"
     assert card["metrics"]["test"]["skill"] == manifest["metrics"]["test"]["skill"]
     assert card["metrics"]["test"]["naive"]["mae"] == manifest["metrics"]["test"]["naive"]["mae"]
@@ -102,7 +102,7 @@ def test_metrics_report_the_model_version_and_provider(client: TestClient) -> No
     info = _samples(client, "closecast_model_info")
     assert info == {
         (
-            ("format_version", "1"),
+            ("format_version", "2"),
             ("model", "default"),
             ("provider", "CPUExecutionProvider"),
             ("version", FIXTURE_BUNDLE.name),

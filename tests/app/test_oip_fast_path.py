@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,10 +14,10 @@ from fastapi.testclient import TestClient
 
 from app.api.fastpath import ForecastFastPath
 from app.main import create_app
-from tests.helpers import FIXTURE_MODELS, make_settings
+from tests.helpers import FIXTURE_MODELS, FORMAT2_MODELS, make_settings
 from tests.synthetic import make_closes
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = FORMAT2_MODELS  # a committed format-2 registry: answers do not move when the default is retrained
 INFER = "/v2/models/default/infer"
 
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from tests.helpers import FIXTURE_VERSION, copy_registry, make_settings
 
-OTHER = "20261124T000000Z-0000abcd"  # a second, never promoted version: a copy of the fixture's bundle
+OTHER = "20261224T000000Z-0000abcd"  # a second, never promoted version: a copy of the fixture's bundle
 
 
 def test_a_version_that_is_not_served_answers_by_itself(tmp_path: Path) -> None:

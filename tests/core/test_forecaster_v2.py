@@ -1,23 +1,20 @@
-"""The default (format-2) model's one-series path against its batch path, bit for bit."""
+"""The format-2 forecaster's one-series path against its batch path, bit for bit (on the committed
+format-2 fixture)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from closecast.bundle import load_forecaster
 from closecast.forecaster_v2 import ForecasterV2
-from closecast.registry import read_current
+from tests.helpers import FORMAT2_BUNDLE
 from tests.synthetic import make_closes
-
-MODELS = Path(__file__).resolve().parents[2] / "models" / "default"
 
 
 @pytest.fixture(scope="module")
 def model() -> ForecasterV2:
-    forecaster = load_forecaster(MODELS / str(read_current(MODELS)), providers="cpu")
+    forecaster = load_forecaster(FORMAT2_BUNDLE, providers="cpu")
     assert isinstance(forecaster, ForecasterV2)
     return forecaster
 

@@ -1,9 +1,9 @@
 """The promotion gate: a worse candidate is registered but not promoted; the gate's arithmetic.
 
-The served fixture model was trained for 40 epochs on a ``tests/synthetic.py`` series and learned its weekly
-rhythm. A candidate trained for 3 epochs on another series of that kind has not yet beaten its starting
-weights on validation (best epoch 0: untrained) and is worse on its own test part than the fixture, so
-``promote=auto`` keeps the fixture.
+The served model (the format-1 fixture registry, ``tests/fixtures/models``) was trained for 40 epochs on a
+``tests/synthetic.py`` series and learned its weekly rhythm. A candidate trained for 3 epochs on another
+series of that kind has not yet beaten its starting weights on validation (best epoch 0: untrained) and is
+worse on its own test part than the fixture, so ``promote=auto`` keeps the fixture.
 """
 
 from __future__ import annotations
@@ -26,7 +26,15 @@ from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.forecaster import Forecaster
 from closecast.series import load_csv
-from tests.helpers import DEFAULT, FIXTURE_BUNDLE, FIXTURE_VERSION, copy_registry
+from tests.helpers import (
+    DEFAULT,
+    FIXTURE_BUNDLE,
+    FIXTURE_VERSION,
+    FORMAT1_BUNDLE,
+    FORMAT1_MODELS,
+    FORMAT1_VERSION,
+    copy_registry,
+)
 from tests.jobs.helpers import AUTH, build_app, submit, trainer_settings, wait_status
 from tests.jobs.test_failures import wrapper
 from tests.synthetic import make_closes
@@ -36,7 +44,7 @@ SERIES = make_closes(300, seed=1)
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Path, dict[str, Any]]]:
-    model_dir = copy_registry(tmp_path_factory.mktemp("gate") / "models")
+    model_dir = copy_registry(tmp_path_factory.mktemp("gate") / "models", FORMAT1_MODELS)
     with TestClient(build_app(trainer_settings(model_dir))) as client:
         job_id = submit(client, SERIES, promote="auto", name="synthetic-seed1")
         yield client, model_dir, wait_status(client, job_id, "succeeded", "failed", "cancelled", timeout=300)
@@ -61,17 +69,17 @@ def test_worse_candidate_is_registered_but_not_promoted(outcome: Outcome) -> Non
         f"DM {gate['dm_stat']:.3f}, p(better) {gate['dm_pvalue_better']:.3g}, "
         f"p(worse) {gate['dm_pvalue_worse']:.3g}" in result["reason"]
     )
-    assert registry.read_current(model_dir / DEFAULT) == FIXTURE_VERSION
+    assert registry.read_current(model_dir / DEFAULT) == FORMAT1_VERSION
     assert result["version"] in registry.list_versions(model_dir / DEFAULT)
     listed = {
         v["version"]: v for v in client.get("/models/default/versions", headers=AUTH).json()["versions"]
     }
     public = [v["version"] for v in client.get("/models/default/versions").json()["versions"]]
     assert result["version"] not in public  # never promoted: hidden from callers without the key
-    assert listed[result["version"]]["current"] is False and listed[FIXTURE_VERSION]["current"] is True
+    assert listed[result["version"]]["current"] is False and listed[FORMAT1_VERSION]["current"] is True
     assert listed[result["version"]]["data"]["source"] == "synthetic-seed1.csv"
     served = client.post("/forecast", json={"closes": SERIES[-20:].tolist()}).json()["model_version"]
-    assert served == FIXTURE_VERSION
+    assert served == FORMAT1_VERSION
 
 
 def test_a_registered_candidate_can_still_be_promoted_by_hand(outcome: Outcome) -> None:
@@ -87,7 +95,7 @@ def test_a_registered_candidate_can_still_be_promoted_by_hand(outcome: Outcome) 
 
 @pytest.fixture(scope="module")
 def fixture_model() -> Any:
-    return load_forecaster(FIXTURE_BUNDLE, "cpu")
+    return load_forecaster(FORMAT1_BUNDLE, "cpu")
 
 
 def _fixture_closes() -> np.ndarray:
