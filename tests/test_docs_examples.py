@@ -268,3 +268,19 @@ def test_every_setting_has_a_row_in_the_settings_page() -> None:
     rows = set(re.findall(r"^\| `(CLOSECAST_[A-Z0-9_]+)` \|", page, re.M))
     wanted = {f"CLOSECAST_{name.upper()}" for name in Settings.model_fields}
     assert not wanted - rows, f"docs/settings.md has no row for {sorted(wanted - rows)}: add one each"
+
+
+def test_no_merge_conflict_markers_are_committed() -> None:
+    """A merge that left both sides in a Markdown table passes every other check: look for the markers."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    found = []
+    for name in tracked.stdout.splitlines():
+        path = ROOT / name
+        if path.suffix not in {".md", ".py", ".toml", ".yaml", ".yml", ".conf", ".txt", ".sh", ""}:
+            continue
+        if not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if line.startswith(("<<<<<<< ", ">>>>>>> ")):
+                found.append(f"{name}:{number}")
+    assert found == []
