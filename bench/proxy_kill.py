@@ -8,7 +8,8 @@ removed ("without", what nginx does for a POST by default), drives ``POST /forec
 keep-alive clients for ``--seconds``, and SIGKILLs one replica at ``--kill-at``. It prints the requests, the
 failed ones (any answer but 200, or a transport error: "cut off mid-answer" is a replica killed after
 nginx had passed its answer's head on, none since the server writes head and body at once; kept to show a
-regression) and the ones nginx moved to the survivor, from its access log. The modes alternate (with, without, with, without, ...) so a busy machine hurts both alike.
+regression) and the ones nginx moved to the survivor, from its access log. The modes alternate (with,
+without, with, without, ...) so a busy machine hurts both alike.
 """
 
 from __future__ import annotations
