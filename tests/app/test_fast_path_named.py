@@ -2,8 +2,8 @@
 FastAPI's route answers; a cold, unknown or misspelt one goes on to the route (which loads it, or answers
 its 404/422), and concurrent requests of a named model share calls, bit for bit the unbatched answers.
 
-The registry: the shipped default model as `default` and again as `spy` (format 2), the test fixture as
-`fixture` (format 1, window 11) and again as `cold` (only ever asked for by the cold-model test).
+The registry: the shipped default model as `default` and again as `spy` (format 2, window 21), the format-1
+fixture as `fixture` (window 11) and again as `cold` (only ever asked for by the cold-model test).
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from app.api.fastpath import ForecastFastPath
 from app.inference.batcher import Batcher
 from app.main import create_app
 from closecast import registry
-from tests.app.test_fast_path import MODELS, _without_fast_path
-from tests.helpers import FIXTURE_BUNDLE, FIXTURE_VERSION, make_settings
+from tests.app.test_fast_path import _without_fast_path
+from tests.helpers import FORMAT1_BUNDLE, FORMAT1_VERSION, ROOT, make_settings
 from tests.synthetic import make_closes
+
+MODELS = ROOT / "models"  # the shipped registry: `spy` needs a window (21) longer than the fixtures' (11)
 
 
 def _registry(root: Path) -> Path:
@@ -32,8 +34,8 @@ def _registry(root: Path) -> Path:
     for name, bundle, version in (
         ("default", MODELS / "default" / shipped, shipped),
         ("spy", MODELS / "default" / shipped, shipped),
-        ("fixture", FIXTURE_BUNDLE, FIXTURE_VERSION),
-        ("cold", FIXTURE_BUNDLE, FIXTURE_VERSION),
+        ("fixture", FORMAT1_BUNDLE, FORMAT1_VERSION),
+        ("cold", FORMAT1_BUNDLE, FORMAT1_VERSION),
     ):
         shutil.copytree(bundle, root / name / version)
         registry.set_current(root / name, version, "test")

@@ -28,11 +28,11 @@ def test_forecast_returns_one_value_per_horizon_step(client: TestClient) -> None
     assert all(len(band["lower"]) == len(band["upper"]) == 7 for band in body["intervals"].values())
 
 
-def test_forecast_defaults_to_one_step_and_levels_80_95(client: TestClient) -> None:
-    body = _forecast(client, closes=calm_walk())
+def test_forecast_defaults_to_one_step_and_levels_80_95(format1_client: TestClient) -> None:
+    body = _forecast(format1_client, closes=calm_walk())
     assert len(body["forecast"]) == 1
     assert set(body["intervals"]) == {"80", "95"}
-    assert body["model_version"] == FIXTURE_BUNDLE.name
+    assert body["model_version"] == FORMAT1_BUNDLE.name
     assert body["last_close"] == calm_walk()[-1]
     assert body["warnings"] == []
 
@@ -153,10 +153,10 @@ def test_forecast_warns_when_a_rise_exceeds_training(format1_client: TestClient)
     assert "(+1.8%)" in body["warnings"][0]
 
 
-def test_forecast_ignores_moves_before_the_latest_window(client: TestClient) -> None:
+def test_forecast_ignores_moves_before_the_latest_window(format1_client: TestClient) -> None:
     series = calm_walk(60)
     series[2] = series[1] * 0.5
-    assert _forecast(client, closes=series)["warnings"] == []
+    assert _forecast(format1_client, closes=series)["warnings"] == []
 
 
 def test_forecast_warning_increments_the_counter(format1_client: TestClient) -> None:
