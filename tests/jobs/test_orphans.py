@@ -78,6 +78,18 @@ def test_training_ends_itself_at_its_own_time_limit(tmp_path: Path) -> None:
     assert not (out.parent.exists() and list(out.parent.iterdir()))  # no temporary directory either
 
 
+def _wait_for_torch(process: subprocess.Popen[str], timeout_s: float = 60.0) -> None:
+    """Until ``process`` has mapped libtorch: a fixed sleep lost the race on a loaded machine (the guard had
+    not started yet, so the run refused to start instead of stopping)."""
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        if "libtorch" in maps.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"training process {process.pid} did not import torch within {timeout_s:g} s")
+
+
 def test_training_ends_itself_when_the_watched_process_ends(tmp_path: Path) -> None:
     """Also when the watched process is not its direct parent (a wrapper between): its /proc start time."""
     watched = subprocess.Popen(["sleep", "120"])
@@ -85,7 +97,7 @@ def test_training_ends_itself_when_the_watched_process_ends(tmp_path: Path) -> N
     command += ["--out", str(tmp_path / "v1"), f"--parent-pid={watched.pid}", f"--epochs={LONG['epochs']}"]
     training = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.0)
+        _wait_for_torch(training)  # torch is imported after the guard started: the run is under way
         assert training.poll() is None
         watched.send_signal(signal.SIGKILL)
         watched.wait()
