@@ -135,7 +135,7 @@ class ForecasterV2(Forecaster):
         if not self.features:
             return None
         missing = [name for name in self.features if features is None or name not in features]
-        if missing:
+        if features is None or missing:
             raise ValueError(
                 f"model {self.version} reads features {list(self.features)}; missing {missing}: pass each"
             )
