@@ -35,6 +35,16 @@ class Extra:
         check_fields(self)
 
 
+@dataclass(frozen=True)
+class Tagged:
+    """A tuple-of-names field: ``hp``'s ``items`` are the names it allows."""
+
+    tags: tuple[str, ...] = hp((), "tags to attach", items=("calm", "wild"))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
 def _flag_names(parser: argparse.ArgumentParser) -> set[str]:
     return {a.dest for a in parser._actions if a.dest != "help"}
 
@@ -95,6 +105,12 @@ def test_a_new_fields_bound_is_enforced_quoting_the_value() -> None:
         hp(0.9, "SGD momentum", ge=0, lt=1, search=Span(0.5, 1.5))
     with pytest.raises(ValueError, match="search value 60 of 'warm-up epochs' is outside its bounds"):
         hp(2, "warm-up epochs", ge=0, le=50, search=OneOf((0, 60)))
+
+
+def test_a_names_field_refuses_a_name_outside_its_items_quoting_it() -> None:
+    assert Tagged(tags=("wild", "calm")).tags == ("wild", "calm")
+    with pytest.raises(ValueError, match=r"^tags names 'stormy'; choose among calm, wild$"):
+        Tagged(tags=("calm", "stormy"))
 
 
 def test_a_declared_bound_is_enforced_by_the_cli_the_api_and_the_search(
