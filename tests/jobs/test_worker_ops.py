@@ -126,7 +126,9 @@ def test_a_worker_on_the_embedded_store_serves_health_and_metrics(tmp_path: Path
     with worker(tmp_path, model_dir=str(model_dir)) as url:
         assert health(url).json()["status"] == "ok"
         assert metrics(url)[("closecast_jobs_claimed_total", ())] == 0
-        assert httpx.get(url + "/nothing", timeout=5).status_code == 404
+        missing = httpx.get(url + "/nothing?x=1", timeout=5)
+        assert missing.status_code == 404
+        assert "'/nothing'" in missing.json()["detail"]
 
 
 def test_a_taken_worker_port_ends_the_worker_in_one_line_with_exit_2(tmp_path: Path) -> None:
