@@ -20,7 +20,7 @@ from tests.jobs.helpers import AUTH, build_app, trainer_settings
 from tests.synthetic import calm_walk
 from training.__main__ import build_parser, main
 from training.flags import add_hyperparameter_flags, given
-from training.search_space import search_space, suggest
+from training.search_space import search_space, span, suggest
 from training.tune import SEARCH_SPACE
 
 
@@ -43,6 +43,13 @@ class Tagged:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A section with a whole-number search range of its own."""
+
+    count: int = hp(3, "how many", ge=1, le=10, search=Span(2, 9))
 
 
 def _flag_names(parser: argparse.ArgumentParser) -> set[str]:
@@ -163,3 +170,8 @@ def test_tune_refuses_features_as_a_search_job_does(
         "drop --features"
     ]
     assert not (tmp_path / "b").exists()
+
+
+def test_span_reads_the_sections_it_is_given() -> None:
+    assert span("window") == tuple(search_space()["window"][:2])
+    assert span("count", (Counted,)) == (2, 9)
