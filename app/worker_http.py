@@ -66,14 +66,16 @@ def probe(runner: JobRunner, jobs: Supervised, background: Background) -> Probe:
 def _handler(metrics: Metrics, problems: Probe) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.split("?", 1)[0] == "/metrics":
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
                 self._answer(200, metrics.render(), CONTENT_TYPE_LATEST)
-            elif self.path.split("?", 1)[0] == "/healthz":
+            elif path == "/healthz":
                 found, degraded = problems()
                 body = {"status": "unhealthy" if found else "ok", "problems": found, "degraded": degraded}
                 self._answer(503 if found else 200, json.dumps(body).encode(), "application/json")
             else:
-                self._answer(404, b'{"detail": "Not Found: /healthz and /metrics only"}', "application/json")
+                detail = f"Not Found: {path!r}; this port serves /healthz and /metrics only"
+                self._answer(404, json.dumps({"detail": detail}).encode(), "application/json")
 
         def _answer(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

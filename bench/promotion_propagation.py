@@ -25,6 +25,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from latency import percentiles  # noqa: E402
+
 from closecast import registry  # noqa: E402
 from tests.helpers import FIXTURE_BUNDLE, FIXTURE_VERSION, Server, copy_registry, running_server  # noqa: E402
 from tests.postgres import start_cluster  # noqa: E402
@@ -73,9 +75,8 @@ def _propagate(http: httpx.Client, via: Server, replicas: list[Server], model: s
 
 
 def _line(name: str, took: list[float]) -> str:
-    ordered = sorted(took)
-    p50, p99 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return f"{name:<26} n={len(took):3d}  p50 {p50:5.2f} s  p99 {p99:5.2f} s  max {ordered[-1]:5.2f} s"
+    p50, p99 = percentiles(took)
+    return f"{name:<26} n={len(took):3d}  p50 {p50:5.2f} s  p99 {p99:5.2f} s  max {max(took):5.2f} s"
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from latency import percentiles  # noqa: E402
+
 from tests.helpers import copy_registry, running_server, server_env, wait_for  # noqa: E402
 from tests.postgres import start_cluster  # noqa: E402
 
@@ -50,8 +52,7 @@ def _times(
 
 
 def _line(name: str, took: list[float]) -> str:
-    ordered = sorted(took)
-    p50, p99 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    p50, p99 = percentiles(took)
     return f"{name:<28} n={len(took):4d}  p50 {p50 * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms"
 
 

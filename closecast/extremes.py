@@ -27,7 +27,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from closecast.intervals import _WEIGHT_SUMS, _WEIGHTS, EWMA_MIN_RETURNS, F64
+from closecast.intervals import EWMA_MIN_RETURNS, EWMA_WEIGHT_SUMS, EWMA_WEIGHTS, F64
 from closecast.representation import FLAT_EPS
 from closecast.results import InputWarning
 
@@ -44,8 +44,8 @@ def extreme_ratios(returns: F64, counts: npt.NDArray[np.int64]) -> F64:
     before, recent = r[:, :-RECENT], r[:, -RECENT:]
     n_before = np.asarray(counts, dtype=np.int64) - RECENT
     squares = before * before
-    weights = _WEIGHTS[-before.shape[1] :] if before.shape[1] else _WEIGHTS[:0]
-    ewma = np.sqrt(np.sum(squares * weights, axis=-1) / _WEIGHT_SUMS[np.clip(n_before, 1, None) - 1])
+    weights = EWMA_WEIGHTS[-before.shape[1] :] if before.shape[1] else EWMA_WEIGHTS[:0]
+    ewma = np.sqrt(np.sum(squares * weights, axis=-1) / EWMA_WEIGHT_SUMS[np.clip(n_before, 1, None) - 1])
     rms = np.sqrt(np.sum(squares, axis=-1) / np.maximum(n_before, 1))
     reference = np.where(n_before >= EWMA_MIN_RETURNS, ewma, rms)
     usable = (n_before >= 2) & (reference > FLAT_EPS)
@@ -78,7 +78,8 @@ def max_ratio_one(returns: F64, window: F64) -> float:
         return 0.0
     before = r[:n]
     if n >= EWMA_MIN_RETURNS:
-        reference = math.sqrt(float(np.dot(before * before, _WEIGHTS[-n:])) / float(_WEIGHT_SUMS[n - 1]))
+        weighted = float(np.dot(before * before, EWMA_WEIGHTS[-n:]))
+        reference = math.sqrt(weighted / float(EWMA_WEIGHT_SUMS[n - 1]))
     else:
         reference = math.sqrt(float(np.dot(before, before)) / n)
     if not reference > FLAT_EPS:

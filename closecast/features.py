@@ -44,12 +44,16 @@ F64 = npt.NDArray[np.float64]
 Arr = npt.NDArray[np.floating[Any]]
 
 
+def split_names(text: str) -> list[str]:
+    """``"high, low,"`` -> ``["high", "low"]``: the CLI's and a form field's comma-separated names."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def parse_names(names: str | Sequence[str] | None) -> tuple[str, ...]:
     """``"high,low"`` or ``["high", "low"]`` -> ``("high", "low")``; refuses unknown or repeated names."""
     if names is None:
         return ()
-    items = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
-    items = [n for n in items if n != ""]
+    items = split_names(names) if isinstance(names, str) else [n for n in names if n != ""]
     for n in items:
         if not isinstance(n, str) or n not in FEATURES:
             raise ValueError(f"feature {n!r} is unknown; choose among {', '.join(FEATURES)} (lowercase)")

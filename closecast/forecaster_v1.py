@@ -77,8 +77,12 @@ class ForecasterV1(Forecaster):
         feature_scaler: FeatureScaler | None,
     ) -> ForecasterV1:
         """The loader's uniform entry (``closecast.bundle.FORECASTERS``); format 1 reads no features."""
-        if not isinstance(scaler, Scaler) or feature_scaler is not None:
-            raise TypeError(f"format 1 takes a Scaler and no feature scaler, not {type(scaler).__name__}")
+        if feature_scaler is not None:
+            raise TypeError(
+                f"format 1 reads no features; got a feature scaler for {list(feature_scaler.names)}"
+            )
+        if not isinstance(scaler, Scaler):
+            raise TypeError(f"format 1 takes a Scaler, not {type(scaler).__name__}")
         return cls(session, scaler, manifest, version)
 
     # --- the network ------------------------------------------------------------------------------------

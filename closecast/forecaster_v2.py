@@ -134,8 +134,11 @@ class ForecasterV2(Forecaster):
         """Raw feature channels ``[N, W-1, F]`` of closes ``[N, W]`` and feature windows, or None."""
         if not self.features:
             return None
-        if features is None or any(name not in features for name in self.features):
-            raise ValueError(f"model {self.version} reads features {list(self.features)}; pass each")
+        missing = [name for name in self.features if features is None or name not in features]
+        if features is None or missing:
+            raise ValueError(
+                f"model {self.version} reads features {list(self.features)}; missing {missing}: pass each"
+            )
         return raw_channels(windows, features, self.features)
 
     def rollout(self, windows: FloatArray, horizon: int, features: FeatureWindows | None = None) -> F64:

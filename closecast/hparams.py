@@ -144,6 +144,13 @@ class Param:
     def choices(self) -> tuple[Any, ...]:
         return get_args(self.type) if self.kind == "choice" else self.meta.items
 
+    @property
+    def default_text(self) -> str:
+        """The default as help texts show it: ``none`` for None or no names, ``true``/``false`` for a bool."""
+        if self.default in (None, ()):
+            return "none"
+        return str(self.default).lower() if self.kind == "bool" else str(self.default)
+
     def refusal(self, value: Any) -> str | None:
         """Why ``value`` is refused (the value quoted, the bound stated), or None when it is accepted."""
         if value is None and self.optional:
@@ -154,6 +161,11 @@ class Param:
         if kind == "choice" and value not in self.choices:
             *rest, last = (repr(c) for c in self.choices)
             return f"{self.name} is {value!r}; choose {', '.join(rest)} or {last}"
+        if kind == "names":
+            names = value if isinstance(value, tuple | list) else (value,)
+            unknown = [n for n in names if n not in self.meta.items]
+            if unknown:
+                return f"{self.name} names {unknown[0]!r}; choose among {', '.join(self.meta.items)}"
         if kind in ("int", "float") and not self.meta.within(value):
             unit = f" {self.meta.unit}" if self.meta.unit else ""
             return f"{self.name} is {shown}; it must be {self.meta.range_text()}{unit}"
@@ -177,7 +189,7 @@ _RESOLVED: dict[type, tuple[Param, ...]] = {}
 
 
 def declared(sections: tuple[type, ...]) -> Iterator[Param]:
-    """Every hyperparameter of these sections, in order (``Config``'s sections by default, in the wings)."""
+    """Every hyperparameter of these sections, in order (the wings pass ``closecast.config.SECTIONS``)."""
     for section in sections:
         yield from params_of(section)
 

@@ -34,6 +34,11 @@ def check_tables(intervals: dict[str, Any], name: str) -> None:
                 f"{name}: intervals.tables.{table}.steps is {steps!r}; expected a list of tables"
             )
         for h, step in enumerate(steps, start=2):
+            if step.get("step") != h:  # tables are served by position: a gap or a swap serves the wrong one
+                raise BundleInvalid(
+                    f"{name}: intervals.tables.{table}.steps[{h - 2}].step is {step.get('step')!r}; "
+                    f"expected {h}"
+                )
             where = f"{name}: {table} step {h}"
             check_quantiles(intervals.get("probabilities"), step.get("residual_quantiles"), where)
 

@@ -41,8 +41,8 @@ TABLES = ("ewma", "window")  # format 2's quantile tables, one per interval scal
 PROBABILITIES = [round(p, 3) for p in np.arange(0.005, 1.0, 0.005)]
 
 # weights oldest -> newest, and sum of the newest k weights for k = 1..SPAN (the denominator)
-_WEIGHTS = EWMA_LAMBDA ** np.arange(EWMA_SPAN)[::-1]
-_WEIGHT_SUMS = np.cumsum(_WEIGHTS[::-1])
+EWMA_WEIGHTS = EWMA_LAMBDA ** np.arange(EWMA_SPAN)[::-1]
+EWMA_WEIGHT_SUMS = np.cumsum(EWMA_WEIGHTS[::-1])
 
 
 def ewma_scale(history: FloatArray, counts: npt.NDArray[np.int64]) -> F64:
@@ -52,7 +52,7 @@ def ewma_scale(history: FloatArray, counts: npt.NDArray[np.int64]) -> F64:
     gets the same bits alone as in a batch.
     """
     h = np.asarray(history, dtype=np.float64)
-    return np.sqrt(np.sum(h * h * _WEIGHTS, axis=-1) / _WEIGHT_SUMS[np.maximum(counts, 1) - 1])
+    return np.sqrt(np.sum(h * h * EWMA_WEIGHTS, axis=-1) / EWMA_WEIGHT_SUMS[np.maximum(counts, 1) - 1])
 
 
 def ewma_scale_one(returns: FloatArray) -> float:
@@ -61,8 +61,8 @@ def ewma_scale_one(returns: FloatArray) -> float:
     r = np.asarray(returns, dtype=np.float64)[-EWMA_SPAN:]
     history = np.zeros(EWMA_SPAN)
     history[EWMA_SPAN - r.size :] = r
-    total = float(np.sum(history * history * _WEIGHTS, axis=-1))
-    return math.sqrt(total / float(_WEIGHT_SUMS[max(r.size, 1) - 1]))
+    total = float(np.sum(history * history * EWMA_WEIGHTS, axis=-1))
+    return math.sqrt(total / float(EWMA_WEIGHT_SUMS[max(r.size, 1) - 1]))
 
 
 def ewma_along(returns: FloatArray) -> F64:
@@ -71,7 +71,7 @@ def ewma_along(returns: FloatArray) -> F64:
     r2 = np.asarray(returns, dtype=np.float64) ** 2
     weights = EWMA_LAMBDA ** np.arange(EWMA_SPAN)
     num = np.convolve(r2, weights)[: r2.size]
-    den = _WEIGHT_SUMS[np.minimum(np.arange(r2.size), EWMA_SPAN - 1)]
+    den = EWMA_WEIGHT_SUMS[np.minimum(np.arange(r2.size), EWMA_SPAN - 1)]
     return np.sqrt(num / den)
 
 

@@ -12,25 +12,13 @@ from typing import Any
 import pytest
 
 from app.config import get_settings
-from tests.helpers import (
-    REQUIRE_POSTGRES,  # CI: a skip here is a failure
-    copy_registry,
-)
+from tests.helpers import copy_registry, start_cluster_or_skip  # CI: a skip of PostgreSQL is a failure
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[Any]:
     """A PostgreSQL server of its own on a loopback port (``tests/postgres.py``), or a skip saying why."""
-    try:
-        from tests.postgres import start_cluster
-    except ImportError as exc:  # psycopg missing: the `pg` extra is not installed
-        cluster: Any = f"psycopg is not installed ({exc}); pip install -e '.[pg]'"
-    else:
-        cluster = start_cluster()
-    if isinstance(cluster, str):
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"CLOSECAST_REQUIRE_POSTGRES=1 but {cluster}")
-        pytest.skip(cluster)
+    cluster = start_cluster_or_skip()
     yield cluster
     cluster.destroy()
 

@@ -61,6 +61,23 @@ def require_extra(module: str, extra: str) -> Any:
     return pytest.importorskip(module, reason=f"{module} is not installed: pip install -e '.[{extra}]'")
 
 
+def start_cluster_or_skip() -> Any:
+    """A PostgreSQL server of the caller's own on a loopback port (``tests/postgres.py``; the caller destroys
+    it), or a skip saying why: a failure under ``CLOSECAST_REQUIRE_POSTGRES=1`` (CI)."""
+    try:
+        from tests.postgres import start_cluster
+    except ImportError as exc:  # psycopg missing: the `pg` extra is not installed
+        problem = f"psycopg is not installed ({exc}); pip install -e '.[pg]'"
+    else:
+        cluster = start_cluster()
+        if not isinstance(cluster, str):
+            return cluster
+        problem = cluster
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"CLOSECAST_REQUIRE_POSTGRES=1 but {problem}")
+    pytest.skip(problem)
+
+
 def make_settings(model_dir: Path, **overrides: Any) -> Settings:
     """Settings for a test app: CPU only, a quick pointer watcher, the no-op endpoint on, one train thread."""
     values: dict[str, Any] = {

@@ -48,8 +48,9 @@ class Evaluation:
 
 def evaluate(pooled: Pooled, predict: PredictFn, frequency: str | None = None, seed: int = 0) -> Evaluation:
     """Score every series, calibrate both tables on the pooled calibration residuals (per step up to
-    ``training.steps.STEPS``), check the test. A table with too few calibration residuals is made from the
-    model's residuals on synthetic series at ``frequency`` (``training/fallback.py``; seeded by ``seed``)."""
+    ``closecast.intervals.TABLE_STEPS``), check the test. A table with too few calibration residuals is made
+    from the model's residuals on synthetic series at ``frequency`` (``training/fallback.py``; seeded by
+    ``seed``)."""
     scored = {
         s.name: {
             k: score_slice(pooled, s, k, predict) for k in ("train", "calibration", "early_stop", "test")

@@ -37,9 +37,7 @@ def flag_help(param: Param) -> str:
         parts.append(f"comma-separated, among {','.join(param.choices)}")
     if param.kind == "bool":
         parts.append(f"--{param.name.replace('_', '-')}=false says no")
-    default = param.default
-    shown = "none" if default in (None, ()) else str(default).lower() if param.kind == "bool" else default
-    return f"{', '.join(parts)} (default {shown})".replace("%", "%%")
+    return f"{', '.join(parts)} (default {param.default_text})".replace("%", "%%")
 
 
 def add_hyperparameter_flags(p: argparse.ArgumentParser, sections: tuple[type, ...] = SECTIONS) -> None:

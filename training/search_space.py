@@ -23,14 +23,20 @@ def searched(sections: tuple[type, ...] = SECTIONS) -> list[Param]:
 
 def search_space(sections: tuple[type, ...] = SECTIONS) -> dict[str, list[Any]]:
     """As the manifest records it: ``{"window": [11, 121], "lr": [0.0001, 0.01, "log"], "loss": [...]}``."""
-    return {p.name: p.meta.search.listed() for p in searched(sections) if p.meta.search is not None}
+    return {p.name: _search_of(p).listed() for p in searched(sections)}
 
 
-def span(name: str) -> tuple[int, int]:
+def span(name: str, sections: tuple[type, ...] = SECTIONS) -> tuple[int, int]:
     """A whole-number field's search range (``window``: the largest a fold can train with is found in it)."""
-    search = next(p.meta.search for p in searched() if p.name == name)
+    search = next(_search_of(p) for p in searched(sections) if p.name == name)
     assert isinstance(search, Span), name
     return int(search.low), int(search.high)
+
+
+def _search_of(p: Param) -> Span | OneOf:
+    """A searched parameter's range (``searched`` keeps only those with one)."""
+    assert p.meta.search is not None, p.name
+    return p.meta.search
 
 
 def suggest(

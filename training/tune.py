@@ -87,7 +87,8 @@ def dev_folds(n_dev: int, cfg: DataConfig, folds: int) -> list[int]:
 
 
 def window_bound(smallest: int, cfg: DataConfig, fixed_window: int | None) -> int:
-    """The largest window the smallest fold can train with (at most 121), or a DataError saying why."""
+    """The largest window the smallest fold can train with (at most the top of the window field's search
+    range, ``WINDOW_RANGE``; the flag's value when ``--window`` is given), or a DataError saying why."""
     if fixed_window is not None:
         candidates = [fixed_window]
     else:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from app.api.schemas import WholeNumber
 from closecast.config import SECTIONS
+from closecast.features import split_names
 from closecast.hparams import Param, declared
 
 _LITERAL: Any = Literal  # subscripted with a field's names at run time
@@ -34,7 +35,7 @@ class ParamsBase(BaseModel):
 
 def _comma_list(value: Any) -> Any:
     """A form field (and the CLI) say ``high,low``; JSON says ``["high", "low"]``."""
-    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    return list(split_names(value)) if isinstance(value, str) else value
 
 
 def _annotation(param: Param) -> Any:
@@ -53,12 +54,11 @@ def _annotation(param: Param) -> Any:
 
 def description(param: Param) -> str:
     """What the field is, its bounds or names, and the default the config fills in when it is absent."""
-    meta, default = param.meta, param.default
+    meta = param.meta
     parts = [meta.help, *([meta.range_text()] if meta.range_text() else [])]
     if param.kind == "names":
         parts.append(f"among {', '.join(param.choices)}; a form field takes `{','.join(param.choices[:2])}`")
-    shown = "none" if default in (None, ()) else str(default).lower() if param.kind == "bool" else default
-    return f"{', '.join(parts)} (default {shown})"
+    return f"{', '.join(parts)} (default {param.default_text})"
 
 
 def _field(param: Param) -> Any:

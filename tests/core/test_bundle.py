@@ -18,7 +18,14 @@ from app.main import create_app
 from closecast import registry
 from closecast.bundle import load_forecaster
 from closecast.errors import BundleInvalid, ProviderUnavailable
-from tests.helpers import DEFAULT, FORMAT1_BUNDLE, FORMAT1_MODELS, copy_registry, make_settings
+from tests.helpers import (
+    DEFAULT,
+    FORMAT1_BUNDLE,
+    FORMAT1_MODELS,
+    FORMAT2_BUNDLE,
+    copy_registry,
+    make_settings,
+)
 from tests.synthetic import calm_walk
 
 
@@ -153,6 +160,24 @@ def test_load_refuses_unordered_interval_quantiles(bundle: Path) -> None:
 def test_load_refuses_unknown_interval_units(bundle: Path) -> None:
     _edit_manifest(bundle, lambda m: m["intervals"].__setitem__("units", "percent"))
     with pytest.raises(BundleInvalid, match=re.escape("intervals.units is 'percent'; this service reads")):
+        load_forecaster(bundle, "cpu")
+
+
+@pytest.mark.parametrize(
+    ("numbers", "bad"), [([3, 2], "steps[0].step is 3; expected 2"), ([2, 4], "steps[1].step is 4")]
+)
+def test_load_refuses_per_step_tables_out_of_order_or_with_a_gap(
+    tmp_path: Path, numbers: list[int], bad: str
+) -> None:
+    """Per-step tables are served by position, so a swapped or missing step would serve the wrong table."""
+    bundle = Path(shutil.copytree(FORMAT2_BUNDLE, tmp_path / FORMAT2_BUNDLE.name))
+
+    def add_steps(m: dict[str, Any]) -> None:
+        table = m["intervals"]["tables"]["window"]
+        table["steps"] = [{"step": h, "residual_quantiles": table["residual_quantiles"]} for h in numbers]
+
+    _edit_manifest(bundle, add_steps)
+    with pytest.raises(BundleInvalid, match=re.escape(f"intervals.tables.window.{bad}")):
         load_forecaster(bundle, "cpu")
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from closecast.bundle import load_forecaster
 from closecast.errors import InputInvalid
+from closecast.features import FeatureScaler
 from closecast.forecaster_v1 import ForecasterV1
 from closecast.representation import model_inputs
 from tests.helpers import FORMAT1_BUNDLE
@@ -90,3 +91,11 @@ def test_forecast_rows_is_forecast_as_one_table(model: ForecasterV1) -> None:
     for horizon, levels in ((1, [80, 95]), (3, [99, 50])):
         rows = model.forecast_rows(series, horizon, levels, locs)
         assert rows.items() == model.forecast(series, horizon, levels, locs).items
+
+
+def test_format_1_refuses_a_feature_scaler_and_names_its_features(model: ForecasterV1) -> None:
+    feature_scaler = FeatureScaler(("high", "volume"), (0.0, 0.0), (1.0, 1.0))
+    with pytest.raises(
+        TypeError, match=r"format 1 reads no features; got a feature scaler for \['high', 'volume'\]"
+    ):
+        ForecasterV1.load(model.session, model.scaler, model.manifest, model.version, feature_scaler)

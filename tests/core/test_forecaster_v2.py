@@ -3,12 +3,14 @@ format-2 fixture)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from closecast.bundle import load_forecaster
 from closecast.forecaster_v2 import ForecasterV2
-from tests.helpers import FORMAT2_BUNDLE
+from tests.helpers import FORMAT2_BUNDLE, OHLCV_BUNDLE, OHLCV_FEATURES
 from tests.synthetic import make_closes
 
 
@@ -68,3 +70,14 @@ def test_forecast_rows_is_forecast_as_one_table(model: ForecasterV2) -> None:
     for horizon, levels in ((1, [80, 95]), (4, [99, 1])):
         rows = model.forecast_rows(series, horizon, levels, locs)
         assert rows.items() == model.forecast(series, horizon, levels, locs).items
+
+
+def test_a_rollout_without_a_feature_the_model_reads_names_it_and_the_model() -> None:
+    forecaster = load_forecaster(OHLCV_BUNDLE, providers="cpu")
+    assert isinstance(forecaster, ForecasterV2)
+    window = int(forecaster.manifest["input"]["window"])
+    closes = make_closes(window)[np.newaxis, :]
+    features = {name: closes for name in OHLCV_FEATURES if name != "volume"}
+    with pytest.raises(ValueError, match=re.escape(f"model {forecaster.version} reads features")) as caught:
+        forecaster.rollout(closes, 2, features)
+    assert "missing ['volume']" in str(caught.value)

@@ -14,10 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ROOT, copy_registry, free_port, require_extra, running_server, server_env, wait_for
+from tests.helpers import (
+    ROOT,
+    copy_registry,
+    free_port,
+    require_extra,
+    running_server,
+    server_env,
+    start_cluster_or_skip,
+    wait_for,
+)
 from tests.jobs.helpers import AUTH, KEY
 from tests.synthetic import make_closes
 
@@ -100,11 +108,7 @@ def test_a_worker_on_postgres_answers_health_counts_its_jobs_and_names_itself(
 
 
 def test_a_workers_health_is_503_while_its_database_is_down_and_200_once_back(tmp_path: Path) -> None:
-    from tests.postgres import start_cluster  # a cluster of its own: this test stops it
-
-    cluster = start_cluster()
-    if isinstance(cluster, str):
-        pytest.skip(cluster)
+    cluster = start_cluster_or_skip()  # a cluster of its own: this test stops it
     try:
         model_dir = copy_registry(tmp_path / "models")
         with worker(tmp_path, model_dir=str(model_dir), database_url=cluster.url(), **FAST) as url:
@@ -126,7 +130,9 @@ def test_a_worker_on_the_embedded_store_serves_health_and_metrics(tmp_path: Path
     with worker(tmp_path, model_dir=str(model_dir)) as url:
         assert health(url).json()["status"] == "ok"
         assert metrics(url)[("closecast_jobs_claimed_total", ())] == 0
-        assert httpx.get(url + "/nothing", timeout=5).status_code == 404
+        missing = httpx.get(url + "/nothing?x=1", timeout=5)
+        assert missing.status_code == 404
+        assert "'/nothing'" in missing.json()["detail"]
 
 
 def test_a_taken_worker_port_ends_the_worker_in_one_line_with_exit_2(tmp_path: Path) -> None:

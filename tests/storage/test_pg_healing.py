@@ -25,7 +25,15 @@ import httpx
 import pytest
 
 from closecast import registry
-from tests.helpers import FIXTURE_BUNDLE, FIXTURE_VERSION, Server, copy_registry, running_server, wait_for
+from tests.helpers import (
+    FIXTURE_BUNDLE,
+    FIXTURE_VERSION,
+    Server,
+    copy_registry,
+    running_server,
+    start_cluster_or_skip,
+    wait_for,
+)
 from tests.synthetic import calm_walk
 
 KEY = "healing-test-key-0123456789"
@@ -46,18 +54,7 @@ class Fleet:
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[Any]:
     """A PostgreSQL server for this module alone (the outage stops it), or a skip (a failure in CI)."""
-    from tests.conftest import REQUIRE_POSTGRES
-
-    try:
-        from tests.postgres import start_cluster
-    except ImportError as exc:
-        cluster: Any = f"psycopg is not installed ({exc}); pip install -e '.[pg]'"
-    else:
-        cluster = start_cluster()
-    if isinstance(cluster, str):
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"CLOSECAST_REQUIRE_POSTGRES=1 but {cluster}")
-        pytest.skip(cluster)
+    cluster = start_cluster_or_skip()
     yield cluster
     cluster.destroy()
 

@@ -20,7 +20,7 @@ from tests.jobs.helpers import AUTH, build_app, trainer_settings
 from tests.synthetic import calm_walk
 from training.__main__ import build_parser, main
 from training.flags import add_hyperparameter_flags, given
-from training.search_space import search_space, suggest
+from training.search_space import search_space, span, suggest
 from training.tune import SEARCH_SPACE
 
 
@@ -33,6 +33,23 @@ class Extra:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """A tuple-of-names field: ``hp``'s ``items`` are the names it allows."""
+
+    tags: tuple[str, ...] = hp((), "tags to attach", items=("calm", "wild"))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A section with a whole-number search range of its own."""
+
+    count: int = hp(3, "how many", ge=1, le=10, search=Span(2, 9))
 
 
 def _flag_names(parser: argparse.ArgumentParser) -> set[str]:
@@ -97,6 +114,12 @@ def test_a_new_fields_bound_is_enforced_quoting_the_value() -> None:
         hp(2, "warm-up epochs", ge=0, le=50, search=OneOf((0, 60)))
 
 
+def test_a_names_field_refuses_a_name_outside_its_items_quoting_it() -> None:
+    assert Tagged(tags=("wild", "calm")).tags == ("wild", "calm")
+    with pytest.raises(ValueError, match=r"^tags names 'stormy'; choose among calm, wild$"):
+        Tagged(tags=("calm", "stormy"))
+
+
 def test_a_declared_bound_is_enforced_by_the_cli_the_api_and_the_search(
     tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -147,3 +170,8 @@ def test_tune_refuses_features_as_a_search_job_does(
         "drop --features"
     ]
     assert not (tmp_path / "b").exists()
+
+
+def test_span_reads_the_sections_it_is_given() -> None:
+    assert span("window") == tuple(search_space()["window"][:2])
+    assert span("count", (Counted,)) == (2, 9)

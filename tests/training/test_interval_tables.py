@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from closecast.config import Config
-from closecast.intervals import PROBABILITIES, symmetric_conformal_quantiles
+from closecast.intervals import PROBABILITIES, TABLE_STEPS, symmetric_conformal_quantiles
 from closecast.series import load_csv
 from tests.synthetic import write_csv
 from tests.training.conftest import TINY
 from training.fallback import steps_per_bar, synthetic_residuals, synthetic_table
 from training.pipeline import fit_and_score
-from training.steps import STEPS, step_coverage
+from training.steps import step_coverage
 from training.train import predict_scaled
 
 
@@ -48,10 +48,10 @@ def test_per_step_tables_follow_the_multi_step_residuals(reverting: object) -> N
         table = intervals["tables"][name]
         if table["method"] != "conformal":
             continue
-        assert [s["step"] for s in table["steps"]] == list(range(2, STEPS + 1))
+        assert [s["step"] for s in table["steps"]] == list(range(2, TABLE_STEPS + 1))
         assert _q80(table["steps"][-1]["residual_quantiles"]) < 0.8 * _q80(table["residual_quantiles"])
     by_step = reverting.evaluation.metrics["test"]["coverage_by_step"]  # type: ignore[attr-defined]
-    assert len(by_step["80"]) == STEPS
+    assert len(by_step["80"]) == TABLE_STEPS
     assert by_step["80"][0] == pytest.approx(reverting.test_coverage["80"], abs=0.01)  # type: ignore[attr-defined]
     for share in by_step["80"]:
         assert 0.70 <= share <= 0.90, by_step
