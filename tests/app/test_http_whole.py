@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from app.http_limits import LimitedHttpToolsProtocol
@@ -64,10 +65,12 @@ async def streamed(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"two"})
 
 
-async def serve_once(app: Any, requests: bytes) -> RecordingTransport:
-    config = Config(app=app, http=LimitedHttpToolsProtocol, lifespan="off", access_log=False)
+async def serve_once(
+    app: Any, requests: bytes, protocol_class: type[HttpToolsProtocol] = LimitedHttpToolsProtocol
+) -> RecordingTransport:
+    config = Config(app=app, http=protocol_class, lifespan="off", access_log=False)
     config.load()
-    protocol = LimitedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
     transport = RecordingTransport()
     protocol.connection_made(transport)
     protocol.data_received(requests)
@@ -104,19 +107,5 @@ def test_a_streamed_answer_sends_its_head_with_the_first_chunk() -> None:
 
 def test_without_the_protocol_the_head_goes_alone() -> None:
     """The failure this protects against, shown on uvicorn's own protocol: two writes, head first."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    async def run() -> RecordingTransport:
-        config = Config(app=answer, http=HttpToolsProtocol, lifespan="off", access_log=False)
-        config.load()
-        protocol = HttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-        transport = RecordingTransport()
-        protocol.connection_made(transport)
-        protocol.data_received(REQUEST)
-        for _ in range(50):
-            await asyncio.sleep(0)
-        protocol.connection_lost(None)
-        return transport
-
-    transport = asyncio.run(run())
+    transport = asyncio.run(serve_once(answer, REQUEST, HttpToolsProtocol))
     assert len(transport.writes) == 2 and transport.writes[1] == BODY
