@@ -23,6 +23,7 @@ earlier return zero) is left to the flat-window warning.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import numpy.typing as npt
@@ -99,13 +100,21 @@ def extreme_warnings(
     recent = np.asarray(window, dtype=np.float64)[:, -RECENT:]
     for i, j in zip(*np.nonzero(ratios > EXTREME_UNITS), strict=True):
         end = lengths[i] - RECENT + int(j)  # index of the close the move ends on
-        move = float(np.expm1(recent[i, j]))
+        move = _percent(float(recent[i, j]))
         out[i].append(
             InputWarning(
                 "extreme_move",
-                f"closes[{end - 1}]→closes[{end}] moved {100 * move:+.1f}%, {ratios[i, j]:.0f} times the "
+                f"closes[{end - 1}]→closes[{end}] moved {move}, {ratios[i, j]:.0f} times the "
                 f"series' typical move before it (more than {EXTREME_UNITS:g}); the model and its intervals "
                 "were not made for such a move: treat this forecast with care",
             )
         )
     return out
+
+
+def _percent(log_return: float) -> str:
+    """A move in percent, or, where the price rose more than a float can say in percent (a log return beyond
+    ~709, e.g. from 1e-300 to 1e300), as the power of e it rose by."""
+    if log_return > math.log(sys.float_info.max / 100):
+        return f"by a factor of e^{log_return:.0f}"
+    return f"{100 * math.expm1(log_return):+.1f}%"

@@ -70,6 +70,16 @@ def test_a_seventy_percent_fall_gets_a_warning_naming_it(short_client: TestClien
         assert f"more than {EXTREME_UNITS:g}" in extreme[0]
 
 
+def test_a_move_too_large_for_a_percent_gets_a_422_not_a_500(short_client: TestClient) -> None:
+    """The contract test's find: a rise from 0.001 to 4e307 (a log return of 715) overflowed the warning's
+    percent (a 500 where warnings are errors). Its interval cannot fit a float64 either: a 422 naming why."""
+    closes = [2.2363711500757036e185, 4.054811132456644e246, 4.02783966268626e246, 4.0278396720175984e246]
+    closes += [1.3497769604195987e308, 1.4045119629029623e308, 1.0, 1.0, 1.0, 0.001, 4.182631794571178e307]
+    response = short_client.post("/forecast", json={"closes": closes})
+    assert response.status_code == 422, response.text
+    assert [d["type"] for d in response.json()["detail"]] == ["forecast_not_finite"]
+
+
 def test_ordinary_moves_get_no_extreme_warning_alone_or_in_a_batch(short_client: TestClient) -> None:
     calm = make_closes(100, seed=12).tolist()
     jump = 1.8 * calm[-4] / calm[-3]  # closes[97] = 1.8 x closes[96], the later moves kept: still recent
