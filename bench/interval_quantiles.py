@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 from interval_scale import BLOCK, LEVELS, Prepared, closes_of, held_out, parse_args, prepare, winkler_points
-from intervals import garch_bands
+from intervals import garch_one_step
 from scipy import stats
 from served import cases, default_bundle, load
 
@@ -278,11 +278,11 @@ def main() -> None:
     for name, (closes, start) in tests.items():
         x = part(prepare(forecaster, closes, start, closes.size))
         oracle = {**tables, "oracle": order_bounds(x.e[x.keep])}
-        row(name, x, oracle, garch_bands(closes, start, args.refit), test_tally, misses)
+        row(name, x, oracle, garch_one_step(closes, x.p.targets, args.refit), test_tally, misses)
     for name, returns in held_out().items():
         closes = closes_of(returns)
         x = part(prepare(forecaster, closes, args.start, closes.size))
-        row(name, x, tables, garch_bands(closes, args.start, args.refit), held_tally, None)
+        row(name, x, tables, garch_one_step(closes, x.p.targets, args.refit), held_tally, None)
     print(
         "\n| candidate | CV vs current | tests better/worse beyond 2 s.e. (of 8) | held-out (of 24) |"
         " better point estimate | worst (change/s.e.) | coverage outside target |"

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from intervals import garch_bands
+from intervals import garch_one_step
 from served import cases, default_bundle, load
 
 from closecast.forecaster import Forecaster
@@ -332,11 +332,11 @@ def main() -> None:
     print("|---|--:|--:|" + "--:|" * (2 * len(names) - 1))
     for name, (closes, start) in tests.items():
         p = prepare(forecaster, closes, start, closes.size)
-        report(name, p, fitted, tables, garch_bands(closes, start, args.refit))
+        report(name, p, fitted, tables, garch_one_step(closes, p.targets, args.refit))
     for name, returns in held_out().items():
         closes = closes_of(returns)
         p = prepare(forecaster, closes, args.start, closes.size)
-        report(name, p, fitted, tables, garch_bands(closes, args.start, args.refit))
+        report(name, p, fitted, tables, garch_one_step(closes, p.targets, args.refit))
 
 
 if __name__ == "__main__":

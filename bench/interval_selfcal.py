@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from interval_scale import Prepared, closes_of, held_out, parse_args, prepare, real_parts, residuals
-from intervals import garch_bands, held, ratio_se, winkler_each
+from intervals import garch_one_step, held, ratio_se, winkler_each
 from served import LEVELS, default_bundle, load
 
 from closecast.forecaster import Forecaster
@@ -203,9 +203,9 @@ def score(
     tally: dict[str, Tally],
 ) -> dict[str, list[float]]:
     """Print one series' rows; return candidate -> [held80, held95, garch80, garch95] for the rule."""
-    garch = garch_bands(closes, x.targets - 1, refit, 1).bands
-    g = {lv: winkler_each(x.actual, garch[lv][0][:, 0], garch[lv][1][:, 0], lv) for lv in LEVELS}
-    g_held = [100 * held(x.actual, garch[lv][0][:, 0], garch[lv][1][:, 0]) for lv in LEVELS]
+    garch = garch_one_step(closes, x.targets, refit)
+    g = {lv: winkler_each(x.actual, *garch[lv], lv) for lv in LEVELS}
+    g_held = [100 * held(x.actual, *garch[lv]) for lv in LEVELS]
     print(f"\n{name}: {x.targets.size} targets; GARCH-t held {g_held[0]:.1f} / {g_held[1]:.1f}%")
     print("| candidate | held 80 / 95% | change vs served 80% | 95% | ratio to GARCH-t 80% (s.e.) | 95% |")
     print("|---|--:|--:|--:|--:|--:|")

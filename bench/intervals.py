@@ -95,6 +95,15 @@ def garch_bands(closes: np.ndarray, origins: np.ndarray, refit: int, steps: int)
     return Bands(bands)
 
 
+def garch_one_step(
+    closes: np.ndarray, targets: np.ndarray, refit: int
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """One-step GARCH(1,1)-t bands for ``targets`` (indices of the closes forecast): level -> (lower, upper),
+    each ``[N]`` (the form the one-step studies score)."""
+    bands = garch_bands(closes, np.asarray(targets) - 1, refit, 1).bands
+    return {level: (lower[:, 0], upper[:, 0]) for level, (lower, upper) in bands.items()}
+
+
 def winkler_each(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: int) -> np.ndarray:
     """Winkler score of every interval (same shape as ``actual``)."""
     alpha = 1 - level / 100
