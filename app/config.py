@@ -254,6 +254,18 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _store_cache_is_not_the_seed(self) -> Settings:
+        """With a store the model dir is a cache that a listing prunes to what the bucket holds: were it also
+        the seed registry, an already-seeded bucket would make a listing delete that registry's versions."""
+        if self.model_store is not None and self.default_model_dir == self.model_dir:
+            raise ValueError(
+                f"CLOSECAST_DEFAULT_MODEL_DIR and CLOSECAST_MODEL_DIR are both {str(self.model_dir)!r}; with "
+                "CLOSECAST_MODEL_STORE the model dir is a cache pruned to the bucket's versions: give it a "
+                "directory of its own"
+            )
+        return self
+
     @field_validator("model_dir", "default_model_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:

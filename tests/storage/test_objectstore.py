@@ -123,3 +123,19 @@ def test_a_store_url_that_is_not_s3_is_refused(tmp_path: Path, url: str) -> None
 def test_a_store_without_a_database_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="CLOSECAST_MODEL_STORE needs CLOSECAST_DATABASE_URL"):
         Settings(model_dir=tmp_path, model_store="s3://bucket/models")
+
+
+def test_a_store_whose_cache_is_the_seed_registry_is_refused(tmp_path: Path) -> None:
+    """A listing prunes the cache to the bucket: it must never be the registry the bucket is seeded from."""
+    url, db = "s3://bucket/models", "postgresql://h/db"
+    with pytest.raises(ValidationError, match=r"are both '.*/models'; with CLOSECAST_MODEL_STORE"):
+        Settings(
+            model_dir=tmp_path / "models",
+            default_model_dir=tmp_path / "x/../models",
+            model_store=url,
+            database_url=db,
+        )
+    Settings(model_dir=tmp_path / "models", default_model_dir=tmp_path / "models")  # no store: allowed
+    Settings(
+        model_dir=tmp_path / "cache", default_model_dir=tmp_path / "models", model_store=url, database_url=db
+    )
