@@ -11,25 +11,21 @@ a Gaussian random walk, driftless GARCH(1,1)-t, two mean-reverting ones (AR(1) r
 standard deviations a day). On a synthetic series every close after the first 253 is forecast (the model
 never trained on it).
 
-Columns: ``skill`` = 1 - MAE_model / MAE_naive; ``se`` the plain standard error of the mean absolute-error
-difference over MAE_naive (what acceptance uses); ``nw`` its Newey-West counterpart
-(``closecast.statistics.skill_se``); ``z`` = skill / se; ``rise`` the share of forecasts above the last
-close; ``corr`` the correlation of ``log(forecast / last)`` with ``log(actual / last)``.
+Columns: see ``served.judged_row`` (skill, its plain and Newey-West standard errors, z = skill / plain s.e.,
+the share of rising forecasts, the forecast's correlation with the realised return, coverage).
 Targets: no ``z`` below -2; ``rise`` in 40-60% on the driftless series; the mean-reverting ones ``z`` > 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from served import LEVELS, coverage, default_bundle, load, serve, test_start
+from served import JUDGED_HEADER, default_bundle, judged_row, load, test_start
 
 from closecast.series import load_csv
-from closecast.statistics import skill_se
 from training.synthetic import ar_returns, garch_shocks, ou_returns, to_closes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,22 +60,6 @@ def cases(length: int, bundle: Path, seed: int = SEED) -> dict[str, tuple[np.nda
     return out
 
 
-def row(name: str, closes: np.ndarray, start: int, forecaster: object) -> str:
-    s = serve(forecaster, closes, start)  # type: ignore[arg-type]
-    a, b = np.abs(s.actual - s.forecast), np.abs(s.actual - s.last)
-    skill = 1 - a.mean() / b.mean()
-    se = (b - a).std() / math.sqrt(a.size) / b.mean()
-    nw = skill_se(a, b)
-    predicted, realised = np.log(s.forecast / s.last), np.log(s.actual / s.last)
-    corr = np.corrcoef(predicted, realised)[0, 1] if predicted.std() > 0 else float("nan")
-    held = " | ".join(f"{100 * coverage(s, level):.1f}%" for level in LEVELS)
-    rise = 100 * np.mean(s.forecast > s.last)
-    return (
-        f"| {name} | {a.size} | {skill:+.4f} | {se:.4f} | {nw:.4f} | {skill / se:+.1f} | {rise:.1f}% "
-        f"| {corr:+.3f} | {held} |"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=None)
@@ -91,10 +71,9 @@ def main() -> None:
     bundle = args.bundle or default_bundle()
     forecaster = load(bundle)
     print(f"bundle {bundle.name}; one step ahead, through Forecaster.forecast")
-    print("| series | n | skill | se | nw | z | rise | corr | 80% held | 95% held |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print(JUDGED_HEADER)
     for name, (closes, start) in cases(args.length, bundle, args.seed).items():
-        print(row(name, closes, start, forecaster), flush=True)
+        print(judged_row(name, closes, start, forecaster), flush=True)
 
 
 if __name__ == "__main__":

@@ -32,11 +32,10 @@ from pathlib import Path
 
 import numpy as np
 from arch import arch_model
-from served import LEVELS, cases, default_bundle, load, test_start
+from served import LEVELS, add_csv_arguments, cases, csv_cases, default_bundle, load, test_start
 
 from closecast.forecaster import Forecaster
 from closecast.intervals import EWMA_SPAN
-from closecast.series import DataError, load_csv
 
 BLOCK = 50  # origins per block for the ratio's standard error (keeps volatility clusters inside a block)
 
@@ -159,20 +158,10 @@ def compare(
         print(f"| {h + 1} | {c_held} | {g_held} | {cells[80]} | {cells[95]} |")
 
 
-def start_of(bundle: Path, path: Path, n: int, given: float | None) -> int:
-    """The bundle's test start for a file it trained on; else ``given`` (fraction or index) or 80%."""
-    own = test_start(bundle, path.name, n)
-    if given is None:
-        return own
-    return int(n * given) if given < 1 else int(given)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=None)
-    parser.add_argument("--csv", type=Path, action="append", default=[], help="a CSV of closes (repeatable)")
-    parser.add_argument("--column", default="Close", help="the column of closes in --csv (default Close)")
-    parser.add_argument("--test-start", type=float, default=None, help="fraction (<1) or index for --csv")
+    add_csv_arguments(parser)
     parser.add_argument("--refit", type=int, default=20, help="refit GARCH every N origins (default 20)")
     parser.add_argument("--steps", type=int, default=5, help="forecast steps scored (default 5)")
     args = parser.parse_args()
@@ -185,17 +174,7 @@ def main() -> None:
     bundle = args.bundle or default_bundle()
     forecaster = load(bundle)
     if args.csv:
-        series = {}
-        for path in args.csv:
-            try:
-                closes = np.asarray(load_csv(path, column=args.column).closes, dtype=np.float64)
-            except (DataError, OSError) as exc:
-                print(f"bench/intervals.py: {path}: {exc}", file=sys.stderr)
-                sys.exit(2)
-            series[f"{path.name} ({args.column})"] = (
-                closes,
-                start_of(bundle, path, closes.size, args.test_start),
-            )
+        series = csv_cases("bench/intervals.py", bundle, args)
     else:
         series = {
             name: (closes, test_start(bundle, source, closes.size))

@@ -7,7 +7,10 @@ uses (its window, and up to 252 returns of history for the interval scale).
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +19,8 @@ import numpy as np
 from closecast.bundle import load_forecaster
 from closecast.forecaster import Forecaster
 from closecast.intervals import EWMA_SPAN
-from closecast.series import load_csv
+from closecast.series import DataError, load_csv
+from closecast.statistics import skill_se
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = (80, 95)
@@ -51,6 +55,36 @@ def test_start(bundle: Path, source: str, n: int) -> int:
     return int(n * 0.8)
 
 
+def start_of(bundle: Path, path: Path, n: int, given: float | None) -> int:
+    """The bundle's test start for a file it trained on; else ``given`` (fraction or index) or 80%."""
+    own = test_start(bundle, path.name, n)
+    if given is None:
+        return own
+    return int(n * given) if given < 1 else int(given)
+
+
+def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--csv FILE`` (repeatable), ``--column`` and ``--test-start``: any series instead of the built-in
+    cases."""
+    parser.add_argument("--csv", type=Path, action="append", default=[], help="a CSV of closes (repeatable)")
+    parser.add_argument("--column", default="Close", help="the column of closes in --csv (default Close)")
+    parser.add_argument("--test-start", type=float, default=None, help="fraction (<1) or index for --csv")
+
+
+def csv_cases(script: str, bundle: Path, args: argparse.Namespace) -> dict[str, tuple[np.ndarray, int]]:
+    """``name -> (closes, test start)`` for every ``--csv`` file; a file that cannot be read ends the run
+    with one line on stderr and exit code 2."""
+    out = {}
+    for path in args.csv:
+        try:
+            closes = np.asarray(load_csv(path, column=args.column).closes, dtype=np.float64)
+        except (DataError, OSError) as exc:
+            print(f"{script}: {path}: {exc}", file=sys.stderr)
+            sys.exit(2)
+        out[f"{path.name} ({args.column})"] = (closes, start_of(bundle, path, closes.size, args.test_start))
+    return out
+
+
 def serve(forecaster: Forecaster, closes: np.ndarray, start: int) -> Served:
     """One-step forecasts and 80/95% bands for every target in ``[start, len(closes))``."""
     keep = EWMA_SPAN + 1
@@ -77,6 +111,32 @@ def cases() -> dict[str, tuple[str, np.ndarray]]:
         "S&P 500 returns x0.1": ("sp500_daily.csv", scale_returns(sp, 0.1)),
         "S&P 500 returns x3": ("sp500_daily.csv", scale_returns(sp, 3.0)),
     }
+
+
+JUDGED_HEADER = (
+    "| series | n | skill | se | nw | z | rise | corr | 80% held | 95% held |\n"
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+)
+
+
+def judged_row(name: str, closes: np.ndarray, start: int, forecaster: Forecaster) -> str:
+    """One row under ``JUDGED_HEADER``: ``skill`` = 1 - MAE_model / MAE_naive; ``se`` the plain standard error
+    of the mean absolute-error difference over MAE_naive (what acceptance uses); ``nw`` its Newey-West
+    counterpart (``closecast.statistics.skill_se``); ``z`` = skill / se; ``rise`` the share of forecasts above
+    the last close; ``corr`` the correlation of ``log(forecast / last)`` with ``log(actual / last)``."""
+    s = serve(forecaster, closes, start)
+    a, b = np.abs(s.actual - s.forecast), np.abs(s.actual - s.last)
+    skill = 1 - a.mean() / b.mean()
+    se = (b - a).std() / math.sqrt(a.size) / b.mean()
+    nw = skill_se(a, b)
+    predicted, realised = np.log(s.forecast / s.last), np.log(s.actual / s.last)
+    corr = np.corrcoef(predicted, realised)[0, 1] if predicted.std() > 0 else float("nan")
+    held = " | ".join(f"{100 * coverage(s, level):.1f}%" for level in LEVELS)
+    rise = 100 * np.mean(s.forecast > s.last)
+    return (
+        f"| {name} | {a.size} | {skill:+.4f} | {se:.4f} | {nw:.4f} | {skill / se:+.1f} | {rise:.1f}% "
+        f"| {corr:+.3f} | {held} |"
+    )
 
 
 def load(bundle: Path) -> Forecaster:
