@@ -34,7 +34,7 @@ import logging
 import os
 import re
 import tempfile
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -317,6 +317,13 @@ class PointerStore(Protocol):
         processes where the store itself cannot serialise writers (files), else this process's threads."""
         ...
 
+    def model_lock(self, model: str) -> AbstractContextManager[None]:
+        """Held, inside ``change_lock``, around removing versions of ``model`` (the check that they may go
+        and the removal): where ``change_lock`` covers this process only (a database shared by several),
+        the lock every promotion of ``model`` takes where it writes, so none points at a version being
+        removed; the files need nothing more than ``change_lock``."""
+        ...
+
     def promote(
         self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()
     ) -> str | None:
@@ -362,6 +369,10 @@ class FilePointers:
     def change_lock(self) -> AbstractContextManager[None]:
         """The registry lock file in ``root`` (``closecast/registry_lock.py``): every process's writers."""
         return registry_lock(self.root)
+
+    def model_lock(self, model: str) -> AbstractContextManager[None]:
+        """Nothing more: ``change_lock``'s file lock already holds off every process's promotions."""
+        return nullcontext()
 
     def promote(
         self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()
