@@ -148,6 +148,15 @@ class PointerRead:
     problem: str | None = None
 
 
+@dataclass(frozen=True)
+class PointerState:
+    """One read of all a poll needs: ``stamp``, the servable version the pointer names, ``candidates``."""
+
+    stamp: tuple[int, int] | None
+    pointed: str | None
+    candidates: list[str]
+
+
 def is_bundle(model_dir: Path, version: str) -> bool:
     return is_valid_version(version) and (model_dir / version / MANIFEST).is_file()
 
@@ -302,27 +311,24 @@ class PointerStore(Protocol):
 
     def read_pointer(self, model: str) -> PointerRead:
         """The pointer as the store holds it: a servable version, or what is wrong with it."""
-        ...
 
     def stamp(self, model: str) -> tuple[int, int] | None:
         """Identity of the pointer's last write (changes whenever it is written); None without one."""
-        ...
 
     def current(self, model: str) -> str | None: ...
 
     def candidates(self, model: str) -> list[str]: ...
 
+    def state(self, model: str) -> PointerState:
+        """``stamp``, ``read_pointer`` and ``candidates`` in one read (a database: one query)."""
+
     def change_lock(self) -> AbstractContextManager[None]:
         """The lock every registry change holds (promotions, deletions, retention, a new model): across
         processes where the store itself cannot serialise writers (files), else this process's threads."""
-        ...
 
     def model_lock(self, model: str) -> AbstractContextManager[None]:
-        """Held, inside ``change_lock``, around removing versions of ``model`` (the check that they may go
-        and the removal): where ``change_lock`` covers this process only (a database shared by several),
-        the lock every promotion of ``model`` takes where it writes, so none points at a version being
-        removed; the files need nothing more than ``change_lock``."""
-        ...
+        """Held inside ``change_lock`` around checking and removing versions of ``model``: the lock every
+        promotion of ``model`` takes where it writes (a database's), so none points at a removed version."""
 
     def promote(
         self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()
@@ -331,7 +337,6 @@ class PointerStore(Protocol):
         where the write happens, so two processes cannot interleave): else ``PointerMoved``. Returns the
         version it named before, read in the same critical section as the write (the history's
         ``previous``), so two promotions at once each report the one the other replaced."""
-        ...
 
     def history(self, model: str) -> list[Promotion]: ...
 
@@ -366,13 +371,15 @@ class FilePointers:
     def candidates(self, model: str) -> list[str]:
         return current_candidates(self.model_dir_of(model))
 
+    def state(self, model: str) -> PointerState:
+        return PointerState(self.stamp(model), self.read_pointer(model).version, self.candidates(model))
+
     def change_lock(self) -> AbstractContextManager[None]:
         """The registry lock file in ``root`` (``closecast/registry_lock.py``): every process's writers."""
         return registry_lock(self.root)
 
     def model_lock(self, model: str) -> AbstractContextManager[None]:
-        """Nothing more: ``change_lock``'s file lock already holds off every process's promotions."""
-        return nullcontext()
+        return nullcontext()  # ``change_lock``'s file lock already holds off every process's promotions
 
     def promote(
         self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()

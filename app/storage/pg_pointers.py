@@ -24,12 +24,10 @@ With an object store (``bundles``), a version is servable when it is in the loca
 holder fetches it into the cache (``fetch``) before loading it, and a worker uploads a version before it
 enters its cache (``publish``).
 
-Promotions and removals of one model are serialised by the database, whichever replica makes them: both
-hold the model's transaction-scoped advisory lock (``pg_advisory_xact_lock``), a promotion checks inside it
-that the version is still there for every replica (its manifest in the store, or its bundle on the shared
-volume), and a removal (``model_lock``: ``DELETE`` of a version or a model, retention) checks that the
-version is neither current nor promoted and removes it inside it. So a promotion either lands first (and
-the removal is refused) or finds the version gone (and is refused): no pointer ever names a removed version.
+Promotions and removals (``model_lock``: ``DELETE`` of a version or a model, retention) of one model hold its
+``pg_advisory_xact_lock``, whichever replica makes them: a promotion checks inside it that the store (or
+the shared volume) still has the version, a removal that the version is neither current nor promoted, so
+one of the two is refused and no pointer ever names a removed version.
 """
 
 from __future__ import annotations
@@ -52,7 +50,7 @@ from app.storage.errors import StoreUnavailable
 from app.storage.pg import CHANNEL, Database, unavailable
 from closecast import registry
 from closecast.objectstore import FileMirror, PointerMirror, StoreRegistry
-from closecast.registry import FilePointers, PointerRead, Promotion
+from closecast.registry import FilePointers, PointerRead, PointerState, Promotion
 from closecast.registry_lock import registry_lock
 
 log = logging.getLogger(__name__)
@@ -167,6 +165,21 @@ class PostgresPointers:
         _, serial = self._pointed(model)
         return None if serial is None else (serial, 0)
 
+    def state(self, model: str) -> PointerState:
+        """Stamp, servable pointer and candidates from one query (a loaded model's poll: one round trip)."""
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT p.version, p.serial, ARRAY(SELECT h.version FROM promotions h WHERE h.model = %(m)s "
+                "ORDER BY h.serial DESC) AS promoted FROM (SELECT 1) one "
+                "LEFT JOIN pointers p ON p.model = %(m)s",
+                {"m": model},
+            ).fetchone()
+        assert row is not None  # one row, whatever the tables hold
+        candidates = self._present_of(model, [row["version"]] if row["version"] else [], row["promoted"])
+        stamp = None if row["serial"] is None else (row["serial"], 0)
+        pointed = row["version"] if row["version"] in candidates else None
+        return PointerState(stamp, pointed, candidates)
+
     def change_lock(self) -> AbstractContextManager[None]:
         """This process's threads only: ``promote`` compares (``expected``) and writes pointer and history in
         one transaction under a per-model advisory lock, so other processes need no file lock."""
@@ -179,15 +192,12 @@ class PostgresPointers:
     def candidates(self, model: str) -> list[str]:
         """The pointer's version, then promoted versions newest first; only bundles that exist (here, or
         in the store: the store is asked only when the pointer's version is not in the local cache)."""
+        return self.state(model).candidates
+
+    def _present_of(self, model: str, pointed: list[str], promoted: list[str]) -> list[str]:
+        """Of the pointer's version and the promoted ones (newest first), those here or in the store."""
         model_dir = self.files.model_dir_of(model)
-        with self._conn() as conn:
-            pointed = conn.execute("SELECT version FROM pointers WHERE model = %s", (model,)).fetchone()
-            promoted = conn.execute(
-                "SELECT version FROM promotions WHERE model = %s ORDER BY serial DESC", (model,)
-            ).fetchall()
-        named = list(
-            dict.fromkeys(([pointed["version"]] if pointed else []) + [r["version"] for r in promoted])
-        )
+        named = list(dict.fromkeys(pointed + promoted))
         local = [version for version in named if registry.is_bundle(model_dir, version)]
         if self.bundles is None or (local and local[0] == named[0]):
             return local
