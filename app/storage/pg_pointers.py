@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,19 +109,17 @@ class PostgresPointers:
     @contextmanager
     def _locked(self, model: str) -> Iterator[psycopg.Connection[Any]]:
         """The pointer lock (then the mirror's, so no pointer copy is written while a model is removed) in
-        a transaction on one connection, which this thread's reads use meanwhile; re-entrant."""
+        a transaction on one connection, which this thread's reads use meanwhile; re-entrant (another
+        model's locks join the transaction already open)."""
         held = getattr(self._held, "conn", None)
-        if held is not None:
-            yield held
-            return
-        with self.db.transaction() as conn:
-            conn.execute(POINTER_LOCK, (model,))
+        with nullcontext(held) if held is not None else self.db.transaction() as conn:
+            conn.execute(POINTER_LOCK, (model,))  # a lock this transaction holds is granted again at once
             conn.execute(f"SELECT pg_advisory_xact_lock({MIRROR_LOCK})", (model,))
             self._held.conn = conn
             try:
                 yield conn
             finally:
-                self._held.conn = None
+                self._held.conn = held
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
