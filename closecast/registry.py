@@ -34,7 +34,7 @@ import logging
 import os
 import re
 import tempfile
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,6 +146,15 @@ class PointerRead:
 
     version: str | None
     problem: str | None = None
+
+
+@dataclass(frozen=True)
+class PointerState:
+    """One read of all a poll needs: ``stamp``, the servable version the pointer names, ``candidates``."""
+
+    stamp: tuple[int, int] | None
+    pointed: str | None
+    candidates: list[str]
 
 
 def is_bundle(model_dir: Path, version: str) -> bool:
@@ -302,20 +311,24 @@ class PointerStore(Protocol):
 
     def read_pointer(self, model: str) -> PointerRead:
         """The pointer as the store holds it: a servable version, or what is wrong with it."""
-        ...
 
     def stamp(self, model: str) -> tuple[int, int] | None:
         """Identity of the pointer's last write (changes whenever it is written); None without one."""
-        ...
 
     def current(self, model: str) -> str | None: ...
 
     def candidates(self, model: str) -> list[str]: ...
 
+    def state(self, model: str) -> PointerState:
+        """``stamp``, ``read_pointer`` and ``candidates`` in one read (a database: one query)."""
+
     def change_lock(self) -> AbstractContextManager[None]:
         """The lock every registry change holds (promotions, deletions, retention, a new model): across
         processes where the store itself cannot serialise writers (files), else this process's threads."""
-        ...
+
+    def model_lock(self, model: str) -> AbstractContextManager[None]:
+        """Held inside ``change_lock`` around checking and removing versions of ``model``: the lock every
+        promotion of ``model`` takes where it writes (a database's), so none points at a removed version."""
 
     def promote(
         self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()
@@ -324,7 +337,6 @@ class PointerStore(Protocol):
         where the write happens, so two processes cannot interleave): else ``PointerMoved``. Returns the
         version it named before, read in the same critical section as the write (the history's
         ``previous``), so two promotions at once each report the one the other replaced."""
-        ...
 
     def history(self, model: str) -> list[Promotion]: ...
 
@@ -359,9 +371,15 @@ class FilePointers:
     def candidates(self, model: str) -> list[str]:
         return current_candidates(self.model_dir_of(model))
 
+    def state(self, model: str) -> PointerState:
+        return PointerState(self.stamp(model), self.read_pointer(model).version, self.candidates(model))
+
     def change_lock(self) -> AbstractContextManager[None]:
         """The registry lock file in ``root`` (``closecast/registry_lock.py``): every process's writers."""
         return registry_lock(self.root)
+
+    def model_lock(self, model: str) -> AbstractContextManager[None]:
+        return nullcontext()  # ``change_lock``'s file lock already holds off every process's promotions
 
     def promote(
         self, model: str, version: str, reason: str = "", expected: tuple[str, ...] = ()

@@ -95,8 +95,12 @@ class ModelHolder:
             f"{self.model} --promote` or set CLOSECAST_MODEL_DIR"
         )
 
-    def _report_fallback(self, serving: str) -> None:
-        """Log and count, once per pointer write, that the pointer could not be followed."""
+    def _report_fallback(self, serving: str, pointed: str | None = None) -> None:
+        """Log and count, once per pointer write, that the pointer could not be followed (``pointed``: the
+        servable version the pointer names, when just read: serving it needs no second read)."""
+        if pointed is not None and pointed == serving:
+            self._fallback_stamp = "never"
+            return
         pointer = self._read_pointer()
         if pointer.version == serving:
             self._fallback_stamp = "never"
@@ -131,19 +135,20 @@ class ModelHolder:
         if previous is None or previous.version != forecaster.version:
             log.info("now serving model %s on %s", forecaster.version, forecaster.provider)
 
-    def reload_if_changed(self) -> Forecaster | None:
+    def reload_if_changed(self, state: registry.PointerState | None = None) -> Forecaster | None:
         """Blocking: when the pointer names another version, load, verify and swap it in.
 
         Returns the new forecaster, or None when nothing changed, the new bundle was refused (logged; the
         old model keeps serving) or the pointer moved again while it loaded. A refused version is tried again
-        only after the pointer file is rewritten.
+        only after the pointer file is rewritten. ``state``: the pointer as the caller just read it (one
+        read per poll, ``PointerStore.state``), else read here.
         """
-        stamp = self._pointer_stamp()
-        candidates = self.pointers.candidates(self.model)
+        state = state or self.pointers.state(self.model)
+        stamp, candidates = state.stamp, state.candidates
         current = self._current
         if not candidates or (current is not None and current.version == candidates[0]):
             if current is not None:
-                self._report_fallback(current.version)
+                self._report_fallback(current.version, state.pointed)
             return None
         version = candidates[0]
         if self._refused == (version, stamp):

@@ -229,11 +229,12 @@ class LoadedModels:
 
     def _reload_one(self, name: str, holder: ModelHolder) -> None:
         try:
-            if self._deleted(name, holder):
+            state = self.pointers.state(name) if holder.model_dir.is_dir() else None
+            if state is None or self._deleted(state):
                 log.info("model %s was deleted from the registry; unloading it", name)
                 self.forget(name)
                 return
-            holder.reload_if_changed()
+            holder.reload_if_changed(state)
         except ClosecastError as exc:  # e.g. the database is down: one line, not a traceback per interval
             log.warning("checking the pointer of model %s failed: %s", name, exc.message)
         except Exception:  # one model's trouble must not stop the others from following theirs
@@ -246,12 +247,11 @@ class LoadedModels:
         for name, holder in holders:
             self._reload_one(name, holder)
 
-    def _deleted(self, name: str, holder: ModelHolder) -> bool:
-        """Its directory is gone or, with an object store (where the cache may linger), its database
-        pointer: ``DELETE /models/{model}`` through any replica removes both."""
-        if not holder.model_dir.is_dir():
-            return True
-        return self.bundles is not None and self.pointers.stamp(name) is None
+    def _deleted(self, state: registry.PointerState) -> bool:
+        """With an object store (where the cache may linger), the model's database pointer is gone (its
+        directory is the sign without one): ``DELETE /models/{model}`` through any replica removes both.
+        Read with the pointer the poll follows (``state``): one query per model and poll."""
+        return self.bundles is not None and state.stamp is None
 
 
 async def watch_models(models: LoadedModels, interval_s: float) -> None:

@@ -312,7 +312,7 @@ def judge_and_register(
 
 def _prune(holder: ModelHolder, keep: int) -> None:
     try:
-        with promotion_lock(holder.pointers, holder.registry_root):
+        with promotion_lock(holder.pointers, holder.registry_root), holder.pointers.model_lock(holder.model):
             bundles: StoreRegistry | None = getattr(holder.pointers, "bundles", None)
             if bundles is None:
                 removed = retention.prune_versions(holder.model_dir, keep, holder.pointers)

@@ -21,15 +21,21 @@ keeps serving what was served); one it has a pointer for keeps it, and a copy th
 rewritten from the database.
 
 With an object store (``bundles``), a version is servable when it is in the local cache or in the store; the
-holder fetches it into the cache (``fetch``) before loading it, and a version is uploaded before it can be
-promoted (``publish``), so no replica is ever pointed at a bundle it cannot get.
+holder fetches it into the cache (``fetch``) before loading it, and a worker uploads a version before it
+enters its cache (``publish``).
+
+Promotions and removals (``model_lock``: ``DELETE`` of a version or a model, retention) of one model hold its
+``pg_advisory_xact_lock``, whichever replica makes them: a promotion checks inside it that the store (or
+the shared volume) still has the version, a removal that the version is neither current nor promoted, so
+one of the two is refused and no pointer ever names a removed version.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from contextlib import AbstractContextManager, suppress
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,10 +50,13 @@ from app.storage.errors import StoreUnavailable
 from app.storage.pg import CHANNEL, Database, unavailable
 from closecast import registry
 from closecast.objectstore import FileMirror, PointerMirror, StoreRegistry
-from closecast.registry import FilePointers, PointerRead, Promotion
+from closecast.registry import FilePointers, PointerRead, PointerState, Promotion
 from closecast.registry_lock import registry_lock
 
 log = logging.getLogger(__name__)
+
+POINTER_LOCK = "SELECT pg_advisory_xact_lock(hashtext('closecast pointer ' || %s))"
+MIRROR_LOCK = "hashtext('closecast mirror ' || %s)"
 
 
 class PostgresPointers:
@@ -59,6 +68,7 @@ class PostgresPointers:
         self.bundles = bundles
         self.mirror: PointerMirror = bundles if bundles is not None else FileMirror(files.root)
         self._listener: psycopg.Connection[Any] | None = None
+        self._held = threading.local()  # .conn: this thread's connection inside ``model_lock``
 
     def _servable(self, model: str, version: str) -> bool:
         """A bundle here, or (with a store) one the store holds, which ``fetch`` brings here."""
@@ -78,13 +88,48 @@ class PostgresPointers:
             self.bundles.publish(model, version, bundle)
 
     def delete_model(self, model: str) -> None:
-        """Forget ``model``'s pointer and history (``DELETE /models/{model}``): every replica stops listing
-        it, and those serving it unload it at their next pointer check."""
-        with self.db.transaction() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('closecast pointer ' || %s))", (model,))
+        """Forget ``model``'s pointer and history (``DELETE /models/{model}``), and with a store remove its
+        versions and pointer copy from it, in one transaction under the model's lock: every replica stops
+        listing it, and those serving it unload it at their next pointer check."""
+        with self._locked(model) as conn:
+            if self.bundles is not None:
+                self.bundles.delete_model(model)
             conn.execute("DELETE FROM promotions WHERE model = %s", (model,))
             conn.execute("DELETE FROM pointers WHERE model = %s", (model,))
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, model))
+
+    @contextmanager
+    def model_lock(self, model: str) -> Iterator[None]:
+        """The model's pointer lock, held by a transaction until the block ends (see the module's text):
+        a promotion of ``model`` on any replica waits for the removal inside it, and the reads inside it
+        (``current``, ``history``) go through that transaction's connection."""
+        with self._locked(model):
+            yield
+
+    @contextmanager
+    def _locked(self, model: str) -> Iterator[psycopg.Connection[Any]]:
+        """The pointer lock (then the mirror's, so no pointer copy is written while a model is removed) in
+        a transaction on one connection, which this thread's reads use meanwhile; re-entrant (another
+        model's locks join the transaction already open)."""
+        held = getattr(self._held, "conn", None)
+        with nullcontext(held) if held is not None else self.db.transaction() as conn:
+            conn.execute(POINTER_LOCK, (model,))  # a lock this transaction holds is granted again at once
+            conn.execute(f"SELECT pg_advisory_xact_lock({MIRROR_LOCK})", (model,))
+            self._held.conn = conn
+            try:
+                yield conn
+            finally:
+                self._held.conn = held
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        """This thread's connection inside ``model_lock``, else a pooled one."""
+        held = getattr(self._held, "conn", None)
+        if held is not None:
+            yield held
+            return
+        with self.db.connection() as conn:
+            yield conn
 
     def names(self) -> list[str]:
         """Model names the database has a pointer for (servable on a replica whose cache is empty)."""
@@ -100,7 +145,7 @@ class PostgresPointers:
     # --- PointerStore ------------------------------------------------------------------------------------
 
     def _pointed(self, model: str) -> tuple[str | None, int | None]:
-        with self.db.connection() as conn:
+        with self._conn() as conn:
             row = conn.execute("SELECT version, serial FROM pointers WHERE model = %s", (model,)).fetchone()
         return (row["version"], row["serial"]) if row else (None, None)
 
@@ -118,6 +163,21 @@ class PostgresPointers:
         _, serial = self._pointed(model)
         return None if serial is None else (serial, 0)
 
+    def state(self, model: str) -> PointerState:
+        """Stamp, servable pointer and candidates from one query (a loaded model's poll: one round trip)."""
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT p.version, p.serial, ARRAY(SELECT h.version FROM promotions h WHERE h.model = %(m)s "
+                "ORDER BY h.serial DESC) AS promoted FROM (SELECT 1) one "
+                "LEFT JOIN pointers p ON p.model = %(m)s",
+                {"m": model},
+            ).fetchone()
+        assert row is not None  # one row, whatever the tables hold
+        candidates = self._present_of(model, [row["version"]] if row["version"] else [], row["promoted"])
+        stamp = None if row["serial"] is None else (row["serial"], 0)
+        pointed = row["version"] if row["version"] in candidates else None
+        return PointerState(stamp, pointed, candidates)
+
     def change_lock(self) -> AbstractContextManager[None]:
         """This process's threads only: ``promote`` compares (``expected``) and writes pointer and history in
         one transaction under a per-model advisory lock, so other processes need no file lock."""
@@ -130,15 +190,12 @@ class PostgresPointers:
     def candidates(self, model: str) -> list[str]:
         """The pointer's version, then promoted versions newest first; only bundles that exist (here, or
         in the store: the store is asked only when the pointer's version is not in the local cache)."""
+        return self.state(model).candidates
+
+    def _present_of(self, model: str, pointed: list[str], promoted: list[str]) -> list[str]:
+        """Of the pointer's version and the promoted ones (newest first), those here or in the store."""
         model_dir = self.files.model_dir_of(model)
-        with self.db.connection() as conn:
-            pointed = conn.execute("SELECT version FROM pointers WHERE model = %s", (model,)).fetchone()
-            promoted = conn.execute(
-                "SELECT version FROM promotions WHERE model = %s ORDER BY serial DESC", (model,)
-            ).fetchall()
-        named = list(
-            dict.fromkeys(([pointed["version"]] if pointed else []) + [r["version"] for r in promoted])
-        )
+        named = list(dict.fromkeys(pointed + promoted))
         local = [version for version in named if registry.is_bundle(model_dir, version)]
         if self.bundles is None or (local and local[0] == named[0]):
             return local
@@ -152,17 +209,18 @@ class PostgresPointers:
         model's advisory lock; with ``expected`` the pointer is compared inside it (compare-and-set), so a
         promotion judged against one version never overrides another replica's rollback. Returns the
         version the pointer named before, read under that lock (``FOR UPDATE`` on the row too): two replicas
-        promoting at once each get the one the other replaced, as the history records it."""
-        if not self._servable(model, version):
-            raise ValueError(f"version {version!r} is not a bundle in the registry")
-        self.publish(model, version)  # the store has it before any replica is pointed at it
+        promoting at once each get the one the other replaced, as the history records it. The version
+        must be there for every replica, checked under that lock (a removal holds it too): else
+        ``ValueError`` and nothing changes."""
         at = datetime.now(UTC).isoformat(timespec="seconds")
         with self.db.transaction() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('closecast pointer ' || %s))", (model,))
+            conn.execute(POINTER_LOCK, (model,))
             row = conn.execute(
                 "SELECT version FROM pointers WHERE model = %s FOR UPDATE", (model,)
             ).fetchone()
             previous = row["version"] if row else None
+            if not self._shared(model, version):
+                raise ValueError(f"version {version!r} is not a bundle in the registry")
             if expected and previous not in expected:
                 raise registry.PointerMoved(model, expected, previous)
             serial = conn.execute(
@@ -180,11 +238,18 @@ class PostgresPointers:
         self.write_mirror(model)
         return previous
 
+    def _shared(self, model: str, version: str) -> bool:
+        """There for every replica: in the store (its manifest: never a cached copy of a version removed
+        meanwhile), or a bundle on the shared volume."""
+        if self.bundles is not None:
+            return self.bundles.present(model, version)
+        return registry.is_bundle(self.files.model_dir_of(model), version)
+
     def write_mirror(self, model: str) -> None:
         """Copy the committed pointer and history of ``model`` to the mirror. Under a per-model session lock
         and read inside it, so concurrent promotions leave the newest state, whichever writes last. A
         mirror that cannot be written is logged: the database holds the truth, the next promotion retries."""
-        lock = "hashtext('closecast mirror ' || %s)"
+        lock = MIRROR_LOCK
         try:
             with self.db.connection() as conn:
                 conn.execute(f"SELECT pg_advisory_lock({lock})", (model,))
@@ -206,7 +271,7 @@ class PostgresPointers:
         return "the object store" if self.bundles is not None else "the model files"
 
     def history(self, model: str) -> list[Promotion]:
-        with self.db.connection() as conn:
+        with self._conn() as conn:
             rows = conn.execute(
                 "SELECT version, at, previous, reason FROM promotions WHERE model = %s ORDER BY serial",
                 (model,),
@@ -247,7 +312,7 @@ class PostgresPointers:
         if pointed is None and not history:
             return False
         with self.db.transaction() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('closecast pointer ' || %s))", (model,))
+            conn.execute(POINTER_LOCK, (model,))
             if conn.execute("SELECT 1 FROM pointers WHERE model = %s", (model,)).fetchone():
                 return False
             serial = 0

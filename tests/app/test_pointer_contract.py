@@ -171,3 +171,21 @@ def test_promotions_at_once_each_return_the_version_they_replaced(pointers: Poin
     history = pointers.history("default")[-8:]
     assert sorted(answers, key=str) == sorted(((p.version, p.previous) for p in history), key=str)
     assert all(b.previous == a.version for a, b in itertools.pairwise(history))
+
+
+def test_one_read_of_the_state_agrees_with_the_separate_reads(pointers: PointerStore, tmp_path: Path) -> None:
+    """``state`` (what a loaded model's poll reads, one query on PostgreSQL) gives the stamp, the servable
+    pointer and the candidates the separate calls give, and moves when the pointer is written."""
+    before = pointers.state("default")
+    assert before == registry.PointerState(
+        pointers.stamp("default"), pointers.read_pointer("default").version, pointers.candidates("default")
+    )
+    assert before.pointed == FIXTURE_VERSION and before.stamp is not None
+    pointers.promote("default", SECOND, "test: better")
+    after = pointers.state("default")
+    assert after.stamp != before.stamp
+    assert (after.pointed, after.candidates) == (SECOND, [SECOND, FIXTURE_VERSION])
+    shutil.rmtree(tmp_path / "models" / "default" / SECOND)  # the pointer names a bundle that is gone
+    gone = pointers.state("default")
+    assert (gone.pointed, gone.candidates) == (None, [FIXTURE_VERSION])
+    assert pointers.state("nothing").stamp is None

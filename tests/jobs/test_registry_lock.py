@@ -132,6 +132,26 @@ def test_a_rollback_by_another_process_during_the_job_stops_its_promotion(
     assert registry.read_current(model_dir / DEFAULT) == OTHER
 
 
+def test_a_delete_waits_for_another_process_promoting_that_version_and_is_refused(model_dir: Path) -> None:
+    """Without a database the file lock serialises deletion and promotion across processes: the child
+    promotes ``OTHER`` inside the lock while the app is asked to delete it; the deletion checks only once
+    the child let go, finds it current and refuses, and the pointer names a bundle that is there."""
+    _add_version(model_dir)
+    with TestClient(build_app(trainer_settings(model_dir))) as client:
+        answer: list[Any] = []
+        with holding(model_dir, 1.0, rollback_to=OTHER) as child:
+            deleting = threading.Thread(
+                target=lambda: answer.append(client.delete(f"/models/default/versions/{OTHER}", headers=AUTH))
+            )
+            deleting.start()
+            assert child.wait(10.0) == 0  # its promotion found the version there
+            deleting.join(10.0)
+        assert answer and answer[0].status_code == 409, answer and answer[0].text
+        assert "current version" in answer[0].text
+    assert registry.read_current(model_dir / DEFAULT) == OTHER
+    assert registry.is_bundle(model_dir / DEFAULT, OTHER)
+
+
 def test_a_lock_file_that_cannot_be_created_fails_changes_with_503_and_serving_goes_on(
     model_dir: Path,
 ) -> None:

@@ -134,8 +134,8 @@ async def promote_default(
 
 
 def _delete_version(models: LoadedModels, model: str, version: str) -> None:
-    # a promotion of this very version, in any worker, cannot slip in between check and removal
-    with promotion_lock(models.pointers, models.root):
+    # a promotion of this very version, in any worker or replica, cannot slip in between check and removal
+    with promotion_lock(models.pointers, models.root), models.pointers.model_lock(model):
         if models.bundles is None:
             retention.delete_version(models.model_dir(model), model, version, models.pointers)
             return
@@ -146,15 +146,15 @@ def _delete_version(models: LoadedModels, model: str, version: str) -> None:
 
 
 def _delete_model(models: LoadedModels, model: str, default_model: str) -> None:
-    with promotion_lock(models.pointers, models.root):
-        if models.bundles is None:
+    # as a version: no promotion of this model, in any worker or replica, lands while it is removed
+    with promotion_lock(models.pointers, models.root), models.pointers.model_lock(model):
+        retention.check_model_deletable(model, default_model)
+        if models.bundles is None:  # the model's directory (on the volume every replica shares)
             retention.delete_model(models.root, model, default_model)
-        else:  # the store's versions and pointer copy, and the database's pointer and history
-            retention.check_model_deletable(model, default_model)
-            models.bundles.delete_model(model)
-            forget = getattr(models.pointers, "delete_model", None)
-            if forget is not None:
-                forget(model)
+        # a database: its pointer and history, and with a store the store's versions and pointer copy
+        forget = getattr(models.pointers, "delete_model", None)
+        if forget is not None:
+            forget(model)
     models.forget(model)
 
 
