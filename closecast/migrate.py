@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from closecast import registry
+from closecast import pointer_store, registry
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def migrate_flat(root: Path, model: str) -> bool:
     staging = root / f"{STAGING_PREFIX}{model}"
     if not is_flat(root) and not staging.is_dir():
         return False
-    target = registry.FilePointers(root).model_dir_of(model)
+    target = pointer_store.FilePointers(root).model_dir_of(model)
     if target.exists():
         raise MigrationConflict(
             f"the model dir holds versions in the old flat layout and a model directory {model!r}; move "
@@ -97,7 +97,7 @@ def seed(root: Path, default_dir: Path, model: str) -> bool:
     """
     if registry.list_models(root):
         return False
-    return seed_model_dir(registry.FilePointers(root).model_dir_of(model), _source(default_dir, model))
+    return seed_model_dir(pointer_store.FilePointers(root).model_dir_of(model), _source(default_dir, model))
 
 
 def _source(default_dir: Path, model: str) -> Path:
@@ -145,7 +145,7 @@ def _fsync_dir(path: Path) -> None:
 def new_version_dir(root: Path, model: str, salt: bytes, default_model: str = "default") -> Path:
     """Where the training CLI writes a new version of ``model``: ``root/<model>/<new id>`` (the directory is
     created; a flat-layout ``root`` is migrated first, as the service does). ValueError for a bad name."""
-    model_dir = registry.FilePointers(root).model_dir_of(model)
+    model_dir = pointer_store.FilePointers(root).model_dir_of(model)
     prepare_registry(root, default_model)
     model_dir.mkdir(parents=True, exist_ok=True)
     return model_dir / registry.new_version_id(salt)

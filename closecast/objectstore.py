@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from closecast import registry
+from closecast import pointer_store, registry
 from closecast.bundle import parse_manifest, read_manifest, verify_files
 from closecast.errors import BundleInvalid
 from closecast.registry import MANIFEST, Promotion
@@ -81,7 +81,7 @@ class StoreRegistry:
     def __init__(self, store: ObjectStore, root: Path) -> None:
         self.store = store
         self.root = root
-        self.files = registry.FilePointers(root)
+        self.files = pointer_store.FilePointers(root)
 
     # --- what the store holds ----------------------------------------------------------------------------
 
@@ -266,7 +266,7 @@ class FileMirror:
     """The pointer copy on the shared volume (scale-out without a store): the registry's own files."""
 
     def __init__(self, root: Path) -> None:
-        self.files = registry.FilePointers(root)
+        self.files = pointer_store.FilePointers(root)
 
     def models(self) -> list[str]:
         return registry.list_models(self.files.root)

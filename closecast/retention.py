@@ -13,24 +13,24 @@ import secrets
 import shutil
 from pathlib import Path
 
-from closecast import registry
+from closecast import pointer_store, registry
 from closecast.errors import RegistryConflict
 
 
-def protected_versions(model_dir: Path, pointers: registry.PointerStore | None = None) -> set[str]:
+def protected_versions(model_dir: Path, pointers: pointer_store.PointerStore | None = None) -> set[str]:
     """Versions that must stay: the one served and every one the promotion history records -- in the
     files, and in ``pointers`` when they live elsewhere (PostgreSQL records promotions in the database
     only, so the files alone would leave a version promoted there unprotected)."""
     kept = {item.version for item in registry.promotion_history(model_dir)}
     current = registry.read_current(model_dir)
-    if pointers is not None and not isinstance(pointers, registry.FilePointers):
+    if pointers is not None and not isinstance(pointers, pointer_store.FilePointers):
         kept |= {item.version for item in pointers.history(model_dir.name)}
         kept |= {v for v in [pointers.current(model_dir.name)] if v}
     return kept | ({current} if current else set())
 
 
 def delete_version(
-    model_dir: Path, model: str, version: str, pointers: registry.PointerStore | None = None
+    model_dir: Path, model: str, version: str, pointers: pointer_store.PointerStore | None = None
 ) -> None:
     """Remove one stored version; ``RegistryConflict`` when it is current or was ever promoted (in the
     files or in ``pointers``)."""
@@ -39,7 +39,7 @@ def delete_version(
 
 
 def check_deletable(
-    model_dir: Path, model: str, version: str, pointers: registry.PointerStore | None = None
+    model_dir: Path, model: str, version: str, pointers: pointer_store.PointerStore | None = None
 ) -> None:
     """``RegistryConflict`` unless ``version`` may be deleted: never the current one, nor one that was ever
     promoted (an object store's versions are checked against the database's pointers this way, then
@@ -60,7 +60,7 @@ def check_deletable(
 def delete_model(root: Path, model: str, default_model: str) -> None:
     """Remove a whole model (every version and its history); never the default model."""
     check_model_deletable(model, default_model)
-    _remove(registry.FilePointers(root).model_dir_of(model), root)
+    _remove(pointer_store.FilePointers(root).model_dir_of(model), root)
 
 
 def check_model_deletable(model: str, default_model: str) -> None:
@@ -72,7 +72,9 @@ def check_model_deletable(model: str, default_model: str) -> None:
         )
 
 
-def prune_versions(model_dir: Path, keep: int, pointers: registry.PointerStore | None = None) -> list[str]:
+def prune_versions(
+    model_dir: Path, keep: int, pointers: pointer_store.PointerStore | None = None
+) -> list[str]:
     """Retention (``CLOSECAST_KEEP_VERSIONS``): of the never-promoted versions, keep the newest ``keep``.
 
     Returns the versions removed, oldest first.

@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from closecast import registry
+from closecast import pointer_store, registry
 from closecast.bundle import load_forecaster
 from closecast.errors import BundleInvalid, ClosecastError
 from closecast.forecaster import Forecaster
@@ -51,9 +51,9 @@ class ModelHolder:
         self._on_fallback = on_fallback
         self.model = model
         self.registry_root = registry_root
-        files = registry.FilePointers(registry_root)
+        files = pointer_store.FilePointers(registry_root)
         self.model_dir = files.model_dir_of(model)
-        self.pointers: registry.PointerStore = files
+        self.pointers: pointer_store.PointerStore = files
         self._fallback_stamp: tuple[int, int] | str | None = "never"  # pointer write last reported
         self._current: Forecaster | None = None
         self._lock = threading.Lock()

@@ -25,7 +25,7 @@ import anyio.to_thread
 from app.config import Settings
 from app.inference.holder import ModelHolder
 from app.metrics import Metrics
-from closecast import registry
+from closecast import pointer_store, registry
 from closecast.bundle import read_manifest
 from closecast.errors import ClosecastError, InputInvalid, Loc, ModelNotFound, ModelNotReady, Problem
 from closecast.forecaster import FeatureMap, Forecaster, SeriesLike
@@ -46,15 +46,17 @@ class LoadedModels:
         self.capacity = settings.max_loaded_models - 1  # models besides the default one
         self.max_models = settings.max_models
         self.metrics = metrics
-        self.files = registry.FilePointers(self.root)
-        self.pointers: registry.PointerStore = self.files  # the database's, with CLOSECAST_DATABASE_URL
+        self.files = pointer_store.FilePointers(self.root)
+        self.pointers: pointer_store.PointerStore = self.files  # the database's, with CLOSECAST_DATABASE_URL
         self.bundles: StoreRegistry | None = None  # with CLOSECAST_MODEL_STORE: the registry; root caches it
         self.default = self._new_holder(self.default_name)
         self._lru: OrderedDict[str, ModelHolder] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
 
-    def use_pointers(self, pointers: registry.PointerStore, bundles: StoreRegistry | None = None) -> None:
+    def use_pointers(
+        self, pointers: pointer_store.PointerStore, bundles: StoreRegistry | None = None
+    ) -> None:
         """Read every model's pointer from ``pointers`` (app/storage/backends.py: a database) from now on, and
         with ``bundles`` (an object store) list, count and delete versions there, not in the local cache."""
         self.pointers = pointers

@@ -27,7 +27,7 @@ from app.inference.holder import ModelHolder
 from app.jobs.errors import CurrentIsNot, os_reason
 from app.jobs.gate import IDENTICAL_TOLERANCE, GateScores, JobData, compare_on_test_part
 from app.storage.job_store import CANCELLED, Outcome
-from closecast import registry, retention
+from closecast import pointer_store, registry, retention
 from closecast.bundle import load_forecaster
 from closecast.errors import ClosecastError, TooManyModels
 from closecast.forecaster import Forecaster
@@ -37,7 +37,7 @@ from closecast.scoring import is_untrained
 log = logging.getLogger(__name__)
 
 
-def promotion_lock(pointers: registry.PointerStore, root: Path) -> AbstractContextManager[None]:
+def promotion_lock(pointers: pointer_store.PointerStore, root: Path) -> AbstractContextManager[None]:
     """The one lock of every registry change (promotions, deletions, retention, a new model), for every model,
     as the pointer store holds it (``PointerStore.change_lock``: a lock file in ``root`` for the files)."""
     return pointers.change_lock()
@@ -192,7 +192,7 @@ def make_current(
     with promotion_lock(holder.pointers, holder.registry_root):
         try:  # compared again where the pointer is written: PostgreSQL replicas share no file lock
             previous = holder.pointers.promote(holder.model, forecaster.version, reason, expected)
-        except registry.PointerMoved as exc:
+        except pointer_store.PointerMoved as exc:
             if judged_against is None:
                 raise CurrentIsNot(holder.model, str(if_match), exc.now) from None
             raise CurrentChanged(judged_against, exc.now) from None

@@ -48,9 +48,10 @@ import psycopg
 from app.inference.models import LoadedModels
 from app.storage.errors import StoreUnavailable
 from app.storage.pg import CHANNEL, Database, unavailable
-from closecast import registry
+from closecast import pointer_store, registry
 from closecast.objectstore import FileMirror, PointerMirror, StoreRegistry
-from closecast.registry import FilePointers, PointerRead, PointerState, Promotion
+from closecast.pointer_store import FilePointers
+from closecast.registry import PointerRead, PointerState, Promotion
 from closecast.registry_lock import registry_lock
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ class PostgresPointers:
             if not self._shared(model, version):
                 raise ValueError(f"version {version!r} is not a bundle in the registry")
             if expected and previous not in expected:
-                raise registry.PointerMoved(model, expected, previous)
+                raise pointer_store.PointerMoved(model, expected, previous)
             serial = conn.execute(
                 "INSERT INTO promotions (model, version, at, previous, reason) VALUES (%s, %s, %s, %s, %s) "
                 "RETURNING serial",

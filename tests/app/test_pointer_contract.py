@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from closecast import registry
-from closecast.registry import FilePointers, PointerStore
+from closecast import pointer_store, registry
+from closecast.pointer_store import FilePointers, PointerStore
 from tests.helpers import FIXTURE_VERSION, copy_registry
 
 SECOND = "20261124T000000Z-second00"
@@ -122,7 +122,7 @@ def test_a_conditional_promotion_compares_where_it_writes(pointers: PointerStore
     promotion judged against a version that is no longer current changes nothing, on either backend."""
     pointers.promote("default", SECOND, "test: someone else promoted first")
     before = pointers.history("default")
-    with pytest.raises(registry.PointerMoved, match=f"names {SECOND} now"):
+    with pytest.raises(pointer_store.PointerMoved, match=f"names {SECOND} now"):
         pointers.promote("default", FIXTURE_VERSION, "test: judged against the old one", (FIXTURE_VERSION,))
     assert pointers.current("default") == SECOND
     assert pointers.history("default") == before

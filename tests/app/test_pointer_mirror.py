@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from closecast import registry
-from closecast.registry import FilePointers
+from closecast.pointer_store import FilePointers
 from tests.helpers import FIXTURE_VERSION, copy_registry
 
 SECOND = "20261124T000000Z-second00"

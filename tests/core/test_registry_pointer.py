@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from closecast import registry
+from closecast import pointer_store, registry
 from tests.helpers import FIXTURE_BUNDLE
 
 OLD, NEW, UNPROMOTED = "20990101T000000Z-00000old", "20990102T000000Z-00000new", "20990103T000000Z-0unchosen"
@@ -96,7 +96,7 @@ def test_set_current_refuses_a_non_bundle_without_naming_paths(reg: Path) -> Non
 
 
 def test_file_pointers_follow_the_same_contract(reg: Path) -> None:
-    store: registry.PointerStore = registry.FilePointers(reg.parent)
+    store: pointer_store.PointerStore = pointer_store.FilePointers(reg.parent)
     store.promote("default", OLD, "rollback")
     assert store.current("default") == OLD
     assert [p.version for p in store.history("default")] == [OLD, NEW, OLD]

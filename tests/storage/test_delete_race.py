@@ -155,7 +155,7 @@ def test_a_version_deleted_after_a_promotion_checked_it_is_not_promoted(pair: Pa
     under the model's lock, and does not upload it again from that cache."""
     from app.storage.pg import Database
     from app.storage.pg_pointers import PostgresPointers
-    from closecast.registry import FilePointers
+    from closecast.pointer_store import FilePointers
 
     version = _upload(pair.a, DEFAULT)
     cache = pair.tmp / "late"

@@ -30,7 +30,7 @@ from app.api.registry_schemas import (
 )
 from app.api.responses import errors
 from app.inference.models import LoadedModels
-from closecast import registry
+from closecast import pointer_store, registry
 from closecast.errors import ClosecastError, InputInvalid, ModelNotFound, model_name_invalid
 from closecast.forecaster import Forecaster
 from closecast.summary import data_summary, training_summary
@@ -212,7 +212,7 @@ async def list_versions(
 
 def _history(models: LoadedModels, model: str) -> ModelHistory:
     entries = []
-    for p in registry.promotions(models.pointers, model):
+    for p in pointer_store.promotions(models.pointers, model):
         job_id = None
         if p.by == "job":  # the job id is in the version's manifest (written by the job's training process)
             with suppress(ClosecastError):
