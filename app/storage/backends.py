@@ -109,6 +109,7 @@ def build_backends(settings: Settings, models: LoadedModels, role: str = "api") 
     from app.storage.pg_access import optuna_access
     from app.storage.pg_jobs import PostgresJobStore  # psycopg only when asked for
     from app.storage.pg_pointers import PostgresPointers, follow_promotions
+    from app.storage.pg_seed import seed_pointers
 
     db = Database(
         settings.database_url.get_secret_value(),
@@ -131,7 +132,7 @@ def build_backends(settings: Settings, models: LoadedModels, role: str = "api") 
         db.open()
         if bundles is not None:
             seed_object_store(settings, bundles, db)
-        pointers.seed(models.names())
+        seed_pointers(pointers, models.names())
 
     def close_database() -> None:
         pointers.close()

@@ -15,10 +15,8 @@ the pointer's version if its bundle exists, then promoted versions newest first.
 
 The database is the one source of truth; the ``mirror`` keeps a copy of every model's pointer and history
 after each promotion: the object store's ``<model>/current`` and ``promotions.jsonl`` with
-``CLOSECAST_MODEL_STORE``, the files beside the bundles on the shared volume without one. On start, a model
-name the database has no pointer for takes the mirror's copy (the first start against an empty database
-keeps serving what was served); one it has a pointer for keeps it, and a copy that differs is logged and
-rewritten from the database.
+``CLOSECAST_MODEL_STORE``, the files beside the bundles on the shared volume without one. On start, the
+database takes the mirror's copy where it has no pointer (``app/storage/pg_seed.py``).
 
 With an object store (``bundles``), a version is servable when it is in the local cache or in the store; the
 holder fetches it into the cache (``fetch``) before loading it, and a worker uploads a version before it
@@ -34,9 +32,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -145,14 +142,14 @@ class PostgresPointers:
 
     # --- PointerStore ------------------------------------------------------------------------------------
 
-    def _pointed(self, model: str) -> tuple[str | None, int | None]:
+    def pointed(self, model: str) -> tuple[str | None, int | None]:
         with self._conn() as conn:
             row = conn.execute("SELECT version, serial FROM pointers WHERE model = %s", (model,)).fetchone()
         return (row["version"], row["serial"]) if row else (None, None)
 
     def read_pointer(self, model: str) -> PointerRead:
         """The pointer row as ``FilePointers`` reads its file: a servable version, or what is wrong."""
-        version, _ = self._pointed(model)
+        version, _ = self.pointed(model)
         if version is None:
             return PointerRead(None, f"the database has no pointer for model {model!r}")
         if not self._servable(model, version):
@@ -161,7 +158,7 @@ class PostgresPointers:
 
     def stamp(self, model: str) -> tuple[int, int] | None:
         """Identity of the pointer's last write (its promotion serial), as the holder stamps a file."""
-        _, serial = self._pointed(model)
+        _, serial = self.pointed(model)
         return None if serial is None else (serial, 0)
 
     def state(self, model: str) -> PointerState:
@@ -266,9 +263,9 @@ class PostgresPointers:
                 finally:
                     conn.execute(f"SELECT pg_advisory_unlock({lock})", (model,))
         except (OSError, ValueError, StoreUnavailable) as exc:
-            log.warning("could not copy the pointer of model %s to %s: %s", model, self._where(), exc)
+            log.warning("could not copy the pointer of model %s to %s: %s", model, self.where(), exc)
 
-    def _where(self) -> str:
+    def where(self) -> str:
         return "the object store" if self.bundles is not None else "the model files"
 
     def history(self, model: str) -> list[Promotion]:
@@ -279,56 +276,7 @@ class PostgresPointers:
             ).fetchall()
         return [Promotion(**row) for row in rows]
 
-    # --- seeding and notifications -----------------------------------------------------------------------
-
-    def seed(self, models: Iterable[str]) -> list[str]:
-        """Give every model name without a pointer here the pointer and history of its mirror copy; returns
-        the names seeded. A model the database has a pointer for keeps it; a copy that differs is logged
-        and rewritten. Safe from several processes at once (per-model advisory lock, one transaction each).
-        """
-        seeded = []
-        for model in sorted({*models, *self.mirror.models()}):
-            pointed, history = self.mirror.read_pointer(model)
-            if self._seed_one(model, pointed, history):
-                seeded.append(model)
-                log.info("seeded the database pointer of model %s from %s: %s", model, self._where(), pointed)
-                continue
-            have, _ = self._pointed(model)
-            if have is not None and (
-                have != pointed or [p.version for p in history] != self._versions(model)
-            ):
-                log.warning(
-                    "the database points model %s at %s, %s at %s: the database is kept (it is the source of "
-                    "truth) and the copy rewritten",
-                    *(model, have, self._where(), pointed),
-                )
-                self.write_mirror(model)
-        return seeded
-
-    def _versions(self, model: str) -> list[str]:
-        return [item.version for item in self.history(model)]
-
-    def _seed_one(self, model: str, pointed: str | None, history: list[Promotion]) -> bool:
-        """Insert ``history`` and the pointer unless the database has a pointer for ``model``."""
-        if pointed is None and not history:
-            return False
-        with self.db.transaction() as conn:
-            conn.execute(POINTER_LOCK, (model,))
-            if conn.execute("SELECT 1 FROM pointers WHERE model = %s", (model,)).fetchone():
-                return False
-            serial = 0
-            for item in history:
-                row = conn.execute(
-                    "INSERT INTO promotions (model, version, at, previous, reason) "
-                    "VALUES (%(model)s, %(version)s, %(at)s, %(previous)s, %(reason)s) RETURNING serial",
-                    {"model": model, **asdict(item)},
-                ).fetchone()
-                serial = row["serial"] if row else serial
-            conn.execute(
-                "INSERT INTO pointers (model, version, serial) VALUES (%s, %s, %s)",
-                (model, pointed or history[-1].version, serial),
-            )
-        return True
+    # --- notifications ----------------------------------------------------------------------------------
 
     def listen(self) -> None:
         """Blocking: open the listening connection (its own, not pooled) and ``LISTEN``, unless it is open.

@@ -37,13 +37,14 @@ def pointers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pointer
     url = request.getfixturevalue("pg_url")  # first: a skip (or, in CI, a failure) without the `pg` extra
     from app.storage.pg import Database
     from app.storage.pg_pointers import PostgresPointers
+    from app.storage.pg_seed import seed_pointers
 
     db = Database(url)
     db.open()
     with db.connection() as conn:
         conn.execute("TRUNCATE pointers, promotions")
     store = PostgresPointers(db, files)
-    store.seed(["default"])
+    seed_pointers(store, ["default"])
     yield store
     store.close()
     db.close()
@@ -74,6 +75,7 @@ def test_a_deleted_bundle_falls_back_to_the_last_promoted_one(pointers: PointerS
 def test_the_database_is_seeded_once_from_the_files(pg_url: str, tmp_path: Path) -> None:
     from app.storage.pg import Database
     from app.storage.pg_pointers import PostgresPointers
+    from app.storage.pg_seed import seed_pointers
 
     model_dir = _registry(tmp_path)
     db = Database(pg_url)
@@ -82,12 +84,12 @@ def test_the_database_is_seeded_once_from_the_files(pg_url: str, tmp_path: Path)
         conn.execute("TRUNCATE pointers, promotions")
     store = PostgresPointers(db, FilePointers(model_dir))
     try:
-        assert store.seed(["default"]) == ["default"]
+        assert seed_pointers(store, ["default"]) == ["default"]
         assert store.current("default") == registry.read_current(model_dir / "default") == FIXTURE_VERSION
         registry.set_current(
             model_dir / "default", SECOND
         )  # the files change later: the database no longer reads them
-        assert store.seed(["default"]) == []
+        assert seed_pointers(store, ["default"]) == []
         assert store.current("default") == FIXTURE_VERSION
     finally:
         db.close()
@@ -96,12 +98,13 @@ def test_the_database_is_seeded_once_from_the_files(pg_url: str, tmp_path: Path)
 def test_a_promotion_is_notified_to_listeners(pg_url: str, tmp_path: Path) -> None:
     from app.storage.pg import Database
     from app.storage.pg_pointers import PostgresPointers
+    from app.storage.pg_seed import seed_pointers
 
     db = Database(pg_url)
     db.open()
     files = FilePointers(_registry(tmp_path))
     writer, listener = PostgresPointers(db, files), PostgresPointers(db, files)
-    writer.seed(["default"])
+    seed_pointers(writer, ["default"])
     try:
         assert listener.wait_for_promotion(0.05) == []  # listening from now on
         woke: list[Any] = []

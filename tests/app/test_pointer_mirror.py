@@ -40,9 +40,10 @@ def database(pg_url: str) -> Iterator[Any]:
 
 def test_every_promotion_is_copied_to_the_volume(database: Any, model_dir: Path) -> None:
     from app.storage.pg_pointers import PostgresPointers
+    from app.storage.pg_seed import seed_pointers
 
     store = PostgresPointers(database, FilePointers(model_dir))
-    store.seed(["default"])
+    seed_pointers(store, ["default"])
     store.promote("default", SECOND, "test: better")
     files = model_dir / "default"
     assert registry.read_pointer(files).version == SECOND
@@ -56,14 +57,15 @@ def test_a_database_with_a_pointer_keeps_it_and_rewrites_a_differing_copy(
     database: Any, model_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from app.storage.pg_pointers import PostgresPointers
+    from app.storage.pg_seed import seed_pointers
 
     store = PostgresPointers(database, FilePointers(model_dir))
-    store.seed(["default"])
+    seed_pointers(store, ["default"])
     store.promote("default", SECOND, "test: better")
     files = model_dir / "default"
     (files / registry.CURRENT_POINTER).write_text(FIXTURE_VERSION + "\n")  # an old copy put back by hand
     with caplog.at_level(logging.WARNING, logger="app.storage.pg_pointers"):
-        assert store.seed(["default"]) == []
+        assert seed_pointers(store, ["default"]) == []
     assert store.current("default") == SECOND
     assert f"the database points model default at {SECOND}" in caplog.text
     assert registry.read_pointer(files).version == SECOND
@@ -72,16 +74,17 @@ def test_a_database_with_a_pointer_keeps_it_and_rewrites_a_differing_copy(
 def test_an_empty_database_takes_the_copy_of_the_last_promotion(pg_cluster: Any, model_dir: Path) -> None:
     from app.storage.pg import Database
     from app.storage.pg_pointers import PostgresPointers
+    from app.storage.pg_seed import seed_pointers
 
     first = Database(pg_cluster.create_database())
     second = Database(pg_cluster.create_database())
     first.open()
     second.open()
     try:
-        PostgresPointers(first, FilePointers(model_dir)).seed(["default"])
+        seed_pointers(PostgresPointers(first, FilePointers(model_dir)), ["default"])
         PostgresPointers(first, FilePointers(model_dir)).promote("default", SECOND, "test: better")
         fresh = PostgresPointers(second, FilePointers(model_dir))
-        assert fresh.seed(["default"]) == ["default"]
+        assert seed_pointers(fresh, ["default"]) == ["default"]
         assert fresh.current("default") == SECOND
         assert [p.version for p in fresh.history("default")][-1] == SECOND
     finally:
