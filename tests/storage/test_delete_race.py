@@ -10,12 +10,8 @@ deletion is sent to the other replica then, and the row let go only once the del
 
 from __future__ import annotations
 
-import io
-import tarfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -25,36 +21,13 @@ from app.storage.s3 import S3Store
 from closecast.objectstore import StoreRegistry
 from tests.helpers import (
     DEFAULT,
-    FIXTURE_BUNDLE,
-    FIXTURE_MODELS,
     FIXTURE_VERSION,
     Server,
-    running_server,
     wait_for,
 )
-from tests.jobs.helpers import AUTH, KEY
+from tests.jobs.helpers import AUTH
 from tests.s3 import S3Server
-
-GZIP = {**AUTH, "Content-Type": "application/gzip"}
-
-
-@dataclass
-class Pair:
-    a: Server
-    b: Server
-    dirs: list[Path]
-    store_url: str
-    pg_url: str
-    tmp: Path
-
-    @property
-    def bundles(self) -> StoreRegistry:
-        return StoreRegistry(S3Store(self.store_url), self.tmp / "inspect")
-
-    def pointer(self, model: str) -> str | None:
-        with psycopg.connect(self.pg_url, autocommit=True) as conn:
-            row = conn.execute("SELECT version FROM pointers WHERE model = %s", (model,)).fetchone()
-        return row[0] if row else None
+from tests.storage.store_pair import Pair, store_pair, upload
 
 
 @pytest.fixture(scope="module")
@@ -62,29 +35,13 @@ def pair(
     pg_url: str, s3_server: S3Server, aws_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("deleterace")
-    store_url = f"s3://{s3_server.new_bucket()}/reg"
-    common = {
-        "database_url": pg_url,
-        "model_store": store_url,
-        "default_model_dir": str(FIXTURE_MODELS),
-        "api_key": KEY,
-        "run_jobs": "false",
-        "reload_interval_s": "0.5",
-        "job_store_timeout_s": "20",  # a promotion waits on the held row without giving up
-    }
-    dirs = [tmp / "a", tmp / "b"]
-    with running_server(dirs[0], **common) as a, running_server(dirs[1], **common) as b:
-        yield Pair(a, b, dirs, store_url, pg_url, tmp)
+    # a promotion waits on the held row without giving up
+    with store_pair(tmp, pg_url, s3_server, job_store_timeout_s="20") as pair:
+        yield pair
 
 
 def _upload(server: Server, model: str) -> str:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        for path in sorted(FIXTURE_BUNDLE.iterdir()):
-            tar.add(path, arcname=f"bundle/{path.name}")
-    sent = httpx.post(
-        f"{server.url}/models/{model}/versions", content=out.getvalue(), headers=GZIP, timeout=60
-    )
+    sent = upload(server, model)
     assert sent.status_code == 201, sent.text
     version: str = sent.json()["version"]
     return version

@@ -8,47 +8,26 @@ and the other stops listing and serving it; ``CLOSECAST_MAX_MODELS`` counts the 
 from __future__ import annotations
 
 import csv
-import io
-import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from app.storage.s3 import S3Store
-from closecast.objectstore import StoreRegistry
 from tests.helpers import (
     DEFAULT,
-    FIXTURE_BUNDLE,
-    FIXTURE_MODELS,
     FIXTURE_VERSION,
     SYNTHETIC_CSV,
     Server,
-    running_server,
     wait_for,
 )
-from tests.jobs.helpers import AUTH, KEY
+from tests.jobs.helpers import AUTH
 from tests.s3 import S3Server
+from tests.storage.store_pair import Pair, store_pair, upload
 
-GZIP = {**AUTH, "Content-Type": "application/gzip"}
 CLOSES = [float(row["Close"]) for row in csv.DictReader(SYNTHETIC_CSV.read_text().splitlines())]
 MAX_MODELS = 2
-
-
-@dataclass
-class Pair:
-    a: Server
-    b: Server
-    dirs: list[Path]
-    store_url: str
-    tmp: Path
-
-    @property
-    def bundles(self) -> StoreRegistry:
-        return StoreRegistry(S3Store(self.store_url), self.tmp / "inspect")
 
 
 @pytest.fixture(scope="module")
@@ -56,34 +35,8 @@ def pair(
     pg_url: str, s3_server: S3Server, aws_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("s3registry")
-    store_url = f"s3://{s3_server.new_bucket()}/reg"
-    common = {
-        "database_url": pg_url,
-        "model_store": store_url,
-        "default_model_dir": str(FIXTURE_MODELS),
-        "api_key": KEY,
-        "run_jobs": "false",
-        "reload_interval_s": "0.5",
-        "max_models": str(MAX_MODELS),
-    }
-    dirs = [tmp / "a", tmp / "b"]
-    with running_server(dirs[0], **common) as a, running_server(dirs[1], **common) as b:
-        yield Pair(a, b, dirs, store_url, tmp)
-
-
-def _bundle_archive() -> bytes:
-    """The fixture bundle as a .tar.gz (an upload gets a version name of its own)."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        for path in sorted(FIXTURE_BUNDLE.iterdir()):
-            tar.add(path, arcname=f"bundle/{path.name}")
-    return out.getvalue()
-
-
-def _upload(server: Server, model: str) -> httpx.Response:
-    return httpx.post(
-        f"{server.url}/models/{model}/versions", content=_bundle_archive(), headers=GZIP, timeout=60
-    )
+    with store_pair(tmp, pg_url, s3_server, max_models=str(MAX_MODELS)) as pair:
+        yield pair
 
 
 def _versions(server: Server, model: str) -> list[str]:
@@ -103,7 +56,7 @@ def _forecast(server: Server, model: str) -> httpx.Response:
 
 
 def test_a_version_uploaded_through_one_replica_is_listed_by_the_other_from_the_store(pair: Pair) -> None:
-    sent = _upload(pair.a, DEFAULT)
+    sent = upload(pair.a, DEFAULT)
     assert sent.status_code == 201, sent.text
     version = sent.json()["version"]
     assert version in pair.bundles.versions(DEFAULT)
@@ -143,14 +96,14 @@ def test_a_version_deleted_through_one_replica_leaves_the_store_and_the_other_re
 def test_max_models_counts_the_store_not_the_cache_and_a_deleted_model_is_gone_everywhere(
     pair: Pair,
 ) -> None:
-    created = _upload(pair.a, "extra")
+    created = upload(pair.a, "extra")
     assert created.status_code == 201, created.text
     version = created.json()["version"]
     assert _models(pair.b)["extra"]["current_version"] == version  # b has none of it cached
     assert not (pair.dirs[1] / "extra").exists()
     assert _forecast(pair.a, "extra").status_code == 200  # loaded in a
 
-    over = _upload(pair.b, "third")  # b's cache holds one model; the store holds two = MAX_MODELS
+    over = upload(pair.b, "third")  # b's cache holds one model; the store holds two = MAX_MODELS
     assert over.status_code == 409, over.text
     assert "third" not in pair.bundles.models()
 
