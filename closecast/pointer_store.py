@@ -11,18 +11,8 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Protocol
 
-from closecast.registry import (
-    CURRENT_POINTER,
-    PointerRead,
-    PointerState,
-    Promotion,
-    current_candidates,
-    model_name_problem,
-    promotion_history,
-    read_current,
-    read_pointer,
-    set_current,
-)
+from closecast import registry
+from closecast.registry import PointerRead, PointerState, Promotion
 from closecast.registry_lock import registry_lock
 
 
@@ -80,27 +70,27 @@ class FilePointers:
 
     def model_dir_of(self, model: str) -> Path:
         """``root/<model>``; a name that is not a slug never becomes a path (ValueError)."""
-        problem = model_name_problem(model)
+        problem = registry.model_name_problem(model)
         if problem is not None:
             raise ValueError(f"model name {model[:80]!r} is not valid: {problem}")
         return self.root / model
 
     def read_pointer(self, model: str) -> PointerRead:
-        return read_pointer(self.model_dir_of(model))
+        return registry.read_pointer(self.model_dir_of(model))
 
     def stamp(self, model: str) -> tuple[int, int] | None:
         """The pointer file's inode and mtime: ``set_current`` replaces the file, so both change."""
         try:
-            info = (self.model_dir_of(model) / CURRENT_POINTER).stat()
+            info = (self.model_dir_of(model) / registry.CURRENT_POINTER).stat()
         except OSError:
             return None
         return info.st_ino, info.st_mtime_ns
 
     def current(self, model: str) -> str | None:
-        return read_current(self.model_dir_of(model))
+        return registry.read_current(self.model_dir_of(model))
 
     def candidates(self, model: str) -> list[str]:
-        return current_candidates(self.model_dir_of(model))
+        return registry.current_candidates(self.model_dir_of(model))
 
     def state(self, model: str) -> PointerState:
         return PointerState(self.stamp(model), self.read_pointer(model).version, self.candidates(model))
@@ -118,10 +108,10 @@ class FilePointers:
         """Callers hold ``closecast.registry_lock`` across processes: the check and the write are one."""
         if expected and (now := self.current(model)) not in expected:
             raise PointerMoved(model, expected, now)
-        return set_current(self.model_dir_of(model), version, reason)
+        return registry.set_current(self.model_dir_of(model), version, reason)
 
     def history(self, model: str) -> list[Promotion]:
-        return promotion_history(self.model_dir_of(model))
+        return registry.promotion_history(self.model_dir_of(model))
 
 
 def promotions(pointers: PointerStore, model: str) -> list[Promotion]:
