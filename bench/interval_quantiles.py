@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from interval_scale import BLOCK, LEVELS, Prepared, closes_of, held_out, parse_args, prepare, winkler_points
+from interval_scale import BLOCK, LEVELS, Prepared, closes_of, held_out, parse_args, prepare
 from intervals import garch_one_step
 from scipy import stats
-from served import cases, default_bundle, load
+from served import cases, default_bundle, load, winkler_each
 
 from closecast.intervals import conformal_quantiles
 
@@ -152,7 +152,7 @@ def points(x: Part, b: Bounds, level: int, rows: np.ndarray | None = None) -> np
     rows = np.arange(x.v.size) if rows is None else rows
     lo, hi = b[level]
     base = x.p.closes[x.p.targets[rows] - 1] * np.exp(x.p.predicted[rows])
-    return winkler_points(x.actual[rows], base * np.exp(lo * x.v[rows]), base * np.exp(hi * x.v[rows]), level)
+    return winkler_each(x.actual[rows], base * np.exp(lo * x.v[rows]), base * np.exp(hi * x.v[rows]), level)
 
 
 def cv_loss(cal: list[Part], early: np.ndarray, rule: Rule) -> float:
@@ -204,7 +204,7 @@ def row(
 ) -> None:
     """Print one series: per candidate held 80/95, Winkler ratio to GARCH, change vs current ± s.e."""
     base = {level: points(x, tables["current"], level) for level in LEVELS}
-    g = {level: float(np.mean(winkler_points(x.actual, *garch[level], level))) for level in LEVELS}
+    g = {level: float(np.mean(winkler_each(x.actual, *garch[level], level))) for level in LEVELS}
     cells = []
     for cand, b in tables.items():
         held, ratio, delta = [], [], []

@@ -28,7 +28,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from served import LEVELS, ROOT, default_bundle, load, serve, test_start
+from served import LEVELS, ROOT, default_bundle, load, serve, test_start, winkler_each
 
 from closecast.intervals import EWMA_LAMBDA, EWMA_SPAN, PROBABILITIES, symmetric_conformal_quantiles
 
@@ -69,11 +69,6 @@ def ewma_before(v: np.ndarray) -> np.ndarray:
     num = np.convolve(v[1:], w)[: v.size - 1]
     den = np.cumsum(w)[np.minimum(np.arange(v.size - 1), EWMA_SPAN - 1)]
     return np.concatenate([[np.nan, np.nan], np.sqrt(num / den)[:-1]])  # index t: days 1..t-1
-
-
-def winkler_each(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: int) -> np.ndarray:
-    a = 1 - level / 100
-    return hi - lo + (2 / a) * (np.maximum(lo - actual, 0) + np.maximum(actual - hi, 0))
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from intervals import garch_one_step
-from served import cases, default_bundle, load
+from served import cases, default_bundle, load, winkler_each
 
 from closecast.forecaster import Forecaster
 from closecast.intervals import EWMA_MIN_RETURNS, EWMA_SPAN, PROBABILITIES, conformal_quantiles
@@ -118,11 +118,6 @@ def bands(p: Prepared, quantiles: np.ndarray, w: float, lam: float, level: int) 
     return base * np.exp(lo * v), base * np.exp(hi * v)
 
 
-def winkler_points(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: int) -> np.ndarray:
-    alpha = 1 - level / 100
-    return upper - lower + (2 / alpha) * (np.maximum(lower - actual, 0) + np.maximum(actual - upper, 0))
-
-
 def calibration_loss(cal: list[Prepared], w: float, lam: float) -> float:
     """Mean Winkler on the calibration slices, each series in units of its RMS return, summed over levels."""
     q = table(cal, w, lam)
@@ -133,7 +128,7 @@ def calibration_loss(cal: list[Prepared], w: float, lam: float) -> float:
             lower, upper = bands(p, q, w, lam, level)
             actual = p.closes[p.targets]
             unit = math.sqrt(float(np.mean(p.actual**2))) * float(np.mean(actual))
-            per.append(np.mean(winkler_points(actual, lower, upper, level)) / unit)
+            per.append(np.mean(winkler_each(actual, lower, upper, level)) / unit)
         total += float(np.mean(per))
     return total
 
@@ -254,7 +249,7 @@ def report(
     """One table row: coverage and Winkler ratio to GARCH per candidate, then each one's paired change vs
     the current scale (block standard errors)."""
     actual = p.closes[p.targets]
-    g = {level: winkler_points(actual, *garch[level], level) for level in LEVELS}
+    g = {level: winkler_each(actual, *garch[level], level) for level in LEVELS}
     cells = []
     points = {}
     for cand, (w, lam) in fitted.items():
@@ -262,7 +257,7 @@ def report(
         for level in LEVELS:
             lower, upper = bands(p, tables[cand], w, lam, level)
             held.append(100 * float(np.mean((actual >= lower) & (actual <= upper))))
-            pts = winkler_points(actual, lower, upper, level)
+            pts = winkler_each(actual, lower, upper, level)
             points[(cand, level)] = pts
             ratio.append(float(np.mean(pts) / np.mean(g[level])))
         cells.append(f"{held[0]:.1f}/{held[1]:.1f}% {ratio[0]:.3f}/{ratio[1]:.3f}")

@@ -32,7 +32,16 @@ from pathlib import Path
 
 import numpy as np
 from arch import arch_model
-from served import LEVELS, add_csv_arguments, cases, csv_cases, default_bundle, load, test_start
+from served import (
+    LEVELS,
+    add_csv_arguments,
+    cases,
+    csv_cases,
+    default_bundle,
+    load,
+    test_start,
+    winkler_each,
+)
 
 from closecast.forecaster import Forecaster
 from closecast.intervals import EWMA_SPAN
@@ -101,13 +110,6 @@ def garch_one_step(
     each ``[N]`` (the form the one-step studies score)."""
     bands = garch_bands(closes, np.asarray(targets) - 1, refit, 1).bands
     return {level: (lower[:, 0], upper[:, 0]) for level, (lower, upper) in bands.items()}
-
-
-def winkler_each(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: int) -> np.ndarray:
-    """Winkler score of every interval (same shape as ``actual``)."""
-    alpha = 1 - level / 100
-    below, above = np.maximum(lower - actual, 0), np.maximum(actual - upper, 0)
-    return upper - lower + (2 / alpha) * (below + above)
 
 
 def ratio_se(ours: np.ndarray, theirs: np.ndarray) -> float:

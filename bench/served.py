@@ -148,8 +148,14 @@ def coverage(s: Served, level: int) -> float:
     return float(np.mean((s.actual >= lower) & (s.actual <= upper)))
 
 
-def winkler(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: int) -> float:
-    """Mean Winkler (interval) score: width, plus 2/alpha times how far a close falls outside."""
+def winkler_each(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: int) -> np.ndarray:
+    """Winkler (interval) score of every interval (same shape as ``actual``): width, plus 2/alpha times how
+    far a close falls outside."""
     alpha = 1 - level / 100
     below, above = np.maximum(lower - actual, 0), np.maximum(actual - upper, 0)
-    return float(np.mean(upper - lower + (2 / alpha) * (below + above)))
+    return upper - lower + (2 / alpha) * (below + above)
+
+
+def winkler(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: int) -> float:
+    """Mean Winkler score."""
+    return float(np.mean(winkler_each(actual, lower, upper, level)))
