@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from interval_scale import BLOCK, LEVELS, Prepared, closes_of, held_out, parse_args, prepare
+from interval_scale import LEVELS, Prepared, closes_of, held_out, parse_args, prepare
 from intervals import garch_one_step
 from scipy import stats
-from served import cases, default_bundle, load, winkler_each
+from served import block_se, cases, default_bundle, load, winkler_each
 
 from closecast.intervals import conformal_quantiles
 
@@ -170,10 +170,9 @@ def cv_loss(cal: list[Part], early: np.ndarray, rule: Rule) -> float:
 
 
 def change(new: np.ndarray, old: np.ndarray) -> tuple[float, float]:
-    """Paired relative change of the mean and its standard error from BLOCK-target block means."""
+    """Paired relative change of the mean and its standard error from block means."""
     d = (new - old) / np.mean(old)
-    m = d[: d.size // BLOCK * BLOCK].reshape(-1, BLOCK).mean(axis=1)
-    return float(d.mean()), float(m.std(ddof=1) / math.sqrt(m.size))
+    return float(d.mean()), block_se(d)
 
 
 @dataclass

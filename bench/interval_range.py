@@ -28,12 +28,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-from served import LEVELS, ROOT, default_bundle, load, serve, test_start, winkler_each
+from served import LEVELS, ROOT, default_bundle, load, ratio_se, serve, test_start, winkler_each
 
 from closecast.intervals import EWMA_LAMBDA, EWMA_SPAN, PROBABILITIES, symmetric_conformal_quantiles
 
 CAL_START = "2011-12-27"  # the default model's calibration slice starts here (docs/training.md)
-BLOCK = 50
 
 
 def read_ohlc(path: Path) -> dict[str, np.ndarray]:
@@ -105,9 +104,7 @@ def main() -> None:
                 q = float(np.interp(0.5 + level / 200, PROBABILITIES, tables[name]))
                 lo, hi = forecast * np.exp(-q * sc[name][t]), forecast * np.exp(q * sc[name][t])
                 w = winkler_each(actual, lo, hi, level)
-                d = w - served[level]
-                blocks = np.array([d[i : i + BLOCK].mean() for i in range(0, d.size - BLOCK + 1, BLOCK)])
-                se = blocks.std(ddof=1) / np.sqrt(blocks.size) / served[level].mean()
+                se = ratio_se(w, served[level])
                 cells.append(f"{w.mean() / served[level].mean():.3f} ({se:.3f})")
                 held.append(f"{100 * np.mean((actual >= lo) & (actual <= hi)):.1f}%")
             print(f"| {source} | {name} | {' / '.join(held)} | {cells[0]} | {cells[1]} |")

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from intervals import garch_one_step
-from served import cases, default_bundle, load, winkler_each
+from served import block_se, cases, default_bundle, load, winkler_each
 
 from closecast.forecaster import Forecaster
 from closecast.intervals import EWMA_MIN_RETURNS, EWMA_SPAN, PROBABILITIES, conformal_quantiles
@@ -47,7 +47,6 @@ from closecast.intervals import EWMA_MIN_RETURNS, EWMA_SPAN, PROBABILITIES, conf
 LEVELS = (80, 95)
 W_GRID = [round(w, 2) for w in np.arange(0.0, 1.0001, 0.05)]
 LAMBDA_GRID = [0.88, 0.90, 0.92, 0.94, 0.96, 0.97, 0.98]
-BLOCK = 50
 ABS = -1.0  # the "lambda" that marks the absolute-return EWMA candidate
 
 
@@ -266,8 +265,7 @@ def report(
         per = []
         for level in LEVELS:
             d = (points[(cand, level)] - points[("current", level)]) / np.mean(points[("current", level)])
-            m = d[: d.size // BLOCK * BLOCK].reshape(-1, BLOCK).mean(axis=1)
-            per.append(f"{100 * d.mean():+.2f}±{100 * m.std(ddof=1) / math.sqrt(m.size):.2f}")
+            per.append(f"{100 * d.mean():+.2f}±{100 * block_se(d):.2f}")
         changes.append("/".join(per))
     g_held = [100 * float(np.mean((actual >= lo) & (actual <= hi))) for lo, hi in garch.values()]
     print(

@@ -47,8 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from interval_scale import Prepared, closes_of, held_out, parse_args, prepare, real_parts, residuals
-from intervals import garch_one_step, held, ratio_se
-from served import LEVELS, default_bundle, load, winkler_each
+from intervals import garch_one_step, held
+from served import LEVELS, default_bundle, load, ratio_se, winkler_each
 
 from closecast.forecaster import Forecaster
 from closecast.intervals import EWMA_LAMBDA, EWMA_MIN_RETURNS, EWMA_SPAN, PROBABILITIES

@@ -45,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 from interval_scale import closes_of, garch_t_series, held_out
-from intervals import closecast_bands, held, ratio_se, targets
-from served import LEVELS, add_csv_arguments, cases, csv_cases, default_bundle, load, winkler_each
+from intervals import closecast_bands, held, targets
+from served import LEVELS, add_csv_arguments, cases, csv_cases, default_bundle, load, ratio_se, winkler_each
 
 from closecast.forecaster import Forecaster
 from closecast.intervals import EWMA_SPAN

@@ -33,20 +33,20 @@ from pathlib import Path
 import numpy as np
 from arch import arch_model
 from served import (
+    BLOCK,
     LEVELS,
     add_csv_arguments,
     cases,
     csv_cases,
     default_bundle,
     load,
+    ratio_se,
     test_start,
     winkler_each,
 )
 
 from closecast.forecaster import Forecaster
 from closecast.intervals import EWMA_SPAN
-
-BLOCK = 50  # origins per block for the ratio's standard error (keeps volatility clusters inside a block)
 
 
 @dataclass(frozen=True)
@@ -110,15 +110,6 @@ def garch_one_step(
     each ``[N]`` (the form the one-step studies score)."""
     bands = garch_bands(closes, np.asarray(targets) - 1, refit, 1).bands
     return {level: (lower[:, 0], upper[:, 0]) for level, (lower, upper) in bands.items()}
-
-
-def ratio_se(ours: np.ndarray, theirs: np.ndarray) -> float:
-    """Standard error of ``mean(ours) / mean(theirs)`` from block means of the difference."""
-    d = ours - theirs
-    blocks = np.array([d[i : i + BLOCK].mean() for i in range(0, d.size - BLOCK + 1, BLOCK)])
-    if blocks.size < 2:
-        return float("nan")
-    return float(blocks.std(ddof=1) / np.sqrt(blocks.size) / theirs.mean())
 
 
 def held(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:

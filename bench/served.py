@@ -148,6 +148,23 @@ def coverage(s: Served, level: int) -> float:
     return float(np.mean((s.actual >= lower) & (s.actual <= upper)))
 
 
+BLOCK = 50  # targets per block for standard errors (keeps a volatility cluster inside one block)
+
+
+def block_se(d: np.ndarray) -> float:
+    """Standard error of ``mean(d)`` from the means of consecutive ``BLOCK``-target blocks (errors of
+    neighbouring targets are not independent); nan with fewer than two blocks."""
+    means = d[: d.size // BLOCK * BLOCK].reshape(-1, BLOCK).mean(axis=1)
+    if means.size < 2:
+        return float("nan")
+    return float(means.std(ddof=1) / math.sqrt(means.size))
+
+
+def ratio_se(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """Standard error of ``mean(ours) / mean(theirs)`` from block means of the difference."""
+    return block_se(ours - theirs) / float(theirs.mean())
+
+
 def winkler_each(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: int) -> np.ndarray:
     """Winkler (interval) score of every interval (same shape as ``actual``): width, plus 2/alpha times how
     far a close falls outside."""
