@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,10 +86,16 @@ def test_steps_per_bar_from_the_frequency() -> None:
     ]
 
 
+@pytest.fixture(scope="module")
+def one_epoch(synthetic_csv: Path) -> Any:
+    """One model for both frequencies below: the frequency only picks the synthetic series it is run on."""
+    return fit_and_score(load_csv(synthetic_csv), Config.from_overrides({**TINY, "epochs": 1}), quiet=True)
+
+
 @pytest.mark.parametrize("frequency", ["1d", "1mo"])
-def test_synthetic_fallback_covers_fresh_synthetic_series(synthetic_csv: Path, frequency: str) -> None:
+def test_synthetic_fallback_covers_fresh_synthetic_series(one_epoch: Any, frequency: str) -> None:
     """A table from one seed's synthetic residuals holds about its level on another seed's."""
-    scored = fit_and_score(load_csv(synthetic_csv), Config.from_overrides({**TINY, "epochs": 1}), quiet=True)
+    scored = one_epoch
     predict = lambda x: predict_scaled(scored.fitted.model, x)  # noqa: E731
     first = synthetic_residuals(scored.pooled, predict, frequency, seed=0)
     second = synthetic_residuals(scored.pooled, predict, frequency, seed=1)
