@@ -136,6 +136,20 @@ def wait_for(condition: Callable[[], Any], timeout: float = 60.0, every: float =
     return value
 
 
+def wait_job_ended(
+    job_url: str, headers: dict[str, str], timeout: float, every: float = 1.0, request_timeout: float = 30
+) -> dict[str, Any]:
+    """Poll a job (``GET /train/{id}``) through a real server until it succeeded, failed or was cancelled;
+    its last state."""
+
+    def ended() -> dict[str, Any] | None:
+        job: dict[str, Any] = httpx.get(job_url, headers=headers, timeout=request_timeout).json()
+        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
+    job: dict[str, Any] = wait_for(ended, timeout, every=every)
+    return job
+
+
 @dataclass
 class Server:
     """A running ``python -m app``: its process and base URL; ``stderr`` is filled once it has stopped."""

@@ -22,7 +22,7 @@ from app.storage.s3 import S3Store
 from closecast import registry
 from closecast.objectstore import StoreRegistry
 from tests.deploy.containers import IMAGES, ROOT, Container, Docker, require_docker, site, unavailable
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, wait_for, wait_job_ended
 from tests.postgres import Cluster, start_cluster
 from tests.s3 import S3Server, start_s3
 from tests.synthetic import random_walk
@@ -145,11 +145,7 @@ def test_a_job_sent_to_one_replica_is_trained_by_the_worker_container_and_served
     assert sent.status_code == 202, sent.text
     job_url = f"{b.url}/train/{sent.json()['job_id']}"  # the other replica sees the job's progress
 
-    def ended() -> dict[str, Any] | None:
-        job: dict[str, Any] = httpx.get(job_url, headers=AUTH, timeout=30).json()
-        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
-
-    job: dict[str, Any] = wait_for(ended, 600, every=1.0)
+    job = wait_job_ended(job_url, AUTH, 600)
     assert job["status"] == "succeeded" and job["result"]["promoted"] is True, f"{job}\n{worker.logs()}"
     version = job["result"]["version"]
     wait_for(lambda: _served(b) == version, timeout=60, every=0.5)

@@ -24,7 +24,7 @@ from tests.deploy.containers import (
     site,
     unavailable,
 )
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, wait_job_ended
 from tests.synthetic import random_walk
 
 KEY = "container-test-key-0123456789"
@@ -97,11 +97,7 @@ def _train(container: Container) -> dict[str, Any]:
     assert response.status_code == 202, response.text
     job_url = f"{container.url}/train/{response.json()['job_id']}"
 
-    def ended() -> dict[str, Any] | None:
-        job: dict[str, Any] = httpx.get(job_url, headers=AUTH, timeout=30).json()
-        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
-
-    job: dict[str, Any] = wait_for(ended, 600, every=1.0)
+    job = wait_job_ended(job_url, AUTH, 600)
     assert job["status"] == "succeeded", f"{job}\n{container.logs()}"
     return job
 

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,6 +24,7 @@ from tests.helpers import (
     server_env,
     start_cluster_or_skip,
     wait_for,
+    wait_job_ended,
 )
 from tests.jobs.helpers import AUTH, KEY
 from tests.synthetic import make_closes
@@ -86,11 +86,8 @@ def test_a_worker_on_postgres_answers_health_counts_its_jobs_and_names_itself(
         body = {"closes": make_closes(300).tolist(), "params": TINY, "promote": "never"}
         job_id = httpx.post(api.url + "/train", json=body, headers=AUTH, timeout=30).json()["job_id"]
 
-        def ended() -> dict[str, Any] | None:
-            job: dict[str, Any] = httpx.get(f"{api.url}/train/{job_id}", headers=AUTH, timeout=10).json()
-            return job if job["status"] in ("succeeded", "failed", "cancelled") else None
-
-        assert wait_for(ended, timeout=300, every=0.2)["status"] == "succeeded"
+        job = wait_job_ended(f"{api.url}/train/{job_id}", AUTH, 300, every=0.2, request_timeout=10)
+        assert job["status"] == "succeeded"
         after = metrics(url)
         with psycopg.connect(pg_url) as conn:
             names = {
