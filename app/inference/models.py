@@ -123,8 +123,12 @@ class LoadedModels:
             holders = [self.default, *self._lru.values()]
         return [(h.model, h.current.version) for h in holders if h.current is not None]
 
-    def exists(self, name: str) -> bool:
-        return registry.is_valid_model_name(name) and name in self.names()
+    def require(self, name: str) -> None:
+        """``ModelNotFound`` (naming a few known ones) unless ``name`` is a model of the registry: one
+        listing for both the check and the answer (with a store, a listing of the bucket)."""
+        known = self.names()
+        if not (registry.is_valid_model_name(name) and name in known):
+            raise ModelNotFound(name, known)
 
     def model_dir(self, name: str) -> Path:
         return self.files.model_dir_of(name)
@@ -159,8 +163,7 @@ class LoadedModels:
             return served
         if (served := self.loaded(name)) is not None:
             return served
-        if not self.exists(name):
-            raise ModelNotFound(name, self.names())
+        self.require(name)
         with self._lock:
             load_lock = self._loading.setdefault(name, threading.Lock())
         with load_lock:  # one load per name; the others wait for it and take its result

@@ -31,7 +31,7 @@ from app.api.registry_schemas import (
 from app.api.responses import errors
 from app.inference.models import LoadedModels
 from closecast import pointer_store, registry
-from closecast.errors import ClosecastError, InputInvalid, ModelNotFound, model_name_invalid
+from closecast.errors import ClosecastError, InputInvalid, model_name_invalid
 from closecast.forecaster import Forecaster
 from closecast.summary import data_summary, training_summary
 
@@ -57,8 +57,7 @@ def checked_model(models: LoadedModels, model: str) -> str:
     problem = registry.model_name_problem(model)
     if problem is not None:
         raise InputInvalid([model_name_invalid(("path", "model"), model, problem)])
-    if not models.exists(model):
-        raise ModelNotFound(model, models.names())
+    models.require(model)
     return model
 
 
