@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -190,12 +189,12 @@ class StoreRegistry:
         crash leaves only unlisted files), then from this cache. The caller checks it may go."""
         keys = self.store.keys(_key(model, version, ""))
         self._delete_manifests_first(keys)
-        _drop(self.files.model_dir_of(model) / version)
+        registry.remove_dir(self.files.model_dir_of(model) / version, missing_ok=True)
 
     def delete_model(self, model: str) -> None:
         """Remove every version of ``model`` and its pointer copy from the store, then its cache."""
         self._delete_manifests_first(self.store.keys(_key(model, "")))
-        _drop(self.files.model_dir_of(model))
+        registry.remove_dir(self.files.model_dir_of(model), missing_ok=True)
 
     def _delete_manifests_first(self, keys: list[str]) -> None:
         marks = [k for k in keys if k.endswith("/" + MANIFEST) or k.endswith("/" + registry.CURRENT_POINTER)]
@@ -224,7 +223,7 @@ class StoreRegistry:
                         model,
                         version,
                     )
-                    _drop(self.files.model_dir_of(model) / version)
+                    registry.remove_dir(self.files.model_dir_of(model) / version, missing_ok=True)
         return stored
 
     # --- the pointer copy --------------------------------------------------------------------------------
@@ -250,16 +249,6 @@ def _rename_into_place(tmp: Path, target: Path) -> None:
     except OSError:
         if not registry.is_bundle(target.parent, target.name):
             raise
-
-
-def _drop(path: Path) -> None:
-    """Rename out of sight (atomic: a reader sees the directory or nothing), then delete."""
-    hidden = path.parent / f".deleted-{path.name}-{secrets.token_hex(4)}"
-    try:
-        os.rename(path, hidden)
-    except FileNotFoundError:
-        return
-    shutil.rmtree(hidden, ignore_errors=True)
 
 
 class FileMirror:

@@ -34,6 +34,8 @@ import json
 import logging
 import os
 import re
+import secrets
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -290,3 +292,16 @@ def _write_atomically(model_dir: Path, name: str, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_dir(path: Path, missing_ok: bool = False) -> None:
+    """Remove a version's or a model's directory: renamed out of sight first (atomic: a reader sees the
+    directory or nothing), then deleted at leisure. ``missing_ok``: a directory already gone is no error."""
+    hidden = path.parent / f".deleted-{path.name}-{secrets.token_hex(4)}"
+    try:
+        os.rename(path, hidden)
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise
+    shutil.rmtree(hidden, ignore_errors=True)

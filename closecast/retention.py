@@ -8,9 +8,6 @@ half of it), then deleted.
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
 from pathlib import Path
 
 from closecast import pointer_store, registry
@@ -35,7 +32,7 @@ def delete_version(
     """Remove one stored version; ``RegistryConflict`` when it is current or was ever promoted (in the
     files or in ``pointers``)."""
     check_deletable(model_dir, model, version, pointers)
-    _remove(model_dir / version, model_dir)
+    registry.remove_dir(model_dir / version)
 
 
 def check_deletable(
@@ -60,7 +57,7 @@ def check_deletable(
 def delete_model(root: Path, model: str, default_model: str) -> None:
     """Remove a whole model (every version and its history); never the default model."""
     check_model_deletable(model, default_model)
-    _remove(pointer_store.FilePointers(root).model_dir_of(model), root)
+    registry.remove_dir(pointer_store.FilePointers(root).model_dir_of(model))
 
 
 def check_model_deletable(model: str, default_model: str) -> None:
@@ -83,7 +80,7 @@ def prune_versions(
         registry.list_versions(model_dir), keep, protected_versions(model_dir, pointers)
     )
     for version in doomed:
-        _remove(model_dir / version, model_dir)
+        registry.remove_dir(model_dir / version)
     return doomed
 
 
@@ -92,10 +89,3 @@ def beyond_retention(versions: list[str], keep: int, protected: set[str]) -> lis
     retention removes (from the model dir, or from an object store)."""
     unpromoted = [v for v in versions if v not in protected]
     return unpromoted[: max(len(unpromoted) - keep, 0)]
-
-
-def _remove(path: Path, parent: Path) -> None:
-    """Rename out of sight (atomic), then delete at leisure."""
-    hidden = parent / f".deleted-{path.name}-{secrets.token_hex(4)}"
-    os.rename(path, hidden)
-    shutil.rmtree(hidden, ignore_errors=True)
