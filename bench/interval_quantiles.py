@@ -35,7 +35,6 @@ quantiles: unattainable) bounds what any constant table could gain.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ import numpy as np
 from interval_scale import LEVELS, Prepared, closes_of, held_out, parse_args, prepare
 from intervals import garch_one_step
 from scipy import stats
-from served import block_se, cases, default_bundle, load, winkler_each
+from served import block_se, calibration_start, cases, default_bundle, load, splits, winkler_each
 
 from closecast.intervals import conformal_quantiles
 
@@ -234,13 +233,12 @@ def row(
 
 def slices(forecaster, bundle: Path) -> tuple[list[Part], list[Part], dict[str, tuple[np.ndarray, int]]]:
     """Calibration and early-stopping parts of the bundle's real series, and the test cases' starts."""
-    data = json.loads((bundle / "manifest.json").read_text())["data"]
-    splits = {s["source"]: s["split"] for s in data.get("series", [data])}
+    split_of = splits(bundle)
     cal, early, tests = [], [], {}
     for name, (source, closes) in cases().items():
-        split = splits[source]
+        split = split_of[source]
         train, val_end = int(split["train"]), int(split["test_start"])
-        cal_start = train + int(split["validation"]) // 2
+        cal_start = calibration_start(split)
         if name in ("S&P 500", "MSFT"):
             cal.append(part(prepare(forecaster, closes, cal_start, val_end)))
             early.append(part(prepare(forecaster, closes, train, cal_start)))

@@ -32,14 +32,13 @@ standard error (from means of 50-close blocks, so volatility clustering does not
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from intervals import garch_one_step
-from served import block_se, cases, default_bundle, load, winkler_each
+from served import block_se, calibration_start, cases, default_bundle, load, splits, winkler_each
 
 from closecast.forecaster import Forecaster
 from closecast.intervals import EWMA_MIN_RETURNS, EWMA_SPAN, PROBABILITIES, conformal_quantiles
@@ -279,13 +278,12 @@ def real_parts(
     forecaster: Forecaster, bundle: Path
 ) -> tuple[list[Prepared], dict[str, tuple[np.ndarray, int]]]:
     """The calibration slices of the bundle's real series, and the bench's test cases with their starts."""
-    data = json.loads((bundle / "manifest.json").read_text())["data"]
-    splits = {s["source"]: s["split"] for s in data.get("series", [data])}
+    split_of = splits(bundle)
     cal, tests = [], {}
     for name, (source, closes) in cases().items():
-        split = splits[source]
+        split = split_of[source]
         val_end = int(split["test_start"])
-        cal_start = int(split["train"]) + int(split["validation"]) // 2
+        cal_start = calibration_start(split)
         if name in ("S&P 500", "MSFT"):
             cal.append(prepare(forecaster, closes, cal_start, val_end))
         tests[name] = (closes, val_end)

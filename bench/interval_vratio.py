@@ -38,7 +38,6 @@ Criterion and adoption rule, declared before any test part was scored:
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,18 @@ from pathlib import Path
 import numpy as np
 from interval_scale import closes_of, garch_t_series, held_out
 from intervals import closecast_bands, held, targets
-from served import LEVELS, add_csv_arguments, cases, csv_cases, default_bundle, load, ratio_se, winkler_each
+from served import (
+    LEVELS,
+    add_csv_arguments,
+    calibration_start,
+    cases,
+    csv_cases,
+    default_bundle,
+    load,
+    ratio_se,
+    splits,
+    winkler_each,
+)
 
 from closecast.forecaster import Forecaster
 from closecast.intervals import EWMA_SPAN
@@ -211,15 +221,13 @@ def main() -> None:
     args = parser.parse_args()
     bundle = args.bundle or default_bundle()
     forecaster = load(bundle)
-    splits = {
-        s["source"]: s["split"] for s in json.loads((bundle / "manifest.json").read_text())["data"]["series"]
-    }
+    split_of = splits(bundle)
     real = {name: c for name, c in cases().items() if name in ("S&P 500", "MSFT")}
     selection, tests = [], {}
     for name, (source, closes) in real.items():
-        split = splits[source]
+        split = split_of[source]
         start = int(split["test_start"])
-        cal = int(split["train"]) + int(split["validation"]) // 2
+        cal = calibration_start(split)
         selection.append(part(forecaster, closes, np.arange(cal - 1, start - STEPS)))
         tests[name] = (closes, np.arange(start - 1, closes.size - STEPS))
     for closes in synthetic_series(12, seed=SELECTION_SEED):

@@ -13,6 +13,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,13 +47,24 @@ def scale_returns(closes: np.ndarray, k: float) -> np.ndarray:
     return closes[0] * np.exp(np.concatenate([[0.0], np.cumsum(k * r)]))
 
 
+def splits(bundle: Path) -> dict[str, dict[str, Any]]:
+    """The bundle's split of each series it trained on, by source file name (one series or several)."""
+    data = json.loads((bundle / "manifest.json").read_text())["data"]
+    out: dict[str, dict[str, Any]] = {}
+    for one in data.get("series", [data]):
+        out.setdefault(one.get("source"), one["split"])  # the first series of a name, as before
+    return out
+
+
+def calibration_start(split: dict[str, Any]) -> int:
+    """Where a split's calibration slice starts: the second half of its validation part."""
+    return int(split["train"]) + int(split["validation"]) // 2
+
+
 def test_start(bundle: Path, source: str, n: int) -> int:
     """Where the bundle's test part of ``source`` starts (the last 20% when it did not train on it)."""
-    data = json.loads((bundle / "manifest.json").read_text())["data"]
-    for one in data.get("series", [data]):
-        if one.get("source") == source:
-            return int(one["split"]["test_start"])
-    return int(n * 0.8)
+    split = splits(bundle).get(source)
+    return int(split["test_start"]) if split is not None else int(n * 0.8)
 
 
 def start_of(bundle: Path, path: Path, n: int, given: float | None) -> int:
